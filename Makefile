@@ -1,0 +1,20 @@
+# The two set-up commands of the README: `make quickstart` and `make test`.
+# torch is installed first, pinned to the CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+EXTRAS ?= cpu,ray,dev
+
+.PHONY: install quickstart test lint
+install:
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[$(EXTRAS)]"
+
+quickstart: install
+	bertdeploy quickstart
+
+lint:
+	$(PYTHON) -m ruff check bertdeploy tests
+	$(PYTHON) -m ruff format --check bertdeploy tests
+
+test: install lint
+	$(PYTHON) -m pytest -q
