@@ -1,0 +1,298 @@
+"""Datasets: load (folder | file | Hub id) → label map → validation carve-out → subset → tokenize.
+
+A *folder* holds ``train`` / ``validation`` (or ``val`` / ``dev``) / ``test`` files in csv, tsv, jsonl, json or
+parquet, and optionally ``labels.txt`` (one label name per line, in id order). A *single file* is split by
+ratios (stratified, seeded). Anything else is treated as a Hugging Face dataset id (``datasets.load_dataset``).
+Labels may be names or integers. Every problem with the input is a :class:`UserError` with one clear line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertdeploy.errors import UserError
+
+EXTENSIONS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
+
+
+@dataclass
+class DataSpec:
+    """Where the data is and how to read it."""
+
+    path: str
+    """Folder, file, or Hugging Face dataset id."""
+    text_column: str = "text"
+    label_column: str = "label"
+    val_ratio: float = 0.1
+    """Share of train carved out (stratified) as validation when there is no validation split."""
+    test_ratio: float = 0.0
+    """For a single file: share held out as test."""
+    train_size: int | None = None
+    """Stratified, seeded subset of the training split."""
+    seed: int = 42
+
+
+@dataclass
+class LoadedData:
+    """Splits as ``{"train"|"validation"|"test": {"text": [...], "label": [ids]}}`` plus the label names."""
+
+    splits: dict[str, dict[str, list[Any]]]
+    labels: list[str]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def eval_split(self) -> str:
+        """The split final scores are reported on: test when present, else validation."""
+        return "test" if "test" in self.splits else "validation"
+
+    def to_datasets(self):  # -> datasets.DatasetDict
+        from datasets import Dataset, DatasetDict
+
+        return DatasetDict({k: Dataset.from_dict(v) for k, v in self.splits.items()})
+
+
+# ---------------------------------------------------------------- reading files
+
+
+def read_table(path: Path, columns: tuple[str, str] | None = None) -> dict[str, list[Any]]:
+    """Read one csv/tsv/jsonl/json/parquet file into ``{column: values}`` (texts kept verbatim)."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv"):
+            df = pd.read_csv(
+                path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False, encoding="utf-8"
+            )
+        elif suffix in (".jsonl", ".json"):
+            df = pd.read_json(path, lines=suffix == ".jsonl", dtype=False, encoding="utf-8")
+        elif suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            raise UserError(f"unsupported file type {suffix!r}: {path} (use one of {', '.join(EXTENSIONS)})")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not valid UTF-8 (byte {e.start}); re-encode it as UTF-8") from None
+    except (ValueError, OSError) as e:
+        if isinstance(e, UserError):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot read {path}: {first}") from None
+    if columns:
+        for col in columns:
+            if col not in df.columns:
+                have = ", ".join(map(str, df.columns))
+                raise UserError(f"{path}: no column {col!r} (columns: {have}); use --text-column/--label-column")
+    return {str(c): df[c].tolist() for c in df.columns}
+
+
+def _find_split_files(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for split, names in SPLIT_NAMES.items():
+        for name in names:
+            hits = [folder / f"{name}{ext}" for ext in EXTENSIONS if (folder / f"{name}{ext}").is_file()]
+            if hits:
+                found[split] = hits[0]
+                break
+    return found
+
+
+def _read_labels_txt(path: Path) -> list[str]:
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not valid UTF-8") from None
+    if len(set(names)) != len(names):
+        raise UserError(f"{path} lists a label twice")
+    return names
+
+
+# ---------------------------------------------------------------- label mapping and checks
+
+
+def _as_label_name(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _texts(values: list[Any], where: str) -> list[str]:
+    out = []
+    for i, v in enumerate(values):
+        if v is None or (isinstance(v, float) and v != v) or not str(v).strip():
+            raise UserError(f"{where}: empty or missing text in row {i + 1}")
+        out.append(str(v))
+    return out
+
+
+def _map_labels(raw: dict[str, list[Any]], labels: list[str], label_column: str, where: str) -> list[int]:
+    index = {name: i for i, name in enumerate(labels)}
+    all_int = all(n.lstrip("-").isdigit() for n in labels)
+    ids = []
+    for row, value in enumerate(raw[label_column]):
+        name = _as_label_name(value)
+        if name == "":
+            raise UserError(f"{where}: empty label in row {row + 1}")
+        if name in index:
+            ids.append(index[name])
+        elif not all_int and name.isdigit() and int(name) < len(labels):
+            ids.append(int(name))  # integer ids against named labels (labels.txt order)
+        else:
+            raise UserError(f"{where}: label {name!r} (row {row + 1}) is not one of the labels {labels}")
+    return ids
+
+
+def _infer_labels(train_raw: dict[str, list[Any]], label_column: str) -> list[str]:
+    names = {_as_label_name(v) for v in train_raw[label_column]}
+    names.discard("")
+    if all(n.lstrip("-").isdigit() for n in names):
+        return [str(i) for i in sorted(int(n) for n in names)]
+    return sorted(names)
+
+
+def stratified_split(labels: list[int], ratio: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (kept, held-out) with ``ratio`` of each class held out (scikit-learn, seeded)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = list(range(len(labels)))
+    counts = {y: labels.count(y) for y in set(labels)}
+    strat = labels if min(counts.values()) >= 2 else None
+    try:
+        kept, held = train_test_split(idx, test_size=ratio, random_state=seed, stratify=strat)
+    except ValueError:
+        kept, held = train_test_split(idx, test_size=ratio, random_state=seed, stratify=None)
+    return sorted(kept), sorted(held)
+
+
+def _take(split: dict[str, list[Any]], idx: list[int]) -> dict[str, list[Any]]:
+    return {k: [v[i] for i in idx] for k, v in split.items()}
+
+
+def subset(split: dict[str, list[Any]], n: int, seed: int) -> dict[str, list[Any]]:
+    """A stratified, seeded subset of ``n`` rows (the whole split when it has ``n`` rows or fewer)."""
+    total = len(split["label"])
+    if n >= total:
+        return split
+    if n < 1:
+        raise UserError(f"--train-size must be positive, got {n}")
+    kept, _ = stratified_split(split["label"], 1 - n / total, seed)
+    return _take(split, kept)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def _load_raw(spec: DataSpec) -> tuple[dict[str, dict[str, list[Any]]], list[str] | None, str]:
+    cols = (spec.text_column, spec.label_column)
+    path = Path(spec.path).expanduser()
+    if path.is_dir():
+        files = _find_split_files(path)
+        if "train" not in files and "test" not in files and "validation" not in files:
+            raise UserError(f"{path}: no train/validation/test file ({', '.join(EXTENSIONS)})")
+        raw = {split: read_table(f, cols) for split, f in files.items()}
+        labels_txt = path / "labels.txt"
+        return raw, (_read_labels_txt(labels_txt) if labels_txt.is_file() else None), str(path)
+    if path.is_file():
+        labels_txt = path.with_name("labels.txt")
+        return (
+            {"train": read_table(path, cols)},
+            (_read_labels_txt(labels_txt) if labels_txt.is_file() else None),
+            str(path),
+        )
+    looks_local = spec.path.startswith((".", "/", "~")) or Path(spec.path).suffix.lower() in EXTENSIONS
+    if looks_local or os.sep in spec.path and spec.path.count("/") > 1:
+        raise UserError(f"data path not found: {spec.path}")
+    return _load_hub(spec)
+
+
+def _load_hub(spec: DataSpec) -> tuple[dict[str, dict[str, list[Any]]], list[str] | None, str]:
+    import datasets
+
+    from bertdeploy.hub import hub_reachable, offline_message
+
+    if not hub_reachable():
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    try:
+        dsd = datasets.load_dataset(spec.path)
+    except Exception as e:  # noqa: BLE001 - datasets raises many types; all mean "could not load"
+        if not hub_reachable():
+            raise UserError(offline_message("dataset", spec.path, "pass a local folder or file with --data")) from None
+        raise UserError(f"cannot load dataset {spec.path!r}: {str(e).splitlines()[0]}") from None
+    raw, labels = {}, None
+    for name, ds in dsd.items():
+        split = next((s for s, aliases in SPLIT_NAMES.items() if name in aliases), None)
+        if split is None:
+            continue
+        for col in (spec.text_column, spec.label_column):
+            if col not in ds.column_names:
+                raise UserError(f"dataset {spec.path!r} split {name!r}: no column {col!r} ({ds.column_names})")
+        feature = ds.features[spec.label_column]
+        if labels is None and hasattr(feature, "names"):
+            labels = list(feature.names)
+        raw[split] = {spec.text_column: ds[spec.text_column], spec.label_column: ds[spec.label_column]}
+    if labels is not None:  # ClassLabel ids -> names
+        for split in raw.values():
+            split[spec.label_column] = [labels[int(i)] for i in split[spec.label_column]]
+    return raw, labels, f"hub:{spec.path}"
+
+
+def load_data(spec: DataSpec, labels: list[str] | None = None) -> LoadedData:
+    """Load, label-map, validate and split a dataset. ``labels`` (e.g. a trained model's) fixes the label order."""
+    raw, file_labels, source = _load_raw(spec)
+    notes: list[str] = []
+    if labels is None:
+        labels = file_labels
+    if labels is None:
+        base = raw.get("train") or next(iter(raw.values()))
+        labels = _infer_labels(base, spec.label_column)
+    splits: dict[str, dict[str, list[Any]]] = {}
+    for name, r in raw.items():
+        where = f"{source} [{name}]"
+        texts = _texts(r[spec.text_column], where)
+        if not texts:
+            raise UserError(f"{where}: the split is empty")
+        splits[name] = {"text": texts, "label": _map_labels(r, labels, spec.label_column, where)}
+    if "train" in splits and len(splits) == 1 and spec.test_ratio > 0:
+        kept, held = stratified_split(splits["train"]["label"], spec.test_ratio, spec.seed)
+        splits["test"] = _take(splits["train"], held)
+        splits["train"] = _take(splits["train"], kept)
+        notes.append(f"test split carved out of the file: {len(held)} rows ({spec.test_ratio:.0%}, stratified)")
+    if "train" in splits and "validation" not in splits:
+        kept, held = stratified_split(splits["train"]["label"], spec.val_ratio, spec.seed)
+        splits["validation"] = _take(splits["train"], held)
+        splits["train"] = _take(splits["train"], kept)
+        notes.append(f"validation carved out of train: {len(held)} rows ({spec.val_ratio:.0%}, stratified)")
+    if spec.train_size and "train" in splits:
+        before = len(splits["train"]["label"])
+        splits["train"] = subset(splits["train"], spec.train_size, spec.seed)
+        notes.append(f"train subset: {len(splits['train']['label'])} of {before} rows (stratified, seed {spec.seed})")
+    return LoadedData(splits=splits, labels=list(labels), source=source, notes=notes)
+
+
+def check_trainable(data: LoadedData) -> None:
+    """Errors that make training meaningless: no train split, a single class, unseen validation labels."""
+    if "train" not in data.splits:
+        raise UserError(f"{data.source}: no training split")
+    seen = set(data.splits["train"]["label"])
+    if len(seen) < 2:
+        raise UserError(f"{data.source}: the training set has a single class ({data.labels[next(iter(seen))]!r})")
+    for name in ("validation", "test"):
+        if name in data.splits:
+            unseen = sorted(set(data.splits[name]["label"]) - seen)
+            if unseen:
+                names = [data.labels[i] for i in unseen]
+                raise UserError(f"{data.source}: {name} label(s) {names} never appear in training")
+
+
+def load_eval_split(
+    path: str, labels: list[str], text_column: str = "text", label_column: str = "label"
+) -> tuple[list[str], list[int], str]:
+    """The evaluation split (test, else validation) of ``path`` mapped onto ``labels`` (a model's label order)."""
+    data = load_data(DataSpec(path=path, text_column=text_column, label_column=label_column), labels=labels)
+    name = data.eval_split if data.eval_split in data.splits else next(iter(data.splits))
+    split = data.splits[name]
+    return split["text"], split["label"], name
