@@ -1,11 +1,82 @@
-"""`bertdeploy train` (placeholder until implemented)."""
+"""``bertdeploy train``: fine-tune a classifier (or run every cell of a recipe grid)."""
 
 from __future__ import annotations
 
 import click
 
+from bertdeploy.cli import render
+
 
 @click.command(name="train")
-def command() -> None:
-    """Not implemented yet."""
-    raise click.UsageError("bertdeploy train is not implemented yet")
+@click.option("--model", help="HF folder, Hub id, 'minilm-l6', or a preset (bert-tiny … bert-base, distilbert-base).")
+@click.option("--data", help="Folder of train/validation/test files, one file, or a Hub dataset id.")
+@click.option("--output", "-o", help="Run folder to create.")
+@click.option("--text-column")
+@click.option("--label-column")
+@click.option("--tokenizer", help="Tokenizer for presets (default: the MiniLM vocab).")
+@click.option("--epochs", type=float)
+@click.option("--batch-size", type=int)
+@click.option("--lr", type=float)
+@click.option("--weight-decay", type=float)
+@click.option("--warmup-ratio", type=float)
+@click.option("--scheduler", type=click.Choice(["linear", "cosine", "constant", "constant_with_warmup", "polynomial"]))
+@click.option("--max-length", type=int)
+@click.option("--padding", type=click.Choice(["static", "dynamic"]))
+@click.option("--group-by-length", is_flag=True, default=None, help="Batch rows of similar length together.")
+@click.option("--freeze", type=click.Choice(["none", "embeddings", "encoder"]))
+@click.option("--train-size", type=int, help="Stratified, seeded subset of the training split.")
+@click.option("--seed", type=int)
+@click.option("--from-scratch", is_flag=True, default=None, help="Random init from the model's config.")
+@click.option("--metric", help="Metric that picks the best checkpoint (default f1_macro).")
+@click.option("--early-stopping", type=int, help="Stop after N epochs without improvement.")
+@click.option("--resume", is_flag=True, default=None, help="Continue from the last checkpoint of an interrupted run.")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace an existing run folder.")
+@click.option("--recipe", type=click.Path(dir_okay=False), help="YAML recipe (may hold a grid).")
+@click.option("--offline", is_flag=True, help="Apply the recipe's offline overrides (packaged model, local data).")
+@click.argument("overrides", nargs=-1)
+def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **options) -> None:
+    """Fine-tune a BERT-family classifier with transformers' Trainer.
+
+    \b
+    bertdeploy train --model minilm-l6 --data ../shared/datasets/emotion --output runs/emotion
+    bertdeploy train --recipe recipes/emotion_padding.yaml --offline epochs=1 train_size=2000
+    """
+    from bertdeploy.config import Recipe, TrainConfig, parse_overrides
+    from bertdeploy.training import run_recipe, train
+
+    given = {k: v for k, v in options.items() if v is not None}
+    given.update(parse_overrides(overrides))
+    if recipe:
+        from bertdeploy.config import load_recipe
+
+        rec = load_recipe(recipe)
+    else:
+        rec = Recipe(name="train", base={})
+        TrainConfig(**given)  # validate before loading anything
+    cells = rec.cells(given, offline=offline)
+    if len(cells) == 1:
+        _, cfg = cells[0]
+        render.console.print(f"[bold]training[/] {cfg.model} on {cfg.data} → {cfg.output}")
+        result = train(cfg, on_epoch=render.epoch_row)
+        render.final_metrics(result.final, result.labels, result.eval_split)
+        s = result.speed
+        render.console.print(
+            f"train {s['train_wall_time_s']:.1f} s · {s['train_samples_per_second']:.1f} samples/s · "
+            f"wrote {result.output}"
+        )
+        return
+    rows = run_recipe(cells, on_epoch=render.epoch_row, on_cell=lambda name: render.console.rule(name))
+    render.comparison(rows, _GRID_COLUMNS, f"recipe {rec.name}: {len(rows)} runs")
+
+
+_GRID_COLUMNS = [
+    ("cell", "run"),
+    ("accuracy", "accuracy"),
+    ("f1_macro", "F1 macro"),
+    ("f1_micro", "F1 micro"),
+    ("eval_runtime_s", "eval s"),
+    ("eval_samples_per_second", "eval samples/s"),
+    ("train_samples_per_second", "train samples/s"),
+    ("train_wall_time_s", "train s"),
+    ("status", "status"),
+]

@@ -1,0 +1,78 @@
+"""What training reports while it runs: a Trainer callback that collects one row per epoch (train loss,
+validation loss and scores), a quiet progress bar, and the loss/score curves PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+
+EpochHook = Callable[[dict[str, Any]], None]
+
+
+class EpochRecorder(TrainerCallback):
+    """Collects ``history`` rows: epoch, train_loss (mean of the losses logged that epoch), eval_* scores."""
+
+    def __init__(self, on_epoch: EpochHook | None = None) -> None:
+        self.history: list[dict[str, Any]] = []
+        self._losses: list[float] = []
+        self._on_epoch = on_epoch
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D401 - Trainer hook
+        logs = logs or {}
+        if "loss" in logs:
+            self._losses.append(float(logs["loss"]))
+        if "eval_loss" in logs and state.is_world_process_zero:
+            row = {
+                "epoch": round(float(logs.get("epoch", state.epoch or 0)), 2),
+                "step": state.global_step,
+                "train_loss": sum(self._losses) / len(self._losses) if self._losses else None,
+                **{k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")},
+                "learning_rate": self._last_lr(state),
+            }
+            self._losses = []
+            self.history.append(row)
+            if self._on_epoch:
+                self._on_epoch(row)
+
+    @staticmethod
+    def _last_lr(state) -> float | None:
+        for entry in reversed(state.log_history):
+            if "learning_rate" in entry:
+                return float(entry["learning_rate"])
+        return None
+
+
+class QuietProgress(ProgressCallback):
+    """Trainer's tqdm bar without the raw log dicts (the epoch table shows them)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return None
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Loss (train, validation) and validation accuracy / macro-F1 per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    if any(r.get("train_loss") is not None for r in history):
+        ax1.plot(epochs, [r.get("train_loss") for r in history], "o-", label="train loss")
+    ax1.plot(epochs, [r.get("loss") for r in history], "o-", label="validation loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    for key in ("accuracy", "f1_macro"):
+        ax2.plot(epochs, [r.get(key) for r in history], "o-", label=f"validation {key}")
+    ax2.set_xlabel("epoch")
+    ax2.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,237 @@
+"""Fine-tuning with transformers' Trainer: data → tokenize (static | dynamic padding) → Trainer (AdamW,
+warmup schedule, per-epoch evaluation, best checkpoint, early stopping, resume) → a run folder.
+
+The run folder (written atomically at the end; checkpoints live in ``<output>.partial`` meanwhile)::
+
+    OUTPUT/  config.json (id2label) · model.safetensors · tokenizer files · train_config.json
+             metrics.json (every epoch + final + speed) · curves.png · logs/ (TensorBoard)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertdeploy.bundle import atomic_dir, check_output_dir
+from bertdeploy.config import TrainConfig
+from bertdeploy.data import DataSpec, LoadedData, check_trainable, load_data
+from bertdeploy.errors import UserError
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    history: list[dict[str, Any]]
+    final: dict[str, Any]
+    eval_split: str
+    speed: dict[str, Any]
+    labels: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("bertdeploy", "torch", "transformers", "tokenizers", "datasets", "accelerate", "scikit-learn"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def tokenize(data: LoadedData, tokenizer, max_length: int, padding: str):
+    """Tokenized ``DatasetDict`` (columns input_ids, attention_mask, [token_type_ids], label)."""
+    pad = "max_length" if padding == "static" else False
+
+    def encode(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=max_length, padding=pad)
+
+    return data.to_datasets().map(encode, batched=True, remove_columns=["text"], desc="tokenize")
+
+
+def _is_rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _training_args(config: TrainConfig, work: Path):
+    import importlib.util
+
+    import torch
+    from transformers import TrainingArguments
+
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    report = [r for r in config.report_to if r != "none" and importlib.util.find_spec(r.replace("-", "_"))]
+    return TrainingArguments(
+        output_dir=str(work),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        lr_scheduler_type=config.scheduler,
+        adam_beta1=config.adam_beta1,
+        adam_beta2=config.adam_beta2,
+        adam_epsilon=config.adam_epsilon,
+        max_grad_norm=config.max_grad_norm,
+        optim="adamw_torch",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model=config.metric,
+        greater_is_better=config.metric != "loss",
+        logging_strategy="steps",
+        logging_steps=config.logging_steps,
+        logging_dir=str(work / "logs"),
+        report_to=report,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        fp16=cuda and not bf16,
+        dataloader_num_workers=config.num_workers,
+        group_by_length=config.group_by_length,
+        ddp_backend="gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        save_safetensors=True,
+        disable_tqdm=False,
+    )
+
+
+def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Fine-tune ``config.model`` on ``config.data`` and write the run folder ``config.output``."""
+    import numpy as np
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers.trainer_callback import ProgressCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from bertdeploy.metrics import classification_metrics, summary
+    from bertdeploy.models import freeze, load_classifier
+    from bertdeploy.train_report import EpochRecorder, QuietProgress
+
+    if not config.output:
+        raise UserError("an output folder is required (--output)")
+    out = Path(config.output)
+    work = out.with_name(out.name + ".partial")
+    if _is_rank0():
+        check_output_dir(out, config.overwrite, "output")
+    last = get_last_checkpoint(str(work)) if work.is_dir() else None
+    if config.resume and last is None:
+        raise UserError(f"--resume: no checkpoint to resume from in {work}")
+    spec = DataSpec(config.data, config.text_column, config.label_column, config.val_ratio, config.test_ratio,
+                    config.train_size, config.seed)  # fmt: skip
+    if not config.data:
+        raise UserError("a dataset is required (--data)")
+    data = load_data(spec)
+    check_trainable(data)
+    model, tok, model_info = load_classifier(
+        config.model, data.labels, config.from_scratch, config.tokenizer, config.seed
+    )
+    trainable = freeze(model, config.freeze)
+    ds = tokenize(data, tok, config.max_length, config.padding)
+    eval_split = data.eval_split
+
+    def compute_metrics(pred) -> dict[str, float]:
+        return summary(classification_metrics(pred.label_ids, np.argmax(pred.predictions, -1), data.labels))
+
+    recorder = EpochRecorder(on_epoch)
+    callbacks = [recorder]
+    if config.early_stopping:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping))
+    if _is_rank0() and work.exists() and not config.resume:
+        shutil.rmtree(work)  # a stale, unfinished run: start over
+    trainer = Trainer(
+        model=model,
+        args=_training_args(config, work),
+        train_dataset=ds["train"],
+        eval_dataset=ds["validation"],
+        processing_class=tok,
+        data_collator=DataCollatorWithPadding(tok),
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(QuietProgress)
+    t0 = time.perf_counter()
+    train_out = trainer.train(resume_from_checkpoint=last if config.resume else None)
+    wall = time.perf_counter() - t0
+    pred = trainer.predict(ds[eval_split], metric_key_prefix="final")
+    final = classification_metrics(pred.label_ids, np.argmax(pred.predictions, -1), data.labels)
+    speed = {
+        "train_wall_time_s": round(wall, 2),
+        "train_samples_per_second": train_out.metrics.get("train_samples_per_second"),
+        "train_runtime_s": train_out.metrics.get("train_runtime"),
+        "eval_runtime_s": pred.metrics.get("final_runtime"),
+        "eval_samples_per_second": pred.metrics.get("final_samples_per_second"),
+        "trainable_params": trainable,
+        "total_params": sum(p.numel() for p in model.parameters()),
+        "train_rows": len(ds["train"]),
+    }
+    result = TrainResult(out, recorder.history, final, eval_split, speed, data.labels, data.notes)
+    if trainer.is_world_process_zero():
+        _write_run(result, trainer, tok, config, data, model_info, work)
+    return result
+
+
+def _write_run(
+    result: TrainResult, trainer, tok, config: TrainConfig, data: LoadedData, model_info, work: Path
+) -> None:
+    from bertdeploy.train_report import plot_curves
+
+    resolved = {
+        **config.to_dict(),
+        "data": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
+    }
+    with atomic_dir(result.output, overwrite=config.overwrite) as tmp:
+        trainer.save_model(str(tmp))
+        tok.save_pretrained(str(tmp))
+        (tmp / "train_config.json").write_text(
+            json.dumps({**resolved, "labels": data.labels, "model_info": model_info, "versions": versions()}, indent=2),
+            encoding="utf-8",
+        )
+        metrics = {
+            "epochs": result.history,
+            "final": {"split": result.eval_split, **result.final},
+            "speed": result.speed,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_metric": trainer.state.best_metric,
+            "data": {
+                "source": data.source,
+                "rows": {k: len(v["label"]) for k, v in data.splits.items()},
+                "notes": data.notes,
+            },
+        }
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
+        if result.history:
+            plot_curves(result.history, tmp / "curves.png", f"{config.model} on {Path(config.data).name}")
+        if (work / "logs").is_dir():
+            shutil.copytree(work / "logs", tmp / "logs")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def run_recipe(
+    cells: list[tuple[str, TrainConfig]],
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_cell: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train every cell of a recipe grid; one comparison row per cell (a failed cell is recorded, not fatal)."""
+    rows = []
+    for name, cfg in cells:
+        if on_cell:
+            on_cell(name)
+        try:
+            r = train(cfg, on_epoch=on_epoch)
+        except UserError as e:
+            rows.append({"cell": name, "status": f"failed: {e}"})
+            continue
+        rows.append({"cell": name, "status": "ok", "output": str(r.output), **r.speed,
+                     **{k: v for k, v in r.final.items() if isinstance(v, float)}})  # fmt: skip
+    return rows
