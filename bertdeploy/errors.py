@@ -17,4 +17,4 @@ def require(module: str, extra: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingExtraError(f"{module} is not installed: pip install \"bertdeploy[{extra}]\"")
+        raise MissingExtraError(f'{module} is not installed: pip install "bertdeploy[{extra}]"')
