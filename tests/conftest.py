@@ -92,3 +92,26 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"real datasets not present at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, tiny_model_dir, tiny_data_dir) -> Path:
+    """``tiny_model_dir`` exported with variants fp32, O2, fp16 and qint8, validated on ``tiny_data_dir``.
+
+    The tiny model has random weights (near-tied logits), so the gate thresholds are relaxed here: this fixture
+    provides a loadable bundle; the gate itself is tested in tests/test_export_gate.py.
+    """
+    from bertdeploy.exporter import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
+    export(
+        ExportConfig(
+            run_dir=str(tiny_model_dir),
+            output=str(out),
+            data=str(tiny_data_dir),
+            variants=["fp32", "O2", "fp16", "qint8"],
+            max_accuracy_drop=100.0,
+            min_agreement={"fp32": 0.0, "O2": 0.0, "fp16": 0.0},
+        )
+    )
+    return out

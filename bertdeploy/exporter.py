@@ -1,0 +1,362 @@
+"""``export``: a trained classifier → validated ONNX variants → a deployable bundle.
+
+Every variant (fp32, O1-O3, fp16, qint8, qint8_static) is built from the plain Optimum export, run with ONNX
+Runtime on the evaluation rows, compared with the PyTorch model and scored; only variants that pass the gate
+(:mod:`bertdeploy.export_gate`) go into the bundle, the others are listed under ``rejected``. The bundle is built
+in a temporary sibling and renamed into place (:func:`bertdeploy.bundle.atomic_dir`).
+
+    from bertdeploy.exporter import ExportConfig, export
+    result = export(ExportConfig(run_dir="runs/emotion", output="models/emotion", variants=["fp32", "O2", "qint8"]))
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertdeploy import bundle as bundle_mod
+from bertdeploy.errors import UserError
+from bertdeploy.export_variants import ATTENTION_OPS
+
+VARIANTS = tuple(bundle_mod.VARIANT_FILES)
+PRECISION = {"fp16": "fp16", "qint8": "int8", "qint8_static": "int8"}
+#: variants whose graph is expected to contain a fused Attention node
+EXPECT_ATTENTION = ("O2", "O3", "fp16")
+
+
+@dataclass
+class ExportConfig:
+    """Everything ``bertdeploy export`` needs; each field is a CLI option."""
+
+    run_dir: str
+    """A ``bertdeploy train`` run folder or any HF sequence-classification folder (safetensors weights)."""
+    output: str
+    """Bundle folder to create."""
+    variants: list[str] = field(default_factory=lambda: ["fp32"])
+    """Any of fp32, O1, O2, O3, fp16, qint8, qint8_static (fp32 is always built: the others derive from it)."""
+    required: list[str] | None = None
+    """Variants that must pass the gate for the export to count as successful (default: all of ``variants``)."""
+    data: str | None = None
+    """Evaluation data (folder / file); default: the ``data`` recorded in the run's train_config.json."""
+    text_column: str | None = None
+    label_column: str | None = None
+    opset: int | None = None
+    """ONNX opset (default: Optimum's for the architecture)."""
+    max_length: int | None = None
+    """Token limit (default: the run's max_length, else the model's)."""
+    calibration_size: int = 200
+    """Training rows used to calibrate qint8_static."""
+    max_accuracy_drop: float = 1.0
+    """Accuracy points an int8 variant may lose against PyTorch on the eval split."""
+    parity_rows: int = 1000
+    """K: evaluation rows on which max |logit diff| and argmax agreement are measured."""
+    min_agreement: dict[str, float] = field(default_factory=dict)
+    """Override the argmax-agreement thresholds per variant (defaults: 0.999 fp32/O1-O3, 0.99 fp16)."""
+    isa: str | None = None
+    """int8 instruction set (avx512_vnni | avx512 | avx2 | arm64); default: detected."""
+    per_channel: bool = False
+    """Per-channel weights for dynamic int8."""
+    batch_size: int = 64
+    force: bool = False
+    """Replace an existing bundle."""
+
+    def __post_init__(self) -> None:
+        from bertdeploy.export_machine import ISAS
+
+        if isinstance(self.variants, str):
+            self.variants = [self.variants]
+        unknown = [v for v in self.variants if v not in VARIANTS]
+        if unknown:
+            raise UserError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+        self.variants = [v for v in VARIANTS if v == "fp32" or v in self.variants]  # canonical order, fp32 first
+        if self.required is None:
+            self.required = list(self.variants)
+        if self.opset is not None and not 11 <= self.opset <= 21:
+            raise UserError(f"opset must be in [11, 21], got {self.opset}")
+        if self.calibration_size < 1:
+            raise UserError(f"calibration size must be positive, got {self.calibration_size}")
+        if self.max_accuracy_drop < 0:
+            raise UserError(f"max accuracy drop must be >= 0 points, got {self.max_accuracy_drop}")
+        if self.parity_rows < 1 or self.batch_size < 1:
+            raise UserError("parity_rows and batch_size must be positive")
+        if self.max_length is not None and not 8 <= self.max_length <= 512:
+            raise UserError(f"max_length must be in [8, 512], got {self.max_length}")
+        if self.isa is not None and self.isa not in ISAS:
+            raise UserError(f"isa must be one of {', '.join(ISAS)}, got {self.isa!r}")
+
+
+@dataclass
+class ExportResult:
+    """What was written and why."""
+
+    bundle: Path
+    rows: list[dict[str, Any]]
+    """One per variant: name, accepted, reason, size_mb, max_diff, agreement, accuracy, f1_macro, fused_nodes, notes."""
+    baseline: dict[str, Any]
+    """PyTorch scores on the same rows (``{}`` when unlabelled)."""
+    manifest: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> list[str]:
+        return [r["name"] for r in self.rows if r["accepted"]]
+
+    @property
+    def failed_required(self) -> list[dict[str, Any]]:
+        """Rows of variants the user asked for explicitly that were rejected (→ non-zero exit in the CLI)."""
+        required = set(self.manifest.get("required", []))
+        return [r for r in self.rows if not r["accepted"] and r["name"] in required]
+
+
+def _check_paths(config: ExportConfig) -> tuple[Path, Path]:
+    from bertdeploy.export_source import check_folder
+
+    run_dir = check_folder(config.run_dir).resolve()
+    out = bundle_mod.check_output_dir(config.output, config.force, what="bundle")
+    resolved = out.resolve()
+    if resolved == run_dir or resolved in run_dir.parents:
+        raise UserError(f"the bundle cannot replace the run folder or contain it: {out}")
+    return run_dir, out
+
+
+def _build(name: str, ctx: dict[str, Any]) -> Path:
+    from bertdeploy import export_variants as ev
+
+    fp32_path: Path = ctx["fp32_path"]
+    work: Path = ctx["work"]
+    if name == "fp32":
+        return fp32_path
+    if name in ("O1", "O2", "O3"):
+        return ev.optimize(fp32_path.parent, name, work)
+    if name == "fp16":
+        return ev.convert_fp16(fp32_path, ctx["source"].config, work)
+    if name == "qint8":
+        return ev.quantize_dynamic(fp32_path.parent, ctx["isa"], work, per_channel=ctx["per_channel"])
+    if name == "qint8_static":
+        src = ctx["source"]
+        return ev.quantize_static(fp32_path.parent, ctx["isa"], src.tokenizer, ctx["calibration"], src.max_length, work)
+    raise AssertionError(name)  # pragma: no cover - validated in ExportConfig
+
+
+def _row(name: str, **kw: Any) -> dict[str, Any]:
+    row = {
+        "name": name,
+        "accepted": False,
+        "reason": "",
+        "size_mb": None,
+        "max_diff": None,
+        "agreement": None,
+        "accuracy": None,
+        "f1_macro": None,
+        "fused_nodes": {},
+        "notes": [],
+        "seconds": None,
+    }
+    row.update(kw)
+    return row
+
+
+def export(config: ExportConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export, validate and bundle; see the module docstring. ``progress`` receives one-line status messages."""
+    from bertdeploy import export_gate as gate
+    from bertdeploy import export_variants as ev
+    from bertdeploy.export_machine import detect_isa, machine_info, versions
+    from bertdeploy.export_source import load_eval_data, load_source
+
+    say = progress or (lambda _msg: None)
+    run_dir, out = _check_paths(config)
+    say(f"loading {run_dir}")
+    source = load_source(run_dir, config.max_length)
+    if config.text_column or config.label_column:
+        source.train_config = {
+            **source.train_config,
+            **({"text_column": config.text_column} if config.text_column else {}),
+            **({"label_column": config.label_column} if config.label_column else {}),
+        }
+    data = load_eval_data(source, config.data, config.calibration_size)
+    notes = list(data.notes)
+    machine = machine_info()
+    isa = config.isa or detect_isa()
+    say(f"PyTorch reference on {len(data.texts)} {data.split} rows")
+    batches = gate.make_batches(source.tokenizer, data.texts, source.max_length, config.batch_size)
+    reference = gate.torch_logits(source.model, batches)
+    baseline = gate.scores(reference, data.label_ids, source.labels)
+    k = min(config.parity_rows, len(data.texts))
+
+    rows: list[dict[str, Any]] = []
+    variants: list[dict[str, Any]] = []
+    with (
+        bundle_mod.atomic_dir(out, overwrite=config.force) as root,
+        tempfile.TemporaryDirectory(prefix="bertdeploy-export-") as tmp,
+    ):
+        work = Path(tmp)
+        say("exporting fp32 with Optimum")
+        fp32_path = ev.export_fp32(source.model, source.tokenizer, work, config.opset)
+        fp32_info = ev.graph_info(fp32_path)
+        ctx = {
+            "fp32_path": fp32_path,
+            "work": work,
+            "source": source,
+            "isa": isa,
+            "per_channel": config.per_channel,
+            "calibration": data.calibration,
+        }
+        for name in config.variants:
+            say(f"building {name}")
+            start = time.perf_counter()
+            try:
+                path = _build(name, ctx)
+            except Exception as e:  # noqa: BLE001 - a variant that cannot be built is rejected, not fatal
+                if name == "fp32":
+                    raise
+                msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+                rows.append(_row(name, reason=f"build failed: {type(e).__name__}: {msg}"))
+                continue
+            built = time.perf_counter() - start
+            say(f"validating {name}")
+            info = ev.graph_info(path)
+            try:
+                logits = gate.onnx_logits(path, batches)
+            except Exception as e:  # noqa: BLE001 - e.g. an operator without a CPU kernel
+                msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+                rows.append(_row(name, reason=f"onnxruntime cannot run it: {msg}", fused_nodes=info["fused_nodes"]))
+                continue
+            par = gate.parity(reference, logits, k)
+            metrics = gate.scores(logits, data.label_ids, source.labels)
+            verdict = gate.judge(name, par, metrics, baseline, config.max_accuracy_drop, config.min_agreement or None)
+            vnotes = _variant_notes(name, info, isa)
+            size = path.stat().st_size
+            row = _row(
+                name,
+                accepted=verdict.accepted,
+                reason=verdict.reason,
+                size_mb=round(size / 2**20, 2),
+                max_diff=par["max_abs_diff"],
+                agreement=par["agreement"],
+                accuracy=metrics.get("accuracy"),
+                f1_macro=metrics.get("f1_macro"),
+                fused_nodes=info["fused_nodes"],
+                notes=vnotes,
+                seconds=round(built, 2),
+            )
+            rows.append(row)
+            if not verdict.accepted:
+                continue
+            dest = root / bundle_mod.VARIANT_FILES[name]
+            if name == "fp32":
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, dest)
+            else:
+                ev.place(path, dest)
+            entry = bundle_mod.Variant(
+                name=name,
+                file=bundle_mod.VARIANT_FILES[name],
+                sha256=bundle_mod.sha256_file(dest),
+                bytes=dest.stat().st_size,
+                precision=PRECISION.get(name, "fp32"),
+                opset=info["opset"],
+                fused_nodes=info["fused_nodes"],
+                parity={**par, "reference": "pytorch", "checks": verdict.checks},
+                metrics={m: v for m, v in metrics.items() if m != "confusion_matrix"},
+                machine={"cpu": machine["cpu"], "isa": machine["isa"], "provider": machine["provider"]},
+                notes=vnotes,
+            )
+            variants.append({**asdict(entry), **_extra(name, config, isa, data)})
+        accepted = [r["name"] for r in rows if r["accepted"]]
+        if not accepted:
+            reasons = "; ".join(f"{r['name']}: {r['reason']}" for r in rows)
+            raise UserError(f"no variant passed the gate, nothing written ({reasons})")
+        tokenizer_files = _write_hf_files(source, root)
+        manifest = {
+            "format": bundle_mod.FORMAT,
+            "format_version": bundle_mod.FORMAT_VERSION,
+            "task": "text-classification",
+            "model_type": source.config.model_type,
+            "labels": source.labels,
+            "max_length": source.max_length,
+            "tokenizer": {"file": "tokenizer.json", "files": tokenizer_files},
+            "model_inputs": fp32_info["inputs"],
+            "variants": variants,
+            "rejected": [
+                {"name": r["name"], "reason": r["reason"], **{k: r[k] for k in ("max_diff", "agreement", "accuracy")}}
+                for r in rows
+                if not r["accepted"]
+            ],
+            "required": list(config.required or []),
+            "eval": {
+                "data": data.source,
+                "split": data.split,
+                "rows": len(data.texts),
+                "parity_rows": k,
+                "labelled": data.label_ids is not None,
+                "pytorch": {m: v for m, v in baseline.items() if m != "confusion_matrix"},
+                "notes": notes,
+            },
+            "gate": {
+                "min_agreement": {**gate.MIN_AGREEMENT, **config.min_agreement},
+                "max_accuracy_drop": config.max_accuracy_drop,
+            },
+            "versions": versions(),
+            "machine": machine,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source": {"path": str(run_dir), **_source_info(run_dir)},
+        }
+        bundle_mod.write_json(root / bundle_mod.MANIFEST_NAME, manifest)
+        bundle_mod.read_manifest(root)  # the runtime's own reader must accept what we wrote
+    return ExportResult(bundle=out, rows=rows, baseline=baseline, manifest=manifest, notes=notes)
+
+
+def _variant_notes(name: str, info: dict[str, Any], isa: str) -> list[str]:
+    out = []
+    fused = info["fused_nodes"]
+    if name in EXPECT_ATTENTION and not any(fused.get(op) for op in ATTENTION_OPS):
+        out.append("Attention did not fuse: expect little speed-up from this graph")
+    if name == "fp16":
+        out.append("fp16 targets CUDA; validated on CPU, where it runs slower than fp32")
+    if name in ("qint8", "qint8_static"):
+        out.append(f"int8 configured for {isa}")
+    return out
+
+
+def _extra(name: str, config: ExportConfig, isa: str, data: Any) -> dict[str, Any]:
+    if name == "qint8":
+        return {"quantization": {"mode": "dynamic", "isa": isa, "per_channel": config.per_channel}}
+    if name == "qint8_static":
+        return {
+            "quantization": {
+                "mode": "static",
+                "format": "QDQ",
+                "isa": isa,
+                "calibration": {"method": "minmax", "rows": len(data.calibration)},
+                "excluded": ["LayerNormalization", "GELU", "residual Add", "embeddings Add", "attention-mask Add"],
+            }
+        }
+    return {}
+
+
+def _write_hf_files(source: Any, root: Path) -> list[str]:
+    """config.json (with id2label) and the fast tokenizer files, so Optimum's ORTModel can load the bundle."""
+    before = set(p.name for p in root.iterdir())
+    source.model.config.save_pretrained(root)
+    source.tokenizer.save_pretrained(root)
+    written = sorted(p.name for p in root.iterdir() if p.is_file() and p.name not in before)
+    if not (root / "tokenizer.json").is_file():  # pragma: no cover - fast tokenizers always save it
+        raise RuntimeError("the tokenizer did not save tokenizer.json")
+    return [f for f in written if f != "config.json"]
+
+
+def _source_info(run_dir: Path) -> dict[str, Any]:
+    weights = run_dir / "model.safetensors"
+    info: dict[str, Any] = {}
+    if weights.is_file():
+        info["weights_sha256"] = bundle_mod.sha256_file(weights)
+    tc = run_dir / "train_config.json"
+    if tc.is_file():
+        info["train_config"] = "train_config.json"
+    return info
