@@ -1,11 +1,267 @@
-"""`bertdeploy bench` (placeholder until implemented)."""
+"""`bertdeploy bench TARGET... [OPTIONS]` and `bertdeploy bench compare A B`.
+
+``bench`` is a click group whose default subcommand is ``run``: anything after ``bench`` that is not a
+subcommand name (``compare``, ``run``) is handed to ``run``, so ``bertdeploy bench models/emotion --data ...``
+works as written and ``bertdeploy bench --help`` shows the sweep's options. (A folder literally named
+``compare`` is passed as ``./compare``.)
+"""
 
 from __future__ import annotations
 
+import contextlib
+import shlex
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import click
 
+from bertdeploy.benchmark.config import BACKENDS, DEVICES, PADDINGS
 
-@click.command(name="bench")
+
+class _BenchGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["bench_argv"] = list(args)
+        if not args or args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+class _DefaultCommand(click.Command):
+    """The default subcommand: its usage line reads ``bertdeploy bench [OPTIONS] [TARGETS]...``."""
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        prog = ctx.parent.command_path if ctx.parent else ctx.command_path
+        formatter.write_usage(prog, " ".join(self.collect_usage_pieces(ctx)))
+
+
+@click.group(name="bench", cls=_BenchGroup)
 def command() -> None:
-    """Not implemented yet."""
-    raise click.UsageError("bertdeploy bench is not implemented yet")
+    """Accuracy x latency x throughput of bundles, training runs and presets, with the peers timed in the same run.
+
+    bertdeploy bench TARGET... --data PATH --output DIR [OPTIONS]   (see bertdeploy bench --help)
+
+    bertdeploy bench compare A B
+    """
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@command.command(name="run", cls=_DefaultCommand)
+@click.argument("targets", nargs=-1)
+@click.option("--data", help="Evaluation data (folder or file); default: the training run's own data.")
+@click.option("--output", "-o", help="Output folder (results.json/csv, report.md, config.json, plots/).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of bench options.")
+@click.option("--text-column", default=None)
+@click.option("--label-column", default=None)
+@click.option("--backends", help=f"Comma list of {','.join(BACKENDS)} (default: all).")
+@click.option("--variants", help="bertdeploy variants, e.g. fp32,O2,qint8 (default: every accepted one).")
+@click.option("--torch-dtypes", help="fp32,bf16 (bf16 is skipped on a CPU without native bf16).")
+@click.option("--padding", help=f"Comma list of {','.join(PADDINGS)} (default: all).")
+@click.option("--batch-sizes", help="Comma list, e.g. 1,8,32,128 (default: 1,8,32).")
+@click.option("--max-length", type=int, help="Truncation / static padding length (default: the model's).")
+@click.option("--threads", type=int, help="Intra-op threads for every engine (default: all CPUs).")
+@click.option("--device", type=click.Choice(DEVICES), default=None)
+@click.option("--min-seconds", type=float, help="Time each cell for at least this long (default 2).")
+@click.option("--min-iterations", type=int, help="... and at least this many batches (default 10).")
+@click.option("--warmup", "warmup_iterations", type=int, help="Untimed warm-up batches (default 3).")
+@click.option("--max-seconds", type=float, help="Cap per timed loop (default 60).")
+@click.option("--model-only/--no-model-only", default=None, help="Also time the model on pre-tokenized input.")
+@click.option("--timing-texts", type=int, help="Texts the timed loops cycle through (default 512).")
+@click.option("--eval-limit", type=int, help="Score accuracy on at most N texts.")
+@click.option("--export/--no-export", default=None, help="Export a training run on the fly to time its variants.")
+@click.option("--isolation", type=click.Choice(["process", "inline"]), default=None)
+@click.option("--resume/--no-resume", default=None, help="Reuse finished cells in OUTPUT (default: on).")
+@click.option("--overwrite", is_flag=True, default=None, help="Discard earlier results in OUTPUT.")
+@click.option("--pick", is_flag=True, default=None, help="Name the fastest variant within --max-accuracy-drop.")
+@click.option("--max-accuracy-drop", help="Absolute accuracy budget for --pick: 0.01 or 1% (default 0.01).")
+@click.option("--pick-batch-size", type=int, help="Batch size the pick compares (default: the smallest).")
+@click.option("--pick-output", help="Copy the picked variant into a new bundle here.")
+@click.option("--keep-work", is_flag=True, default=None, help="Keep OUTPUT/.work (saved presets, temp bundles).")
+@click.option("--name", help="Label of this result set (shown by bench compare).")
+@click.option("--seed", type=int)
+@click.pass_context
+def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, **opts: Any) -> None:
+    """Time TARGET... (bundles, training runs or model presets) across backends x variants x padding x batch.
+
+    Compare two result folders with: bertdeploy bench compare A B
+    """
+    from bertdeploy.benchmark import BenchConfig, bench
+    from bertdeploy.benchmark.config import parse_drop, read_yaml
+
+    for key in ("backends", "variants", "torch_dtypes", "padding", "batch_sizes"):
+        opts[key] = _csv(opts[key])
+    if opts["max_accuracy_drop"] is not None:
+        opts["max_accuracy_drop"] = parse_drop(opts["max_accuracy_drop"])
+    given = {k: v for k, v in opts.items() if v is not None}
+    if targets:
+        given["targets"] = list(targets)
+    argv = ctx.parent.meta.get("bench_argv", []) if ctx.parent else []
+    given["command"] = shlex.join(["bertdeploy", "bench", *argv])
+    base = read_yaml(config_file) if config_file else {}
+    if "output" not in given and "output" not in base:
+        raise click.UsageError("--output DIR is required (or `output:` in the --config file)")
+    cfg = BenchConfig.from_dict({**base, **given})
+    with _progress() as on_event:
+        result = bench(cfg, progress=on_event)
+    _summary(result)
+
+
+@command.command(name="compare")
+@click.argument("a")
+@click.argument("b")
+def compare_cmd(a: str, b: str) -> None:
+    """Ratios B/A between two result sets (folders holding results.json, or the files)."""
+    from bertdeploy.benchmark import compare
+
+    _comparison(compare(a, b))
+
+
+# ---------------------------------------------------------------- rendering (rich)
+
+
+def _f(value: Any, spec: str) -> str:
+    return "–" if value is None else spec.format(value)
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A progress bar over the grid's cells (on stderr), fed by the sweep's events."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bertdeploy.cli.render import err_console
+
+    bar = Progress(
+        TextColumn("[bold]bench[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err_console,
+    )
+    task = bar.add_task("planning", total=None)
+    failed = 0
+
+    def on_event(ev: dict[str, Any]) -> None:
+        nonlocal failed
+        if ev["type"] == "plan":
+            bar.update(task, total=ev["total"], completed=ev["done"])
+        elif ev["type"] == "stage":
+            bar.update(task, description=ev["message"])
+        elif ev["type"] == "cell_start":
+            bar.update(task, description=ev["key"].replace("|", " "))
+        elif ev["type"] == "cell":
+            bar.advance(task)
+            if ev["cell"]["status"] == "failed":
+                failed += 1
+                first = (ev["cell"].get("error") or "").splitlines()[:1]
+                bar.console.print(f"[red]failed[/] {ev['cell']['key']}: {first[0] if first else ''}")
+
+    def start_on_plan(ev: dict[str, Any]) -> None:
+        if ev["type"] == "plan" and not bar.live.is_started:
+            bar.start()
+        on_event(ev)
+
+    try:
+        yield start_on_plan
+    finally:
+        bar.stop()
+
+
+def _summary(result: Any) -> None:
+    from rich.table import Table
+
+    from bertdeploy.cli.render import console
+
+    t = Table(title=f"bertdeploy bench — {result.output}", header_style="bold")
+    cols = [
+        ("target", "target", "{}"),
+        ("backend", "backend", "{}"),
+        ("variant", "variant", "{}"),
+        ("padding", "padding", "{}"),
+        ("batch", "batch_size", "{}"),
+        ("p50 ms", "e2e_p50_ms", "{:.2f}"),
+        ("p99 ms", "e2e_p99_ms", "{:.2f}"),
+        ("seq/s", "e2e_seq_per_s", "{:.1f}"),
+        ("model p50", "model_p50_ms", "{:.2f}"),
+        ("% peak", "peak_share", "{:.0%}"),
+        ("accuracy", "accuracy", "{:.4f}"),
+        ("agree", "agreement_torch", "{:.4f}"),
+    ]
+    for title, _, _ in cols:
+        t.add_column(title, justify="left" if title in ("target", "backend", "variant", "padding") else "right")
+    for r in result.rows:
+        if r["status"] == "ok":
+            t.add_row(*(_f(r.get(k), spec) for _, k, spec in cols))
+    console.print(t)
+    seen = set()
+    for r in result.rows:
+        key = (r["target"], r["backend"], r["variant"], r["status"], r.get("error"))
+        if r["status"] != "ok" and key not in seen:
+            seen.add(key)
+            colour = "yellow" if r["status"] == "skipped" else "red"
+            console.print(f"[{colour}]{r['status']}[/] {r['target']} {r['backend']} {r['variant']}: {r.get('error')}")
+    m, g = result.results.get("machine", {}), result.results.get("gemm", {})
+    console.print(
+        f"machine: {m.get('cpu')} ({', '.join(m.get('isa') or [])}), {m.get('threads')} threads; "
+        f"load {result.results.get('load', {}).get('start')}; "
+        f"fp32 GEMM peak {_f(g.get('peak_gflops'), '{:.1f}')} GFLOP/s"
+    )
+    if result.pick:
+        p = result.pick
+        console.print(
+            f"[bold green]pick[/]: {p['target']} {p['variant']} ({p['padding']}) — p50 {p['p50_ms']:.2f} ms at batch "
+            f"{p['batch_size']}, accuracy {p['accuracy']:.4f} (drop {p['accuracy_drop']:.4f} <= "
+            f"{p['max_accuracy_drop']:.4f}), {p['speedup_vs_reference']:.2f}x vs {p['reference']['backend']} "
+            f"{p['reference']['variant']}" + (f"; copied to {p['bundle']}" if p.get("bundle") else "")
+        )
+    console.print("wrote " + ", ".join(str(f) for f in result.files.values()))
+    if not result.complete:
+        console.print("[yellow]some cells failed: run the same command again to retry them[/]")
+
+
+def _comparison(c: Any) -> None:
+    from rich.table import Table
+
+    from bertdeploy.cli.render import console
+
+    for side, meta in (("A", c.a), ("B", c.b)):
+        console.print(
+            f"{side}: {meta['name']} ({meta['path']}) — {meta['cpu']}, {meta['threads']} threads, load {meta['load']}, "
+            f"GEMM peak {_f(meta['gemm_peak'], '{:.1f}')} GFLOP/s"
+        )
+    t = Table(title=f"B / A ({len(c.rows)} common cells, matched on {c.matched_on})", header_style="bold")
+    for title in (
+        "target",
+        "backend",
+        "variant",
+        "padding",
+        "batch",
+        "A p50 ms",
+        "B p50 ms",
+        "p50 B/A",
+        "p99 B/A",
+        "seq/s B/A",
+        "model p50 B/A",
+        "Δ accuracy",
+    ):
+        t.add_column(title, justify="left" if title in ("target", "backend", "variant", "padding") else "right")
+    for r in c.rows:
+        t.add_row(
+            r["target"],
+            r["backend"],
+            r["variant"],
+            r["padding"],
+            str(r["batch_size"]),
+            _f(r["a_p50_ms"], "{:.2f}"),
+            _f(r["b_p50_ms"], "{:.2f}"),
+            _f(r["p50_ratio"], "{:.2f}x"),
+            _f(r["p99_ratio"], "{:.2f}x"),
+            _f(r["throughput_ratio"], "{:.2f}x"),
+            _f(r["model_p50_ratio"], "{:.2f}x"),
+            _f(r["accuracy_delta"], "{:+.4f}"),
+        )
+    console.print(t)
+    if c.only_a or c.only_b:
+        console.print(f"not compared: {c.only_a} cell(s) only in A, {c.only_b} only in B")

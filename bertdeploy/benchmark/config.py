@@ -1,0 +1,157 @@
+"""`BenchConfig`: the typed description of one sweep (YAML file + command-line overrides)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertdeploy.bundle import VARIANT_FILES
+from bertdeploy.errors import UserError
+
+BACKENDS = ("bertdeploy", "torch", "pipeline", "ortmodel")
+PADDINGS = ("static", "dynamic", "bucketed")
+TORCH_DTYPES = ("fp32", "bf16")
+DEVICES = ("cpu", "cuda", "auto")
+ISOLATIONS = ("process", "inline")
+DEFAULT_EXPORT_VARIANTS = ["fp32", "O2", "fp16", "qint8", "qint8_static"]
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark sweep: targets x backends x variants x padding x batch sizes."""
+
+    targets: list[str] = field(default_factory=list)
+    """Bundles (bertdeploy.json), training runs (train_config.json + HF model) or model preset names."""
+    output: str = "bench-results"
+    """Folder for results.json/csv, report.md, config.json and plots/."""
+    data: str | None = None
+    """Evaluation data (folder or file); default: the training run's own data. Presets without data time
+    synthetic texts of ``max_length`` tokens."""
+    text_column: str | None = None
+    label_column: str | None = None
+    backends: list[str] = field(default_factory=lambda: list(BACKENDS))
+    variants: list[str] | None = None
+    """bertdeploy variants to time (default: every accepted variant of the bundle)."""
+    torch_dtypes: list[str] = field(default_factory=lambda: list(TORCH_DTYPES))
+    """PyTorch eager precisions; bf16 is skipped (with the reason) on a CPU without native bf16."""
+    padding: list[str] = field(default_factory=lambda: list(PADDINGS))
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
+    max_length: int | None = None
+    """Truncation / static-padding length (default: the model's: manifest or train_config, else 128)."""
+    threads: int | None = None
+    """Intra-op threads for every engine (default: all logical CPUs)."""
+    device: str = "cpu"
+    min_seconds: float = 2.0
+    min_iterations: int = 10
+    warmup_iterations: int = 3
+    max_seconds: float = 60.0
+    """Cap per timed loop: a loop that hits it before ``min_iterations`` is flagged ``capped``."""
+    model_only: bool = True
+    """Also time the model alone on pre-tokenized batches (besides end to end with tokenization)."""
+    timing_texts: int = 512
+    """Texts (a seeded sample of the evaluation split) cycled through by the timed loops."""
+    eval_limit: int | None = None
+    """Score accuracy on at most this many evaluation texts (default: all)."""
+    export: bool = False
+    """Export a training-run target to a temporary bundle so its bertdeploy variants are timed too."""
+    export_variants: list[str] = field(default_factory=lambda: list(DEFAULT_EXPORT_VARIANTS))
+    isolation: str = "process"
+    """``process``: each (target, backend, variant) block runs in its own subprocess (clean thread pools, its
+    own peak RSS, a crash only fails its cells); ``inline``: everything in this process (fast, for tests)."""
+    resume: bool = True
+    """Keep finished cells of an earlier run into the same output folder (matched by key and timing method)."""
+    overwrite: bool = False
+    """Start from scratch, discarding earlier results in the output folder."""
+    pick: bool = False
+    max_accuracy_drop: float = 0.01
+    """Absolute accuracy (0..1) a picked variant may lose against the fp32 reference."""
+    pick_batch_size: int | None = None
+    """Batch size the pick compares latencies at (default: the smallest in the grid)."""
+    pick_output: str | None = None
+    """Copy the picked variant into a new single-variant bundle here."""
+    keep_work: bool = False
+    """Keep the work folder (saved preset models, temporary bundles) after a complete sweep."""
+    seed: int = 0
+    name: str | None = None
+    """A label for this result set (shown by ``bench compare``)."""
+    command: str | None = None
+    """The command line that produced the run (filled in by the CLI)."""
+
+    def __post_init__(self) -> None:
+        for key in ("targets", "backends", "torch_dtypes", "padding", "batch_sizes", "export_variants", "variants"):
+            value = getattr(self, key)
+            if isinstance(value, str):
+                setattr(self, key, [v.strip() for v in value.split(",") if v.strip()])
+        self.batch_sizes = [int(b) for b in self.batch_sizes]
+        _check_choices("backend", self.backends, BACKENDS)
+        _check_choices("padding", self.padding, PADDINGS)
+        _check_choices("torch dtype", self.torch_dtypes, TORCH_DTYPES)
+        _check_choices("variant", self.variants or [], tuple(VARIANT_FILES))
+        _check_choices("export variant", self.export_variants, tuple(VARIANT_FILES))
+        _check_choices("device", [self.device], DEVICES)
+        _check_choices("isolation", [self.isolation], ISOLATIONS)
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise UserError("batch sizes must be positive integers")
+        if self.max_length is not None and not 8 <= self.max_length <= 8192:
+            raise UserError(f"max_length must be between 8 and 8192, got {self.max_length}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError("threads must be >= 1")
+        if self.min_iterations < 1 or self.min_seconds < 0 or self.warmup_iterations < 0 or self.max_seconds <= 0:
+            raise UserError("min_iterations >= 1, min_seconds >= 0, warmup_iterations >= 0, max_seconds > 0")
+        if not 0 <= self.max_accuracy_drop < 1:
+            raise UserError(f"max accuracy drop is an absolute share in [0, 1), got {self.max_accuracy_drop}")
+        if self.timing_texts < 1:
+            raise UserError("timing_texts must be >= 1")
+
+    @property
+    def resolved_threads(self) -> int:
+        return self.threads or os.cpu_count() or 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown bench config key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], **overrides: Any) -> BenchConfig:
+        """Load a YAML file of :class:`BenchConfig` fields; ``overrides`` (e.g. command-line options) win."""
+        return cls.from_dict({**read_yaml(path), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p} must hold a mapping of bench options")
+    return data
+
+
+def parse_drop(value: str | float) -> float:
+    """``0.01``, ``"0.01"`` or ``"1%"`` -> 0.01 (absolute accuracy)."""
+    text = str(value).strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise UserError(f"max accuracy drop must be a number like 0.01 or 1%, got {value!r}") from None
+
+
+def _check_choices(what: str, values: list[str], allowed: tuple[str, ...]) -> None:
+    for v in values:
+        if v not in allowed:
+            raise UserError(f"unknown {what} {v!r} (choose from {', '.join(allowed)})")

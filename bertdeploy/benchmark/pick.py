@@ -1,0 +1,101 @@
+"""Which variant to ship: the accuracy-vs-latency Pareto frontier, the fastest variant within an accuracy budget,
+and a copy of it as a new single-variant bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bertdeploy.bundle import MANIFEST_NAME, VARIANT_FILES, atomic_dir, read_manifest
+from bertdeploy.errors import UserError
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower latency x, higher accuracy y), sorted by
+    latency. Ties: of equal points only the first is kept."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1], i))
+    front: list[int] = []
+    best_y = float("-inf")
+    for i in order:
+        if points[i][1] > best_y:
+            front.append(i)
+            best_y = points[i][1]
+    return front
+
+
+def latency_rows(rows: list[dict[str, Any]], batch_size: int | None) -> tuple[int, list[dict[str, Any]]]:
+    """OK rows with accuracy at ``batch_size`` (default: the smallest batch size measured)."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get("accuracy") is not None and r.get("e2e_p50_ms")]
+    if not ok:
+        raise UserError(
+            "nothing to pick from: no timed row has an accuracy (targets are untrained or no --data was given)"
+        )
+    sizes = sorted({r["batch_size"] for r in ok})
+    bs = batch_size if batch_size is not None else sizes[0]
+    if bs not in sizes:
+        raise UserError(f"batch size {bs} was not measured (measured: {', '.join(map(str, sizes))})")
+    return bs, [r for r in ok if r["batch_size"] == bs]
+
+
+def pick(rows: list[dict[str, Any]], max_accuracy_drop: float, batch_size: int | None = None) -> dict[str, Any]:
+    """The bertdeploy variant with the lowest p50 end-to-end latency whose accuracy is at most
+    ``max_accuracy_drop`` (absolute) below the reference: the best fp32 accuracy measured (any backend)."""
+    bs, candidates = latency_rows(rows, batch_size)
+    fp32 = [r for r in candidates if r["variant"] in ("fp32", "O1", "O2", "O3")]
+    ref = max(fp32 or candidates, key=lambda r: (r["accuracy"], -r["e2e_p50_ms"]))
+    floor = ref["accuracy"] - max_accuracy_drop - 1e-12
+    ours = [r for r in candidates if r["backend"] == "bertdeploy"]
+    if not ours:
+        raise UserError("nothing to pick from: no bertdeploy variant was timed with accuracy")
+    within = [r for r in ours if r["accuracy"] >= floor]
+    if not within:
+        best = max(ours, key=lambda r: r["accuracy"])
+        raise UserError(
+            f"no bertdeploy variant is within {max_accuracy_drop:.4f} of the reference accuracy "
+            f"{ref['accuracy']:.4f} (best: {best['variant']} at {best['accuracy']:.4f})"
+        )
+    best = min(within, key=lambda r: (r["e2e_p50_ms"], -r["accuracy"]))
+    return {
+        "target": best["target"],
+        "variant": best["variant"],
+        "padding": best["padding"],
+        "batch_size": bs,
+        "p50_ms": best["e2e_p50_ms"],
+        "seq_per_s": best["e2e_seq_per_s"],
+        "accuracy": best["accuracy"],
+        "f1_macro": best.get("f1_macro"),
+        "reference": {k: ref[k] for k in ("target", "backend", "variant", "padding", "accuracy", "e2e_p50_ms")},
+        "accuracy_drop": ref["accuracy"] - best["accuracy"],
+        "max_accuracy_drop": max_accuracy_drop,
+        "speedup_vs_reference": ref["e2e_p50_ms"] / best["e2e_p50_ms"],
+        "considered": len(ours),
+        "within_budget": len(within),
+    }
+
+
+def copy_variant(
+    bundle: str | Path, variant: str, output: str | Path, overwrite: bool = False, note: Any = None
+) -> Path:
+    """Write a new bundle holding only ``variant`` (files other variants need are left out)."""
+    src = Path(bundle)
+    manifest = read_manifest(src)
+    chosen = manifest.variant(variant)
+    others = {f for name, f in VARIANT_FILES.items() if name != variant} | {v.file for v in manifest.variants}
+    others.discard(chosen.file)
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        for path in sorted(src.rglob("*")):
+            rel = path.relative_to(src).as_posix()
+            if path.is_dir() or rel in others or rel == MANIFEST_NAME:
+                continue
+            if rel.endswith(".onnx_data") and rel[: -len("_data")] in others:
+                continue
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, tmp / rel)
+        raw = dict(manifest.raw)
+        raw["variants"] = [v for v in raw.get("variants", []) if v.get("name") == variant]
+        raw["picked"] = {"from": str(src.resolve()), "variant": variant, "bench": note}
+        (tmp / MANIFEST_NAME).write_text(json.dumps(raw, indent=2, default=str) + "\n", encoding="utf-8")
+    return Path(output)

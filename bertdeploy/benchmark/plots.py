@@ -1,0 +1,121 @@
+"""PNG plots with matplotlib (Agg): the accuracy-vs-latency Pareto frontier and throughput by variant x padding
+x batch size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bertdeploy.benchmark.pick import pareto_front
+
+PAD_COLORS = {"static": "#9e9e9e", "dynamic": "#1f77b4", "bucketed": "#2ca02c"}
+BACKEND_MARKERS = {"bertdeploy": "o", "torch": "s", "pipeline": "^", "ortmodel": "D"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def block_label(r: dict[str, Any]) -> str:
+    return r["variant"] if r["backend"] == "bertdeploy" else f"{r['backend']}-{r['variant']}"
+
+
+def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Accuracy vs p50 end-to-end latency: left at the smallest batch size (latency), right per sequence at the
+    largest (throughput); the frontier is drawn over all targets."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get("accuracy") is not None and r.get("e2e_p50_ms")]
+    if not ok:
+        return None
+    plt = _plt()
+    sizes = sorted({r["batch_size"] for r in ok})
+    panels = [(sizes[0], False)] + ([(sizes[-1], True)] if len(sizes) > 1 else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5), squeeze=False)
+    targets = sorted({r["target"] for r in ok})
+    cmap = plt.get_cmap("tab10")
+    for ax, (bs, per_seq) in zip(axes[0], panels, strict=True):
+        sel = [r for r in ok if r["batch_size"] == bs]
+        xs = [r["e2e_p50_ms"] / (bs if per_seq else 1) for r in sel]
+        ys = [r["accuracy"] * 100 for r in sel]
+        for r, x, y in zip(sel, xs, ys, strict=True):
+            ax.scatter(
+                x,
+                y,
+                marker=BACKEND_MARKERS.get(r["backend"], "o"),
+                s=46,
+                alpha=0.8,
+                color=cmap(targets.index(r["target"]) % 10),
+                edgecolors=PAD_COLORS.get(r["padding"], "k"),
+                linewidths=1.5,
+            )
+        front = pareto_front(list(zip(xs, ys, strict=True)))
+        ax.plot([xs[i] for i in front], [ys[i] for i in front], "k--", lw=1, zorder=0)
+        for i in front:
+            r = sel[i]
+            ax.annotate(
+                f"{block_label(r)}/{r['padding'][:3]}",
+                (xs[i], ys[i]),
+                fontsize=7,
+                xytext=(4, 3),
+                textcoords="offset points",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel(f"p50 latency, ms {'per sequence' if per_seq else 'per batch'} (batch {bs}, log)")
+        ax.set_ylabel("accuracy, %")
+        ax.set_title(f"accuracy vs latency, batch {bs}")
+        ax.grid(alpha=0.3, which="both")
+    handles = [plt.Line2D([], [], ls="", marker="o", color=cmap(i % 10), label=t) for i, t in enumerate(targets)]
+    handles += [plt.Line2D([], [], ls="", marker=m, color="k", mfc="none", label=b) for b, m in BACKEND_MARKERS.items()]
+    handles += [plt.Line2D([], [], ls="", marker="o", mfc="w", mec=c, mew=2, label=p) for p, c in PAD_COLORS.items()]
+    axes[0][-1].legend(handles=handles, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def throughput_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Sequences/s end to end: one panel per target x batch size, bars per block, one colour per padding."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get("e2e_seq_per_s")]
+    if not ok:
+        return None
+    plt = _plt()
+    targets = list(dict.fromkeys(r["target"] for r in ok))
+    sizes = sorted({r["batch_size"] for r in ok})
+    paddings = [p for p in PAD_COLORS if any(r["padding"] == p for r in ok)]
+    fig, axes = plt.subplots(
+        len(targets), len(sizes), figsize=(4.5 * len(sizes) + 1, 3.2 * len(targets) + 0.6), squeeze=False
+    )
+    for ti, target in enumerate(targets):
+        blocks = list(dict.fromkeys(block_label(r) for r in ok if r["target"] == target))
+        for si, bs in enumerate(sizes):
+            ax = axes[ti][si]
+            width = 0.8 / max(len(paddings), 1)
+            for pi, pad in enumerate(paddings):
+                vals = []
+                for b in blocks:
+                    hit = [
+                        r
+                        for r in ok
+                        if r["target"] == target
+                        and r["batch_size"] == bs
+                        and r["padding"] == pad
+                        and block_label(r) == b
+                    ]
+                    vals.append(hit[0]["e2e_seq_per_s"] if hit else 0.0)
+                xs = [i + (pi - (len(paddings) - 1) / 2) * width for i in range(len(blocks))]
+                ax.bar(xs, vals, width=width, color=PAD_COLORS[pad], label=pad)
+            ax.set_xticks(range(len(blocks)))
+            ax.set_xticklabels(blocks, rotation=35, ha="right", fontsize=7)
+            ax.set_title(f"{target} — batch {bs}", fontsize=9)
+            ax.set_ylabel("sequences/s" if si == 0 else "")
+            ax.grid(axis="y", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, title="padding", title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,163 @@
+"""Everything a sweep leaves in its output folder besides results.json: results.csv (one row per cell),
+report.md (machine, versions, GEMM peak, one table per target, failures, plots, pick) and config.json."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from bertdeploy.benchmark import plots
+from bertdeploy.benchmark.results import rows as flat_rows
+from bertdeploy.bundle import atomic_file, write_json
+
+TABLE = [
+    ("backend", "backend", None),
+    ("variant", "variant", None),
+    ("padding", "padding", None),
+    ("batch", "batch_size", None),
+    ("p50 ms", "e2e_p50_ms", "{:.2f}"),
+    ("p90 ms", "e2e_p90_ms", "{:.2f}"),
+    ("p99 ms", "e2e_p99_ms", "{:.2f}"),
+    ("seq/s", "e2e_seq_per_s", "{:.1f}"),
+    ("tok/s", "e2e_tokens_per_s", "{:.0f}"),
+    ("model p50 ms", "model_p50_ms", "{:.2f}"),
+    ("model seq/s", "model_seq_per_s", "{:.1f}"),
+    ("GFLOP/s", "model_useful_gflops", "{:.1f}"),
+    ("% peak", "peak_share", "{:.0%}"),
+    ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+    ("size MB", "size_mb", "{:.1f}"),
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("macro-F1", "f1_macro", "{:.4f}"),
+    ("agree vs torch", "agreement_torch", "{:.4f}"),
+    ("load 1m", "load_1m_start", "{:.2f}"),
+]
+
+
+def fmt(value: Any, spec: str | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if spec is None:
+        return str(value)
+    try:
+        return spec.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns=TABLE) -> str:
+    head = "| " + " | ".join(c[0] for c in columns) + " |"
+    sep = "|" + "|".join("---" if c[2] is None else "---:" for c in columns) + "|"
+    body = ["| " + " | ".join(fmt(r.get(key), spec) for _, key, spec in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    fields = list(dict.fromkeys(k for r in rows for k in r)) or ["target"]
+    with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _machine_lines(res: dict[str, Any]) -> list[str]:
+    m, v, g, load = res.get("machine", {}), res.get("versions", {}), res.get("gemm", {}), res.get("load", {})
+    lines = [
+        f"- **Machine**: {m.get('cpu')} ({', '.join(m.get('isa') or [])}), {m.get('logical_cpus')} logical CPUs, "
+        f"{m.get('threads')} threads used, {m.get('memory_gib')} GiB, GPU: {', '.join(m.get('gpus') or []) or 'none'}"
+        f", device: {m.get('device')}",
+        f"- **Load average** (1/5/15 min, `uptime`): start {load.get('start')}, end {load.get('end')}",
+        "- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
+    ]
+    if g.get("peak_gflops"):
+        best = {}
+        for r in g.get("measurements", []):
+            if r.get("gflops"):
+                best[r["engine"]] = max(best.get(r["engine"], 0.0), r["gflops"])
+        per = ", ".join(f"{k} {val:.1f}" for k, val in best.items())
+        lines.append(
+            f"- **fp32 GEMM peak** (measured in this run, {g.get('threads')} threads): {g['peak_gflops']:.1f} GFLOP/s "
+            f"(best per engine: {per}). `% peak` = useful GFLOP/s (FLOPs at the true token lengths, model only) / peak."
+        )
+    return lines
+
+
+def report_markdown(res: dict[str, Any], rows: list[dict[str, Any]], plot_paths: dict[str, Path | None]) -> str:
+    cfg = res.get("config", {})
+    out = [f"# bertdeploy bench — {res.get('name') or Path(cfg.get('output', '.')).name}", ""]
+    if res.get("command"):
+        out += ["```", res["command"], "```", ""]
+    out += _machine_lines(res)
+    out += [
+        f"- **Method**: {cfg.get('warmup_iterations')} warm-up calls, then until >= {cfg.get('min_iterations')} calls "
+        f"and >= {cfg.get('min_seconds')} s (cap {cfg.get('max_seconds')} s); latency per batch, end to end "
+        "(tokenization included) unless marked *model*; each backend x variant in its own "
+        f"{'process' if cfg.get('isolation') == 'process' else 'block'}; started {res.get('started')}, "
+        f"updated {res.get('updated')}, complete: {res.get('complete')}",
+        "",
+    ]
+    for name, t in res.get("targets", {}).items():
+        ev = t.get("eval") or {}
+        trained = "trained" if t.get("trained") else "**untrained** (random weights: speed only, no accuracy)"
+        out += [f"## {name}", ""]
+        out.append(
+            f"{t.get('kind')} `{t.get('spec')}`, {trained}; max_length {t.get('max_length')}; evaluation: "
+            f"{ev.get('source')} [{ev.get('split')}], {ev.get('n')} texts; timed texts: "
+            f"{(t.get('timing') or {}).get('texts')} (mean {(t.get('timing') or {}).get('mean_tokens', 0):.1f} tokens)"
+        )
+        for note in t.get("notes") or []:
+            out.append(f"- note: {note}")
+        mine = [r for r in rows if r["target"] == name]
+        ok = [r for r in mine if r["status"] == "ok"]
+        if ok:
+            out += ["", markdown_table(ok)]
+        bad = [r for r in mine if r["status"] != "ok"]
+        seen = set()
+        for r in bad:
+            k = (r["backend"], r["variant"], r["status"], r.get("error"))
+            if k not in seen:
+                seen.add(k)
+                out.append(f"- {r['status']}: {r['backend']} {r['variant']} — {r.get('error')}")
+        out.append("")
+    for title, key in (("Accuracy vs latency (Pareto frontier)", "pareto"), ("Throughput", "throughput")):
+        if plot_paths.get(key):
+            out += [f"## {title}", "", f"![{key}](plots/{plot_paths[key].name})", ""]
+    if res.get("pick"):
+        p = res["pick"]
+        out += [
+            "## Pick",
+            "",
+            f"Fastest bertdeploy variant within {p['max_accuracy_drop']:.4f} accuracy of the reference "
+            f"({p['reference']['target']} {p['reference']['backend']} {p['reference']['variant']}, "
+            f"{p['reference']['accuracy']:.4f}) at batch {p['batch_size']}: **{p['target']} {p['variant']}** "
+            f"({p['padding']} padding), p50 {p['p50_ms']:.2f} ms, accuracy {p['accuracy']:.4f} "
+            f"(drop {p['accuracy_drop']:.4f}), {p['speedup_vs_reference']:.2f}x faster than the reference.",
+            "",
+        ]
+        if p.get("bundle"):
+            out += [f"Copied to `{p['bundle']}`.", ""]
+    return "\n".join(out)
+
+
+def write_all(res: dict[str, Any], out: Path) -> dict[str, Path]:
+    """results.csv, report.md, config.json and plots/*.png in ``out`` (results.json is saved by the sweep)."""
+    rows = flat_rows(res)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    plot_paths = {
+        "pareto": plots.pareto_plot(rows, out / "plots" / "pareto.png"),
+        "throughput": plots.throughput_plot(rows, out / "plots" / "throughput.png"),
+    }
+    write_csv(rows, out / "results.csv")
+    write_json(out / "config.json", res.get("config", {}))
+    with atomic_file(out / "report.md") as tmp:
+        tmp.write_text(report_markdown(res, rows, plot_paths), encoding="utf-8")
+    files = {
+        "results": out / "results.json",
+        "csv": out / "results.csv",
+        "report": out / "report.md",
+        "config": out / "config.json",
+    }
+    files.update({k: v for k, v in plot_paths.items() if v})
+    return files
