@@ -27,7 +27,6 @@ FUSED_OPS = (
     "FastGelu",
     "Gelu",
     "GemmFastGelu",
-    "LayerNormalization",
     "MatMulInteger",
     "DynamicQuantizeLinear",
     "QuantizeLinear",
@@ -148,6 +147,9 @@ def quantize_static(fp32_dir: Path, isa: str, tokenizer: Any, texts: list[str], 
     dataset = Dataset.from_dict({k: v for k, v in enc.items() if k in inputs})
     quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name=ONNX_NAME)
     qconfig = _qconfig(isa, True, False)
+    # Optimum's ExcludeLayerNormNodes matches the decomposed LayerNorm pattern only; the exporter emits the native
+    # LayerNormalization op (opset >= 17), which ORT's QDQ defaults would quantize: keep every normalization in float.
+    qconfig.operators_to_quantize = [op for op in qconfig.operators_to_quantize if not op.endswith("Normalization")]
     calibration = AutoCalibrationConfig.minmax(dataset)
     ranges = quantizer.fit(
         dataset=dataset,

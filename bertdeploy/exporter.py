@@ -12,6 +12,7 @@ in a temporary sibling and renamed into place (:func:`bertdeploy.bundle.atomic_d
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import shutil
 import tempfile
 import time
@@ -54,8 +55,8 @@ class ExportConfig:
     """Training rows used to calibrate qint8_static."""
     max_accuracy_drop: float = 1.0
     """Accuracy points an int8 variant may lose against PyTorch on the eval split."""
-    parity_rows: int = 1000
-    """K: evaluation rows on which max |logit diff| and argmax agreement are measured."""
+    parity_rows: int | None = None
+    """K: the first K evaluation rows carry the max |logit diff| / argmax agreement check (default: all rows)."""
     min_agreement: dict[str, float] = field(default_factory=dict)
     """Override the argmax-agreement thresholds per variant (defaults: 0.999 fp32/O1-O3, 0.99 fp16)."""
     isa: str | None = None
@@ -83,7 +84,7 @@ class ExportConfig:
             raise UserError(f"calibration size must be positive, got {self.calibration_size}")
         if self.max_accuracy_drop < 0:
             raise UserError(f"max accuracy drop must be >= 0 points, got {self.max_accuracy_drop}")
-        if self.parity_rows < 1 or self.batch_size < 1:
+        if (self.parity_rows is not None and self.parity_rows < 1) or self.batch_size < 1:
             raise UserError("parity_rows and batch_size must be positive")
         if self.max_length is not None and not 8 <= self.max_length <= 512:
             raise UserError(f"max_length must be in [8, 512], got {self.max_length}")
@@ -187,7 +188,7 @@ def export(config: ExportConfig, progress: Callable[[str], None] | None = None) 
     batches = gate.make_batches(source.tokenizer, data.texts, source.max_length, config.batch_size)
     reference = gate.torch_logits(source.model, batches)
     baseline = gate.scores(reference, data.label_ids, source.labels)
-    k = min(config.parity_rows, len(data.texts))
+    k = min(config.parity_rows or len(data.texts), len(data.texts))
 
     rows: list[dict[str, Any]] = []
     variants: list[dict[str, Any]] = []
@@ -308,8 +309,17 @@ def export(config: ExportConfig, progress: Callable[[str], None] | None = None) 
             "source": {"path": str(run_dir), **_source_info(run_dir)},
         }
         bundle_mod.write_json(root / bundle_mod.MANIFEST_NAME, manifest)
+        _normal_permissions(root)
         bundle_mod.read_manifest(root)  # the runtime's own reader must accept what we wrote
     return ExportResult(bundle=out, rows=rows, baseline=baseline, manifest=manifest, notes=notes)
+
+
+def _normal_permissions(root: Path) -> None:
+    """mkdtemp / mkstemp create 0700 / 0600; a bundle is shipped and served, so give it the usual umask modes."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [root, *root.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _variant_notes(name: str, info: dict[str, Any], isa: str) -> list[str]:
