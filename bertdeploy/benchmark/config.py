@@ -51,6 +51,8 @@ class BenchConfig:
     """Cap per timed loop: a loop that hits it before ``min_iterations`` is flagged ``capped``."""
     model_only: bool = True
     """Also time the model alone on pre-tokenized batches (besides end to end with tokenization)."""
+    gemm_seconds: float = 0.5
+    """Time per shape and engine for the fp32 GEMM peak (0: do not measure it)."""
     timing_texts: int = 512
     """Texts (a seeded sample of the evaluation split) cycled through by the timed loops."""
     eval_limit: int | None = None

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bertdeploy.benchmark import plots
+from bertdeploy.benchmark.results import readable
 from bertdeploy.benchmark.results import rows as flat_rows
 from bertdeploy.bundle import atomic_file, write_json
 
@@ -153,6 +154,8 @@ def write_all(res: dict[str, Any], out: Path) -> dict[str, Path]:
     write_json(out / "config.json", res.get("config", {}))
     with atomic_file(out / "report.md") as tmp:
         tmp.write_text(report_markdown(res, rows, plot_paths), encoding="utf-8")
+    for name in ("results.csv", "config.json", "report.md"):
+        readable(out / name)
     files = {
         "results": out / "results.json",
         "csv": out / "results.csv",

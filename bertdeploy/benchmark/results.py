@@ -14,6 +14,7 @@ results.json::
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,14 @@ def read(path: Path) -> dict[str, Any] | None:
 def save(path: Path, results: dict[str, Any]) -> None:
     results["updated"] = now()
     write_json(path, _clean(results))
+    readable(path)
+
+
+def readable(path: Path) -> None:
+    """Give a file written through a temporary sibling (mode 0600) the usual umask mode."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def _clean(x: Any) -> Any:

@@ -174,27 +174,29 @@ def _summary(result: Any) -> None:
 
     from bertdeploy.cli.render import console
 
-    t = Table(title=f"bertdeploy bench — {result.output}", header_style="bold")
     cols = [
-        ("target", "target", "{}"),
         ("backend", "backend", "{}"),
         ("variant", "variant", "{}"),
-        ("padding", "padding", "{}"),
+        ("pad", "padding", "{:.3}"),
         ("batch", "batch_size", "{}"),
         ("p50 ms", "e2e_p50_ms", "{:.2f}"),
         ("p99 ms", "e2e_p99_ms", "{:.2f}"),
-        ("seq/s", "e2e_seq_per_s", "{:.1f}"),
-        ("model p50", "model_p50_ms", "{:.2f}"),
-        ("% peak", "peak_share", "{:.0%}"),
-        ("accuracy", "accuracy", "{:.4f}"),
-        ("agree", "agreement_torch", "{:.4f}"),
+        ("seq/s", "e2e_seq_per_s", "{:.0f}"),
+        ("model ms", "model_p50_ms", "{:.2f}"),
+        ("%peak", "peak_share", "{:.0%}"),
+        ("acc", "accuracy", "{:.4f}"),
+        ("agree", "agreement_torch", "{:.3f}"),
     ]
-    for title, _, _ in cols:
-        t.add_column(title, justify="left" if title in ("target", "backend", "variant", "padding") else "right")
-    for r in result.rows:
-        if r["status"] == "ok":
+    for target in dict.fromkeys(r["target"] for r in result.rows):
+        ok = [r for r in result.rows if r["target"] == target and r["status"] == "ok"]
+        if not ok:
+            continue
+        t = Table(title=f"{target} — p50/p99 per batch, end to end", header_style="bold", box=None, pad_edge=False)
+        for title, _, _ in cols:
+            t.add_column(title, justify="left" if title in ("backend", "variant", "pad") else "right", no_wrap=True)
+        for r in ok:
             t.add_row(*(_f(r.get(k), spec) for _, k, spec in cols))
-    console.print(t)
+        console.print(t)
     seen = set()
     for r in result.rows:
         key = (r["target"], r["backend"], r["variant"], r["status"], r.get("error"))
@@ -231,28 +233,21 @@ def _comparison(c: Any) -> None:
             f"{side}: {meta['name']} ({meta['path']}) — {meta['cpu']}, {meta['threads']} threads, load {meta['load']}, "
             f"GEMM peak {_f(meta['gemm_peak'], '{:.1f}')} GFLOP/s"
         )
-    t = Table(title=f"B / A ({len(c.rows)} common cells, matched on {c.matched_on})", header_style="bold")
-    for title in (
-        "target",
-        "backend",
-        "variant",
-        "padding",
-        "batch",
-        "A p50 ms",
-        "B p50 ms",
-        "p50 B/A",
-        "p99 B/A",
-        "seq/s B/A",
-        "model p50 B/A",
-        "Δ accuracy",
-    ):
-        t.add_column(title, justify="left" if title in ("target", "backend", "variant", "padding") else "right")
+    t = Table(
+        title=f"B / A: {len(c.rows)} common cells, matched on {c.matched_on}",
+        header_style="bold",
+        box=None,
+        pad_edge=False,
+    )
+    cols = ("target", "backend", "variant", "pad", "batch", "A p50", "B p50", "p50", "p99", "seq/s", "model", "Δacc")
+    for title in cols:
+        t.add_column(title, justify="left" if title in cols[:4] else "right", no_wrap=True)
     for r in c.rows:
         t.add_row(
             r["target"],
             r["backend"],
             r["variant"],
-            r["padding"],
+            r["padding"][:3],
             str(r["batch_size"]),
             _f(r["a_p50_ms"], "{:.2f}"),
             _f(r["b_p50_ms"], "{:.2f}"),
@@ -263,5 +258,6 @@ def _comparison(c: Any) -> None:
             _f(r["accuracy_delta"], "{:+.4f}"),
         )
     console.print(t)
+    console.print("ratios are B/A: p50/p99/model latency < 1x and seq/s > 1x mean B is faster; A/B p50 in ms")
     if c.only_a or c.only_b:
         console.print(f"not compared: {c.only_a} cell(s) only in A, {c.only_b} only in B")

@@ -1,0 +1,232 @@
+"""bench end to end on the tiny bundle: the sweep, the results schema, resume, a crashing cell, pick + copy, the
+CLI. Inline isolation keeps it fast; one test runs a block in a worker subprocess. No assertion is on speed."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bertdeploy.benchmark import BenchConfig, bench, compare
+from bertdeploy.benchmark.backends import REGISTRY, TorchBackend
+from bertdeploy.bundle import read_manifest
+from bertdeploy.cli import cli
+
+CELL_KEYS = {"key", "target", "backend", "variant", "padding", "batch_size", "status", "fingerprint", "measured"}
+CSV_KEYS = {
+    "target",
+    "backend",
+    "variant",
+    "padding",
+    "batch_size",
+    "status",
+    "e2e_p50_ms",
+    "e2e_p90_ms",
+    "e2e_p99_ms",
+    "e2e_seq_per_s",
+    "e2e_tokens_per_s",
+    "model_p50_ms",
+    "peak_share",
+    "peak_rss_mb",
+    "size_mb",
+    "accuracy",
+    "f1_macro",
+    "agreement_torch",
+    "load_1m_start",
+    "error",
+}
+
+
+def _cfg(out: Path, bundle: Path, data: Path, **kw) -> BenchConfig:
+    base = dict(
+        targets=[str(bundle)],
+        data=str(data),
+        output=str(out),
+        backends=["bertdeploy", "torch", "ortmodel"],
+        variants=["fp32", "qint8"],
+        torch_dtypes=["fp32"],
+        padding=["dynamic", "bucketed"],
+        batch_sizes=[1, 4],
+        min_seconds=0.0,
+        min_iterations=2,
+        warmup_iterations=1,
+        timing_texts=16,
+        isolation="inline",
+        gemm_seconds=0.02,
+    )
+    base.update(kw)
+    return BenchConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, tiny_bundle, tiny_data_dir):
+    """One sweep over the tiny bundle, shared by the read-only tests."""
+    out = tmp_path_factory.mktemp("bench") / "out"
+    picked = out.parent / "picked"
+    cfg = _cfg(out, tiny_bundle, tiny_data_dir, pick=True, max_accuracy_drop=0.99, pick_output=str(picked))
+    return bench(cfg), cfg
+
+
+def test_sweep_writes_every_output_with_the_schema(swept):
+    result, cfg = swept
+    out = result.output
+    for name in ("results.json", "results.csv", "report.md", "config.json", "plots/throughput.png", "plots/pareto.png"):
+        assert (out / name).is_file(), name
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema"] == "bertdeploy-bench/1" and res["complete"] is True
+    assert res["machine"]["cpu"] and res["machine"]["threads"] >= 1 and "isa" in res["machine"]
+    assert res["versions"]["onnxruntime"] and res["versions"]["torch"]
+    assert res["gemm"]["peak_gflops"] > 0 and len(res["load"]["start"]) == 3
+    assert json.loads((out / "config.json").read_text())["batch_sizes"] == [1, 4]
+    assert len(res["cells"]) == 4 * 2 * 2  # (bertdeploy fp32, qint8, torch fp32, ortmodel fp32) x padding x batch
+    for c in res["cells"]:
+        assert CELL_KEYS <= set(c) and c["status"] == "ok", c.get("error")
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 16 and CSV_KEYS <= set(rows[0])
+    assert "fp32 GEMM peak" in (out / "report.md").read_text()
+
+
+def test_rows_are_consistent(swept):
+    result, _ = swept
+    for r in result.rows:
+        assert 0 < r["e2e_p50_ms"] <= r["e2e_p90_ms"] <= r["e2e_p99_ms"]
+        assert r["e2e_seq_per_s"] > 0 and r["e2e_tokens_per_s"] > r["e2e_seq_per_s"]  # >= 2 tokens per text
+        assert r["model_p50_ms"] > 0 and 0 < r["peak_share"] < 1
+        assert r["e2e_iterations"] >= 2 and 0 <= r["accuracy"] <= 1
+    by = {(r["backend"], r["variant"]): r for r in result.rows if r["padding"] == "dynamic" and r["batch_size"] == 1}
+    # the fp32 ONNX graph and PyTorch compute the same function: same predictions, tiny logit differences
+    assert by[("bertdeploy", "fp32")]["agreement_torch"] == 1.0
+    assert by[("bertdeploy", "fp32")]["max_abs_diff_torch"] < 1e-3
+    assert by[("bertdeploy", "fp32")]["accuracy"] == by[("torch", "fp32")]["accuracy"]
+    assert by[("ortmodel", "fp32")]["agreement_torch"] == 1.0
+    assert by[("torch", "fp32")]["agreement_source"] == "measured"
+    assert by[("bertdeploy", "qint8")]["size_mb"] < by[("bertdeploy", "fp32")]["size_mb"]
+
+
+def test_pick_names_and_copies_a_single_variant_bundle(swept):
+    result, cfg = swept
+    p = result.pick
+    assert p["variant"] in ("fp32", "qint8") and p["accuracy_drop"] <= 0.99
+    m = read_manifest(p["bundle"])
+    assert [v.name for v in m.variants] == [p["variant"]]
+    files = {f.relative_to(p["bundle"]).as_posix() for f in Path(p["bundle"]).rglob("*.onnx")}
+    assert files == {m.variants[0].file}
+    assert "## Pick" in (result.output / "report.md").read_text()
+
+
+def test_resume_skips_finished_cells(swept, tmp_path):
+    result, cfg = swept
+    out = tmp_path / "again"
+    import shutil
+
+    shutil.copytree(result.output, out)
+    events: list[dict] = []
+    cfg2 = _cfg(out, Path(cfg.targets[0]), Path(cfg.data))
+    again = bench(cfg2, progress=events.append)
+    assert not [e for e in events if e["type"] == "cell_start"]
+    assert [c["measured"] for c in again.results["cells"]] == [c["measured"] for c in result.results["cells"]]
+    # forget one cell: only that one is measured again
+    res = json.loads((out / "results.json").read_text())
+    dropped = res["cells"].pop(5)["key"]
+    (out / "results.json").write_text(json.dumps(res))
+    events.clear()
+    bench(cfg2, progress=events.append)
+    assert [e["key"] for e in events if e["type"] == "cell_start"] == [dropped]
+
+
+def test_a_crashing_cell_is_recorded_and_the_sweep_goes_on(monkeypatch, tmp_path, tiny_bundle, tiny_data_dir):
+    class Flaky(TorchBackend):
+        def predict(self, texts, padding):
+            if len(texts) == 4 and padding == "bucketed":
+                raise RuntimeError("boom at batch 4")
+            return super().predict(texts, padding)
+
+    monkeypatch.setitem(REGISTRY, "torch", Flaky)
+    cfg = _cfg(tmp_path / "o", tiny_bundle, tiny_data_dir, backends=["torch", "bertdeploy"], variants=["fp32"])
+    result = bench(cfg)
+    status = {(r["backend"], r["padding"], r["batch_size"]): r["status"] for r in result.rows}
+    assert status.pop(("torch", "bucketed", 4)) == "failed"
+    assert set(status.values()) == {"ok"} and len(status) == 7  # the other torch cells and the next block ran
+    assert "boom at batch 4" in result.failed[0]["error"] and not result.complete
+
+
+def test_block_in_a_worker_subprocess(tmp_path, tiny_bundle, tiny_data_dir):
+    cfg = _cfg(
+        tmp_path / "o",
+        tiny_bundle,
+        tiny_data_dir,
+        backends=["bertdeploy"],
+        variants=["qint8"],
+        padding=["static"],
+        batch_sizes=[2],
+        isolation="process",
+    )
+    result = bench(cfg)
+    (row,) = result.rows
+    assert row["status"] == "ok", row["error"]
+    assert row["peak_rss_mb"] > 10 and row["agreement_torch"] is not None  # from the export's parity
+    assert row["agreement_source"] == "export"
+    assert not (result.output / ".work").exists()  # cleaned after a complete sweep
+
+
+def test_preset_rows_are_untrained(tmp_path):
+    cfg = BenchConfig(
+        targets=["bert-tiny"],
+        output=str(tmp_path / "o"),
+        backends=["torch"],
+        torch_dtypes=["fp32"],
+        padding=["static"],
+        batch_sizes=[2],
+        max_length=16,
+        min_seconds=0,
+        min_iterations=1,
+        warmup_iterations=0,
+        timing_texts=4,
+        isolation="inline",
+    )
+    result = bench(cfg)
+    (row,) = result.rows
+    assert row["status"] == "ok" and row["trained"] is False and row["accuracy"] is None
+    assert row["tokens_per_batch"] == 2 * 16  # synthetic texts fill max_length
+    assert "untrained" in (result.output / "report.md").read_text()
+
+
+def test_cli_errors_are_one_line_exit_2(tmp_path, tiny_bundle):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["bench", str(tmp_path / "nothing-here"), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "is not a bundle, a training run or a model preset" in r.output
+    r = runner.invoke(cli, ["bench", str(tiny_bundle), "-o", str(tmp_path / "o"), "--backends", "torch,onnx"])
+    assert r.exit_code == 2 and "unknown backend 'onnx'" in r.output
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "test.csv").write_text("text,label\nhello,joy\n", encoding="utf-8")
+    r = runner.invoke(cli, ["bench", str(tiny_bundle), "--data", str(bad), "-o", str(tmp_path / "o2")])
+    assert r.exit_code == 2 and "joy" in r.output
+    assert not (tmp_path / "o2" / "results.csv").exists()
+
+
+def test_cli_compare(swept, tmp_path):
+    result, _ = swept
+    r = CliRunner().invoke(cli, ["bench", "compare", str(result.output), str(result.output / "results.json")])
+    assert r.exit_code == 0, r.output
+    assert "16 common cells" in r.output
+    c = compare(result.output, result.output / "results.json")
+    assert len(c.rows) == 16 and not c.only_a and not c.only_b
+    assert {row["p50_ratio"] for row in c.rows} == {1.0} and {row["accuracy_delta"] for row in c.rows} == {0.0}
+    r = CliRunner().invoke(cli, ["bench", "compare", str(result.output), str(tmp_path)])
+    assert r.exit_code == 2 and "no bertdeploy bench results" in r.output
+
+
+def test_logits_and_eval_counts(swept):
+    result, _ = swept
+    groups = result.results["groups"]
+    assert {g["status"] for g in groups.values()} == {"ok"}
+    assert all(
+        g["n"] == result.results["targets"][next(iter(result.results["targets"]))]["eval"]["n"] for g in groups.values()
+    )
+    assert np.isfinite([g["metrics"]["f1_macro"] for g in groups.values()]).all()
