@@ -19,10 +19,12 @@ from typing import Any
 
 from bertdeploy.benchmark import results as store
 from bertdeploy.benchmark.config import BenchConfig
+from bertdeploy.benchmark.machine import cpu_flags
 from bertdeploy.benchmark.targets import Target, load_eval_set, resolve_target
 from bertdeploy.errors import UserError
 
 Progress = Callable[[dict[str, Any]], None]
+NO_BF16 = "bf16 skipped: no native bf16 on this CPU (no avx512_bf16 / amx_bf16); emulated bf16 times the emulation"
 EVAL_PADDING = "dynamic"
 
 
@@ -91,8 +93,10 @@ def plan(cfg: BenchConfig, target: Target) -> list[Block]:
     no_torch = "no PyTorch model for this target (pass the training run dir as a target)"
     for backend in cfg.backends:
         if backend == "torch":
+            bf16 = None if cfg.device != "cpu" or {"avx512_bf16", "amx_bf16"} & cpu_flags() else NO_BF16
+            ok = target.hf_dir or target.kind == "preset"
             blocks += [
-                Block(target, "torch", d, skip=None if target.hf_dir or target.kind == "preset" else no_torch)
+                Block(target, "torch", d, skip=(None if ok else no_torch) or (bf16 if d == "bf16" else None))
                 for d in cfg.torch_dtypes
             ]
         elif backend == "pipeline":

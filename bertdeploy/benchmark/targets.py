@@ -16,6 +16,8 @@ from bertdeploy.bundle import MANIFEST_NAME, read_manifest
 from bertdeploy.errors import UserError
 
 DEFAULT_MAX_LENGTH = 128
+SYNTHETIC_EVAL = 32
+"""Synthetic texts used for agreement with PyTorch (no labels, all full length: a few suffice)."""
 SOURCE_KEYS = ("source_model", "run_dir", "source", "model_dir")
 _WORDS = (
     "i feel the day was long but the people around me made it good and i am thankful for that "
@@ -200,10 +202,11 @@ def load_eval_set(
     if path is None:
         if target.trained:
             raise UserError(f"{target.spec}: no evaluation data: pass --data (needed for accuracy)")
-        texts = synthetic_texts(max(timing_texts, 64), words=target.max_length, seed=seed)
+        texts = synthetic_texts(timing_texts, words=target.max_length, seed=seed)
         if not target.labels:
             target.labels = ["LABEL_0", "LABEL_1"]
-        return EvalSet(texts, None, "synthetic", texts[:timing_texts], f"synthetic ({target.max_length} tokens)")
+        scored = texts[: min(eval_limit or SYNTHETIC_EVAL, SYNTHETIC_EVAL)]
+        return EvalSet(scored, None, "synthetic", texts, f"synthetic ({target.max_length} tokens)")
     if target.kind == "preset":
         loaded = load_data(DataSpec(path=str(path), text_column=tcol, label_column=lcol))
         target.labels = loaded.labels

@@ -175,15 +175,14 @@ def _summary(result: Any) -> None:
     from bertdeploy.cli.render import console
 
     cols = [
-        ("backend", "backend", "{}"),
-        ("variant", "variant", "{}"),
-        ("pad", "padding", "{:.3}"),
+        ("engine", "engine", "{}"),
+        ("padding", "padding", "{}"),
         ("batch", "batch_size", "{}"),
         ("p50 ms", "e2e_p50_ms", "{:.2f}"),
         ("p99 ms", "e2e_p99_ms", "{:.2f}"),
         ("seq/s", "e2e_seq_per_s", "{:.0f}"),
-        ("model ms", "model_p50_ms", "{:.2f}"),
-        ("%peak", "peak_share", "{:.0%}"),
+        ("model", "model_p50_ms", "{:.2f}"),
+        ("peak", "peak_share", "{:.0%}"),
         ("acc", "accuracy", "{:.4f}"),
         ("agree", "agreement_torch", "{:.3f}"),
     ]
@@ -191,11 +190,18 @@ def _summary(result: Any) -> None:
         ok = [r for r in result.rows if r["target"] == target and r["status"] == "ok"]
         if not ok:
             continue
-        t = Table(title=f"{target} — p50/p99 per batch, end to end", header_style="bold", box=None, pad_edge=False)
+        t = Table(
+            title=f"{target} (ms per batch; model = without tokenization)",
+            header_style="bold",
+            box=None,
+            pad_edge=False,
+            collapse_padding=True,
+        )
         for title, _, _ in cols:
-            t.add_column(title, justify="left" if title in ("backend", "variant", "pad") else "right", no_wrap=True)
+            t.add_column(title, justify="left" if title in ("engine", "padding") else "right", no_wrap=True)
         for r in ok:
-            t.add_row(*(_f(r.get(k), spec) for _, k, spec in cols))
+            engine = r["variant"] if r["backend"] == "bertdeploy" else f"{r['backend']}-{r['variant']}"
+            t.add_row(*(_f({**r, "engine": engine}.get(k), spec) for _, k, spec in cols))
         console.print(t)
     seen = set()
     for r in result.rows:
@@ -238,6 +244,7 @@ def _comparison(c: Any) -> None:
         header_style="bold",
         box=None,
         pad_edge=False,
+        collapse_padding=True,
     )
     cols = ("target", "backend", "variant", "pad", "batch", "A p50", "B p50", "p50", "p99", "seq/s", "model", "Δacc")
     for title in cols:
