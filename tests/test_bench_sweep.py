@@ -15,6 +15,7 @@ from bertdeploy.benchmark import BenchConfig, bench, compare
 from bertdeploy.benchmark.backends import REGISTRY, TorchBackend
 from bertdeploy.bundle import read_manifest
 from bertdeploy.cli import cli
+from bertdeploy.errors import UserError
 
 CELL_KEYS = {"key", "target", "backend", "variant", "padding", "batch_size", "status", "fingerprint", "measured"}
 CSV_KEYS = {
@@ -208,6 +209,15 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, tiny_bundle):
     r = runner.invoke(cli, ["bench", str(tiny_bundle), "--data", str(bad), "-o", str(tmp_path / "o2")])
     assert r.exit_code == 2 and "joy" in r.output
     assert not (tmp_path / "o2" / "results.csv").exists()
+
+
+def test_output_folder_rules(tmp_path, tiny_bundle, tiny_data_dir):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "results.csv").write_text("not ours to resume\n", encoding="utf-8")
+    with pytest.raises(UserError, match="cannot be resumed"):
+        bench(_cfg(out, tiny_bundle, tiny_data_dir))
+    assert (out / "results.csv").read_text() == "not ours to resume\n"  # nothing touched
 
 
 def test_cli_compare(swept, tmp_path):

@@ -26,6 +26,7 @@ from bertdeploy.errors import UserError
 Progress = Callable[[dict[str, Any]], None]
 NO_BF16 = "bf16 skipped: no native bf16 on this CPU (no avx512_bf16 / amx_bf16); emulated bf16 times the emulation"
 EVAL_PADDING = "dynamic"
+OUTPUTS = ("results.json", "results.csv", "report.md", "config.json", "plots", ".work")
 
 
 @dataclass
@@ -131,11 +132,11 @@ class Sweep:
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"output path exists and is a file: {self.out}")
         previous = store.read(self.out / "results.json") if self.cfg.resume and not self.cfg.overwrite else None
-        if self.out.is_dir() and any(self.out.iterdir()) and previous is None:
+        ours = [self.out / n for n in OUTPUTS if (self.out / n).exists()]
+        if ours and previous is None:  # other files (a config.yaml, a README) may live beside the results
             if not self.cfg.overwrite:
-                raise UserError(f"output folder is not empty and holds no results to resume: {self.out} (--overwrite)")
-            for name in ("results.json", "results.csv", "report.md", "config.json", "plots", ".work"):
-                p = self.out / name
+                raise UserError(f"{self.out} holds earlier results that cannot be resumed (pass --overwrite)")
+            for p in ours:
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         self.out.mkdir(parents=True, exist_ok=True)
         res = store.empty(self.cfg.to_dict())
