@@ -110,7 +110,7 @@ def _qconfig(isa: str, is_static: bool, per_channel: bool):
     return factory(is_static=is_static, per_channel=per_channel)
 
 
-def quantize_dynamic(fp32_dir: Path, isa: str, work: Path, per_channel: bool = False) -> Path:
+def quantize_dynamic(fp32_dir: Path, isa: str, work: Path, per_channel: bool = True) -> Path:
     """Dynamic int8 for ``isa`` (avx512_vnni | avx512 | avx2 | arm64), quantized from the plain fp32 export."""
     from optimum.onnxruntime import ORTQuantizer
 
@@ -121,7 +121,9 @@ def quantize_dynamic(fp32_dir: Path, isa: str, work: Path, per_channel: bool = F
     return out / ONNX_NAME
 
 
-def quantize_static(fp32_dir: Path, isa: str, tokenizer: Any, texts: list[str], max_length: int, work: Path) -> Path:
+def quantize_static(
+    fp32_dir: Path, isa: str, tokenizer: Any, texts: list[str], max_length: int, work: Path, per_channel: bool = True
+) -> Path:
     """Static int8 (QDQ) calibrated with MinMax on ``texts``; LayerNorm, GELU and residual Adds stay in float.
 
     Excluding those nodes is the known fix for the accuracy collapse of statically quantized BERTs; the same
@@ -146,7 +148,7 @@ def quantize_static(fp32_dir: Path, isa: str, tokenizer: Any, texts: list[str], 
     enc = tokenizer(texts, truncation=True, max_length=max_length)
     dataset = Dataset.from_dict({k: v for k, v in enc.items() if k in inputs})
     quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name=ONNX_NAME)
-    qconfig = _qconfig(isa, True, False)
+    qconfig = _qconfig(isa, True, per_channel)
     # Optimum's ExcludeLayerNormNodes matches the decomposed LayerNorm pattern only; the exporter emits the native
     # LayerNormalization op (opset >= 17), which ORT's QDQ defaults would quantize: keep every normalization in float.
     qconfig.operators_to_quantize = [op for op in qconfig.operators_to_quantize if not op.endswith("Normalization")]

@@ -52,6 +52,8 @@ def test_int8_is_gated_on_accuracy_drop_not_agreement():
     assert not rejected.accepted
     assert "accuracy drop 1.50 points > 1" in rejected.reason
     assert rejected.checks["accuracy_drop_points"] == pytest.approx(1.5)
+    # exactly at the limit passes (100 * (0.925 - 0.915) is 1.0000000000000009 in floating point)
+    assert judge("qint8", _par(0.97), {"accuracy": 0.915}, {"accuracy": 0.925}, 1.0).accepted
     # an int8 variant that is *better* than PyTorch passes
     assert judge("qint8", _par(0.97), {"accuracy": 0.95}, base, 0.0).accepted
 

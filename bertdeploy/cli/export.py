@@ -74,7 +74,9 @@ def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Consol
 @click.option("--parity-rows", type=int, default=None, help="K rows compared with PyTorch (default: all eval rows).")
 @click.option("--max-length", type=int, default=None, help="Token limit (default: the run's).")
 @click.option("--isa", type=click.Choice(["avx512_vnni", "avx512", "avx2", "arm64"]), default=None, help="int8 ISA.")
-@click.option("--per-channel", is_flag=True, help="Per-channel weights for dynamic int8.")
+@click.option(
+    "--per-channel/--per-tensor", default=True, show_default=True, help="int8 weight scales per channel or per tensor."
+)
 @click.option("--force", is_flag=True, help="Replace an existing bundle.")
 def command(
     run_dir: str,
