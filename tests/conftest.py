@@ -115,3 +115,46 @@ def tiny_bundle(tmp_path_factory, tiny_model_dir, tiny_data_dir) -> Path:
         )
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def varied_bundle(tmp_path_factory, tiny_data_dir) -> Path:
+    """Like ``tiny_bundle`` (fp32, O2, qint8), but from a tiny BERT initialised with std 0.5 instead of 0.02,
+    so that its predictions differ from text to text (all three labels occur, top-2 margins >= 0.03): tests of
+    order restoration and of padding-mode equivalence can then fail. ``max_length`` is 24 (truncation tests).
+    """
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from bertdeploy.exporter import ExportConfig, export
+
+    model_dir = tmp_path_factory.mktemp("varied_model")
+    torch.manual_seed(0)
+    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True, model_max_length=128)
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        initializer_range=0.5,
+        num_labels=3,
+        id2label=dict(enumerate(TINY_LABELS)),
+        label2id={name: i for i, name in enumerate(TINY_LABELS)},
+    )
+    BertForSequenceClassification(config).eval().save_pretrained(model_dir, safe_serialization=True)
+    tok.save_pretrained(model_dir)
+    out = tmp_path_factory.mktemp("varied_bundle") / "bundle"
+    export(
+        ExportConfig(
+            run_dir=str(model_dir),
+            output=str(out),
+            data=str(tiny_data_dir),
+            variants=["fp32", "O2", "qint8"],
+            max_length=24,
+            max_accuracy_drop=100.0,
+            min_agreement={"fp32": 0.0, "O2": 0.0},
+        )
+    )
+    return out

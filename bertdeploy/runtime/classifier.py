@@ -1,0 +1,220 @@
+"""``load(bundle)`` -> :class:`Classifier`: tokenize, batch, run, restore order, softmax."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bertdeploy import bundle as _bundle
+from bertdeploy.errors import UserError
+from bertdeploy.runtime import session as _session
+from bertdeploy.runtime.batching import Batch, BatchPolicy, iter_batches
+from bertdeploy.runtime.tokenize import Encoded, TextEncoder
+
+#: texts tokenized and sorted together by predict()/logits(): large enough for tight length buckets,
+#: small enough that memory stays flat on any input size.
+SORT_WINDOW = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    label: str
+    score: float
+
+
+class Classifier:
+    """A loaded bundle variant. Immutable after construction; every method is safe to call from several
+    threads at once (``InferenceSession.run`` is thread-safe and no per-call state is stored here)."""
+
+    def __init__(
+        self,
+        bundle: Path,
+        manifest: _bundle.Manifest,
+        variant: _bundle.Variant,
+        session: object,
+        encoder: TextEncoder,
+        policy: BatchPolicy,
+        device_id: int = 0,
+        shrink_arena: bool = True,
+    ) -> None:
+        self.bundle = bundle
+        self.manifest = manifest
+        self.variant = variant
+        self.labels: list[str] = list(manifest.labels)
+        self.max_length = encoder.max_length
+        self.policy = policy
+        self._session = session
+        self._encoder = encoder
+        self._specs = _session.input_specs(session)  # type: ignore[arg-type]
+        outputs = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
+        output = "logits" if "logits" in outputs else outputs[0]
+        width = session.get_outputs()[outputs.index(output)].shape[-1]  # type: ignore[attr-defined]
+        if isinstance(width, int) and width != len(self.labels):
+            raise UserError(f"the manifest lists {len(self.labels)} labels but the model outputs {width} logits")
+        self._run = _session.Runner(session, output, device_id, shrink_arena)  # type: ignore[arg-type]
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self._session.get_providers())  # type: ignore[attr-defined]
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self._specs)
+
+    def __repr__(self) -> str:
+        return f"Classifier({str(self.bundle)!r}, variant={self.variant.name!r}, providers={self.providers})"
+
+    # -- building blocks -------------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> Encoded:
+        """Tokenize only (truncating to ``max_length``; ``.truncated`` counts the texts that were cut)."""
+        return self._encoder.encode(_as_list(texts))
+
+    def plan_batches(self, encoded: Encoded) -> list[Batch]:
+        """The padded batches for ``encoded`` under this classifier's padding policy."""
+        return list(self._iter_batches(encoded))
+
+    def run_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Run the model on one batch; returns float32 logits ``[rows, num_labels]``."""
+        return self._run(feed)
+
+    def _iter_batches(self, encoded: Encoded) -> Iterator[Batch]:
+        return iter_batches(encoded, self.policy, self.max_length, self._specs, self._encoder.pad_id)
+
+    def logits_encoded(self, encoded: Encoded) -> np.ndarray:
+        """Logits for already-encoded texts, in their original order."""
+        out = np.empty((len(encoded), len(self.labels)), dtype=np.float32)
+        for batch in self._iter_batches(encoded):
+            out[batch.index] = self._run(batch.feed)
+        return out
+
+    # -- public predictions ----------------------------------------------------------------------------
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw logits ``[n, num_labels]`` in the caller's order."""
+        texts = _as_list(texts)
+        parts = [
+            self.logits_encoded(self._encoder.encode(texts[i : i + SORT_WINDOW]))
+            for i in range(0, len(texts), SORT_WINDOW)
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, len(self.labels)), dtype=np.float32)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Softmax probabilities ``[n, num_labels]``; columns follow :attr:`labels`."""
+        return softmax(self.logits(texts))
+
+    def predict(self, texts: Sequence[str], top_k: int = 1) -> list[Prediction] | list[list[Prediction]]:
+        """One :class:`Prediction` per text (``top_k > 1``: a best-first list of ``top_k`` per text)."""
+        return self.to_predictions(self.predict_proba(texts), top_k)
+
+    def predict_iter(
+        self, texts: Iterable[str], chunk_size: int = 1024, top_k: int = 1
+    ) -> Iterator[Prediction] | Iterator[list[Prediction]]:
+        """Stream predictions for an iterable of any length, ``chunk_size`` texts at a time, in order."""
+        if chunk_size < 1:
+            raise UserError(f"chunk_size must be >= 1, got {chunk_size}")
+        if isinstance(texts, str):
+            texts = [texts]
+        it = iter(texts)
+        while chunk := list(itertools.islice(it, chunk_size)):
+            yield from self.predict(chunk, top_k=top_k)  # type: ignore[misc]
+
+    def to_predictions(self, proba: np.ndarray, top_k: int = 1) -> list[Prediction] | list[list[Prediction]]:
+        if not isinstance(top_k, int) or top_k < 1:
+            raise UserError(f"top_k must be an integer >= 1, got {top_k!r}")
+        labels = self.labels
+        if top_k == 1:
+            best = proba.argmax(axis=1)
+            scores = proba[np.arange(len(best)), best]
+            return [Prediction(labels[i], s) for i, s in zip(best.tolist(), scores.tolist())]
+        k = min(top_k, len(labels))
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(proba, order, axis=1)
+        return [[Prediction(labels[i], s) for i, s in zip(idx, sc)] for idx, sc in zip(order.tolist(), top.tolist())]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def _as_list(texts: Sequence[str] | str) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    return texts if isinstance(texts, list) else list(texts)
+
+
+def load(
+    bundle: str | os.PathLike[str],
+    variant: str = "auto",
+    device: str = "auto",
+    threads: int | None = None,
+    batch_size: int = 64,
+    max_tokens: int = 8192,
+    padding: str = "bucketed",
+    allow_fallback: bool = False,
+    *,
+    session_config: _session.SessionConfig | None = None,
+) -> Classifier:
+    """Load a bundle variant into an ONNX Runtime session.
+
+    Args:
+        bundle: a folder written by ``bertdeploy export`` (has ``bertdeploy.json``).
+        variant: a variant name from the manifest, or "auto" (the best accepted one for the device:
+            int8 on CPU, fp16 on CUDA).
+        device: "auto" | "cpu" | "cuda" | "cuda:N" | "tensorrt". An explicitly requested GPU that does not
+            attach raises :class:`UserError` (a warning instead with ``allow_fallback=True``); "auto" quietly
+            takes the best device that works.
+        threads: intra-op threads (None: ONNX Runtime's default, one per core).
+        batch_size, max_tokens, padding: see :class:`bertdeploy.runtime.batching.BatchPolicy`.
+        session_config: fine-grained ONNX Runtime settings (``threads`` overrides its ``threads``).
+    """
+    root = Path(bundle)
+    manifest = _bundle.read_manifest(root)
+    name, device_id = _session.parse_device(device)
+    policy = BatchPolicy(padding=padding, batch_size=batch_size, max_tokens=max_tokens)
+    config = session_config or _session.SessionConfig()
+    if threads is not None:
+        config = _session.SessionConfig(**{**config.__dict__, "threads": threads})
+    tokenizer_path = root / manifest.tokenizer_file
+    if not tokenizer_path.is_file():
+        raise UserError(f"bundle {root} has no tokenizer file {manifest.tokenizer_file}")
+    encoder = TextEncoder(tokenizer_path, manifest.max_length)
+    target = _session.resolve_device(name)
+
+    def build(target: str, fallback: bool) -> tuple[_bundle.Variant, object]:
+        gpu = target in ("cuda", "tensorrt")
+        chosen = manifest.auto_variant("cuda" if gpu else "cpu") if variant == "auto" else manifest.variant(variant)
+        path = _bundle.verify_variant(root, chosen)
+        sess = _session.create_session(
+            path,
+            target,
+            device_id,
+            config,
+            fallback,
+            precision=chosen.precision,
+            max_shape=(batch_size, manifest.max_length),
+            input_names=tuple(manifest.model_inputs),
+        )
+        return chosen, sess
+
+    if name == "auto" and target != "cpu":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            chosen, sess = build(target, True)
+        if sess.get_providers()[0] == _session.CPU:  # type: ignore[attr-defined]
+            warnings.warn(
+                f"device='auto': {target} is installed but did not attach; running on the CPU",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            chosen, sess = build("cpu", True)
+    else:
+        chosen, sess = build(target, allow_fallback)
+    return Classifier(root, manifest, chosen, sess, encoder, policy, device_id, config.cpu_arena)

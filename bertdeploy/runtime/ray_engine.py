@@ -1,0 +1,197 @@
+"""``predict_file(..., engine="ray")``: Ray Data reads the input, ``map_batches`` runs an actor pool with one
+ONNX Runtime session per actor, and the driver streams the (order-preserved) results into the same writer
+as the local engine, so both engines produce the same rows and labels.
+
+Needs the ``ray`` extra (``pip install "bertdeploy[ray]"``). Connects to a running cluster when
+``RAY_ADDRESS`` is set (or ``ray.init`` was called), else starts a local one.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertdeploy.errors import UserError, require
+from bertdeploy.runtime.files import MAX_REPORTED, PredictFileResult, ProgressFn, open_output
+from bertdeploy.runtime.readers import Chunk, count_rows, iter_chunks
+from bertdeploy.runtime.writers import RowWriter
+
+_KEY = "__key"
+
+
+class RayPredictor:
+    """The actor: loads the bundle once, then classifies batches ({column: numpy array})."""
+
+    def __init__(self, bundle: str, load_kwargs: dict[str, Any], text_column: str, id_column: str | None) -> None:
+        from bertdeploy.runtime.classifier import load
+
+        self.clf = load(bundle, **load_kwargs)
+        self.text_column = text_column
+        self.id_column = id_column
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from bertdeploy.runtime.classifier import softmax
+        from bertdeploy.runtime.files import split_empty
+
+        raw = batch[self.text_column].tolist()
+        n = len(raw)
+        probe = PredictFileResult("", "", "ray", "", [])
+        texts, positions = split_empty(Chunk(texts=raw, keys=list(range(n)), lines=list(range(n))), probe)
+        labels = np.full(n, -1, dtype=np.int64)
+        proba = np.zeros((n, len(self.clf.labels)), dtype=np.float32)
+        truncated = 0
+        if texts:
+            encoded = self.clf.encode(texts)
+            truncated = encoded.truncated
+            p = softmax(self.clf.logits_encoded(encoded))
+            proba[positions] = p
+            labels[positions] = p.argmax(axis=1)
+        out = {"label": labels, "proba": proba, "truncated": np.full(n, truncated, dtype=np.int64)}
+        out["first"] = np.zeros(n, dtype=bool)
+        if n:
+            out["first"][0] = True  # the truncated count is per batch: count it once
+        if self.id_column is not None:
+            out[_KEY] = batch[self.id_column]
+        return out
+
+
+#: logical CPUs a read task asks for: reading is light, and if the actor pool held every CPU the reads could
+#: never be scheduled (Ray Data would wait forever)
+READ_CPUS = 0.25
+
+
+def _read(path: str, fmt: str, columns: list[str], text_column: str, id_column: str | None):
+    import ray.data
+
+    common = {"num_cpus": READ_CPUS}
+    if fmt in ("csv", "tsv"):
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+
+        ds = ray.data.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(delimiter="," if fmt == "csv" else "\t", newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in columns},
+                strings_can_be_null=False,
+                include_columns=[text_column] + ([id_column] if id_column else []),
+            ),
+            **common,
+        )
+    elif fmt == "jsonl":
+        ds = ray.data.read_json(path, lines=True, **common)
+    elif fmt == "parquet":
+        ds = ray.data.read_parquet(path, columns=[text_column] + ([id_column] if id_column else []), **common)
+    else:
+        ds = ray.data.read_text(path, drop_empty_lines=False, **common)
+    return ds
+
+
+def _header(path: str, fmt: str) -> list[str]:
+    if fmt not in ("csv", "tsv"):
+        return []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return next(csv.reader(f, delimiter="," if fmt == "csv" else "\t"), [])
+
+
+def predict_file_ray(
+    bundle: str | os.PathLike[str],
+    input: str,
+    output: str,
+    *,
+    fmt: str,
+    ofmt: str,
+    text_column: str,
+    id_column: str | None,
+    load_kwargs: dict[str, Any],
+    probabilities: bool,
+    chunk_size: int,
+    workers: int | None,
+    progress: ProgressFn | None,
+) -> PredictFileResult:
+    require("ray", "ray")
+    import ray
+
+    from bertdeploy.bundle import read_manifest
+
+    if input == "-":
+        raise UserError("--engine ray reads files; stdin is only supported by --engine local")
+    # Validate the input (column, encoding of the start, emptiness) and the bundle before starting Ray.
+    first = next(iter_chunks(input, fmt, text_column, id_column, chunk_size=1))
+    key_name = first.key_name
+    manifest = read_manifest(bundle)
+    threads = load_kwargs.get("threads") or 1
+    if not ray.is_initialized():
+        ray.init(
+            address=os.environ.get("RAY_ADDRESS"),
+            num_cpus=None if os.environ.get("RAY_ADDRESS") else os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    workers = workers or max(1, int(cpus // threads))
+    # Logical CPUs per actor: its thread count, minus room for the read tasks (ORT's threads are set apart).
+    actor_cpus = max(0.1, min(float(threads), (cpus - READ_CPUS) / workers))
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray Data's INFO lines would mix with our output
+
+    id_col = None if key_name == "row" and id_column != "row" else key_name  # None: number the rows
+    ds = _read(input, fmt, _header(input, fmt), text_column, id_col)
+    ds = ds.map_batches(
+        RayPredictor,
+        fn_constructor_kwargs={
+            "bundle": str(Path(bundle).resolve()),
+            "load_kwargs": {**load_kwargs, "threads": threads},
+            "text_column": "text" if fmt == "text" else text_column,
+            "id_column": id_col,
+        },
+        batch_size=chunk_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=actor_cpus,
+    )
+    result = PredictFileResult(input, output, "ray", "", [], skipped_unit="row")
+    total = count_rows(input, fmt)
+    start = time.perf_counter()
+    row = 0
+    with open_output(output) as f:
+        writer = RowWriter(f, ofmt, key_name, manifest.labels, probabilities)
+        for batch in ds.iter_batches(batch_size=chunk_size, batch_format="numpy"):
+            labels, proba = batch["label"], batch["proba"]
+            n = len(labels)
+            rows = np.arange(row + 1, row + n + 1)
+            keys = batch[_KEY] if _KEY in batch else rows
+            row += n
+            ok = labels >= 0
+            for r in rows[~ok].tolist():
+                result.skipped += 1
+                if len(result.skipped_lines) < MAX_REPORTED:
+                    result.skipped_lines.append(r)
+            result.truncated += int(batch["truncated"][batch["first"]].sum())
+            if ok.any():
+                writer.write(np.asarray(keys)[ok].tolist(), labels[ok], proba[ok])
+                result.rows += int(ok.sum())
+            if progress is not None:
+                progress(row, total)
+        if result.rows == 0:
+            raise UserError(f"no non-empty text in {input} (all {result.skipped} records are empty)")
+    result.seconds = time.perf_counter() - start
+    from bertdeploy.runtime.session import resolve_device
+
+    variant = load_kwargs.get("variant", "auto")
+    if variant == "auto":
+        gpu = resolve_device(load_kwargs.get("device", "auto").split(":")[0]) != "cpu"
+        variant = manifest.auto_variant("cuda" if gpu else "cpu").name
+    result.variant = variant
+    result.providers = [f"{workers} Ray actor(s) x {threads} thread(s)"]
+    return result

@@ -1,0 +1,202 @@
+"""bertdeploy.runtime: loading, batching, order, padding modes, streaming, threads, bad input."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from conftest import tiny_texts
+
+from bertdeploy.errors import UserError
+from bertdeploy.runtime import BatchPolicy, Prediction, load
+from bertdeploy.runtime.batching import plan
+
+
+def _texts(n: int = 150, seed: int = 7) -> list[str]:
+    """Short and long texts in random order (lengths 3..40 words; some exceed max_length 24)."""
+    rng = random.Random(seed)
+    base = [t for t, _ in tiny_texts(n, seed=seed)]
+    return [" ".join([t] * rng.choice([1, 1, 1, 2, 4])) for t in base]
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    return _texts()
+
+
+@pytest.fixture(scope="module")
+def reference(varied_bundle, texts) -> np.ndarray:
+    """Logits computed one text at a time: no padding, no batching, no reordering."""
+    clf = load(varied_bundle, variant="fp32", threads=1, batch_size=1)
+    return np.concatenate([clf.logits([t]) for t in texts])
+
+
+def test_import_needs_no_torch(tiny_bundle):
+    """The runtime imports and predicts with torch / transformers / optimum made unimportable."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "transformers", "optimum"):
+                    raise ImportError("blocked: " + name)
+        sys.meta_path.insert(0, Block())
+        import bertdeploy, bertdeploy.runtime
+        clf = bertdeploy.load({str(tiny_bundle)!r}, threads=1)
+        print(clf.predict(["i love this"])[0].label)
+        heavy = [m for m in ("torch", "transformers", "optimum") if m in sys.modules]
+        assert not heavy, heavy
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() in ("negative", "neutral", "positive")
+
+
+def test_load_auto_and_api(tiny_bundle):
+    clf = load(tiny_bundle, threads=1)
+    assert clf.variant.name == "qint8"  # auto on CPU: int8 first
+    assert clf.providers == ["CPUExecutionProvider"]
+    assert clf.labels == ["negative", "neutral", "positive"]
+    assert clf.max_length == 128
+    preds = clf.predict(["good great", "bad", ""])
+    assert len(preds) == 3 and all(isinstance(p, Prediction) for p in preds)
+    proba = clf.predict_proba(["good great", "bad"])
+    assert proba.shape == (2, 3) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert [p.label for p in preds[:2]] == [clf.labels[i] for i in proba.argmax(axis=1)]
+    assert clf.predict("one string") == clf.predict(["one string"])
+    assert clf.predict([]) == []
+
+
+def test_order_restored_after_bucketing(varied_bundle, texts, reference):
+    labels = reference.argmax(axis=1)
+    assert len(set(labels.tolist())) == 3  # the fixture's predictions really vary with the text
+    clf = load(varied_bundle, variant="fp32", threads=1, batch_size=8, max_tokens=128)
+    enc = clf.encode(texts)
+    batches = clf.plan_batches(enc)
+    assert len(batches) > 5
+    assert sorted(np.concatenate([b.index for b in batches]).tolist()) == list(range(len(texts)))
+    np.testing.assert_allclose(clf.logits(texts), reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "O2"])
+def test_padding_modes_identical(varied_bundle, texts, reference, variant):
+    outs = {}
+    for padding in ("bucketed", "dynamic", "static"):
+        clf = load(varied_bundle, variant=variant, threads=1, padding=padding, batch_size=16, max_tokens=256)
+        outs[padding] = clf.logits(texts)
+        assert outs[padding].argmax(axis=1).tolist() == reference.argmax(axis=1).tolist(), padding
+    np.testing.assert_allclose(outs["bucketed"], outs["static"], atol=1e-4)
+    np.testing.assert_allclose(outs["dynamic"], outs["static"], atol=1e-4)
+
+
+def test_qint8_agrees_with_fp32(varied_bundle, texts, reference):
+    """Dynamic int8 scales activations per batch, so batch composition may move a near-tied argmax;
+    the large majority of labels must still agree with fp32."""
+    clf = load(varied_bundle, variant="qint8", threads=1)
+    agree = (clf.logits(texts).argmax(axis=1) == reference.argmax(axis=1)).mean()
+    assert agree >= 0.9
+
+
+def test_plan_respects_budget_and_modes():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=500)
+    for padding in ("bucketed", "dynamic", "static"):
+        policy = BatchPolicy(padding=padding, batch_size=32, max_tokens=700)
+        groups = plan(lengths, policy, max_length=64)
+        index = np.concatenate([g for g, _ in groups])
+        assert sorted(index.tolist()) == list(range(500))
+        for g, padded in groups:
+            assert len(g) <= 32
+            assert len(g) == 1 or len(g) * padded <= 700
+            assert padded == (64 if padding == "static" else lengths[g].max())
+        if padding == "bucketed":
+            assert np.all(np.diff(lengths[index]) >= 0)
+        else:
+            assert index.tolist() == list(range(500))
+    bucketed = plan(lengths, BatchPolicy("bucketed", 32, 700), 64)
+    dynamic = plan(lengths, BatchPolicy("dynamic", 32, 700), 64)
+    assert sum(len(g) * p for g, p in bucketed) < 0.7 * sum(len(g) * p for g, p in dynamic)
+    # one row longer than the budget still runs (alone)
+    assert plan(np.array([5, 900, 5]), BatchPolicy("dynamic", 8, 100), 1024)[1][0].tolist() == [1]
+
+
+def test_feed_has_only_graph_inputs(tiny_bundle):
+    clf = load(tiny_bundle, variant="fp32", threads=1, batch_size=4)
+    feed = clf.plan_batches(clf.encode(["a b c", "good", "x y"]))[0].feed
+    assert set(feed) == set(clf.input_names) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert feed["input_ids"].shape == feed["attention_mask"].shape
+    assert feed["attention_mask"].sum(axis=1).tolist() == sorted(feed["attention_mask"].sum(axis=1).tolist())
+    logits = clf.run_feed(feed)
+    assert logits.shape == (3, 3) and logits.dtype == np.float32
+
+
+def test_truncation_is_counted(varied_bundle):
+    clf = load(varied_bundle, variant="fp32", threads=1)
+    enc = clf.encode(["good " * 100, "bad", "the movie " * 11 + "day"])
+    assert enc.truncated == 2
+    assert enc.lengths.tolist()[0] == 24 and enc.lengths.tolist()[2] == 24
+    assert enc.row(1).tolist()[0] == enc.row(0).tolist()[0]  # both start with [CLS]
+    assert len(clf.predict(["good " * 100])) == 1
+
+
+def test_top_k(varied_bundle, texts):
+    clf = load(varied_bundle, variant="fp32", threads=1)
+    top1 = clf.predict(texts[:20])
+    top2 = clf.predict(texts[:20], top_k=2)
+    for a, b in zip(top1, top2):
+        assert len(b) == 2 and b[0] == a and b[0].score >= b[1].score and b[0].label != b[1].label
+    assert len(clf.predict(texts[:1], top_k=10)[0]) == 3
+    with pytest.raises(UserError, match="top_k"):
+        clf.predict(texts[:1], top_k=0)
+
+
+def test_predict_iter_streams(varied_bundle, texts):
+    clf = load(varied_bundle, variant="fp32", threads=1)
+    streamed = list(clf.predict_iter((t for t in texts), chunk_size=7))
+    assert [p.label for p in streamed] == [p.label for p in clf.predict(texts)]
+
+
+def test_concurrent_callers(varied_bundle, texts, reference):
+    clf = load(varied_bundle, variant="fp32", threads=1, batch_size=8)
+    parts = [texts[i::6] for i in range(6)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(clf.logits, parts * 3))
+    for i, out in enumerate(results):
+        np.testing.assert_allclose(out, reference[i % 6 :: 6], atol=1e-4)
+
+
+def test_bad_inputs(tiny_bundle, tmp_path):
+    with pytest.raises(UserError, match="bundle not found"):
+        load(tmp_path / "nope")
+    with pytest.raises(UserError, match="not in the bundle"):
+        load(tiny_bundle, variant="O3")
+    with pytest.raises(UserError, match="unknown device"):
+        load(tiny_bundle, device="tpu")
+    with pytest.raises(UserError, match="padding"):
+        load(tiny_bundle, padding="ragged")
+    with pytest.raises(UserError, match="max_tokens"):
+        load(tiny_bundle, max_tokens=0)
+    with pytest.raises(UserError, match="not str"):
+        load(tiny_bundle, variant="fp32", threads=1).predict(["ok", None])  # type: ignore[list-item]
+
+
+def test_tampered_variant(tiny_bundle, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    model = copy / "onnx" / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[-1] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="sha256 mismatch"):
+        load(copy, variant="fp32")
+    load(copy, variant="O2", threads=1)  # the untouched variants still load
+    (copy / "tokenizer.json").unlink()
+    with pytest.raises(UserError, match="tokenizer"):
+        load(copy, variant="O2")
