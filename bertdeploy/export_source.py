@@ -172,8 +172,8 @@ def load_eval_data(source: Source, data: str | None, calibration_size: int, seed
         )
         return EvalData(list(SAMPLE_SENTENCES), None, "samples", "built-in", list(SAMPLE_SENTENCES), [note])
     path = data if data is not None else _resolve_data_path(str(tc["data"]), source.path)
-    text_col = tc.get("text_column", "text") if data is None else "text"
-    label_col = tc.get("label_column", "label") if data is None else "label"
+    text_col = tc.get("text_column") or "text"  # --text-column / --label-column are merged into tc by export()
+    label_col = tc.get("label_column") or "label"
     spec = DataSpec(path=path, text_column=text_col, label_column=label_col, seed=int(tc.get("seed", seed) or seed))
     loaded = load_data(spec, labels=source.labels)
     name = loaded.eval_split if loaded.eval_split in loaded.splits else next(iter(loaded.splits))

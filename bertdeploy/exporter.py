@@ -11,13 +11,10 @@ in a temporary sibling and renamed into place (:func:`bertdeploy.bundle.atomic_d
 
 from __future__ import annotations
 
-import datetime as _dt
-import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,6 @@ from bertdeploy.errors import UserError
 from bertdeploy.export_variants import ATTENTION_OPS
 
 VARIANTS = tuple(bundle_mod.VARIANT_FILES)
-PRECISION = {"fp16": "fp16", "qint8": "int8", "qint8_static": "int8"}
 #: variants whose graph is expected to contain a fused Attention node
 EXPECT_ATTENTION = ("O2", "O3", "fp16")
 
@@ -169,6 +165,7 @@ def _row(name: str, **kw: Any) -> dict[str, Any]:
 
 def export(config: ExportConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
     """Export, validate and bundle; see the module docstring. ``progress`` receives one-line status messages."""
+    from bertdeploy import export_bundle as eb
     from bertdeploy import export_gate as gate
     from bertdeploy import export_variants as ev
     from bertdeploy.export_machine import detect_isa, machine_info, versions
@@ -255,80 +252,58 @@ def export(config: ExportConfig, progress: Callable[[str], None] | None = None) 
                 eval_seconds=round(evaluated, 2),
             )
             rows.append(row)
-            if not verdict.accepted:
-                continue
-            dest = root / bundle_mod.VARIANT_FILES[name]
-            if name == "fp32":
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, dest)
-            else:
-                ev.place(path, dest)
-            entry = bundle_mod.Variant(
-                name=name,
-                file=bundle_mod.VARIANT_FILES[name],
-                sha256=bundle_mod.sha256_file(dest),
-                bytes=dest.stat().st_size,
-                precision=PRECISION.get(name, "fp32"),
-                opset=info["opset"],
-                fused_nodes=info["fused_nodes"],
-                parity={**par, "reference": "pytorch", "checks": verdict.checks},
-                metrics={m: v for m, v in metrics.items() if m != "confusion_matrix"},
-                machine={"cpu": machine["cpu"], "isa": machine["isa"], "provider": machine["provider"]},
-                notes=vnotes,
-            )
-            variants.append({**asdict(entry), **_extra(name, config, isa, data)})
+            if verdict.accepted:
+                variants.append(
+                    eb.add_variant(
+                        root,
+                        name,
+                        path,
+                        row,
+                        opset=info["opset"],
+                        fused_nodes=info["fused_nodes"],
+                        parity={**par, "reference": "pytorch", "checks": verdict.checks},
+                        metrics={m: v for m, v in metrics.items() if m != "confusion_matrix"},
+                        machine={"cpu": machine["cpu"], "isa": machine["isa"], "provider": machine["provider"]},
+                        **eb.quantization_info(name, isa, config.per_channel, len(data.calibration)),
+                    )
+                )
         accepted = [r["name"] for r in rows if r["accepted"]]
         if not accepted:
             reasons = "; ".join(f"{r['name']}: {r['reason']}" for r in rows)
             raise UserError(f"no variant passed the gate, nothing written ({reasons})")
-        tokenizer_files = _write_hf_files(source, root)
-        manifest = {
-            "format": bundle_mod.FORMAT,
-            "format_version": bundle_mod.FORMAT_VERSION,
-            "task": "text-classification",
-            "model_type": source.config.model_type,
-            "labels": source.labels,
-            "max_length": source.max_length,
-            "tokenizer": {"file": "tokenizer.json", "files": tokenizer_files},
-            "model_inputs": fp32_info["inputs"],
-            "variants": variants,
-            "rejected": [
-                {"name": r["name"], "reason": r["reason"], **{k: r[k] for k in ("max_diff", "agreement", "accuracy")}}
-                for r in rows
-                if not r["accepted"]
-            ],
-            "required": list(config.required or []),
-            "eval": {
-                "data": data.source,
-                "split": data.split,
-                "rows": len(data.texts),
-                "parity_rows": k,
-                "labelled": data.label_ids is not None,
-                "pytorch": {m: v for m, v in baseline.items() if m != "confusion_matrix"},
-                "pytorch_seconds": torch_seconds,
-                "notes": notes,
+        tokenizer_files = eb.write_hf_files(source, root)
+        manifest = eb.write_manifest(
+            root,
+            {
+                "task": "text-classification",
+                "model_type": source.config.model_type,
+                "labels": source.labels,
+                "max_length": source.max_length,
+                "tokenizer": {"file": "tokenizer.json", "files": tokenizer_files},
+                "model_inputs": fp32_info["inputs"],
+                "variants": variants,
+                "rejected": eb.rejected_entries(rows),
+                "required": list(config.required or []),
+                "eval": {
+                    "data": data.source,
+                    "split": data.split,
+                    "rows": len(data.texts),
+                    "parity_rows": k,
+                    "labelled": data.label_ids is not None,
+                    "pytorch": {m: v for m, v in baseline.items() if m != "confusion_matrix"},
+                    "pytorch_seconds": torch_seconds,
+                    "notes": notes,
+                },
+                "gate": {
+                    "min_agreement": {**gate.MIN_AGREEMENT, **config.min_agreement},
+                    "max_accuracy_drop": config.max_accuracy_drop,
+                },
+                "versions": versions(),
+                "machine": machine,
+                "source": eb.source_info(run_dir),
             },
-            "gate": {
-                "min_agreement": {**gate.MIN_AGREEMENT, **config.min_agreement},
-                "max_accuracy_drop": config.max_accuracy_drop,
-            },
-            "versions": versions(),
-            "machine": machine,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "source": {"path": str(run_dir), **_source_info(run_dir)},
-        }
-        bundle_mod.write_json(root / bundle_mod.MANIFEST_NAME, manifest)
-        _normal_permissions(root)
-        bundle_mod.read_manifest(root)  # the runtime's own reader must accept what we wrote
+        )
     return ExportResult(bundle=out, rows=rows, baseline=baseline, manifest=manifest, notes=notes)
-
-
-def _normal_permissions(root: Path) -> None:
-    """mkdtemp / mkstemp create 0700 / 0600; a bundle is shipped and served, so give it the usual umask modes."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for path in [root, *root.rglob("*")]:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _variant_notes(name: str, info: dict[str, Any], isa: str) -> list[str]:
@@ -337,46 +312,7 @@ def _variant_notes(name: str, info: dict[str, Any], isa: str) -> list[str]:
     if name in EXPECT_ATTENTION and not any(fused.get(op) for op in ATTENTION_OPS):
         out.append("Attention did not fuse: expect little speed-up from this graph")
     if name == "fp16":
-        out.append("fp16 targets CUDA; validated on CPU, where it runs slower than fp32")
+        out.append("fp16 is meant for CUDA: validated here on CPU, where expect no speed-up over fp32")
     if name in ("qint8", "qint8_static"):
         out.append(f"int8 configured for {isa}")
     return out
-
-
-def _extra(name: str, config: ExportConfig, isa: str, data: Any) -> dict[str, Any]:
-    if name == "qint8":
-        return {"quantization": {"mode": "dynamic", "isa": isa, "per_channel": config.per_channel}}
-    if name == "qint8_static":
-        return {
-            "quantization": {
-                "mode": "static",
-                "format": "QDQ",
-                "isa": isa,
-                "per_channel": config.per_channel,
-                "calibration": {"method": "minmax", "rows": len(data.calibration)},
-                "excluded": ["LayerNormalization", "GELU", "residual Add", "embeddings Add", "attention-mask Add"],
-            }
-        }
-    return {}
-
-
-def _write_hf_files(source: Any, root: Path) -> list[str]:
-    """config.json (with id2label) and the fast tokenizer files, so Optimum's ORTModel can load the bundle."""
-    before = set(p.name for p in root.iterdir())
-    source.model.config.save_pretrained(root)
-    source.tokenizer.save_pretrained(root)
-    written = sorted(p.name for p in root.iterdir() if p.is_file() and p.name not in before)
-    if not (root / "tokenizer.json").is_file():  # pragma: no cover - fast tokenizers always save it
-        raise RuntimeError("the tokenizer did not save tokenizer.json")
-    return [f for f in written if f != "config.json"]
-
-
-def _source_info(run_dir: Path) -> dict[str, Any]:
-    weights = run_dir / "model.safetensors"
-    info: dict[str, Any] = {}
-    if weights.is_file():
-        info["weights_sha256"] = bundle_mod.sha256_file(weights)
-    tc = run_dir / "train_config.json"
-    if tc.is_file():
-        info["train_config"] = "train_config.json"
-    return info

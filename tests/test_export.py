@@ -186,7 +186,7 @@ def test_nothing_accepted_writes_nothing(tiny_model_dir, tiny_data_dir, tmp_path
 
 
 def test_failure_midway_leaves_old_bundle_untouched(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch):
-    import bertdeploy.exporter as exporter
+    import bertdeploy.export_bundle as export_bundle
 
     out = tmp_path / "b"
     out.mkdir()
@@ -198,7 +198,7 @@ def test_failure_midway_leaves_old_bundle_untouched(tiny_model_dir, tiny_data_di
     def boom(*args, **kwargs):
         raise RuntimeError("killed midway")
 
-    monkeypatch.setattr(exporter, "_write_hf_files", boom)  # after the fp32 file was placed in the new bundle
+    monkeypatch.setattr(export_bundle, "write_hf_files", boom)  # after the fp32 file was placed in the new bundle
     with pytest.raises(RuntimeError, match="killed midway"):
         export(ExportConfig(**cfg, force=True))
     assert [p.name for p in out.iterdir()] == ["marker"]
@@ -207,3 +207,19 @@ def test_failure_midway_leaves_old_bundle_untouched(tiny_model_dir, tiny_data_di
     with pytest.raises(RuntimeError):
         export(ExportConfig(**{**cfg, "output": str(new)}))
     assert not new.exists()
+
+
+def test_custom_columns_of_eval_data(tiny_model_dir, tmp_path):
+    from conftest import tiny_texts, write_csv
+
+    data = tmp_path / "data"
+    write_csv(data / "test.csv", tiny_texts(12, seed=5), header=("sentence", "target"))
+    out = tmp_path / "b"
+    cfg = ExportConfig(
+        run_dir=str(tiny_model_dir), output=str(out), data=str(data), text_column="sentence", label_column="target"
+    )
+    result = export(cfg)
+    assert result.manifest["eval"]["rows"] == 12 and result.rows[0]["accuracy"] is not None
+    with pytest.raises(UserError, match="text"):  # default column names do not exist in this file
+        export(ExportConfig(run_dir=str(tiny_model_dir), output=str(tmp_path / "c"), data=str(data)))
+    assert not (tmp_path / "c").exists()

@@ -91,3 +91,12 @@ def test_isa_detection():
     assert info["isa"] in ("avx512_vnni", "avx512", "avx2", "arm64")
     assert "CPUExecutionProvider" in info["providers"]
     assert {"onnxruntime", "onnx", "optimum"} <= set(versions())
+
+
+def test_warning_when_attention_did_not_fuse():
+    from bertdeploy.exporter import _variant_notes
+
+    info = {"fused_nodes": {"SkipLayerNormalization": 4}}
+    assert any("Attention did not fuse" in n for n in _variant_notes("O2", info, "avx2"))
+    assert not any("did not fuse" in n for n in _variant_notes("O2", {"fused_nodes": {"Attention": 2}}, "avx2"))
+    assert not any("did not fuse" in n for n in _variant_notes("O1", info, "avx2"))  # O1 does not fuse attention

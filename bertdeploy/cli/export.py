@@ -47,7 +47,7 @@ def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Consol
         console.print(f"[dim]note: {note}[/]")
     for r in result.rows:
         for note in r["notes"]:
-            if "did not fuse" in note or "slower" in note:
+            if "did not fuse" in note or "meant for CUDA" in note:
                 console.print(f"[yellow]{r['name']}: {note}[/]")
 
 
@@ -61,7 +61,7 @@ def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Consol
     type=click.Choice(["O1", "O2", "O3"]),
     help="Graph-optimized variant(s) (ORTOptimizer); repeatable.",
 )
-@click.option("--fp16", is_flag=True, help="Half-precision variant (CUDA first; validated on CPU, slow there).")
+@click.option("--fp16", is_flag=True, help="Half-precision variant (for CUDA; validated on CPU).")
 @click.option("--int8", is_flag=True, help="Dynamic int8 for this CPU's instruction set.")
 @click.option("--int8-static", is_flag=True, help="Static int8, calibrated on training rows.")
 @click.option("--all", "all_", is_flag=True, help="Every variant; rejected ones are listed, not fatal.")
@@ -103,6 +103,7 @@ def command(
     \b
     Example:
       bertdeploy export runs/emotion -o models/emotion --optimize O2 --int8
+
     Variants that fail the gate are left out and listed; the exit code is 1 when a variant you asked for
     explicitly (not via --all) was rejected.
     """

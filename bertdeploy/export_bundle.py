@@ -1,0 +1,110 @@
+"""Writing the bundle: accepted variant files with their manifest entries, the HF config + tokenizer files, and
+``bertdeploy.json`` (the format read by :func:`bertdeploy.bundle.read_manifest`)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bertdeploy import bundle as bundle_mod
+
+PRECISION = {"fp16": "fp16", "qint8": "int8", "qint8_static": "int8"}
+STATIC_EXCLUDED = ["LayerNormalization", "GELU", "residual Add", "embeddings Add", "attention-mask Add"]
+
+
+def add_variant(root: Path, name: str, path: Path, row: dict[str, Any], **record: Any) -> dict[str, Any]:
+    """Move (copy, for fp32: the other variants derive from it) ``path`` into the bundle; return its manifest entry.
+
+    ``record`` holds opset, fused_nodes, parity, metrics, machine and any extra keys (quantization, ...).
+    """
+    from bertdeploy.export_variants import place
+
+    dest = root / bundle_mod.VARIANT_FILES[name]
+    if name == "fp32":
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+    else:
+        place(path, dest)
+    known = {k: record.pop(k) for k in list(record) if k in bundle_mod.Variant.__dataclass_fields__}
+    entry = bundle_mod.Variant(
+        name=name,
+        file=bundle_mod.VARIANT_FILES[name],
+        sha256=bundle_mod.sha256_file(dest),
+        bytes=dest.stat().st_size,
+        precision=PRECISION.get(name, "fp32"),
+        notes=list(row["notes"]),
+        **known,
+    )
+    timing = {"build_seconds": row["seconds"], "eval_seconds": row["eval_seconds"]}
+    return {**asdict(entry), **record, "timing": timing}
+
+
+def quantization_info(name: str, isa: str, per_channel: bool, calibration_rows: int) -> dict[str, Any]:
+    """The ``quantization`` record of an int8 variant (empty for the others)."""
+    if name == "qint8":
+        return {"quantization": {"mode": "dynamic", "isa": isa, "per_channel": per_channel}}
+    if name == "qint8_static":
+        calibration = {"method": "minmax", "rows": calibration_rows}
+        return {
+            "quantization": {
+                "mode": "static",
+                "format": "QDQ",
+                "isa": isa,
+                "per_channel": per_channel,
+                "calibration": calibration,
+                "excluded": STATIC_EXCLUDED,
+            }
+        }
+    return {}
+
+
+def write_hf_files(source: Any, root: Path) -> list[str]:
+    """config.json (with id2label) and the fast tokenizer files, so Optimum's ORTModel can load the bundle."""
+    before = {p.name for p in root.iterdir()}
+    source.model.config.save_pretrained(root)
+    source.tokenizer.save_pretrained(root)
+    written = sorted(p.name for p in root.iterdir() if p.is_file() and p.name not in before)
+    if not (root / "tokenizer.json").is_file():  # pragma: no cover - fast tokenizers always save it
+        raise RuntimeError("the tokenizer did not save tokenizer.json")
+    return [f for f in written if f != "config.json"]
+
+
+def source_info(run_dir: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {"path": str(run_dir)}
+    weights = run_dir / "model.safetensors"
+    if weights.is_file():
+        info["weights_sha256"] = bundle_mod.sha256_file(weights)
+    if (run_dir / "train_config.json").is_file():
+        info["train_config"] = "train_config.json"
+    return info
+
+
+def rejected_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keep = ("name", "reason", "max_diff", "agreement", "accuracy")
+    return [{k: r[k] for k in keep} for r in rows if not r["accepted"]]
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Stamp format + time, write ``bertdeploy.json``, fix permissions, re-read it with the runtime's reader."""
+    manifest = {
+        "format": bundle_mod.FORMAT,
+        "format_version": bundle_mod.FORMAT_VERSION,
+        **manifest,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    bundle_mod.write_json(root / bundle_mod.MANIFEST_NAME, manifest)
+    normal_permissions(root)
+    bundle_mod.read_manifest(root)  # the runtime's own reader must accept what we wrote
+    return manifest
+
+
+def normal_permissions(root: Path) -> None:
+    """mkdtemp / mkstemp create 0700 / 0600; a bundle is shipped and served, so give it the usual umask modes."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [root, *root.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
