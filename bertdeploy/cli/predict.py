@@ -1,11 +1,122 @@
-"""`bertdeploy predict` (placeholder until implemented)."""
+"""`bertdeploy predict BUNDLE --input FILE --output FILE`: parse, call
+:func:`bertdeploy.runtime.files.predict_file`, show a progress bar and a summary."""
 
 from __future__ import annotations
 
 import click
 
 
+def render(result, console) -> None:  # noqa: ANN001 - PredictFileResult, rich Console (imported lazily)
+    from rich.table import Table
+
+    table = Table(title=f"predictions -> {result.output}", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("input", result.input)
+    table.add_row("variant", result.variant)
+    table.add_row("engine", f"{result.engine}: {', '.join(result.providers)}")
+    table.add_row("rows predicted", f"{result.rows:,}")
+    table.add_row("empty rows skipped", f"{result.skipped:,}")
+    table.add_row("texts truncated", f"{result.truncated:,}")
+    table.add_row("time", f"{result.seconds:.2f} s ({result.texts_per_second:,.0f} texts/s)")
+    console.print(table)
+    if result.skipped:
+        shown = ", ".join(map(str, result.skipped_lines[:20]))
+        more = " ..." if result.skipped > 20 else ""
+        console.print(f"[yellow]skipped empty text at {result.skipped_unit}(s): {shown}{more}[/]")
+
+
 @click.command(name="predict")
-def command() -> None:
-    """Not implemented yet."""
-    raise click.UsageError("bertdeploy predict is not implemented yet")
+@click.argument("bundle", type=click.Path())
+@click.option("--input", "-i", "input_", required=True, help="csv / tsv / jsonl / parquet / text file, or - (stdin).")
+@click.option("--output", "-o", required=True, help="Predictions file: .jsonl, .csv or .tsv (- for stdout jsonl).")
+@click.option("--text-column", default="text", show_default=True, help="Column holding the text.")
+@click.option("--id-column", default=None, help="Column copied to the output as the row id (default: 'id' if present).")
+@click.option(
+    "--input-format",
+    type=click.Choice(["csv", "tsv", "jsonl", "parquet", "text"]),
+    default=None,
+    help="Default: from the file suffix (stdin: text).",
+)
+@click.option("--variant", default="auto", show_default=True, help="Bundle variant (auto: int8 on CPU, fp16 on CUDA).")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | tensorrt.")
+@click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores).")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Max rows per model call.")
+@click.option("--max-tokens", type=int, default=8192, show_default=True, help="Token budget per call (rows x length).")
+@click.option(
+    "--padding",
+    type=click.Choice(["bucketed", "dynamic", "static"]),
+    default="bucketed",
+    show_default=True,
+    help="bucketed: sort by length; dynamic: input order; static: pad to max_length.",
+)
+@click.option("--probabilities", is_flag=True, help="Also write the probability of every label.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--workers", type=int, default=None, help="Ray actors (default: CPUs / threads).")
+@click.option("--chunk-size", type=int, default=4096, show_default=True, help="Records read and sorted together.")
+@click.option("--allow-fallback", is_flag=True, help="Run on the CPU (with a warning) if the GPU does not attach.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+def command(
+    bundle: str,
+    input_: str,
+    output: str,
+    text_column: str,
+    id_column: str | None,
+    input_format: str | None,
+    variant: str,
+    device: str,
+    threads: int | None,
+    batch_size: int,
+    max_tokens: int,
+    padding: str,
+    probabilities: bool,
+    engine: str,
+    workers: int | None,
+    chunk_size: int,
+    allow_fallback: bool,
+    quiet: bool,
+) -> None:
+    """Classify every text of --input with BUNDLE and write one prediction per row to --output."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from bertdeploy.runtime.files import predict_file
+
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("predicting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet or not console.is_terminal,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("predict", total=None)
+
+        def progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=max(total, done) if total is not None else None)
+
+        result = predict_file(
+            bundle,
+            input_,
+            output,
+            text_column=text_column,
+            id_column=id_column,
+            input_format=input_format,
+            variant=variant,
+            device=device,
+            threads=threads,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            padding=padding,
+            allow_fallback=allow_fallback,
+            probabilities=probabilities,
+            engine=engine,
+            workers=workers,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+    if not quiet:
+        render(result, console if output == "-" else Console())
