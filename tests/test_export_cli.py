@@ -152,3 +152,14 @@ def test_explicit_rejection_exits_1_and_keeps_the_rest(tiny_model_dir, tiny_data
     assert "requested variant(s) rejected: O2" in result.stderr
     assert "REJECTED" in result.stdout and "accepted" in result.stdout and "pytorch" in result.stdout
     assert (out / "onnx/model_qint8.onnx").is_file() and not (out / "onnx/model_O2.onnx").exists()
+
+
+def test_sigterm_becomes_an_interrupt_during_export():
+    import signal
+
+    from bertdeploy.cli.export import _sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 import click
 
 ALL = ["fp32", "O1", "O2", "O3", "fp16", "qint8", "qint8_static"]
@@ -9,6 +13,24 @@ ALL = ["fp32", "O1", "O2", "O3", "fp16", "qint8", "qint8_static"]
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while exporting, so the temporary bundle and scratch files are cleaned up."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a worker): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Console (imported lazily)
@@ -133,7 +155,7 @@ def command(
         force=force,
     )
     err = Console(stderr=True)
-    with err.status("exporting") as status:
+    with _sigterm_as_interrupt(), err.status("exporting") as status:
         result = export(config, progress=lambda msg: status.update(msg))
     render(result, Console())
     failed = result.failed_required
