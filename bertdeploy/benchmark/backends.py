@@ -8,6 +8,7 @@ Padding: ``static`` pads every row to max_length; ``dynamic`` and ``bucketed`` p
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -106,6 +107,9 @@ class TorchBackend:
         self.model = AutoModelForSequenceClassification.from_pretrained(hf, use_safetensors=True, dtype=dtype).eval()
         self.dev = "cuda" if self.on_cuda else "cpu"
         self.model.to(self.dev)
+        # a BERT tokenizer on a DistilBERT model: feed only what forward() takes (no token_type_ids)
+        accepted = set(inspect.signature(self.model.forward).parameters)
+        self.tok.model_input_names = [n for n in self.tok.model_input_names if n in accepted]
         return {
             "file": str(hf),
             "bytes": _dir_bytes(hf, "*.safetensors"),

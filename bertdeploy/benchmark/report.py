@@ -54,6 +54,47 @@ def markdown_table(rows: list[dict[str, Any]], columns=TABLE) -> str:
     return "\n".join([head, sep, *body])
 
 
+def headline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (target, backend, variant): p50 at the smallest batch and sequences/s at the largest, each
+    with its best padding, plus size, accuracy and agreement — the table a README shows."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    out = []
+    for key in dict.fromkeys((r["target"], r["backend"], r["variant"]) for r in ok):
+        mine = [r for r in ok if (r["target"], r["backend"], r["variant"]) == key]
+        small, large = min(r["batch_size"] for r in mine), max(r["batch_size"] for r in mine)
+        lat = min((r for r in mine if r["batch_size"] == small), key=lambda r: r["e2e_p50_ms"])
+        thr = max((r for r in mine if r["batch_size"] == large), key=lambda r: r["e2e_seq_per_s"])
+        out.append(
+            {
+                "target": key[0],
+                "engine": key[2] if key[1] == "bertdeploy" else f"{key[1]} {key[2]}",
+                "size_mb": lat.get("size_mb"),
+                "p50": f"{lat['e2e_p50_ms']:.2f} ({lat['padding']}, b{small})",
+                "seq_s": f"{thr['e2e_seq_per_s']:.1f} ({thr['padding']}, b{large})",
+                "model_seq_s": thr.get("model_seq_per_s"),
+                "peak_share": thr.get("peak_share"),
+                "accuracy": lat.get("accuracy"),
+                "f1_macro": lat.get("f1_macro"),
+                "agreement_torch": lat.get("agreement_torch"),
+            }
+        )
+    return out
+
+
+HEADLINE = [
+    ("target", "target", None),
+    ("engine", "engine", None),
+    ("size MB", "size_mb", "{:.1f}"),
+    ("p50 ms, smallest batch", "p50", None),
+    ("seq/s, largest batch", "seq_s", None),
+    ("model-only seq/s", "model_seq_s", "{:.1f}"),
+    ("% GEMM peak", "peak_share", "{:.0%}"),
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("macro-F1", "f1_macro", "{:.4f}"),
+    ("agreement vs torch", "agreement_torch", "{:.4f}"),
+]
+
+
 def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     fields = list(dict.fromkeys(k for r in rows for k in r)) or ["target"]
     with atomic_file(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -99,6 +140,16 @@ def report_markdown(res: dict[str, Any], rows: list[dict[str, Any]], plot_paths:
         f"updated {res.get('updated')}, complete: {res.get('complete')}",
         "",
     ]
+    head = headline(rows)
+    if head:
+        out += [
+            "## Headline",
+            "",
+            "Best padding per engine; p50 end to end (tokenization included) per batch; seq/s over the timed run.",
+            "",
+            markdown_table(head, HEADLINE),
+            "",
+        ]
     for name, t in res.get("targets", {}).items():
         ev = t.get("eval") or {}
         trained = "trained" if t.get("trained") else "**untrained** (random weights: speed only, no accuracy)"

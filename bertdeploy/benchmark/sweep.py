@@ -158,24 +158,30 @@ class Sweep:
 
         targets = resolve_targets(self.cfg)
         self.results = self._open()
-        self.results["machine"] = machine_info(self.threads)
-        self.results["machine"]["device"] = self.device
-        self.results["versions"] = versions()
-        self.results["load"] = {"start": load_average()}
+        prev = self.previous or {}
         plans = [(t, plan(self.cfg, t)) for t in targets]
         self.order = {c["key"]: i for i, c in enumerate(c for _, bl in plans for b in bl for c in b.cells)}
         self.results["cells"] = [c for k, c in self.done.items() if k in self.order]
         self.progress({"type": "plan", "total": len(self.order), "done": len(self.results["cells"])})
         pending = len(self.order) - len(self.results["cells"])
-        if previous_gemm := (self.previous or {}).get("gemm"):
-            self.results["gemm"] = previous_gemm
-        if self.cfg.gemm_seconds > 0 and (pending or not previous_gemm):
+        for key in ("machine", "versions", "load", "gemm"):  # a resume that measures nothing keeps them
+            if prev.get(key):
+                self.results[key] = prev[key]
+        if pending or not prev:
+            self.results["machine"] = {**machine_info(self.threads), "device": self.device}
+            self.results["versions"] = versions()
+            if prev.get("load"):
+                self.results["load"].setdefault("resumed", []).append({"at": store.now(), "start": load_average()})
+            else:
+                self.results["load"] = {"start": load_average()}
+        if self.cfg.gemm_seconds > 0 and (pending or not prev.get("gemm")):
             self.progress({"type": "stage", "message": f"fp32 GEMM peak on {self.threads} threads"})
             self.results["gemm"] = measure_peak(self.threads, self.cfg.gemm_seconds)
         self._save()
         for target, blocks in plans:
             self._run_target(target, blocks)
-        self.results["load"]["end"] = load_average()
+        if pending or not prev:
+            self.results["load"]["end"] = load_average()
         self.results["cells"].sort(key=lambda c: self.order.get(c["key"], 1 << 30))
         self.results["complete"] = all(c["status"] in store.FINISHED for c in self.results["cells"])
         self._save()
@@ -286,11 +292,17 @@ class Sweep:
             ),
             encoding="utf-8",
         )
-        parity = {}
+        parity, bundle_info = {}, {}
         if target.bundle is not None:
             from bertdeploy.bundle import read_manifest
 
-            parity = {v.name: v.parity for v in read_manifest(target.bundle).variants}
+            manifest = read_manifest(target.bundle)
+            parity = {v.name: v.parity for v in manifest.variants}
+            bundle_info = {
+                "created": manifest.raw.get("created"),
+                "sha256": {v.name: v.sha256 for v in manifest.variants},
+                "rejected": {r.get("name"): r.get("reason") for r in manifest.rejected},
+            }
         self.results["targets"][target.name] = {
             **self.results["targets"].get(target.name, {}),
             "spec": target.spec,
@@ -303,6 +315,7 @@ class Sweep:
             "dims": dims,
             "bundle": str(target.bundle) if target.bundle else None,
             "parity": parity,
+            "bundle_manifest": bundle_info,
             "notes": target.notes,
         }
         return texts_file, dims
