@@ -240,3 +240,38 @@ def test_logits_and_eval_counts(swept):
         g["n"] == result.results["targets"][next(iter(result.results["targets"]))]["eval"]["n"] for g in groups.values()
     )
     assert np.isfinite([g["metrics"]["f1_macro"] for g in groups.values()]).all()
+
+
+def test_distilbert_with_a_bert_tokenizer(tmp_path, tiny_data_dir):
+    """DistilBERT takes no token_type_ids although the (BERT) tokenizer produces them: torch and pipeline run."""
+    from transformers import BertTokenizerFast, DistilBertConfig, DistilBertForSequenceClassification
+
+    from tests.conftest import TINY_LABELS, VOCAB
+
+    folder = tmp_path / "distil"
+    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True, model_max_length=64)
+    config = DistilBertConfig(
+        vocab_size=tok.vocab_size,
+        dim=32,
+        n_layers=1,
+        n_heads=2,
+        hidden_dim=64,
+        max_position_embeddings=64,
+        num_labels=3,
+        id2label=dict(enumerate(TINY_LABELS)),
+        label2id={name: i for i, name in enumerate(TINY_LABELS)},
+    )
+    DistilBertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    cfg = _cfg(
+        tmp_path / "o",
+        folder,
+        tiny_data_dir,
+        backends=["torch", "pipeline"],
+        padding=["dynamic"],
+        batch_sizes=[2],
+        max_length=32,
+    )
+    result = bench(cfg)
+    assert [(r["backend"], r["status"]) for r in result.rows] == [("torch", "ok"), ("pipeline", "ok")]
+    assert result.rows[1]["agreement_torch"] == 1.0
