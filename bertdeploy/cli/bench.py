@@ -68,6 +68,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--warmup", "warmup_iterations", type=int, help="Untimed warm-up batches (default 3).")
 @click.option("--max-seconds", type=float, help="Cap per timed loop (default 60).")
 @click.option("--model-only/--no-model-only", default=None, help="Also time the model on pre-tokenized input.")
+@click.option("--gemm-seconds", type=float, help="Time per shape for the fp32 GEMM peak (0: skip; default 0.5).")
 @click.option("--timing-texts", type=int, help="Texts the timed loops cycle through (default 512).")
 @click.option("--eval-limit", type=int, help="Score accuracy on at most N texts.")
 @click.option("--export/--no-export", default=None, help="Export a training run on the fly to time its variants.")
