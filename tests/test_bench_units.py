@@ -109,6 +109,12 @@ def test_pick_fastest_within_budget(drop, variant):
     assert p["accuracy_drop"] <= drop + 1e-12
 
 
+def test_pick_breaks_latency_ties_by_accuracy():
+    rows = [*ROWS, _row("bertdeploy", "qint8_per_channel", 0.899, 3.1)]  # within 5% of 3.0 ms, more accurate
+    assert pick(rows, 0.05)["variant"] == "qint8_per_channel"
+    assert pick(rows, 0.05, tolerance=0.0)["variant"] == "qint8_static"
+
+
 def test_pick_at_other_batch_size_and_errors():
     assert pick(ROWS, 0.01, batch_size=32)["variant"] == "qint8"
     with pytest.raises(UserError, match="batch size 8 was not measured"):

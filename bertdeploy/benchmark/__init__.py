@@ -58,7 +58,7 @@ def bench(config: BenchConfig, progress: Callable[[dict[str, Any]], None] | None
     results = sweep.run()
     chosen = None
     if config.pick:
-        chosen = pick(flat_rows(results), config.max_accuracy_drop, config.pick_batch_size)
+        chosen = pick(flat_rows(results), config.max_accuracy_drop, config.pick_batch_size, config.pick_tolerance)
         if config.pick_output:
             bundle = (results["targets"].get(chosen["target"]) or {}).get("bundle")
             if not bundle:

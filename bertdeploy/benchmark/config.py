@@ -72,6 +72,8 @@ class BenchConfig:
     """Absolute accuracy (0..1) a picked variant may lose against the fp32 reference."""
     pick_batch_size: int | None = None
     """Batch size the pick compares latencies at (default: the smallest in the grid)."""
+    pick_tolerance: float = 0.05
+    """Latencies within this share of the fastest are a tie; the more accurate variant wins it."""
     pick_output: str | None = None
     """Copy the picked variant into a new single-variant bundle here."""
     keep_work: bool = False

@@ -78,6 +78,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--pick", is_flag=True, default=None, help="Name the fastest variant within --max-accuracy-drop.")
 @click.option("--max-accuracy-drop", help="Absolute accuracy budget for --pick: 0.01 or 1% (default 0.01).")
 @click.option("--pick-batch-size", type=int, help="Batch size the pick compares (default: the smallest).")
+@click.option("--pick-tolerance", type=float, help="Latencies within this share of the fastest tie (default 0.05).")
 @click.option("--pick-output", help="Copy the picked variant into a new bundle here.")
 @click.option("--keep-work", is_flag=True, default=None, help="Keep OUTPUT/.work (saved presets, temp bundles).")
 @click.option("--name", help="Label of this result set (shown by bench compare).")
