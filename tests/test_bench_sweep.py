@@ -275,3 +275,34 @@ def test_distilbert_with_a_bert_tokenizer(tmp_path, tiny_data_dir):
     result = bench(cfg)
     assert [(r["backend"], r["status"]) for r in result.rows] == [("torch", "ok"), ("pipeline", "ok")]
     assert result.rows[1]["agreement_torch"] == 1.0
+
+
+def test_a_dying_worker_fails_its_cells_and_returns(tmp_path, tiny_bundle):
+    """A worker that exits abnormally (here: its texts file is missing, so it dies after loading) fails the cells
+    it had not finished, with the exit code and the log tail, instead of hanging or raising."""
+    from bertdeploy.benchmark.isolation import run_block_subprocess
+
+    job = {
+        "group": "t|bertdeploy|fp32",
+        "backend": "bertdeploy",
+        "variant": "fp32",
+        "ctx": {
+            "hf_dir": None,
+            "bundle": str(tiny_bundle),
+            "labels": ["a", "b", "c"],
+            "max_length": 32,
+            "variant": "fp32",
+            "threads": 1,
+            "device": "cpu",
+            "max_batch_size": 2,
+        },
+        "cells": [{"key": f"t|bertdeploy|fp32|dynamic|{b}", "padding": "dynamic", "batch_size": b} for b in (1, 2)],
+        "texts_file": str(tmp_path / "missing.json"),
+        "dims": {"layers": 1, "hidden": 4, "intermediate": 8, "labels": 3},
+        "settings": {"eval": False, "model_only": False, "logits_out": str(tmp_path / "l.npy")},
+    }
+    events: list[dict] = []
+    run_block_subprocess(job, tmp_path, events.append, max_seconds=5)
+    cells = [e for e in events if e["type"] == "cell"]
+    assert [c["status"] for c in cells] == ["failed", "failed"]
+    assert "worker crashed (exit code 1)" in cells[0]["error"] and "missing.json" in cells[0]["error"]

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +16,7 @@ from typing import Any
 
 from bertdeploy.benchmark import results as store
 from bertdeploy.benchmark.config import BenchConfig
+from bertdeploy.benchmark.isolation import run_block_subprocess
 from bertdeploy.benchmark.machine import cpu_flags
 from bertdeploy.benchmark.targets import Target, load_eval_set, resolve_target
 from bertdeploy.errors import UserError
@@ -246,7 +244,7 @@ class Sweep:
 
                 run_group(job, handler)
             else:
-                self._run_subprocess(job, tdir, handler)
+                run_block_subprocess(job, tdir, handler, self.cfg.max_seconds)
         store.agreement(self.results)
         self._save()
 
@@ -346,74 +344,3 @@ class Sweep:
                 self.progress({"type": "cell_start", "key": ev["key"]})
 
         return on_event
-
-    def _run_subprocess(self, job: dict[str, Any], tdir: Path, handler: Callable[[dict[str, Any]], None]) -> None:
-        """Run the block in a worker process; if it dies, fail the cell it was on and start a new one for the rest."""
-        slug = job["group"].replace("|", "_")
-        job_file, events, log = tdir / f"job_{slug}.json", tdir / f"events_{slug}.jsonl", tdir / f"log_{slug}.txt"
-        remaining = [c["key"] for c in job["cells"]]
-        per_cell = (2 if job["settings"]["model_only"] else 1) * (2 * self.cfg.max_seconds + 60)
-        while remaining:
-            job["cells"] = [c for c in job["cells"] if c["key"] in remaining]
-            job_file.write_text(json.dumps(job), encoding="utf-8")
-            events.write_text("", encoding="utf-8")
-            seen: set[str] = set()
-
-            def on_event(ev: dict[str, Any]) -> None:
-                if ev["type"] == "cell":
-                    seen.add(ev["key"])
-                    if ev["key"] in remaining:
-                        remaining.remove(ev["key"])
-                handler(ev)
-
-            rc, reason = self._spawn(job_file, events, log, on_event, timeout=600 + per_cell * len(remaining))
-            job["settings"]["eval"] = False
-            if not remaining:
-                break
-            tail = log.read_text(encoding="utf-8", errors="replace")[-1500:] if log.is_file() else ""
-            error = f"worker {reason} (exit code {rc}) before the cell finished\n{tail}"
-            victims = remaining[:1] if seen else list(remaining)
-            for key in victims:
-                c = next(c for c in job["cells"] if c["key"] == key)
-                on_event({"type": "cell", **c, "status": "failed", "error": error})
-
-    @staticmethod
-    def _spawn(job_file: Path, events: Path, log: Path, on_event, timeout: float) -> tuple[int | None, str]:
-        cmd = [sys.executable, "-m", "bertdeploy.benchmark.worker", str(job_file), str(events)]
-        with open(log, "w", encoding="utf-8") as logf:
-            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            pos, start, reason = 0, time.monotonic(), "exited"
-            try:
-                while True:
-                    rc = proc.poll()
-                    pos = _drain(events, pos, on_event)
-                    if rc is not None:
-                        _drain(events, pos, on_event)
-                        return rc, "crashed" if rc else "exited"
-                    if time.monotonic() - start > timeout:
-                        proc.kill()
-                        proc.wait()
-                        reason = f"timed out after {timeout:.0f} s"
-                        _drain(events, pos, on_event)
-                        return proc.returncode, reason
-                    time.sleep(0.2)
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-
-
-def _drain(path: Path, pos: int, on_event) -> int:
-    """Hand every complete JSON line after byte ``pos`` to ``on_event``; return the new position."""
-    if not path.is_file():
-        return pos
-    with open(path, "rb") as f:
-        f.seek(pos)
-        data = f.read()
-    end = data.rfind(b"\n")
-    if end < 0:
-        return pos
-    for line in data[: end + 1].splitlines():
-        if line.strip():
-            on_event(json.loads(line))
-    return pos + end + 1
