@@ -147,8 +147,10 @@ class Recipe:
 
     def cells(self, overrides: dict[str, Any] | None = None, offline: bool = False) -> list[tuple[str, TrainConfig]]:
         """(cell name, config) for every grid combination; the output of a cell is ``<output>/<cell name>``."""
-        base = {**self.base, **(self.offline if offline else {}), **(overrides or {})}
-        grid = {k: v for k, v in self.grid.items() if k not in (overrides or {})}
+        off = dict(self.offline) if offline else {}
+        grid = {**self.grid, **off.pop("grid", {})}
+        base = {**self.base, **off, **(overrides or {})}
+        grid = {k: v for k, v in grid.items() if k not in (overrides or {})}
         if not grid:
             return [(self.name, TrainConfig(**base))]
         keys = list(grid)
@@ -184,8 +186,12 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UserError(f"{path}: unknown recipe keys {sorted(extra)}")
     base = {k: _coerce(k, v) for k, v in raw.items() if k in FIELDS}
     grid = raw.get("grid") or {}
-    offline = {k: _coerce(k, v) for k, v in (raw.get("offline") or {}).items()}
-    for k, values in grid.items():
+    offline_raw = dict(raw.get("offline") or {})
+    offline_grid = offline_raw.pop("grid", None) or {}
+    offline: dict[str, Any] = {k: _coerce(k, v) for k, v in offline_raw.items()}
+    if offline_grid:
+        offline["grid"] = offline_grid
+    for k, values in {**grid, **offline_grid}.items():
         if not isinstance(values, list) or not values:
             raise UserError(f"{path}: grid.{k} must be a non-empty list")
         for v in values:

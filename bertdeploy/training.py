@@ -99,6 +99,7 @@ def _training_args(config: TrainConfig, work: Path):
         bf16=bf16,
         fp16=cuda and not bf16,
         dataloader_num_workers=config.num_workers,
+        dataloader_pin_memory=cuda,
         group_by_length=config.group_by_length,
         ddp_backend="gloo" if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         save_safetensors=True,
@@ -192,6 +193,7 @@ def _write_run(
     }
     with atomic_dir(result.output, overwrite=config.overwrite) as tmp:
         trainer.save_model(str(tmp))
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: the run folder ships none
         tok.save_pretrained(str(tmp))
         (tmp / "train_config.json").write_text(
             json.dumps({**resolved, "labels": data.labels, "model_info": model_info, "versions": versions()}, indent=2),

@@ -1,11 +1,54 @@
-"""`bertdeploy data` (placeholder until implemented)."""
+"""``bertdeploy data``: dataset inspection (``data stats``)."""
 
 from __future__ import annotations
 
 import click
+from rich.table import Table
+
+from bertdeploy.cli import render
 
 
-@click.command(name="data")
+@click.group(name="data")
 def command() -> None:
-    """Not implemented yet."""
-    raise click.UsageError("bertdeploy data is not implemented yet")
+    """Inspect a dataset before training."""
+
+
+@command.command(name="stats")
+@click.option("--data", required=True, help="Folder, file or Hub dataset id.")
+@click.option("--model", default="minilm-l6", show_default=True, help="Model spec whose tokenizer counts tokens.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option(
+    "--plot", type=click.Path(dir_okay=False), help="Length histogram PNG (default: <data name>_lengths.png)."
+)
+def stats(data: str, model: str, text_column: str, label_column: str, plot: str | None) -> None:
+    """Rows, label counts, token-length percentiles and padding waste."""
+    from pathlib import Path
+
+    from bertdeploy.data_stats import data_stats
+
+    plot = plot or f"{Path(data).name or 'data'}_lengths.png"
+    s = data_stats(data, model, text_column, label_column, plot=plot)
+    t = Table(title=f"{s.source}: rows per label")
+    t.add_column("label")
+    for split in s.rows:
+        t.add_column(split, justify="right")
+    for label in s.labels:
+        t.add_row(label, *(str(s.label_counts[split][label]) for split in s.rows))
+    t.add_row("[bold]total", *(f"[bold]{n}" for n in s.rows.values()))
+    render.console.print(t)
+    p = Table(title="token length (train)")
+    for k in [*s.length_percentiles, "mean"]:
+        p.add_column(k, justify="right")
+    p.add_row(*map(str, s.length_percentiles.values()), f"{s.mean_length:.1f}")
+    render.console.print(p)
+    w = Table(title="padding waste (share of fed tokens that are padding)")
+    w.add_column("strategy")
+    w.add_column("waste", justify="right")
+    for k, v in s.padding_waste.items():
+        w.add_row(k, f"{v:.1%}")
+    render.console.print(w)
+    render.console.print(
+        f"max_length covering 95 % of rows: [bold]{s.cover['p95']}[/]; 99 %: [bold]{s.cover['p99']}[/]"
+        f" · histogram: {s.plot}"
+    )

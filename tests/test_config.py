@@ -1,0 +1,62 @@
+"""Typed config, key=value overrides and every shipped recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bertdeploy.config import TrainConfig, load_recipe, parse_overrides
+from bertdeploy.errors import UserError
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def test_overrides_are_typed():
+    o = parse_overrides(["lr=3e-5", "padding=static", "train_size=500", "from_scratch=true", "report_to=none"])
+    assert o == {"lr": 3e-5, "padding": "static", "train_size": 500, "from_scratch": True, "report_to": ["none"]}
+    with pytest.raises(UserError, match="unknown config key"):
+        parse_overrides(["learning_rate=1"])
+    with pytest.raises(UserError, match="bad value for epochs"):
+        parse_overrides(["epochs=many"])
+    with pytest.raises(UserError, match="not key=value"):
+        parse_overrides(["lr"])
+
+
+@pytest.mark.parametrize(
+    "field, value", [("padding", "ragged"), ("freeze", "all"), ("metric", "auc"), ("max_length", 4)]
+)
+def test_config_validation(field, value):
+    with pytest.raises(UserError):
+        TrainConfig(**{field: value})
+
+
+def test_there_are_recipes_for_every_seed_experiment():
+    names = {p.stem for p in RECIPES}
+    assert {"emotion_padding", "tnews_subsets", "sst2_size_ladder", "warmup_ablation", "pretrained_vs_scratch"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_parses_and_validates(path):
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# bertdeploy train --recipe recipes/" + path.name), "a recipe opens with its command"
+    recipe = load_recipe(path)
+    for offline in (False, True):
+        cells = recipe.cells(offline=offline)
+        assert cells
+        outputs = {cfg.output for _, cfg in cells}
+        assert len(outputs) == len(cells), "every grid cell writes its own folder"
+    for _, cfg in recipe.cells(offline=True):
+        assert not cfg.model.count("/") or Path(cfg.model).exists(), "offline cells must not need the Hub"
+
+
+def test_grid_and_overrides(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("data: d\noutput: out\ngrid:\n  lr: [1.0e-4, 2.0e-5]\n  padding: [static, dynamic]\n")
+    cells = load_recipe(p).cells({"epochs": 1.0})
+    assert len(cells) == 4 and all(c.epochs == 1.0 for _, c in cells)
+    assert {c.output for _, c in cells} >= {"out/lr=0.0001__padding=static"}
+    assert len(load_recipe(p).cells({"lr": 1e-3})) == 2  # an override pins a grid axis
+    p.write_text("data: d\nlearning_rate: 1\n")
+    with pytest.raises(UserError, match="unknown recipe keys"):
+        load_recipe(p)
