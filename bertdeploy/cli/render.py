@@ -15,7 +15,7 @@ def fmt(v: Any, digits: int = 4) -> str:
     if v is None:
         return "—"
     if isinstance(v, float):
-        return f"{v:.{digits}f}"
+        return f"{v:.{digits if abs(v) < 10 else 2}f}"
     return str(v)
 
 
