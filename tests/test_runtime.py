@@ -163,13 +163,17 @@ def test_predict_iter_streams(varied_bundle, texts):
     assert [p.label for p in streamed] == [p.label for p in clf.predict(texts)]
 
 
-def test_concurrent_callers(varied_bundle, texts, reference):
-    clf = load(varied_bundle, variant="fp32", threads=1, batch_size=8)
-    parts = [texts[i::6] for i in range(6)]
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        results = list(pool.map(clf.logits, parts * 3))
-    for i, out in enumerate(results):
-        np.testing.assert_allclose(out, reference[i % 6 :: 6], atol=1e-4)
+@pytest.mark.parametrize("threads, streams", [(1, None), (2, None), (2, 1)])
+def test_concurrent_callers(varied_bundle, texts, reference, threads, streams):
+    """Six caller threads share one classifier (with 1 or 2 concurrent batch streams of its own)."""
+    with load(varied_bundle, variant="fp32", threads=threads, streams=streams, batch_size=8) as clf:
+        assert clf.streams == (streams or threads)
+        parts = [texts[i::6] for i in range(6)]
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            results = list(pool.map(clf.logits, parts * 3))
+        for i, out in enumerate(results):
+            np.testing.assert_allclose(out, reference[i % 6 :: 6], atol=1e-4)
+        np.testing.assert_allclose(clf.logits(texts[:3]), reference[:3], atol=1e-4)  # split over 2 streams
 
 
 def test_bad_inputs(tiny_bundle, tmp_path):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +33,12 @@ class Prediction:
 
 class Classifier:
     """A loaded bundle variant. Immutable after construction; every method is safe to call from several
-    threads at once (``InferenceSession.run`` is thread-safe and no per-call state is stored here)."""
+    threads at once (``InferenceSession.run`` is thread-safe and no per-call state is stored here).
+
+    With ``streams > 1`` the batches of a call run concurrently on a small thread pool, each ``session.run``
+    single-threaded (ORT releases the GIL): on a CPU this keeps every core on large GEMMs instead of
+    synchronising two threads inside every small operator (see benchmarks/runtime/RESULTS.md).
+    """
 
     def __init__(
         self,
@@ -42,6 +50,7 @@ class Classifier:
         policy: BatchPolicy,
         device_id: int = 0,
         shrink_arena: bool = True,
+        streams: int = 1,
     ) -> None:
         self.bundle = bundle
         self.manifest = manifest
@@ -58,6 +67,19 @@ class Classifier:
         if isinstance(width, int) and width != len(self.labels):
             raise UserError(f"the manifest lists {len(self.labels)} labels but the model outputs {width} logits")
         self._run = _session.Runner(session, output, device_id, shrink_arena)  # type: ignore[arg-type]
+        self.streams = streams
+        self._pool = ThreadPoolExecutor(streams, thread_name_prefix="bertdeploy") if streams > 1 else None
+
+    def close(self) -> None:
+        """Stop the stream threads (they also stop when the classifier is garbage-collected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def providers(self) -> list[str]:
@@ -84,13 +106,28 @@ class Classifier:
         return self._run(feed)
 
     def _iter_batches(self, encoded: Encoded) -> Iterator[Batch]:
-        return iter_batches(encoded, self.policy, self.max_length, self._specs, self._encoder.pad_id)
+        policy = self.policy
+        if self.streams > 1 and len(encoded) > 1:  # enough batches to keep every stream busy
+            rows = max(1, math.ceil(len(encoded) / self.streams))
+            policy = replace(policy, batch_size=min(policy.batch_size, rows))
+        return iter_batches(encoded, policy, self.max_length, self._specs, self._encoder.pad_id)
 
     def logits_encoded(self, encoded: Encoded) -> np.ndarray:
         """Logits for already-encoded texts, in their original order."""
         out = np.empty((len(encoded), len(self.labels)), dtype=np.float32)
+        if self._pool is None:
+            for batch in self._iter_batches(encoded):
+                out[batch.index] = self._run(batch.feed)
+            return out
+        pending: deque = deque()  # at most 2 batches per stream padded and in flight
         for batch in self._iter_batches(encoded):
-            out[batch.index] = self._run(batch.feed)
+            pending.append((batch.index, self._pool.submit(self._run, batch.feed)))
+            if len(pending) >= 2 * self.streams:
+                index, future = pending.popleft()
+                out[index] = future.result()
+        while pending:
+            index, future = pending.popleft()
+            out[index] = future.result()
         return out
 
     # -- public predictions ----------------------------------------------------------------------------
@@ -160,6 +197,7 @@ def load(
     padding: str = "bucketed",
     allow_fallback: bool = False,
     *,
+    streams: int | None = None,
     session_config: _session.SessionConfig | None = None,
 ) -> Classifier:
     """Load a bundle variant into an ONNX Runtime session.
@@ -171,25 +209,33 @@ def load(
         device: "auto" | "cpu" | "cuda" | "cuda:N" | "tensorrt". An explicitly requested GPU that does not
             attach raises :class:`UserError` (a warning instead with ``allow_fallback=True``); "auto" quietly
             takes the best device that works.
-        threads: intra-op threads (None: ONNX Runtime's default, one per core).
+        threads: CPU threads in total (None: the cores this process may use).
         batch_size, max_tokens, padding: see :class:`bertdeploy.runtime.batching.BatchPolicy`.
-        session_config: fine-grained ONNX Runtime settings (``threads`` overrides its ``threads``).
+        streams: batches run concurrently, each with ``threads // streams`` intra-op threads. None: on the CPU
+            one stream per thread (single-threaded runs in parallel: the fastest for throughput on few
+            cores); on a GPU 1. ``streams=1`` gives classic intra-op parallelism (lowest latency of one batch).
+        session_config: fine-grained ONNX Runtime settings (its ``threads`` is ignored: see above).
     """
     root = Path(bundle)
     manifest = _bundle.read_manifest(root)
     name, device_id = _session.parse_device(device)
     policy = BatchPolicy(padding=padding, batch_size=batch_size, max_tokens=max_tokens)
-    config = session_config or _session.SessionConfig()
-    if threads is not None:
-        config = _session.SessionConfig(**{**config.__dict__, "threads": threads})
+    if threads is not None and threads < 1:
+        raise UserError(f"threads must be >= 1, got {threads}")
+    if streams is not None and streams < 1:
+        raise UserError(f"streams must be >= 1, got {streams}")
+    total = threads or _session.usable_cores()
     tokenizer_path = root / manifest.tokenizer_file
     if not tokenizer_path.is_file():
         raise UserError(f"bundle {root} has no tokenizer file {manifest.tokenizer_file}")
     encoder = TextEncoder(tokenizer_path, manifest.max_length)
     target = _session.resolve_device(name)
 
-    def build(target: str, fallback: bool) -> tuple[_bundle.Variant, object]:
+    def build(target: str, fallback: bool) -> tuple[_bundle.Variant, object, int, _session.SessionConfig]:
         gpu = target in ("cuda", "tensorrt")
+        n_streams = streams or (1 if gpu else total)
+        intra = None if gpu and threads is None else max(1, total // n_streams)
+        config = replace(session_config or _session.SessionConfig(), threads=intra)
         chosen = manifest.auto_variant("cuda" if gpu else "cpu") if variant == "auto" else manifest.variant(variant)
         path = _bundle.verify_variant(root, chosen)
         sess = _session.create_session(
@@ -202,19 +248,19 @@ def load(
             max_shape=(batch_size, manifest.max_length),
             input_names=tuple(manifest.model_inputs),
         )
-        return chosen, sess
+        return chosen, sess, n_streams, config
 
     if name == "auto" and target != "cpu":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            chosen, sess = build(target, True)
+            chosen, sess, n_streams, config = build(target, True)
         if sess.get_providers()[0] == _session.CPU:  # type: ignore[attr-defined]
             warnings.warn(
                 f"device='auto': {target} is installed but did not attach; running on the CPU",
                 RuntimeWarning,
                 stacklevel=2,
             )
-            chosen, sess = build("cpu", True)
+            chosen, sess, n_streams, config = build("cpu", True)
     else:
-        chosen, sess = build(target, allow_fallback)
-    return Classifier(root, manifest, chosen, sess, encoder, policy, device_id, config.cpu_arena)
+        chosen, sess, n_streams, config = build(target, allow_fallback)
+    return Classifier(root, manifest, chosen, sess, encoder, policy, device_id, config.cpu_arena, n_streams)

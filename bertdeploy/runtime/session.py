@@ -41,7 +41,7 @@ class SessionConfig:
     """How to build the session. Every field has a measured default (benchmarks/runtime/RESULTS.md)."""
 
     threads: int | None = None
-    """intra-op threads; None = the number of cores ONNX Runtime sees."""
+    """intra-op threads of one ``run``; None = ONNX Runtime's default (one per physical core)."""
     spinning: str = "run"
     """"run": worker threads spin during a call and stop when it returns (``session.force_spinning_stop``);
     "off": never spin (``session.intra_op.allow_spinning=0``); "on": ORT default (keeps spinning after calls)."""
@@ -60,6 +60,14 @@ _OPT_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (affinity / container limits), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def parse_device(device: str) -> tuple[str, int]:
