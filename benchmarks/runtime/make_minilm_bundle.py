@@ -1,11 +1,14 @@
-"""Build the MiniLM-L6 speed-test bundle (6 labels, untrained classifier head) with Optimum directly.
+"""Build a MiniLM-L6 speed-test bundle (6 labels) with Optimum / ONNX Runtime directly, for speed work.
 
     python3 benchmarks/runtime/make_minilm_bundle.py /tmp/minilm_bundle [--model PATH] [--labels a,b,...]
 
-Writes BUNDLE_hf/ (the PyTorch model with the same head, for the pipeline baseline), fp32 (plain export), O2 (ORTOptimizer) and qint8 (ORTQuantizer avx2 dynamic, per-channel) plus a
-bertdeploy.json manifest, and an extra per-tensor int8 file (onnx/model_qint8_pertensor.onnx, not a variant)
-for the per-channel vs per-tensor comparison. Used only when the exporter is not available / for speed work:
-no accuracy gate is run here (the head is random unless --model points at a fine-tuned run).
+Default model: the packaged all-MiniLM-L6-v2 with an untrained classifier head; ``--model runs/minilm-emotion``
+uses the fine-tuned run. Writes BUNDLE_hf/ (the PyTorch model, for the pipeline baseline) and a bundle with
+variants fp32 (plain export), O2 (ORTOptimizer), qint8 (ORTQuantizer avx2 dynamic, per-channel),
+qint8_pertensor, and two experimental ones that the exporter does not build: O2_qint8 / O2_qint8_pertensor —
+the O2 graph (fused Attention) quantized with ``onnxruntime.quantization.quantize_dynamic`` directly, which
+turns Attention into QAttention (Optimum's quantizer fails on O2 graphs in optimum-onnx 0.1.0).
+No accuracy gate is run here: use ``bertdeploy export`` for real bundles.
 """
 
 from __future__ import annotations
@@ -75,12 +78,26 @@ def main() -> None:
             qd = Path(td) / f"q{int(per_channel)}"
             q.quantize(AutoQuantizationConfig.avx2(is_static=False, per_channel=per_channel), save_dir=qd)
             shutil.copy(qd / "model_quantized.onnx", out / "onnx" / name)
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        for per_channel, name in ((True, "model_O2_qint8.onnx"), (False, "model_O2_qint8_pertensor.onnx")):
+            quantize_dynamic(
+                out / "onnx" / "model_O2.onnx",
+                out / "onnx" / name,
+                per_channel=per_channel,
+                weight_type=QuantType.QInt8,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # types behind contrib ops
+            )
 
     variants = []
     for name, file, precision in (
         ("fp32", "onnx/model.onnx", "fp32"),
         ("O2", "onnx/model_O2.onnx", "fp32"),
         ("qint8", "onnx/model_qint8.onnx", "int8"),
+        ("qint8_pertensor", "onnx/model_qint8_pertensor.onnx", "int8"),
+        ("O2_qint8", "onnx/model_O2_qint8.onnx", "int8"),
+        ("O2_qint8_pertensor", "onnx/model_O2_qint8_pertensor.onnx", "int8"),
     ):
         p = out / file
         variants.append(
