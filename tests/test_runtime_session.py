@@ -100,6 +100,9 @@ def test_session_options():
     assert so.intra_op_num_threads == 2 and so.inter_op_num_threads == 1
     assert so.enable_mem_pattern is False
     assert so.get_session_config_entry("session.force_spinning_stop") == "1"
+    fast = rs.session_options(SessionConfig(gelu_approximation=True, extra={"session.disable_prepacking": "0"}))
+    assert fast.get_session_config_entry("optimization.enable_gelu_approximation") == "1"
+    assert fast.get_session_config_entry("session.disable_prepacking") == "0"
     off = rs.session_options(SessionConfig(spinning="off", cpu_arena=False))
     assert off.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert off.enable_cpu_mem_arena is False

@@ -10,7 +10,8 @@ least disturbed by other processes), the median is recorded too, with the 1-minu
 
 Engine specs: ``pipeline`` (transformers pipeline, PyTorch, batch 32), ``ortmodel:FILE`` (Optimum
 ORTModelForSequenceClassification in a transformers pipeline, batch 32), ``bertdeploy:VARIANT:PADDING[:k=v+k=v...]``
-(k in batch_size, max_tokens, streams, spinning, graph_optimization, cpu_arena, threads), ``peak`` (GEMM peaks).
+(k in batch_size, max_tokens, streams, spinning, graph_optimization, cpu_arena, threads, gelu_approximation),
+``peak`` (GEMM peaks).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def make_engine(spec: str, args: argparse.Namespace):
         parts = rest.split(":") + ["", ""]
         variant, padding, opts = parts[0], parts[1] or "bucketed", parts[2]
         kv = dict(item.split("=") for item in opts.split("+") if item)
-        sc_keys = {"spinning": str, "graph_optimization": str, "cpu_arena": lambda v: v == "1"}
+        flag = lambda v: v == "1"  # noqa: E731
+        sc_keys = {"spinning": str, "graph_optimization": str, "cpu_arena": flag, "gelu_approximation": flag}
         sc = SessionConfig(**{k: sc_keys[k](v) for k, v in kv.items() if k in sc_keys})
         clf = load(
             args.bundle,

@@ -50,6 +50,9 @@ class SessionConfig:
     cpu_arena: bool = True
     """ORT's CPU memory arena; shrunk after every call (``memory.enable_memory_arena_shrinkage``), so it does
     not keep the peak of the longest batch forever."""
+    gelu_approximation: bool = False
+    """let ORT replace erf-GELU by its tanh approximation (FastGelu): ~5-10 % faster on CPU, logits move by
+    ~1e-3, so the served graph is no longer exactly the one the export gate validated. Off by default."""
     extra: dict[str, str] = field(default_factory=dict)
     """additional ``add_session_config_entry`` pairs."""
 
@@ -157,6 +160,8 @@ def session_options(config: SessionConfig) -> ort.SessionOptions:
         so.add_session_config_entry("session.force_spinning_stop", "1")
     elif config.spinning != "on":
         raise UserError(f"spinning must be 'run', 'off' or 'on', got {config.spinning!r}")
+    if config.gelu_approximation:
+        so.add_session_config_entry("optimization.enable_gelu_approximation", "1")
     for key, value in config.extra.items():
         so.add_session_config_entry(key, str(value))
     return so
