@@ -56,8 +56,9 @@ def tiny_data_dir(tmp_path_factory) -> Path:
     return root
 
 
-def build_tiny_model(path: Path, num_labels: int = 3, seed: int = 0) -> Path:
-    """Save a 2-layer, hidden-32 BertForSequenceClassification + fast tokenizer to ``path``."""
+def build_tiny_model(path: Path, num_labels: int = 3, seed: int = 0, **config_overrides) -> Path:
+    """Save a 2-layer, hidden-32 BertForSequenceClassification + fast tokenizer to ``path``
+    (``config_overrides`` go to BertConfig, e.g. ``initializer_range``)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -74,6 +75,7 @@ def build_tiny_model(path: Path, num_labels: int = 3, seed: int = 0) -> Path:
         num_labels=num_labels,
         id2label=dict(enumerate(labels)),
         label2id={name: i for i, name in enumerate(labels)},
+        **config_overrides,
     )
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(path, safe_serialization=True)
@@ -123,28 +125,9 @@ def varied_bundle(tmp_path_factory, tiny_data_dir) -> Path:
     so that its predictions differ from text to text (all three labels occur, top-2 margins >= 0.03): tests of
     order restoration and of padding-mode equivalence can then fail. ``max_length`` is 24 (truncation tests).
     """
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
     from bertdeploy.exporter import ExportConfig, export
 
-    model_dir = tmp_path_factory.mktemp("varied_model")
-    torch.manual_seed(0)
-    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True, model_max_length=128)
-    config = BertConfig(
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        initializer_range=0.5,
-        num_labels=3,
-        id2label=dict(enumerate(TINY_LABELS)),
-        label2id={name: i for i, name in enumerate(TINY_LABELS)},
-    )
-    BertForSequenceClassification(config).eval().save_pretrained(model_dir, safe_serialization=True)
-    tok.save_pretrained(model_dir)
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("varied_model"), initializer_range=0.5)
     out = tmp_path_factory.mktemp("varied_bundle") / "bundle"
     export(
         ExportConfig(

@@ -132,6 +132,15 @@ def predict_file(
     check_paths(input, output)
     if input != "-" and not Path(input).is_file():
         raise UserError(f"input not found: {input}")
+    load_kwargs = dict(
+        variant=variant,
+        device=device,
+        threads=threads,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        padding=padding,
+        allow_fallback=allow_fallback,
+    )
     if engine == "ray":
         from bertdeploy.runtime.ray_engine import predict_file_ray
 
@@ -143,15 +152,7 @@ def predict_file(
             ofmt=ofmt,
             text_column=text_column,
             id_column=id_column,
-            load_kwargs=dict(
-                variant=variant,
-                device=device,
-                threads=threads,
-                batch_size=batch_size,
-                max_tokens=max_tokens,
-                padding=padding,
-                allow_fallback=allow_fallback,
-            ),
+            load_kwargs=load_kwargs,
             probabilities=probabilities,
             chunk_size=chunk_size,
             workers=workers,
@@ -160,16 +161,7 @@ def predict_file(
 
     from bertdeploy.runtime.classifier import load, softmax
 
-    clf = load(
-        bundle,
-        variant=variant,
-        device=device,
-        threads=threads,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        padding=padding,
-        allow_fallback=allow_fallback,
-    )
+    clf = load(bundle, **load_kwargs)
     result = PredictFileResult(input, output, engine, clf.variant.name, clf.providers)
     if fmt == "parquet":
         result.skipped_unit = "row"
