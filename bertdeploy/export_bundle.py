@@ -46,7 +46,16 @@ def add_variant(root: Path, name: str, path: Path, row: dict[str, Any], **record
 def quantization_info(name: str, isa: str, per_channel: bool, calibration_rows: int) -> dict[str, Any]:
     """The ``quantization`` record of an int8 variant (empty for the others)."""
     if name == "qint8":
-        return {"quantization": {"mode": "dynamic", "isa": isa, "per_channel": per_channel}}
+        return {
+            "quantization": {
+                "mode": "dynamic",
+                "isa": isa,
+                "per_channel": per_channel,
+                "weights": "int8",
+                "activations": "uint8",
+                "activation_matmuls": "float",
+            }
+        }
     if name == "qint8_static":
         calibration = {"method": "minmax", "rows": calibration_rows}
         return {

@@ -86,6 +86,7 @@ def test_manifest_schema(full):
     assert m.variant("O2").fused_nodes["Attention"] == 2  # one per layer
     assert m.variant("O3").fused_nodes["FastGelu"] == 2
     assert m.variant("qint8").fused_nodes["MatMulInteger"] > 0
+    assert raw["variants"][[v.name for v in m.variants].index("qint8")]["quantization"]["weights"] == "int8"
     assert raw["variants"][-1]["quantization"]["calibration"]["rows"] == 40
     assert (result.bundle / "config.json").is_file()
 
@@ -223,3 +224,22 @@ def test_custom_columns_of_eval_data(tiny_model_dir, tmp_path):
     with pytest.raises(UserError, match="text"):  # default column names do not exist in this file
         export(ExportConfig(run_dir=str(tiny_model_dir), output=str(tmp_path / "c"), data=str(data)))
     assert not (tmp_path / "c").exists()
+
+
+def test_dynamic_int8_quantizes_weights_only_as_signed_int8(full):
+    """Every weight MatMul becomes an integer MatMul with an int8 weight; the attention score / context MatMuls
+    (two activations) stay in float."""
+    import onnx
+
+    result, _ = full
+    graph = onnx.load(str(result.bundle / "onnx/model_qint8.onnx")).graph
+    inits = {i.name: i for i in graph.initializer}
+    integer = [n for n in graph.node if n.op_type == "MatMulInteger"]
+    names = [n.name for n in integer]
+    assert len(names) == 2 * 6 + 2, names  # Q, K, V, output, intermediate, FFN output per layer; pooler; head
+    assert sum("pooler" in n or "classifier" in n for n in names) == 2, names
+    for node in integer:
+        assert inits[node.input[1]].data_type == onnx.TensorProto.INT8, node.name
+    floats = [n for n in graph.node if n.op_type == "MatMul"]
+    assert len(floats) == 2 * 2  # scores and context, per layer
+    assert all(not set(n.input) & set(inits) for n in floats)

@@ -37,7 +37,7 @@ class Classifier:
 
     With ``streams > 1`` the batches of a call run concurrently on a small thread pool, each ``session.run``
     single-threaded (ORT releases the GIL): on a CPU this keeps every core on large GEMMs instead of
-    synchronising two threads inside every small operator (see benchmarks/runtime/RESULTS.md).
+    synchronising two threads inside every small operator (see benchmarks/runtime/README.md).
     """
 
     def __init__(

@@ -38,7 +38,7 @@ _NP_TYPES = {
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """How to build the session. Every field has a measured default (benchmarks/runtime/RESULTS.md)."""
+    """How to build the session. Every field has a measured default (benchmarks/runtime/README.md)."""
 
     threads: int | None = None
     """intra-op threads of one ``run``; None = ONNX Runtime's default (one per physical core)."""
