@@ -1,6 +1,7 @@
 """``export``: a trained classifier → validated ONNX variants → a deployable bundle.
 
-Every variant (fp32, O1-O3, fp16, qint8, qint8_static) is built from the plain Optimum export, run with ONNX
+Every variant (fp32, O1-O3, fp16, qint8, qint8_static) is built from the plain Optimum export (of a BERT whose last
+layer is computed for [CLS] only: :mod:`bertdeploy.export_prune`, same logits), run with ONNX
 Runtime on the evaluation rows, compared with the PyTorch model and scored; only variants that pass the gate
 (:mod:`bertdeploy.export_gate`) go into the bundle, the others are listed under ``rejected``. The bundle is built
 in a temporary sibling and renamed into place (:func:`bertdeploy.bundle.atomic_dir`).
@@ -60,6 +61,8 @@ class ExportConfig:
     per_channel: bool = True
     """Per-channel int8 weights (per-tensor loses ~1 point of agreement on MiniLM)."""
     batch_size: int = 64
+    cls_only: bool = True
+    """Export the last encoder layer for the [CLS] row only (:mod:`bertdeploy.export_prune`; BERT encoders)."""
     force: bool = False
     """Replace an existing bundle."""
 
@@ -169,6 +172,7 @@ def export(config: ExportConfig, progress: Callable[[str], None] | None = None) 
     from bertdeploy import export_gate as gate
     from bertdeploy import export_variants as ev
     from bertdeploy.export_machine import detect_isa, machine_info, versions
+    from bertdeploy.export_prune import cls_only_copy
     from bertdeploy.export_source import load_eval_data, load_source
 
     say = progress or (lambda _msg: None)
@@ -201,7 +205,11 @@ def export(config: ExportConfig, progress: Callable[[str], None] | None = None) 
     ):
         work = Path(tmp)
         say("exporting fp32 with Optimum")
-        fp32_path = ev.export_fp32(source.model, source.tokenizer, work, config.opset)
+        export_model, not_pruned = cls_only_copy(source.model) if config.cls_only else (source.model, "disabled")
+        fp32_path = ev.export_fp32(export_model, source.tokenizer, work, config.opset)
+        del export_model
+        if config.cls_only and not_pruned:
+            notes.append(f"last layer kept for all positions: {not_pruned}")
         fp32_info = ev.graph_info(fp32_path)
         ctx = {
             "fp32_path": fp32_path,
@@ -281,6 +289,7 @@ def export(config: ExportConfig, progress: Callable[[str], None] | None = None) 
                 "max_length": source.max_length,
                 "tokenizer": {"file": "tokenizer.json", "files": tokenizer_files},
                 "model_inputs": fp32_info["inputs"],
+                "graph": {"last_layer": "all positions" if not_pruned else "cls only"},
                 "variants": variants,
                 "rejected": eb.rejected_entries(rows),
                 "required": list(config.required or []),

@@ -83,7 +83,8 @@ def test_manifest_schema(full):
         assert {"max_abs_diff", "agreement", "rows", "finite"} <= set(v.parity) and v.parity["rows"] == 30
         assert 0 <= v.metrics["accuracy"] <= 1 and "f1_macro" in v.metrics
         assert v.machine["provider"] == "CPUExecutionProvider"
-    assert m.variant("O2").fused_nodes["Attention"] == 2  # one per layer
+    assert m.variant("O2").fused_nodes["Attention"] == 1  # layer 0; the [CLS]-only last layer is not the pattern
+    assert raw["graph"] == {"last_layer": "cls only"}
     assert m.variant("O3").fused_nodes["FastGelu"] == 2
     assert m.variant("qint8").fused_nodes["MatMulInteger"] > 0
     assert raw["variants"][[v.name for v in m.variants].index("qint8")]["quantization"]["weights"] == "int8"

@@ -1,7 +1,7 @@
 """End-to-end CPU throughput of bertdeploy.runtime against what users have today (issue 4, "Performance").
 
-    python3 benchmarks/runtime/bench_runtime.py --bundle /tmp/emotion_bundle --hf /tmp/emotion_bundle_hf \
-        --data /work/shared/datasets/emotion/test.csv --threads 2 --out benchmarks/runtime/results.json
+    python3 benchmarks/runtime/bench_runtime.py --bundle models/minilm-emotion --hf runs/minilm-emotion \
+        --data ../shared/datasets/emotion/test.csv --threads 2 --repeats 3 --out benchmarks/runtime/results.json
 
 Every engine runs in its own process (timing torch and ORT in one process inflates both). Each worker loads the
 engine, warms up on 256 texts, then classifies the whole file ``--repeats`` times, end to end (raw strings in,
@@ -283,7 +283,7 @@ def _useful_flops(bundle: str, data: str) -> tuple[float, float]:
 
 
 def report(res: dict) -> str:
-    """RESULTS.md body from a results.json."""
+    """The README.md table from a results.json."""
     runs = [r for r in res["runs"] if "texts_per_s" in r]
     by = {r["engine"]: r for r in runs}
     peaks: dict[str, float] = {}
@@ -336,9 +336,9 @@ def report(res: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", default="/tmp/emotion_export", help="bertdeploy export of --hf")
-    ap.add_argument("--hf", default="/work/main/runs/minilm-emotion", help="the fine-tuned HF model (pipeline)")
-    ap.add_argument("--data", default="/work/shared/datasets/emotion/test.csv")
+    ap.add_argument("--bundle", default="models/minilm-emotion", help="bertdeploy export of --hf")
+    ap.add_argument("--hf", default="runs/minilm-emotion", help="the fine-tuned HF model (pipeline)")
+    ap.add_argument("--data", default="../shared/datasets/emotion/test.csv")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--engines", default=None, help="comma-separated engine specs (default: the full set)")
