@@ -43,7 +43,9 @@ def add_variant(root: Path, name: str, path: Path, row: dict[str, Any], **record
     return {**asdict(entry), **record, "timing": timing}
 
 
-def quantization_info(name: str, isa: str, per_channel: bool, calibration_rows: int) -> dict[str, Any]:
+def quantization_info(
+    name: str, isa: str, per_channel: bool, calibration_rows: int, weights: str = "int8"
+) -> dict[str, Any]:
     """The ``quantization`` record of an int8 variant (empty for the others)."""
     if name == "qint8":
         return {
@@ -51,7 +53,7 @@ def quantization_info(name: str, isa: str, per_channel: bool, calibration_rows: 
                 "mode": "dynamic",
                 "isa": isa,
                 "per_channel": per_channel,
-                "weights": "int8",
+                "weights": weights,
                 "activations": "uint8",
                 "activation_matmuls": "float",
             }

@@ -122,20 +122,21 @@ def activation_matmuls(path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "MatMul" and not any(i in constants for i in n.input)]
 
 
-def quantize_dynamic(fp32_dir: Path, isa: str, work: Path, per_channel: bool = True) -> Path:
+def quantize_dynamic(fp32_dir: Path, isa: str, work: Path, per_channel: bool = True, weights: str = "int8") -> Path:
     """Dynamic int8 for ``isa`` (avx512_vnni | avx512 | avx2 | arm64), quantized from the plain fp32 export.
 
-    Weights are signed int8 on every ISA (uint8 activations x int8 weights, ONNX Runtime's default). Optimum's
-    ``avx2`` preset asks for uint8 weights to rule out ``vpmaddubsw`` saturation; on this project's AVX2 machine
-    the signed kernel is ~20-25 % faster end to end for MiniLM-L6 and the accuracy gate checks the result
-    (emotion: 0.9235 vs 0.9245 test accuracy, benchmarks/runtime/README.md).
+    ``weights="int8"`` (default): signed int8 weights on every ISA (uint8 activations x int8 weights, ONNX Runtime's
+    default). Optimum's ``avx2`` preset asks for uint8 weights to rule out ``vpmaddubsw`` saturation; on this
+    project's AVX2 machine the signed kernel is ~20-25 % faster end to end for MiniLM-L6 and the accuracy gate checks
+    the result (emotion: 0.9235 vs 0.9245 test accuracy, benchmarks/runtime/README.md). Models with very large
+    weights can saturate (a random BERT with std-0.5 weights: 72 % argmax agreement): ``weights="uint8"``.
     """
     from onnxruntime.quantization import QuantType
     from optimum.onnxruntime import ORTQuantizer
 
     _quiet()
     config = _qconfig(isa, False, per_channel)
-    config.weights_dtype = QuantType.QInt8
+    config.weights_dtype = QuantType.QInt8 if weights == "int8" else QuantType.QUInt8
     config.nodes_to_exclude = [*config.nodes_to_exclude, *activation_matmuls(fp32_dir / ONNX_NAME)]
     quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name=ONNX_NAME)
     out = work / "qint8"

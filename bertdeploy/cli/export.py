@@ -100,6 +100,13 @@ def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Consol
     "--per-channel/--per-tensor", default=True, show_default=True, help="int8 weight scales per channel or per tensor."
 )
 @click.option(
+    "--int8-weights",
+    type=click.Choice(["int8", "uint8"]),
+    default="int8",
+    show_default=True,
+    help="Dynamic int8 weight type; uint8 avoids AVX2 saturation on models with huge weights (~20% slower).",
+)
+@click.option(
     "--cls-only/--all-positions",
     default=True,
     show_default=True,
@@ -124,6 +131,7 @@ def command(
     max_length: int | None,
     isa: str | None,
     per_channel: bool,
+    int8_weights: str,
     cls_only: bool,
     force: bool,
 ) -> None:
@@ -159,6 +167,7 @@ def command(
         parity_rows=parity_rows,
         isa=isa,
         per_channel=per_channel,
+        int8_weights=int8_weights,
         cls_only=cls_only,
         force=force,
     )

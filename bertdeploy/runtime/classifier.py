@@ -211,9 +211,11 @@ def load(
             takes the best device that works.
         threads: CPU threads in total (None: the cores this process may use).
         batch_size, max_tokens, padding: see :class:`bertdeploy.runtime.batching.BatchPolicy`.
-        streams: batches run concurrently, each with ``threads // streams`` intra-op threads. None: on the CPU
-            one stream per thread (single-threaded runs in parallel: the fastest for throughput on few
-            cores); on a GPU 1. ``streams=1`` gives classic intra-op parallelism (lowest latency of one batch).
+        streams: batches run concurrently, each with ``threads // streams`` intra-op threads. None = 1: one
+            session call at a time using every thread (the lowest latency of a single text or batch, and within
+            run-to-run noise of the best throughput on an idle machine). ``streams=threads`` runs single-threaded
+            batches in parallel: steadier throughput on a busy machine, but one text then uses one core
+            (benchmarks/runtime/README.md).
         session_config: fine-grained ONNX Runtime settings (its ``threads`` is ignored: see above).
     """
     root = Path(bundle)
@@ -233,7 +235,7 @@ def load(
 
     def build(target: str, fallback: bool) -> tuple[_bundle.Variant, object, int, _session.SessionConfig]:
         gpu = target in ("cuda", "tensorrt")
-        n_streams = streams or (1 if gpu else total)
+        n_streams = streams or 1
         intra = None if gpu and threads is None else max(1, total // n_streams)
         config = replace(session_config or _session.SessionConfig(), threads=intra)
         chosen = manifest.auto_variant("cuda" if gpu else "cpu") if variant == "auto" else manifest.variant(variant)
