@@ -13,6 +13,7 @@ architectures are exported unchanged and the reason is recorded.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from typing import Any
 
@@ -29,11 +30,13 @@ def cls_only_copy(model: Any) -> tuple[Any, str | None]:
         return model, "no BERT encoder with a pooler found"
     pruned = copy.deepcopy(model).eval()
     layers = pruned.bert.encoder.layer
-    layers[-1] = _ClsOnlyLayer(layers[-1])
+    layers[-1] = _layer_class()(layers[-1])
     return pruned, None
 
 
-def _module():
+@functools.cache
+def _layer_class() -> type:
+    """The wrapper module class, defined on first use so that importing this module needs no torch."""
     import torch
 
     class ClsOnlyLayer(torch.nn.Module):
@@ -62,7 +65,3 @@ def _module():
             return (self.layer.output(self.layer.intermediate(attention_output), attention_output),)
 
     return ClsOnlyLayer
-
-
-def _ClsOnlyLayer(layer: Any) -> Any:  # noqa: N802 - a factory standing in for the class (torch imported lazily)
-    return _module()(layer)
