@@ -6,7 +6,7 @@ Layout::
       bertdeploy.json      manifest (see :data:`MANIFEST_NAME` and :func:`read_manifest`)
       config.json          HF config with id2label, so Optimum's ORTModel can load the folder
       tokenizer.json ...   fast tokenizer files
-      onnx/model.onnx      fp32;  onnx/model_O2.onnx, model_fp16.onnx, model_qint8.onnx, model_qint8_static.onnx
+      onnx/model*.onnx     one file per accepted variant (names: :data:`bertdeploy.variants.VARIANT_TABLE`)
 
 This module imports only the standard library: the runtime depends on it.
 """
@@ -24,28 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertdeploy import variants
 from bertdeploy.errors import UserError
 
 MANIFEST_NAME = "bertdeploy.json"
 FORMAT = "bertdeploy-bundle"
 FORMAT_VERSION = 1
-
-#: variant name -> file inside the bundle
-VARIANT_FILES = {
-    "fp32": "onnx/model.onnx",
-    "O1": "onnx/model_O1.onnx",
-    "O2": "onnx/model_O2.onnx",
-    "O3": "onnx/model_O3.onnx",
-    "fp16": "onnx/model_fp16.onnx",
-    "qint8": "onnx/model_qint8.onnx",
-    "qint8_static": "onnx/model_qint8_static.onnx",
-}
-
-#: preference order of ``variant="auto"`` per device (first accepted one wins)
-AUTO_ORDER = {
-    "cpu": ["qint8", "qint8_static", "O2", "O1", "O3", "fp32"],
-    "cuda": ["fp16", "O2", "O1", "O3", "fp32"],
-}
 
 
 @dataclass
@@ -94,7 +78,7 @@ class Manifest:
 
     def auto_variant(self, device: str) -> Variant:
         names = {v.name for v in self.variants}
-        for name in AUTO_ORDER.get(device, AUTO_ORDER["cpu"]):
+        for name in variants.auto_order(device):
             if name in names:
                 return self.variant(name)
         if self.variants:
@@ -155,6 +139,21 @@ def verify_variant(bundle: str | os.PathLike[str], variant: Variant) -> Path:
     return path
 
 
+def usual_modes(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) the modes the umask gives new files.
+
+    ``mkstemp`` / ``mkdtemp`` create 0600 / 0700; what bertdeploy writes is shipped, served or shared, so every
+    atomic writer below calls this before renaming into place.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    root = Path(path)
+    paths = [root, *root.rglob("*")] if root.is_dir() else [root]
+    for p in paths:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write JSON atomically (temporary sibling, then rename)."""
     path = Path(path)
@@ -172,6 +171,7 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        usual_modes(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -205,6 +205,7 @@ def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterato
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        usual_modes(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)

@@ -1,208 +1,169 @@
-"""Typed training config, YAML recipes (optionally holding a grid) and ``key=value`` overrides."""
+"""One config pattern for every stage.
+
+Each stage has a typed dataclass — :class:`~bertdeploy.training.config.TrainConfig`,
+:class:`~bertdeploy.exporter.config.ExportConfig`, :class:`~bertdeploy.benchmark.config.BenchConfig` — with a
+one-line doc per field and validation in ``__post_init__`` (a :class:`UserError` naming the field). All three
+derive from :class:`Config` and are built the same way by :meth:`Config.load`: a YAML file, then the options a
+caller (the CLI) gives, then dotted-free ``key=value`` overrides, later ones winning. Values are coerced by the
+field's annotation; an unknown key is an error that lists the known ones.
+
+The accuracy budget (``max_accuracy_drop``) has one unit everywhere: **accuracy points** (``1.0`` = one
+percentage point); ``"1%"`` is accepted as a spelling of the same value (:func:`accuracy_points`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-from dataclasses import dataclass, field
+import math
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bertdeploy.errors import UserError
 
-PADDING = ("static", "dynamic")
-FREEZE = ("none", "embeddings", "encoder")
-METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro", "loss")
-SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
+C = TypeVar("C", bound="Config")
+#: override texts that mean "no value" (``tokenizer=null``)
+_NULLS = ("null", "~", "")
 
 
-@dataclass
-class TrainConfig:
-    """Everything ``bertdeploy train`` needs; each field is a CLI option and a recipe key."""
-
-    model: str = "minilm-l6"
-    """Local HF folder, Hub id, ``minilm-l6`` or a preset (bert-tiny … bert-base, distilbert-base)."""
-    data: str = ""
-    """Folder of train/validation/test files, a single file, or a Hub dataset id."""
-    output: str = ""
-    """Run folder to create (model, tokenizer, metrics.json, curves.png)."""
-    text_column: str = "text"
-    label_column: str = "label"
-    tokenizer: str | None = None
-    """Tokenizer spec for presets (default: the MiniLM vocab)."""
-    from_scratch: bool = False
-    """Initialise the model from its config (random weights) instead of pretrained weights."""
-    epochs: float = 3.0
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    scheduler: str = "linear"
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
-    max_length: int = 128
-    padding: str = "dynamic"
-    """``static`` pads every row to max_length; ``dynamic`` pads each batch to its longest row."""
-    group_by_length: bool = False
-    """With dynamic padding: batch rows of similar length together (less padding, faster epochs)."""
-    freeze: str = "none"
-    """``none`` | ``embeddings`` | ``encoder`` (train only the pooler + classifier)."""
-    train_size: int | None = None
-    """Stratified, seeded subset of the training split."""
-    val_ratio: float = 0.1
-    test_ratio: float = 0.0
-    seed: int = 42
-    metric: str = "f1_macro"
-    """Metric that picks the best checkpoint."""
-    early_stopping: int | None = None
-    """Stop after N evaluations without improvement."""
-    resume: bool = False
-    overwrite: bool = False
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
-    """Trainer loggers (tensorboard, wandb …); ``none`` disables."""
-    logging_steps: int = 50
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        if self.padding not in PADDING:
-            raise UserError(f"padding must be one of {PADDING}, got {self.padding!r}")
-        if self.freeze not in FREEZE:
-            raise UserError(f"freeze must be one of {FREEZE}, got {self.freeze!r}")
-        if self.metric not in METRICS:
-            raise UserError(f"metric must be one of {METRICS}, got {self.metric!r}")
-        if self.scheduler not in SCHEDULERS:
-            raise UserError(f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
-        if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0:
-            raise UserError("epochs, batch_size and lr must be positive")
-        if not 0 <= self.warmup_ratio < 1:
-            raise UserError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if not 8 <= self.max_length <= 512:
-            raise UserError(f"max_length must be in [8, 512], got {self.max_length}")
-        if self.train_size is not None and self.train_size < 2:
-            raise UserError(f"train_size must be at least 2, got {self.train_size}")
-        if isinstance(self.report_to, str):
-            self.report_to = [self.report_to]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+def accuracy_points(value: Any) -> float:
+    """An accuracy budget in points: ``1.0``, ``"1"``, ``"1%"`` and ``"1pt"`` all mean one percentage point."""
+    text = str(value).strip().lower()
+    for suffix in ("%", "points", "point", "pts", "pt"):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)].strip()
+            break
+    try:
+        points = float(text)
+    except ValueError:
+        raise UserError(f"an accuracy budget is a number of points like 1.0 or 1%, got {value!r}") from None
+    if not math.isfinite(points) or points < 0:
+        raise UserError(f"an accuracy budget must be >= 0 points, got {value!r}")
+    return points
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-
-
-def _coerce(key: str, value: Any) -> Any:
-    """Parse a ``key=value`` string (or YAML scalar) into the field's type."""
+def read_yaml(path: str | os.PathLike[str], what: str = "config") -> dict[str, Any]:
+    """A YAML mapping from ``path`` (``yaml.safe_load``); any problem is one :class:`UserError` line."""
     import yaml
 
-    if key not in FIELDS:
-        raise UserError(f"unknown config key {key!r}; known: {', '.join(FIELDS)}")
-    if isinstance(value, str):
-        value = yaml.safe_load(value) if value != "" else ""
-    typ = str(FIELDS[key].type)
-    if value is None:
-        return None
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} file not found: {p}")
     try:
-        if typ.startswith("int"):
-            return int(value)
-        if typ.startswith("float"):
-            return float(value)
-        if typ.startswith("bool"):
-            if isinstance(value, bool):
-                return value
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p} must hold a mapping of {what} keys")
+    return data
+
+
+def _scalar(typ: str, key: str, value: Any) -> Any:
+    if typ == "int":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError
-        if typ.startswith("str"):
-            return str(value)
-        if typ.startswith("list"):
-            return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-    except (TypeError, ValueError):
-        raise UserError(f"bad value for {key}: {value!r} (expected {typ})") from None
+        return int(value)
+    if typ == "float":
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    if typ == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ValueError
+    if typ == "str":
+        if isinstance(value, (dict, list)):
+            raise ValueError
+        return str(value)
     return value
 
 
-def parse_overrides(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["lr=3e-5", "padding=static"]`` → ``{"lr": 3e-5, "padding": "static"}``."""
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"override {pair!r} is not key=value")
-        key, value = pair.split("=", 1)
-        key = key.strip().replace("-", "_")
-        out[key] = _coerce(key, value)
-    return out
+def _split_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-@dataclass
-class Recipe:
-    """A YAML recipe: base settings plus an optional grid (every combination is one training run)."""
+class Config:
+    """Mixin of the stage configs (dataclasses): loading, coercion, overrides, ``to_dict``."""
 
-    name: str
-    base: dict[str, Any]
-    grid: dict[str, list[Any]] = field(default_factory=dict)
-    offline: dict[str, Any] = field(default_factory=dict)
-    """Overrides that make the recipe run here without the Hub (``--offline``)."""
-    description: str = ""
+    @classmethod
+    def fields(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
-    def cells(self, overrides: dict[str, Any] | None = None, offline: bool = False) -> list[tuple[str, TrainConfig]]:
-        """(cell name, config) for every grid combination; the output of a cell is ``<output>/<cell name>``."""
-        off = dict(self.offline) if offline else {}
-        grid = {**self.grid, **off.pop("grid", {})}
-        base = {**self.base, **off, **(overrides or {})}
-        grid = {k: v for k, v in grid.items() if k not in (overrides or {})}
-        if not grid:
-            return [(self.name, TrainConfig(**base))]
-        keys = list(grid)
-        out = []
-        for values in itertools.product(*(grid[k] for k in keys)):
-            cell = dict(zip(keys, values, strict=True))
-            name = "__".join(f"{k}={_short(v)}" for k, v in cell.items())
-            cfg = {**base, **{k: _coerce(k, v) for k, v in cell.items()}}
-            cfg["output"] = str(Path(base.get("output") or f"runs/{self.name}") / name)
-            out.append((name, TrainConfig(**cfg)))
+    @classmethod
+    def coerce(cls, key: str, value: Any) -> Any:
+        """``value`` (a YAML value, or the text of a ``key=value`` override) as the field's type."""
+        import yaml
+
+        fields = cls.fields()
+        if key not in fields:
+            raise UserError(f"unknown {cls.__name__} key {key!r}; known: {', '.join(fields)}")
+        field = fields[key]
+        parse = field.metadata.get("parse")
+        typ = str(field.type).replace(" ", "")
+        optional = typ.endswith("|None")
+        typ = typ.removesuffix("|None")
+        textual = typ == "str" or (typ == "list[str]" and not str(value).lstrip().startswith("["))
+        if isinstance(value, str) and parse is None and (not textual or value in _NULLS):
+            try:
+                value = yaml.safe_load(value) if value != "" else value
+            except yaml.YAMLError:
+                pass
+        if value is None or (optional and value == ""):
+            if optional:
+                return None
+            raise UserError(f"{key} needs a value")
+        try:
+            if parse is not None:
+                return parse(value)
+            if typ.startswith("list["):
+                inner = typ[5:-1]
+                return [_scalar(inner, key, v) for v in _split_list(value)]
+            if typ.startswith("dict["):
+                if not isinstance(value, Mapping):
+                    raise ValueError
+                return dict(value)
+            return _scalar(typ, key, value)
+        except (TypeError, ValueError):
+            raise UserError(f"bad value for {key}: {value!r} (expected {field.type})") from None
+
+    @classmethod
+    def parse_overrides(cls, pairs: Iterable[str]) -> dict[str, Any]:
+        """``["lr=3e-5", "padding=static"]`` -> ``{"lr": 3e-05, "padding": "static"}`` (coerced, validated keys)."""
+        out: dict[str, Any] = {}
+        for pair in pairs:
+            if "=" not in pair:
+                raise UserError(f"override {pair!r} is not key=value")
+            key, value = pair.split("=", 1)
+            key = key.strip().replace("-", "_")
+            out[key] = cls.coerce(key, value)
         return out
 
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any]) -> C:
+        """Build from a mapping of field values (coerced; unknown keys are an error)."""
+        values = {k: cls.coerce(k, v) for k, v in data.items()}
+        return cls(**values)
 
-def _short(v: Any) -> str:
-    return Path(str(v)).name if isinstance(v, str) and "/" in v else str(v)
+    @classmethod
+    def load(
+        cls: type[C],
+        file: str | os.PathLike[str] | None = None,
+        options: Mapping[str, Any] | None = None,
+        overrides: Iterable[str] = (),
+    ) -> C:
+        """YAML ``file``, then ``options`` (None values are "not given"), then ``key=value`` ``overrides``."""
+        data: dict[str, Any] = dict(read_yaml(file, cls.__name__)) if file else {}
+        data.update({k: v for k, v in (options or {}).items() if v is not None})
+        data.update(cls.parse_overrides(overrides))
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe file (unknown keys and bad values are errors)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"recipe not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: a recipe is a mapping")
-    extra = set(raw) - {"name", "description", "grid", "offline", *FIELDS}
-    if extra:
-        raise UserError(f"{path}: unknown recipe keys {sorted(extra)}")
-    base = {k: _coerce(k, v) for k, v in raw.items() if k in FIELDS}
-    grid = raw.get("grid") or {}
-    offline_raw = dict(raw.get("offline") or {})
-    offline_grid = offline_raw.pop("grid", None) or {}
-    offline: dict[str, Any] = {k: _coerce(k, v) for k, v in offline_raw.items()}
-    if offline_grid:
-        offline["grid"] = offline_grid
-    for k, values in {**grid, **offline_grid}.items():
-        if not isinstance(values, list) or not values:
-            raise UserError(f"{path}: grid.{k} must be a non-empty list")
-        for v in values:
-            _coerce(k, v)
-    recipe = Recipe(
-        name=str(raw.get("name", path.stem)),
-        base=base,
-        grid=grid,
-        offline=offline,
-        description=raw.get("description", ""),
-    )
-    for on in (False, True):  # validate every cell now, not midway through a grid
-        recipe.cells(offline=on)
-    return recipe
+def budget_field(default: float, doc_unit: str = "points") -> Any:
+    """A dataclass field holding an accuracy budget (parsed by :func:`accuracy_points`)."""
+    return dataclasses.field(default=default, metadata={"parse": accuracy_points, "unit": doc_unit})

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertdeploy.variants import QUICKSTART
+
 SAMPLE_DATA = Path(__file__).parent / "sample_data"
 
 
@@ -25,16 +27,15 @@ class QuickstartResult:
 def quickstart(
     output: str | Path = "models/quickstart",
     epochs: float = 5,
-    variants: tuple[str, ...] = ("fp32", "O2", "qint8"),
+    variants: tuple[str, ...] = QUICKSTART,
     bench_seconds: float = 1.0,
     on_stage: Callable[[str], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> QuickstartResult:
     """Train → export → bench on the packaged sample; an existing quickstart folder is replaced."""
     from bertdeploy.benchmark import BenchConfig, bench
-    from bertdeploy.config import TrainConfig
     from bertdeploy.exporter import ExportConfig, export
-    from bertdeploy.training import train
+    from bertdeploy.training import TrainConfig, train
 
     root = Path(output)
     stage = on_stage or (lambda _msg: None)

@@ -68,7 +68,7 @@ def swept(tmp_path_factory, tiny_bundle, tiny_data_dir):
     """One sweep over the tiny bundle, shared by the read-only tests."""
     out = tmp_path_factory.mktemp("bench") / "out"
     picked = out.parent / "picked"
-    cfg = _cfg(out, tiny_bundle, tiny_data_dir, pick=True, max_accuracy_drop=0.99, pick_output=str(picked))
+    cfg = _cfg(out, tiny_bundle, tiny_data_dir, pick=True, max_accuracy_drop=99.0, pick_output=str(picked))
     return bench(cfg), cfg
 
 
@@ -112,7 +112,7 @@ def test_rows_are_consistent(swept):
 def test_pick_names_and_copies_a_single_variant_bundle(swept):
     result, cfg = swept
     p = result.pick
-    assert p["variant"] in ("fp32", "qint8") and p["accuracy_drop"] <= 0.99
+    assert p["variant"] in ("fp32", "qint8") and p["accuracy_drop"] <= 99.0
     m = read_manifest(p["bundle"])
     assert [v.name for v in m.variants] == [p["variant"]]
     files = {f.relative_to(p["bundle"]).as_posix() for f in Path(p["bundle"]).rglob("*.onnx")}
@@ -246,7 +246,7 @@ def test_distilbert_with_a_bert_tokenizer(tmp_path, tiny_data_dir):
     """DistilBERT takes no token_type_ids although the (BERT) tokenizer produces them: torch and pipeline run."""
     from transformers import BertTokenizerFast, DistilBertConfig, DistilBertForSequenceClassification
 
-    from tests.conftest import TINY_LABELS, VOCAB
+    from helpers import TINY_LABELS, VOCAB
 
     folder = tmp_path / "distil"
     tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True, model_max_length=64)

@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from bertdeploy.benchmark.config import BenchConfig, parse_drop
+from bertdeploy.benchmark.config import BenchConfig
 from bertdeploy.benchmark.gemm import encoder_dims, encoder_flops
 from bertdeploy.benchmark.pick import pareto_front, pick
 from bertdeploy.benchmark.timing import measure, percentiles, summarize
 from bertdeploy.benchmark.worker import make_batches
+from bertdeploy.config import accuracy_points
 from bertdeploy.errors import UserError
 
 
@@ -101,30 +102,31 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize(("drop", "variant"), [(0.0, "O2"), (0.01, "qint8"), (0.05, "qint8_static")])
+@pytest.mark.parametrize(("drop", "variant"), [(0.0, "O2"), (1.0, "qint8"), (5.0, "qint8_static")])
 def test_pick_fastest_within_budget(drop, variant):
+    """The budget is in accuracy points, as in the export gate."""
     p = pick(ROWS, drop)
     assert p["variant"] == variant and p["batch_size"] == 1
     assert p["reference"]["accuracy"] == 0.9
-    assert p["accuracy_drop"] <= drop + 1e-12
+    assert p["accuracy_drop"] <= drop + 1e-9
 
 
 def test_pick_breaks_latency_ties_by_accuracy():
     rows = [*ROWS, _row("bertdeploy", "qint8_per_channel", 0.899, 3.1)]  # within 5% of 3.0 ms, more accurate
-    assert pick(rows, 0.05)["variant"] == "qint8_per_channel"
-    assert pick(rows, 0.05, tolerance=0.0)["variant"] == "qint8_static"
+    assert pick(rows, 5.0)["variant"] == "qint8_per_channel"
+    assert pick(rows, 5.0, tolerance=0.0)["variant"] == "qint8_static"
 
 
 def test_pick_at_other_batch_size_and_errors():
-    assert pick(ROWS, 0.01, batch_size=32)["variant"] == "qint8"
+    assert pick(ROWS, 1.0, batch_size=32)["variant"] == "qint8"
     with pytest.raises(UserError, match="batch size 8 was not measured"):
-        pick(ROWS, 0.01, batch_size=8)
+        pick(ROWS, 1.0, batch_size=8)
     untrained = [{**r, "accuracy": None} for r in ROWS]
     with pytest.raises(UserError, match="no timed row has an accuracy"):
-        pick(untrained, 0.01)
+        pick(untrained, 1.0)
     only_bad = [ROWS[0], _row("bertdeploy", "qint8", 0.5, 1.0)]
     with pytest.raises(UserError, match="no bertdeploy variant is within"):
-        pick(only_bad, 0.01)
+        pick(only_bad, 1.0)
 
 
 def test_make_batches_bucketed_groups_similar_lengths():
@@ -154,18 +156,26 @@ def test_encoder_flops_formula_and_config_names():
 
 def test_config_validation_and_yaml(tmp_path):
     with pytest.raises(UserError, match="unknown backend 'tensorrt'"):
-        BenchConfig(targets=["x"], backends=["tensorrt"])
+        BenchConfig(targets=["x"], output="o", backends=["tensorrt"])
     with pytest.raises(UserError, match="unknown variant 'int4'"):
-        BenchConfig(targets=["x"], variants="fp32,int4")
+        BenchConfig(targets=["x"], output="o", variants="fp32,int4")
     with pytest.raises(UserError, match="unknown padding"):
-        BenchConfig(padding=["ragged"])
-    with pytest.raises(UserError, match="unknown bench config key"):
+        BenchConfig(output="o", padding=["ragged"])
+    with pytest.raises(UserError, match="unknown BenchConfig key"):
         BenchConfig.from_dict({"targets": ["x"], "batchsize": 3})
+    with pytest.raises(UserError, match="output folder is required"):
+        BenchConfig(targets=["x"])
     y = tmp_path / "b.yaml"
     y.write_text("targets: [bert-tiny]\nbatch_sizes: [1, 32]\npadding: static\nmin_seconds: 0.5\n", encoding="utf-8")
-    cfg = BenchConfig.from_yaml(y, min_seconds=0.1, output=str(tmp_path / "o"))
+    cfg = BenchConfig.load(y, {"min_seconds": 0.1, "output": str(tmp_path / "o")}, ["max_accuracy_drop=2%"])
     assert cfg.batch_sizes == [1, 32] and cfg.padding == ["static"] and cfg.min_seconds == 0.1
+    assert cfg.max_accuracy_drop == 2.0
     assert json.loads(json.dumps(cfg.to_dict()))["targets"] == ["bert-tiny"]
-    assert parse_drop("1%") == pytest.approx(0.01) and parse_drop("0.02") == 0.02
-    with pytest.raises(UserError):
-        parse_drop("lots")
+
+
+def test_accuracy_budget_is_points_everywhere():
+    assert accuracy_points("1%") == 1.0 == accuracy_points(1) == accuracy_points("1.0") == accuracy_points("1pt")
+    assert accuracy_points("0.5 %") == 0.5
+    for bad in ("lots", -1, "nan", float("inf")):
+        with pytest.raises(UserError):
+            accuracy_points(bad)

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bertdeploy.config import TrainConfig, load_recipe, parse_overrides
 from bertdeploy.errors import UserError
+from bertdeploy.exporter import ExportConfig
+from bertdeploy.training import TrainConfig, load_recipe
+
+parse_overrides = TrainConfig.parse_overrides
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 
@@ -15,7 +18,7 @@ RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"
 def test_overrides_are_typed():
     o = parse_overrides(["lr=3e-5", "padding=static", "train_size=500", "from_scratch=true", "report_to=none"])
     assert o == {"lr": 3e-5, "padding": "static", "train_size": 500, "from_scratch": True, "report_to": ["none"]}
-    with pytest.raises(UserError, match="unknown config key"):
+    with pytest.raises(UserError, match="unknown TrainConfig key"):
         parse_overrides(["learning_rate=1"])
     with pytest.raises(UserError, match="bad value for epochs"):
         parse_overrides(["epochs=many"])
@@ -23,8 +26,26 @@ def test_overrides_are_typed():
         parse_overrides(["lr"])
 
 
+def test_one_loader_for_every_stage_config(tmp_path):
+    """YAML, then options, then key=value overrides; values coerced by the field's annotation."""
+    y = tmp_path / "export.yaml"
+    y.write_text("run_dir: runs/r\noutput: out\nvariants: [qint8]\ncalibration_size: 50\n", encoding="utf-8")
+    cfg = ExportConfig.load(y, {"calibration_size": 80, "opset": None}, ["max_accuracy_drop=0.5%", "per_channel=false"])
+    assert cfg.variants == ["fp32", "qint8"] and cfg.calibration_size == 80 and cfg.opset is None
+    assert cfg.max_accuracy_drop == 0.5 and cfg.per_channel is False
+    assert ExportConfig.load(None, {"run_dir": "r", "output": "o"}, ["min_agreement={O2: 0.9}"]).min_agreement == {
+        "O2": 0.9
+    }
+    with pytest.raises(UserError, match="bad value for calibration_size"):
+        ExportConfig.load(None, {"run_dir": "r", "output": "o"}, ["calibration_size=1.5"])
+    with pytest.raises(UserError, match="unknown ExportConfig key 'calibration'"):
+        ExportConfig.load(None, {"run_dir": "r", "output": "o"}, ["calibration=1"])
+    assert TrainConfig.load(None, None, ["tokenizer=null", "model=001"]).model == "001"  # str fields stay text
+
+
 @pytest.mark.parametrize(
-    "field, value", [("padding", "ragged"), ("freeze", "all"), ("metric", "auc"), ("max_length", 4)]
+    "field, value",
+    [("padding", "ragged"), ("freeze", "all"), ("metric", "auc"), ("max_length", 4), ("epochs", float("nan"))],
 )
 def test_config_validation(field, value):
     with pytest.raises(UserError):

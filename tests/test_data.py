@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TINY_LABELS, tiny_texts, write_csv
+from helpers import TINY_LABELS, tiny_texts, write_csv
 
 from bertdeploy.data import DataSpec, check_trainable, load_data, load_eval_split, subset
-from bertdeploy.data_stats import padding_waste
 from bertdeploy.errors import UserError
+from bertdeploy.training.data_stats import padding_waste
 
 
 def test_folder_with_labels_txt_keeps_its_order(tiny_data_dir):

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertdeploy import bundle
+from bertdeploy import bundle, variants
 from bertdeploy.errors import UserError
 from bertdeploy.exporter import ExportConfig, export
 
-ALL = list(bundle.VARIANT_FILES)
+ALL = list(variants.NAMES)
 #: max |logit diff| vs PyTorch expected per variant on the tiny model
 TOLERANCE = {"fp32": 1e-4, "O1": 1e-4, "O2": 1e-4, "O3": 1e-3, "fp16": 1e-2, "qint8": 0.05, "qint8_static": 0.05}
 
@@ -75,7 +75,7 @@ def test_manifest_schema(full):
     assert raw["created"] and raw["source"]["weights_sha256"]
     precision = {"fp16": "fp16", "qint8": "int8", "qint8_static": "int8"}
     for v in m.variants:
-        assert v.file == bundle.VARIANT_FILES[v.name]
+        assert v.file == variants.VARIANTS[v.name].file
         path = bundle.verify_variant(result.bundle, v)
         assert v.bytes == path.stat().st_size
         assert v.precision == precision.get(v.name, "fp32")
@@ -188,7 +188,7 @@ def test_nothing_accepted_writes_nothing(tiny_model_dir, tiny_data_dir, tmp_path
 
 
 def test_failure_midway_leaves_old_bundle_untouched(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch):
-    import bertdeploy.export_bundle as export_bundle
+    import bertdeploy.exporter.write as export_bundle
 
     out = tmp_path / "b"
     out.mkdir()
@@ -212,7 +212,7 @@ def test_failure_midway_leaves_old_bundle_untouched(tiny_model_dir, tiny_data_di
 
 
 def test_custom_columns_of_eval_data(tiny_model_dir, tmp_path):
-    from conftest import tiny_texts, write_csv
+    from helpers import tiny_texts, write_csv
 
     data = tmp_path / "data"
     write_csv(data / "test.csv", tiny_texts(12, seed=5), header=("sentence", "target"))

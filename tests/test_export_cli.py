@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import TINY_LABELS, write_csv
+from helpers import TINY_LABELS, write_csv
 
 from bertdeploy.cli import cli
 
@@ -126,8 +126,8 @@ class _FakeResult:
 
 
 def test_flags_map_to_variants_and_required(monkeypatch, tmp_path):
-    import bertdeploy.cli.export as cli_export
     import bertdeploy.exporter as exporter
+    from bertdeploy import variants
 
     seen = []
 
@@ -139,15 +139,13 @@ def test_flags_map_to_variants_and_required(monkeypatch, tmp_path):
     _run(["r", "-o", tmp_path / "o", "--optimize", "O2", "--optimize", "O3", "--int8"])
     _run(["r", "-o", tmp_path / "o", "--all", "--fp16"])
     assert seen[0].variants == ["fp32", "O2", "O3", "qint8"] and seen[0].required == ["fp32", "O2", "O3", "qint8"]
-    assert seen[1].variants == cli_export.ALL and seen[1].required == ["fp32", "fp16"]
+    assert seen[1].variants == list(variants.NAMES) and seen[1].required == ["fp32", "fp16"]
 
 
 def test_explicit_rejection_exits_1_and_keeps_the_rest(tiny_model_dir, tiny_data_dir, tmp_path, monkeypatch):
-    import bertdeploy.export_gate as gate
-
-    monkeypatch.setitem(gate.MIN_AGREEMENT, "O2", 1.01)  # force O2 to fail
     out = tmp_path / "out"
-    result = _run([tiny_model_dir, "-o", out, "--data", tiny_data_dir, "--optimize", "O2", "--int8"])
+    force_o2_to_fail = "min_agreement={O2: 1.01}"  # a key=value override of ExportConfig
+    result = _run([tiny_model_dir, "-o", out, "--data", tiny_data_dir, "--optimize", "O2", "--int8", force_o2_to_fail])
     assert result.exit_code == 1, result.output
     assert "requested variant(s) rejected: O2" in result.stderr
     assert "REJECTED" in result.stdout and "accepted" in result.stdout and "pytorch" in result.stdout

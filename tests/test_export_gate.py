@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from bertdeploy.errors import UserError
-from bertdeploy.export_gate import judge, parity
-from bertdeploy.export_machine import detect_isa, machine_info, versions
 from bertdeploy.exporter import ExportConfig
+from bertdeploy.exporter.gate import judge, parity
+from bertdeploy.exporter.pipeline import variant_notes
+from bertdeploy.machine import detect_isa, machine_info, versions
+from bertdeploy.variants import VARIANTS
 
 
 def _par(agreement: float, finite: bool = True) -> dict:
@@ -94,9 +96,7 @@ def test_isa_detection():
 
 
 def test_warning_when_attention_did_not_fuse():
-    from bertdeploy.exporter import _variant_notes
-
-    info = {"fused_nodes": {"SkipLayerNormalization": 4}}
-    assert any("Attention did not fuse" in n for n in _variant_notes("O2", info, "avx2"))
-    assert not any("did not fuse" in n for n in _variant_notes("O2", {"fused_nodes": {"Attention": 2}}, "avx2"))
-    assert not any("did not fuse" in n for n in _variant_notes("O1", info, "avx2"))  # O1 does not fuse attention
+    fused = {"SkipLayerNormalization": 4}
+    assert any("Attention did not fuse" in n for n in variant_notes(VARIANTS["O2"], fused))
+    assert not any("did not fuse" in n for n in variant_notes(VARIANTS["O2"], {"Attention": 2}))
+    assert not any("did not fuse" in n for n in variant_notes(VARIANTS["O1"], fused))  # O1 does not fuse attention

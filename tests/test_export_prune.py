@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bertdeploy.export_prune import cls_only_copy
+from bertdeploy.exporter.prune import cls_only_copy
 
 TEXTS = ["good", "a much longer text that needs several more tokens than the others", "bad day", "ok then"]
 

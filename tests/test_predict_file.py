@@ -7,7 +7,7 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_texts
+from helpers import tiny_texts
 
 from bertdeploy.cli import cli
 from bertdeploy.errors import UserError

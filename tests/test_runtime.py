@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import tiny_texts
+from helpers import tiny_texts
 
 from bertdeploy.errors import UserError
 from bertdeploy.runtime import BatchPolicy, Prediction, load

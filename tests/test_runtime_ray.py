@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from conftest import tiny_texts
+from helpers import tiny_texts
 
 from bertdeploy.runtime import predict_file
 

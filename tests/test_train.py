@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bertdeploy.config import TrainConfig
 from bertdeploy.errors import UserError
-from bertdeploy.training import train
+from bertdeploy.training import TrainConfig, train
 
 
 def _cfg(model, data, out, **kw) -> TrainConfig:

@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -187,29 +186,12 @@ def serve(spec: str, args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- driver
-def versions() -> dict:
-    from importlib.metadata import version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("bertdeploy", "onnxruntime", "tokenizers", "numpy", "torch", "transformers", "optimum", "optimum-onnx"):
-        try:
-            out[pkg] = version(pkg)
-        except Exception:
-            out[pkg] = None
-    return out
-
-
-def machine() -> dict:
-    model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    flags = next((ln.split(":", 1)[1].split() for ln in open("/proc/cpuinfo") if ln.startswith("flags")), [])
-    isa = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
-    return {"cpu": model, "cores": os.cpu_count(), "isa": isa, "platform": platform.platform()}
-
-
 def run_driver(args: argparse.Namespace) -> None:
     """Start one worker process per engine (all loaded at once, idle ones blocked on stdin), then time them in
     interleaved rounds — engine A, B, C, ..., A, B, C, ... — so that a burst of load from other processes hits
     every engine alike; each engine keeps its best round."""
+    from bertdeploy.machine import machine_info, versions
+
     out = Path(args.out)
     engines = args.engines.split(",") if args.engines else DEFAULT_ENGINES
     common = [f"--bundle={args.bundle}", f"--hf={args.hf}", f"--data={args.data}", f"--threads={args.threads}"]
@@ -252,7 +234,7 @@ def run_driver(args: argparse.Namespace) -> None:
         "command": " ".join([Path(sys.executable).name] + sys.argv),
         "started_load": loads[0],
         "loads_after_each_round": loads[1:],
-        "machine": machine(),
+        "machine": machine_info(threads=args.threads),
         "versions": versions(),
         "threads": args.threads,
         "data": args.data,
@@ -321,7 +303,8 @@ def report(res: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     head = [
         f"- command: `{res['command']}`",
-        f"- machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, ISA {', '.join(res['machine']['isa'])}",
+        f"- machine: {res['machine']['cpu']}, {res['machine']['logical_cpus']} logical CPUs, "
+        f"features {', '.join(res['machine']['cpu_features'])}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in res["versions"].items()),
         f"- data: {res['data']} ({runs[0]['texts'] if runs else '?'} texts, mean {mean_len:.1f} tokens); "
         f"threads: {res['threads']}; bundle: {res['bundle']}",

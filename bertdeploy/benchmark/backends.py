@@ -88,13 +88,13 @@ class TorchBackend:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from bertdeploy.benchmark.machine import cpu_flags
+        from bertdeploy.machine import cpu
 
         hf = _need(self.ctx.hf_dir, "PyTorch model (pass the training run dir as a target)")
         self.on_cuda = _cuda(self.ctx.device)
         dtype = torch.float32
         if self.ctx.variant == "bf16":
-            native = torch.cuda.is_bf16_supported() if self.on_cuda else bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+            native = torch.cuda.is_bf16_supported() if self.on_cuda else cpu().native_bf16
             if not native:
                 raise Skip(
                     f"bf16 skipped: no native bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}, "

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertdeploy.benchmark import results as store
+from bertdeploy.benchmark.results import Report
 from bertdeploy.errors import UserError
 
 KEY = ("target", "backend", "variant", "padding", "batch_size")
@@ -23,25 +23,25 @@ class Comparison:
     matched_on: str = "target"
 
 
-def load_results(path: str | Path) -> dict[str, Any]:
+def load_results(path: str | Path) -> tuple[Report, Path]:
+    """The report at ``path`` (a results folder or its results.json) and the file it came from."""
     p = Path(path)
     f = p / "results.json" if p.is_dir() else p
-    res = store.read(f)
+    res = Report.read(f)
     if res is None:
         raise UserError(f"no bertdeploy bench results at {p} (expected a results.json written by bertdeploy bench)")
-    res["_path"] = str(f)
-    return res
+    return res, f
 
 
-def _meta(res: dict[str, Any]) -> dict[str, Any]:
+def _meta(res: Report, path: Path) -> dict[str, Any]:
     return {
-        "name": res.get("name") or Path(res["_path"]).parent.name,
-        "path": res["_path"],
-        "cpu": (res.get("machine") or {}).get("cpu"),
-        "threads": (res.get("machine") or {}).get("threads"),
-        "load": (res.get("load") or {}).get("start"),
-        "gemm_peak": (res.get("gemm") or {}).get("peak_gflops"),
-        "versions": res.get("versions") or {},
+        "name": res.name or path.parent.name,
+        "path": str(path),
+        "cpu": res.machine.get("cpu"),
+        "threads": res.machine.get("threads"),
+        "load": res.load.get("start"),
+        "gemm_peak": res.gemm.get("peak_gflops"),
+        "versions": res.versions,
     }
 
 
@@ -52,9 +52,9 @@ def _ratio(new: Any, old: Any) -> float | None:
 def compare(a: str | Path, b: str | Path) -> Comparison:
     """Match OK cells of A and B by (target, backend, variant, padding, batch size) — ignoring the target name when
     each side has a single target — and give B/A ratios of latency and throughput and B−A of accuracy."""
-    ra, rb = load_results(a), load_results(b)
-    rows_a = [r for r in store.rows(ra) if r["status"] == "ok"]
-    rows_b = [r for r in store.rows(rb) if r["status"] == "ok"]
+    (ra, fa), (rb, fb) = load_results(a), load_results(b)
+    rows_a = [r for r in ra.rows() if r["status"] == "ok"]
+    rows_b = [r for r in rb.rows() if r["status"] == "ok"]
     key = KEY
     ta, tb = {r["target"] for r in rows_a}, {r["target"] for r in rows_b}
     if len(ta) == 1 and len(tb) == 1 and ta != tb:
@@ -65,8 +65,8 @@ def compare(a: str | Path, b: str | Path) -> Comparison:
     if not common:
         raise UserError("the two result sets have no cell in common (same backend, variant, padding and batch size)")
     out = Comparison(
-        _meta(ra),
-        _meta(rb),
+        _meta(ra, fa),
+        _meta(rb, fb),
         only_a=len(ia) - len(common),
         only_b=len(ib) - len(common),
         matched_on="target" if key == KEY else "single target each",

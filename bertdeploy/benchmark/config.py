@@ -1,14 +1,12 @@
-"""`BenchConfig`: the typed description of one sweep (YAML file + command-line overrides)."""
+"""`BenchConfig`: the typed description of one sweep (a YAML file, options, ``key=value`` overrides)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from bertdeploy.bundle import VARIANT_FILES
+from bertdeploy import variants as variant_table
+from bertdeploy.config import Config, accuracy_points, budget_field
 from bertdeploy.errors import UserError
 
 BACKENDS = ("bertdeploy", "torch", "pipeline", "ortmodel")
@@ -16,17 +14,16 @@ PADDINGS = ("static", "dynamic", "bucketed")
 TORCH_DTYPES = ("fp32", "bf16")
 DEVICES = ("cpu", "cuda", "auto")
 ISOLATIONS = ("process", "inline")
-DEFAULT_EXPORT_VARIANTS = ["fp32", "O2", "fp16", "qint8", "qint8_static"]
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig(Config):
     """One benchmark sweep: targets x backends x variants x padding x batch sizes."""
 
     targets: list[str] = field(default_factory=list)
     """Bundles (bertdeploy.json), training runs (train_config.json + HF model) or model preset names."""
-    output: str = "bench-results"
-    """Folder for results.json/csv, report.md, config.json and plots/."""
+    output: str = ""
+    """Folder for results.json/csv, report.md, config.json and plots/ (required)."""
     data: str | None = None
     """Evaluation data (folder or file); default: the training run's own data. Presets without data time
     synthetic texts of ``max_length`` tokens."""
@@ -59,7 +56,8 @@ class BenchConfig:
     """Score accuracy on at most this many evaluation texts (default: all)."""
     export: bool = False
     """Export a training-run target to a temporary bundle so its bertdeploy variants are timed too."""
-    export_variants: list[str] = field(default_factory=lambda: list(DEFAULT_EXPORT_VARIANTS))
+    export_variants: list[str] = field(default_factory=lambda: list(variant_table.BENCH_EXPORT))
+    """Variants exported on the fly for training-run and preset targets."""
     isolation: str = "process"
     """``process``: each (target, backend, variant) block runs in its own subprocess (clean thread pools, its
     own peak RSS, a crash only fails its cells); ``inline``: everything in this process (fast, for tests)."""
@@ -68,8 +66,8 @@ class BenchConfig:
     overwrite: bool = False
     """Start from scratch, discarding earlier results in the output folder."""
     pick: bool = False
-    max_accuracy_drop: float = 0.01
-    """Absolute accuracy (0..1) a picked variant may lose against the fp32 reference."""
+    max_accuracy_drop: float = budget_field(1.0)
+    """Accuracy points (1.0 = one point, or "1%") a picked variant may lose against the fp32 reference."""
     pick_batch_size: int | None = None
     """Batch size the pick compares latencies at (default: the smallest in the grid)."""
     pick_tolerance: float = 0.05
@@ -85,16 +83,21 @@ class BenchConfig:
     """The command line that produced the run (filled in by the CLI)."""
 
     def __post_init__(self) -> None:
+        if not self.output:
+            raise UserError("an output folder is required (--output DIR, or `output:` in the --config file)")
         for key in ("targets", "backends", "torch_dtypes", "padding", "batch_sizes", "export_variants", "variants"):
             value = getattr(self, key)
             if isinstance(value, str):
                 setattr(self, key, [v.strip() for v in value.split(",") if v.strip()])
-        self.batch_sizes = [int(b) for b in self.batch_sizes]
+        try:
+            self.batch_sizes = [int(b) for b in self.batch_sizes]
+        except (TypeError, ValueError):
+            raise UserError(f"batch sizes must be positive integers, got {self.batch_sizes!r}") from None
         _check_choices("backend", self.backends, BACKENDS)
         _check_choices("padding", self.padding, PADDINGS)
         _check_choices("torch dtype", self.torch_dtypes, TORCH_DTYPES)
-        _check_choices("variant", self.variants or [], tuple(VARIANT_FILES))
-        _check_choices("export variant", self.export_variants, tuple(VARIANT_FILES))
+        _check_choices("variant", self.variants or [], variant_table.NAMES)
+        _check_choices("export variant", self.export_variants, variant_table.NAMES)
         _check_choices("device", [self.device], DEVICES)
         _check_choices("isolation", [self.isolation], ISOLATIONS)
         if not self.batch_sizes or min(self.batch_sizes) < 1:
@@ -105,54 +108,15 @@ class BenchConfig:
             raise UserError("threads must be >= 1")
         if self.min_iterations < 1 or self.min_seconds < 0 or self.warmup_iterations < 0 or self.max_seconds <= 0:
             raise UserError("min_iterations >= 1, min_seconds >= 0, warmup_iterations >= 0, max_seconds > 0")
-        if not 0 <= self.max_accuracy_drop < 1:
-            raise UserError(f"max accuracy drop is an absolute share in [0, 1), got {self.max_accuracy_drop}")
+        self.max_accuracy_drop = accuracy_points(self.max_accuracy_drop)
         if self.timing_texts < 1:
             raise UserError("timing_texts must be >= 1")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise UserError(f"eval_limit must be >= 1, got {self.eval_limit}")
 
     @property
     def resolved_threads(self) -> int:
         return self.threads or os.cpu_count() or 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BenchConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"unknown bench config key(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**data)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike[str], **overrides: Any) -> BenchConfig:
-        """Load a YAML file of :class:`BenchConfig` fields; ``overrides`` (e.g. command-line options) win."""
-        return cls.from_dict({**read_yaml(path), **{k: v for k, v in overrides.items() if v is not None}})
-
-
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise UserError(f"{p} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{p} must hold a mapping of bench options")
-    return data
-
-
-def parse_drop(value: str | float) -> float:
-    """``0.01``, ``"0.01"`` or ``"1%"`` -> 0.01 (absolute accuracy)."""
-    text = str(value).strip()
-    try:
-        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
-    except ValueError:
-        raise UserError(f"max accuracy drop must be a number like 0.01 or 1%, got {value!r}") from None
 
 
 def _check_choices(what: str, values: list[str], allowed: tuple[str, ...]) -> None:

@@ -1,13 +1,83 @@
 """Heavy preparation of targets, run once per target in the sweep's work folder (and reused on resume):
-a preset saved as a random-weight HF folder, and a training run / preset exported to a temporary bundle."""
+a preset saved as a random-weight HF folder, a training run / preset exported to a temporary bundle, and the
+texts (with their true token lengths) every block of the target is scored and timed on."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from bertdeploy.benchmark.targets import Target
-from bertdeploy.bundle import MANIFEST_NAME
+from bertdeploy.benchmark.targets import EvalSet, Target, load_eval_set
+from bertdeploy.bundle import MANIFEST_NAME, read_manifest
+
+
+def prepare_target(sweep: Any, target: Target, tdir: Path) -> tuple[Path, dict[str, int]]:
+    """Evaluation texts, the saved preset / temporary bundle, true token lengths and the encoder's dims; the
+    target's entry in the report is filled in. ``sweep`` is the running :class:`~.sweep.Sweep`."""
+    from bertdeploy.benchmark.gemm import encoder_dims
+
+    cfg = sweep.cfg
+    ev = load_eval_set(target, cfg.data, cfg.text_column, cfg.label_column, cfg.timing_texts, cfg.eval_limit, cfg.seed)
+    if target.kind == "preset":
+        sweep.progress({"type": "stage", "message": f"{target.name}: building random-weight model"})
+        target.hf_dir = save_preset(target, tdir / "hf", seed=cfg.seed)
+    exportable = target.kind == "preset" or (target.kind == "run" and cfg.export)
+    if "bertdeploy" in cfg.backends and exportable and target.bundle is None:
+        sweep.progress({"type": "stage", "message": f"{target.name}: exporting a temporary bundle"})
+        from bertdeploy.benchmark.plan import bertdeploy_variants
+
+        wanted, _ = bertdeploy_variants(cfg, target)
+        data = None if ev.split == "synthetic" else ev.source
+        tcol, lcol = cfg.text_column or target.text_column, cfg.label_column or target.label_column
+        export = export_bundle(target, tdir / "bundle", wanted, data, tcol, lcol)
+        target.bundle = tdir / "bundle"
+        target.notes.append(f"bertdeploy variants exported on the fly to {target.bundle}")
+        sweep.report.targets.setdefault(target.name, {})["export"] = export
+    lengths = token_lengths(target, ev.timing_texts)
+    dims = encoder_dims(target.model_config())
+    texts_file = tdir / "texts.json"
+    data = {"eval_texts": ev.texts, "eval_labels": ev.label_ids, "timing_texts": ev.timing_texts}
+    texts_file.write_text(json.dumps({**data, "timing_lengths": lengths}), encoding="utf-8")
+    entry = sweep.report.targets.setdefault(target.name, {})
+    entry.update(_target_record(target, ev, lengths, dims))
+    return texts_file, dims
+
+
+def token_lengths(target: Target, texts: list[str]) -> list[int]:
+    """True token lengths (special tokens included, truncated to the target's max_length)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(target.tokenizer_file()))
+    tok.enable_truncation(target.max_length)
+    tok.no_padding()
+    return [len(e.ids) for e in tok.encode_batch(texts)]
+
+
+def _target_record(target: Target, ev: EvalSet, lengths: list[int], dims: dict[str, int]) -> dict[str, Any]:
+    parity, bundle_info = {}, {}
+    if target.bundle is not None:
+        manifest = read_manifest(target.bundle)
+        parity = {v.name: v.parity for v in manifest.variants}
+        bundle_info = {
+            "created": manifest.raw.get("created"),
+            "sha256": {v.name: v.sha256 for v in manifest.variants},
+            "rejected": {r.get("name"): r.get("reason") for r in manifest.rejected},
+        }
+    return {
+        "spec": target.spec,
+        "kind": target.kind,
+        "trained": target.trained,
+        "labels": target.labels,
+        "max_length": target.max_length,
+        "eval": {"split": ev.split, "n": len(ev.texts), "source": ev.source, "labelled": ev.label_ids is not None},
+        "timing": {"texts": len(lengths), "mean_tokens": sum(lengths) / max(len(lengths), 1)},
+        "dims": dims,
+        "bundle": str(target.bundle) if target.bundle else None,
+        "parity": parity,
+        "bundle_manifest": bundle_info,
+        "notes": target.notes,
+    }
 
 
 def save_preset(target: Target, out: Path, seed: int = 0) -> Path:
@@ -15,7 +85,7 @@ def save_preset(target: Target, out: Path, seed: int = 0) -> Path:
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
         return out
     from bertdeploy.bundle import atomic_dir
-    from bertdeploy.models import build_preset_model
+    from bertdeploy.training.models import build_preset_model
 
     model, tok = build_preset_model(target.spec, num_labels=len(target.labels), seed=seed)
     model.config.id2label = dict(enumerate(target.labels))

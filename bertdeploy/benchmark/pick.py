@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bertdeploy.bundle import MANIFEST_NAME, VARIANT_FILES, atomic_dir, read_manifest
+from bertdeploy import variants
+from bertdeploy.bundle import MANIFEST_NAME, atomic_dir, read_manifest
 from bertdeploy.errors import UserError
 
 
@@ -44,14 +45,14 @@ def pick(
     rows: list[dict[str, Any]], max_accuracy_drop: float, batch_size: int | None = None, tolerance: float = 0.05
 ) -> dict[str, Any]:
     """The bertdeploy variant with the lowest p50 end-to-end latency whose accuracy is at most
-    ``max_accuracy_drop`` (absolute) below the reference: the best fp32 accuracy measured (any backend).
+    ``max_accuracy_drop`` accuracy points below the reference: the best fp32 accuracy measured (any backend).
 
     Latencies within ``tolerance`` (relative) of the fastest count as a tie — timing noise on a shared machine is
     larger than that — and the tie goes to the more accurate variant."""
     bs, candidates = latency_rows(rows, batch_size)
-    fp32 = [r for r in candidates if r["variant"] in ("fp32", "O1", "O2", "O3")]
+    fp32 = [r for r in candidates if variants.float_reference(r["variant"])]
     ref = max(fp32 or candidates, key=lambda r: (r["accuracy"], -r["e2e_p50_ms"]))
-    floor = ref["accuracy"] - max_accuracy_drop - 1e-12
+    floor = ref["accuracy"] - max_accuracy_drop / 100.0 - 1e-12
     ours = [r for r in candidates if r["backend"] == "bertdeploy"]
     if not ours:
         raise UserError("nothing to pick from: no bertdeploy variant was timed with accuracy")
@@ -59,7 +60,7 @@ def pick(
     if not within:
         best = max(ours, key=lambda r: r["accuracy"])
         raise UserError(
-            f"no bertdeploy variant is within {max_accuracy_drop:.4f} of the reference accuracy "
+            f"no bertdeploy variant is within {max_accuracy_drop:g} accuracy points of the reference accuracy "
             f"{ref['accuracy']:.4f} (best: {best['variant']} at {best['accuracy']:.4f})"
         )
     fastest = min(r["e2e_p50_ms"] for r in within)
@@ -75,7 +76,7 @@ def pick(
         "accuracy": best["accuracy"],
         "f1_macro": best.get("f1_macro"),
         "reference": {k: ref[k] for k in ("target", "backend", "variant", "padding", "accuracy", "e2e_p50_ms")},
-        "accuracy_drop": ref["accuracy"] - best["accuracy"],
+        "accuracy_drop": round(100.0 * (ref["accuracy"] - best["accuracy"]), 6),
         "max_accuracy_drop": max_accuracy_drop,
         "speedup_vs_reference": ref["e2e_p50_ms"] / best["e2e_p50_ms"],
         "tolerance": tolerance,
@@ -92,7 +93,7 @@ def copy_variant(
     src = Path(bundle)
     manifest = read_manifest(src)
     chosen = manifest.variant(variant)
-    others = {f for name, f in VARIANT_FILES.items() if name != variant} | {v.file for v in manifest.variants}
+    others = {v.file for v in variants.VARIANT_TABLE} | {v.file for v in manifest.variants}
     others.discard(chosen.file)
     with atomic_dir(output, overwrite=overwrite) as tmp:
         for path in sorted(src.rglob("*")):

@@ -1,5 +1,5 @@
-"""PNG plots with matplotlib (Agg): the accuracy-vs-latency Pareto frontier and throughput by variant x padding
-x batch size."""
+"""PNG plots with matplotlib's object API (``Figure``: no pyplot, no backend switch): the accuracy-vs-latency Pareto
+frontier and throughput by variant x padding x batch size."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ PAD_COLORS = {"static": "#9e9e9e", "dynamic": "#1f77b4", "bucketed": "#2ca02c"}
 BACKEND_MARKERS = {"bertdeploy": "o", "torch": "s", "pipeline": "^", "ortmodel": "D"}
 
 
-def _plt():
-    import matplotlib
+def _figure(width: float, height: float, rows: int, cols: int):
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def block_label(r: dict[str, Any]) -> str:
@@ -31,12 +29,14 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     ok = [r for r in rows if r["status"] == "ok" and r.get("accuracy") is not None and r.get("e2e_p50_ms")]
     if not ok:
         return None
-    plt = _plt()
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
     sizes = sorted({r["batch_size"] for r in ok})
     panels = [(sizes[0], False)] + ([(sizes[-1], True)] if len(sizes) > 1 else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5), squeeze=False)
+    fig, axes = _figure(7 * len(panels), 5.5, 1, len(panels))
     targets = sorted({r["target"] for r in ok})
-    cmap = plt.get_cmap("tab10")
+    cmap = colormaps["tab10"]
     for ax, (bs, per_seq) in zip(axes[0], panels, strict=True):
         sel = [r for r in ok if r["batch_size"] == bs]
         xs = [r["e2e_p50_ms"] / (bs if per_seq else 1) for r in sel]
@@ -68,13 +68,12 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_ylabel("accuracy, %")
         ax.set_title(f"accuracy vs latency, batch {bs}")
         ax.grid(alpha=0.3, which="both")
-    handles = [plt.Line2D([], [], ls="", marker="o", color=cmap(i % 10), label=t) for i, t in enumerate(targets)]
-    handles += [plt.Line2D([], [], ls="", marker=m, color="k", mfc="none", label=b) for b, m in BACKEND_MARKERS.items()]
-    handles += [plt.Line2D([], [], ls="", marker="o", mfc="w", mec=c, mew=2, label=p) for p, c in PAD_COLORS.items()]
+    handles = [Line2D([], [], ls="", marker="o", color=cmap(i % 10), label=t) for i, t in enumerate(targets)]
+    handles += [Line2D([], [], ls="", marker=m, color="k", mfc="none", label=b) for b, m in BACKEND_MARKERS.items()]
+    handles += [Line2D([], [], ls="", marker="o", mfc="w", mec=c, mew=2, label=p) for p, c in PAD_COLORS.items()]
     axes[0][-1].legend(handles=handles, fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -83,13 +82,10 @@ def throughput_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     ok = [r for r in rows if r["status"] == "ok" and r.get("e2e_seq_per_s")]
     if not ok:
         return None
-    plt = _plt()
     targets = list(dict.fromkeys(r["target"] for r in ok))
     sizes = sorted({r["batch_size"] for r in ok})
     paddings = [p for p in PAD_COLORS if any(r["padding"] == p for r in ok)]
-    fig, axes = plt.subplots(
-        len(targets), len(sizes), figsize=(4.5 * len(sizes) + 1, 3.2 * len(targets) + 0.6), squeeze=False
-    )
+    fig, axes = _figure(4.5 * len(sizes) + 1, 3.2 * len(targets) + 0.6, len(targets), len(sizes))
     for ti, target in enumerate(targets):
         blocks = list(dict.fromkeys(block_label(r) for r in ok if r["target"] == target))
         for si, bs in enumerate(sizes):
@@ -117,5 +113,4 @@ def throughput_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     axes[0][-1].legend(fontsize=7, title="padding", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

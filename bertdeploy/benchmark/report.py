@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bertdeploy.benchmark import plots
-from bertdeploy.benchmark.results import readable
-from bertdeploy.benchmark.results import rows as flat_rows
+from bertdeploy.benchmark.results import Report
 from bertdeploy.bundle import atomic_file, write_json
 
 TABLE = [
@@ -104,10 +103,18 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _machine_lines(res: dict[str, Any]) -> list[str]:
-    m, v, g, load = res.get("machine", {}), res.get("versions", {}), res.get("gemm", {}), res.get("load", {})
+def cpu_features(machine: dict[str, Any]) -> str:
+    """The recorded CPU features (``cpu_features``; older results kept them as a list under ``isa``)."""
+    features = machine.get("cpu_features")
+    if features is None:
+        features = machine.get("isa") if isinstance(machine.get("isa"), list) else [machine.get("isa") or ""]
+    return ", ".join(f for f in features if f)
+
+
+def _machine_lines(res: Report) -> list[str]:
+    m, v, g, load = res.machine or {}, res.versions or {}, res.gemm or {}, res.load or {}
     lines = [
-        f"- **Machine**: {m.get('cpu')} ({', '.join(m.get('isa') or [])}), {m.get('logical_cpus')} logical CPUs, "
+        f"- **Machine**: {m.get('cpu')} ({cpu_features(m)}), {m.get('logical_cpus')} logical CPUs, "
         f"{m.get('threads')} threads used, {m.get('memory_gib')} GiB, GPU: {', '.join(m.get('gpus') or []) or 'none'}"
         f", device: {m.get('device')}",
         f"- **Load average** (1/5/15 min, `uptime`): start {load.get('start')}, end {load.get('end')}",
@@ -126,18 +133,18 @@ def _machine_lines(res: dict[str, Any]) -> list[str]:
     return lines
 
 
-def report_markdown(res: dict[str, Any], rows: list[dict[str, Any]], plot_paths: dict[str, Path | None]) -> str:
-    cfg = res.get("config", {})
-    out = [f"# bertdeploy bench — {res.get('name') or Path(cfg.get('output', '.')).name}", ""]
-    if res.get("command"):
-        out += ["```", res["command"], "```", ""]
+def report_markdown(res: Report, rows: list[dict[str, Any]], plot_paths: dict[str, Path | None]) -> str:
+    cfg = res.config or {}
+    out = [f"# bertdeploy bench — {res.name or Path(cfg.get('output', '.')).name}", ""]
+    if res.command:
+        out += ["```", res.command, "```", ""]
     out += _machine_lines(res)
     out += [
         f"- **Method**: {cfg.get('warmup_iterations')} warm-up calls, then until >= {cfg.get('min_iterations')} calls "
         f"and >= {cfg.get('min_seconds')} s (cap {cfg.get('max_seconds')} s); latency per batch, end to end "
         "(tokenization included) unless marked *model*; each backend x variant in its own "
-        f"{'process' if cfg.get('isolation') == 'process' else 'block'}; started {res.get('started')}, "
-        f"updated {res.get('updated')}, complete: {res.get('complete')}",
+        f"{'process' if cfg.get('isolation') == 'process' else 'block'}; started {res.started}, "
+        f"updated {res.updated}, complete: {res.complete}",
         "",
     ]
     head = headline(rows)
@@ -150,7 +157,7 @@ def report_markdown(res: dict[str, Any], rows: list[dict[str, Any]], plot_paths:
             markdown_table(head, HEADLINE),
             "",
         ]
-    for name, t in res.get("targets", {}).items():
+    for name, t in res.targets.items():
         ev = t.get("eval") or {}
         trained = "trained" if t.get("trained") else "**untrained** (random weights: speed only, no accuracy)"
         out += [f"## {name}", ""]
@@ -176,37 +183,40 @@ def report_markdown(res: dict[str, Any], rows: list[dict[str, Any]], plot_paths:
     for title, key in (("Accuracy vs latency (Pareto frontier)", "pareto"), ("Throughput", "throughput")):
         if plot_paths.get(key):
             out += [f"## {title}", "", f"![{key}](plots/{plot_paths[key].name})", ""]
-    if res.get("pick"):
-        p = res["pick"]
-        out += [
-            "## Pick",
-            "",
-            f"Fastest bertdeploy variant within {p['max_accuracy_drop']:.4f} accuracy of the reference "
-            f"({p['reference']['target']} {p['reference']['backend']} {p['reference']['variant']}, "
-            f"{p['reference']['accuracy']:.4f}) at batch {p['batch_size']}: **{p['target']} {p['variant']}** "
-            f"({p['padding']} padding), p50 {p['p50_ms']:.2f} ms, accuracy {p['accuracy']:.4f} "
-            f"(drop {p['accuracy_drop']:.4f}), {p['speedup_vs_reference']:.2f}x faster than the reference.",
-            "",
-        ]
-        if p.get("bundle"):
-            out += [f"Copied to `{p['bundle']}`.", ""]
+    if res.pick:
+        out += _pick_lines(res.pick)
     return "\n".join(out)
 
 
-def write_all(res: dict[str, Any], out: Path) -> dict[str, Path]:
+def _pick_lines(p: dict[str, Any]) -> list[str]:
+    ref = p["reference"]
+    out = [
+        "## Pick",
+        "",
+        f"Fastest bertdeploy variant within {p['max_accuracy_drop']:g} accuracy points of the reference "
+        f"({ref['target']} {ref['backend']} {ref['variant']}, {ref['accuracy']:.4f}) at batch {p['batch_size']}: "
+        f"**{p['target']} {p['variant']}** ({p['padding']} padding), p50 {p['p50_ms']:.2f} ms, accuracy "
+        f"{p['accuracy']:.4f} (drop {p['accuracy_drop']:.2f} points), {p['speedup_vs_reference']:.2f}x faster "
+        "than the reference.",
+        "",
+    ]
+    if p.get("bundle"):
+        out += [f"Copied to `{p['bundle']}`.", ""]
+    return out
+
+
+def write_all(res: Report, out: Path) -> dict[str, Path]:
     """results.csv, report.md, config.json and plots/*.png in ``out`` (results.json is saved by the sweep)."""
-    rows = flat_rows(res)
+    rows = res.rows()
     (out / "plots").mkdir(parents=True, exist_ok=True)
     plot_paths = {
         "pareto": plots.pareto_plot(rows, out / "plots" / "pareto.png"),
         "throughput": plots.throughput_plot(rows, out / "plots" / "throughput.png"),
     }
     write_csv(rows, out / "results.csv")
-    write_json(out / "config.json", res.get("config", {}))
+    write_json(out / "config.json", res.config)
     with atomic_file(out / "report.md") as tmp:
         tmp.write_text(report_markdown(res, rows, plot_paths), encoding="utf-8")
-    for name in ("results.csv", "config.json", "report.md"):
-        readable(out / name)
     files = {
         "results": out / "results.json",
         "csv": out / "results.csv",

@@ -1,21 +1,24 @@
-"""The results store: ``results.json`` (schema below), resume bookkeeping, and the flat rows every report and
-table is made of.
+"""The typed bench report — :class:`Report` of :class:`Group` (one per target x backend x variant) and
+:class:`Cell` (one per padding x batch size of a group) — its ``results.json`` form, resume bookkeeping, and the
+flat rows every table, CSV and plot is made of.
 
-results.json::
+results.json (``Report.to_dict``)::
 
     {"schema": "bertdeploy-bench/1", "name", "command", "config", "started", "updated", "complete",
      "machine", "versions", "gemm", "load": {"start", "end"},
      "targets": {name: {spec, kind, trained, labels, max_length, eval: {split, n, source}, dims, notes}},
      "groups": {"target|backend|variant": {status, n, metrics, logits, agreement_torch, max_abs_diff_torch}},
      "cells": [{key, target, backend, variant, padding, batch_size, status, error, fingerprint, e2e, model,
-                memory, info, load_start, load_end, ...}]}
+                memory, info, load_start, load_end, measured}],
+     "pick": {...} | null}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,68 +37,115 @@ TIMING_KEYS = (
     "timing_texts",
     "seed",
 )
+SEP = "|"
+#: the block every other block's agreement is measured against: PyTorch eager in float32
+REFERENCE_BACKEND, REFERENCE_DTYPE = "torch", "fp32"
 
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def cell_key(target: str, backend: str, variant: str, padding: str, batch_size: int) -> str:
-    return f"{target}|{backend}|{variant}|{padding}|{batch_size}"
+@dataclass(frozen=True, order=True)
+class GroupKey:
+    """A block of the grid: one target timed with one backend and variant."""
+
+    target: str
+    backend: str
+    variant: str
+
+    def __str__(self) -> str:
+        return SEP.join((self.target, self.backend, self.variant))
+
+    @classmethod
+    def parse(cls, text: str) -> GroupKey:
+        return cls(*text.split(SEP))
 
 
-def group_key(target: str, backend: str, variant: str) -> str:
-    return f"{target}|{backend}|{variant}"
+@dataclass(frozen=True, order=True)
+class CellKey:
+    """One cell of a block: its padding mode and batch size."""
+
+    group: GroupKey
+    padding: str
+    batch_size: int
+
+    def __str__(self) -> str:
+        return SEP.join((str(self.group), self.padding, str(self.batch_size)))
+
+    @classmethod
+    def parse(cls, text: str) -> CellKey:
+        target, backend, variant, padding, batch = text.split(SEP)
+        return cls(GroupKey(target, backend, variant), padding, int(batch))
 
 
-def fingerprint(cfg: Any, threads: int, device: str, max_length: int) -> dict[str, Any]:
-    """What must be equal for an earlier cell to be reused on resume."""
-    fp = {k: getattr(cfg, k) for k in TIMING_KEYS}
-    fp.update(threads=threads, device=device, max_length=max_length)
-    return fp
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
-def empty(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "name": cfg_dict.get("name"),
-        "command": cfg_dict.get("command"),
-        "config": cfg_dict,
-        "started": now(),
-        "updated": now(),
-        "complete": False,
-        "machine": {},
-        "versions": {},
-        "gemm": {},
-        "load": {},
-        "targets": {},
-        "groups": {},
-        "cells": [],
-    }
+@dataclass
+class Cell:
+    """The measurement of one cell (status ``ok`` | ``skipped`` | ``failed``)."""
+
+    target: str
+    backend: str
+    variant: str
+    padding: str
+    batch_size: int
+    status: str = "pending"
+    error: str | None = None
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    """The timing settings it was measured with (a resume reuses it only when they are equal)."""
+    e2e: dict[str, Any] | None = None
+    """End-to-end timings (tokenization included): percentiles, seq/s, tokens/s, useful GFLOP/s."""
+    model: dict[str, Any] | None = None
+    """The same for the model alone on pre-tokenized batches (None where the engine has no such split)."""
+    memory: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    """Facts of the loaded backend: file, bytes, precision, providers, load seconds."""
+    load_start: list[float] | None = None
+    load_end: list[float] | None = None
+    measured: str | None = None
+
+    @property
+    def key(self) -> CellKey:
+        return CellKey(GroupKey(self.target, self.backend, self.variant), self.padding, int(self.batch_size))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": str(self.key), **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cell:
+        return cls(**_known(cls, data))
 
 
-def read(path: Path) -> dict[str, Any] | None:
-    """An earlier results.json, or None when absent / not ours (then the sweep starts fresh)."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+@dataclass
+class Group:
+    """What a block measured once, on the evaluation texts: scores, logits, agreement with PyTorch."""
 
+    status: str = "pending"
+    n: int | None = None
+    seconds: float | None = None
+    padding: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    logits: str | None = None
+    """Path of the saved logits (``.npy``, in the sweep's work folder)."""
+    error: str | None = None
+    agreement_torch: float | None = None
+    max_abs_diff_torch: float | None = None
+    agreement_source: str | None = None
+    """``measured`` (against PyTorch fp32 in this run) or ``export`` (the bundle's gate record)."""
 
-def save(path: Path, results: dict[str, Any]) -> None:
-    results["updated"] = now()
-    write_json(path, _clean(results))
-    readable(path)
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Group:
+        return cls(**_known(cls, data))
 
-def readable(path: Path) -> None:
-    """Give a file written through a temporary sibling (mode 0600) the usual umask mode."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    def logits_file(self) -> Path | None:
+        return Path(self.logits) if self.logits and Path(self.logits).is_file() else None
 
 
 def _clean(x: Any) -> Any:
@@ -109,83 +159,152 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def finished_cells(previous: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Cells of an earlier run that need not be redone (ok or skipped; failed ones are retried)."""
-    if not previous:
-        return {}
-    return {c["key"]: c for c in previous.get("cells", []) if c.get("status") in FINISHED}
+@dataclass
+class Report:
+    """One sweep's results (``results.json``), built and resumed by :class:`bertdeploy.benchmark.sweep.Sweep`."""
+
+    config: dict[str, Any]
+    name: str | None = None
+    command: str | None = None
+    started: str = field(default_factory=now)
+    updated: str = field(default_factory=now)
+    complete: bool = False
+    machine: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    gemm: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[GroupKey, Group] = field(default_factory=dict)
+    cells: list[Cell] = field(default_factory=list)
+    pick: dict[str, Any] | None = None
+    schema: str = SCHEMA
+
+    @classmethod
+    def new(cls, config: dict[str, Any]) -> Report:
+        return cls(config=config, name=config.get("name"), command=config.get("command"))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("groups", "cells")}
+        out["groups"] = {str(k): g.to_dict() for k, g in self.groups.items()}
+        out["cells"] = [c.to_dict() for c in self.cells]
+        schema = out.pop("schema")
+        return _clean({"schema": schema, **out})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        plain = _known(cls, {k: v for k, v in data.items() if k not in ("groups", "cells")})
+        report = cls(**plain)
+        report.groups = {GroupKey.parse(k): Group.from_dict(g) for k, g in (data.get("groups") or {}).items()}
+        report.cells = [Cell.from_dict(c) for c in data.get("cells") or []]
+        return report
+
+    @classmethod
+    def read(cls, path: Path) -> Report | None:
+        """An earlier results.json, or None when absent / not ours (then the sweep starts fresh)."""
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            return None
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return None
+
+    def save(self, path: Path) -> None:
+        self.updated = now()
+        write_json(path, self.to_dict())
+
+    def finished(self) -> dict[CellKey, Cell]:
+        """Cells that need not be redone (ok or skipped; failed ones are retried)."""
+        return {c.key: c for c in self.cells if c.status in FINISHED}
+
+    def put(self, cell: Cell) -> None:
+        """Add ``cell``, replacing an earlier measurement of the same key."""
+        self.cells[:] = [c for c in self.cells if c.key != cell.key] + [cell]
+
+    def agreement(self) -> None:
+        """Argmax agreement and max |logit diff| of every group against PyTorch fp32 of the same target (measured
+        on the evaluation texts); where PyTorch did not run, a bundle variant's parity from export time is used."""
+        for key, g in self.groups.items():
+            if g.status != "ok":
+                continue
+            ref = self.groups.get(GroupKey(key.target, REFERENCE_BACKEND, REFERENCE_DTYPE))
+            ref_file = ref.logits_file() if ref is not None and ref.status == "ok" else None
+            if ref_file is not None:
+                mine = g.logits_file()
+                if mine is not None:
+                    a, b = np.load(mine), np.load(ref_file)
+                    if a.shape == b.shape:
+                        g.agreement_torch = float((a.argmax(-1) == b.argmax(-1)).mean())
+                        g.max_abs_diff_torch = float(np.abs(a - b).max())
+                        g.agreement_source = "measured"
+            elif key.backend == "bertdeploy" and g.agreement_torch is None:
+                parity = (self.targets.get(key.target, {}).get("parity") or {}).get(key.variant) or {}
+                agree = parity.get("agreement", parity.get("argmax_agreement"))
+                if agree is not None:
+                    g.agreement_torch = agree
+                    g.max_abs_diff_torch = parity.get("max_diff", parity.get("max_abs_diff"))
+                    g.agreement_source = "export"
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat dict per cell (for the CSV, the tables and the plots), with the group's accuracy and
+        agreement and the GEMM share joined in."""
+        peak = (self.gemm or {}).get("peak_gflops")
+        return [
+            _row(c, self.targets.get(c.target, {}), self.groups.get(c.key.group) or Group(), peak) for c in self.cells
+        ]
 
 
-def agreement(results: dict[str, Any]) -> None:
-    """Argmax agreement and max |logit diff| of every block against PyTorch fp32 of the same target (measured on
-    the evaluation texts); where PyTorch did not run, a bundle variant's parity from export time is used."""
-    groups = results["groups"]
-    for gkey, g in groups.items():
-        target, backend, variant = gkey.split("|")
-        ref = groups.get(group_key(target, "torch", "fp32"), {})
-        if g.get("status") != "ok":
-            continue
-        if ref.get("status") == "ok" and ref.get("logits") and Path(ref["logits"]).is_file():
-            if g.get("logits") and Path(g["logits"]).is_file():
-                a, b = np.load(g["logits"]), np.load(ref["logits"])
-                if a.shape == b.shape:
-                    g["agreement_torch"] = float((a.argmax(-1) == b.argmax(-1)).mean())
-                    g["max_abs_diff_torch"] = float(np.abs(a - b).max())
-                    g["agreement_source"] = "measured"
-        elif backend == "bertdeploy" and "agreement_torch" not in g:
-            parity = (results["targets"].get(target, {}).get("parity") or {}).get(variant) or {}
-            agree = parity.get("agreement", parity.get("argmax_agreement"))
-            if agree is not None:
-                g["agreement_torch"] = agree
-                g["max_abs_diff_torch"] = parity.get("max_diff", parity.get("max_abs_diff"))
-                g["agreement_source"] = "export"
+def fingerprint(cfg: Any, threads: int, device: str, max_length: int) -> dict[str, Any]:
+    """What must be equal for an earlier cell to be reused on resume."""
+    fp = {k: getattr(cfg, k) for k in TIMING_KEYS}
+    fp.update(threads=threads, device=device, max_length=max_length)
+    return fp
 
 
-def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One flat dict per cell (for the CSV, the tables and the plots), with the block's accuracy and agreement
-    and the GEMM share joined in."""
-    peak = (results.get("gemm") or {}).get("peak_gflops")
-    out = []
-    for c in results["cells"]:
-        t = results["targets"].get(c["target"], {})
-        g = results["groups"].get(group_key(c["target"], c["backend"], c["variant"]), {})
-        info = c.get("info") or {}
-        e2e, model, mem = c.get("e2e") or {}, c.get("model") or {}, c.get("memory") or {}
-        metrics = g.get("metrics") or {}
-        row: dict[str, Any] = {
-            "target": c["target"],
-            "kind": t.get("kind"),
-            "trained": t.get("trained"),
-            "backend": c["backend"],
-            "variant": c["variant"],
-            "precision": info.get("precision"),
-            "padding": c["padding"],
-            "batch_size": c["batch_size"],
-            "max_length": (c.get("fingerprint") or {}).get("max_length"),
-            "threads": (c.get("fingerprint") or {}).get("threads"),
-            "status": c["status"],
-        }
-        for prefix, m in (("e2e", e2e), ("model", model)):
-            for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "seq_per_s", "tokens_per_s", "useful_gflops"):
-                row[f"{prefix}_{k}"] = m.get(k)
-            row[f"{prefix}_iterations"] = m.get("iterations")
-            row[f"{prefix}_capped"] = m.get("capped")
-        row["tokens_per_batch"] = e2e.get("tokens_per_batch")
-        best = model.get("useful_gflops") or e2e.get("useful_gflops")
-        row["gemm_peak_gflops"] = peak
-        row["peak_share"] = best / peak if best and peak else None
-        row["rss_mb"] = mem.get("rss_mb")
-        row["peak_rss_mb"] = mem.get("peak_rss_mb")
-        row["gpu_peak_mb"] = mem.get("gpu_peak_mb")
-        row["size_mb"] = info["bytes"] / 2**20 if info.get("bytes") else None
-        row["providers"] = ",".join(info.get("providers") or [])
-        row["accuracy"] = metrics.get("accuracy") if t.get("trained") else None
-        row["f1_macro"] = metrics.get("f1_macro") if t.get("trained") else None
-        row["agreement_torch"] = g.get("agreement_torch")
-        row["max_abs_diff_torch"] = g.get("max_abs_diff_torch")
-        row["agreement_source"] = g.get("agreement_source")
-        row["load_1m_start"] = (c.get("load_start") or [None])[0]
-        row["load_1m_end"] = (c.get("load_end") or [None])[0]
-        row["error"] = (c.get("error") or "").splitlines()[0][:200] if c.get("error") else None
-        out.append(row)
-    return out
+def _row(c: Cell, t: dict[str, Any], g: Group, peak: float | None) -> dict[str, Any]:
+    info, fp = c.info or {}, c.fingerprint or {}
+    e2e, model, mem = c.e2e or {}, c.model or {}, c.memory or {}
+    trained = t.get("trained")
+    row: dict[str, Any] = {
+        "target": c.target,
+        "kind": t.get("kind"),
+        "trained": trained,
+        "backend": c.backend,
+        "variant": c.variant,
+        "precision": info.get("precision"),
+        "padding": c.padding,
+        "batch_size": c.batch_size,
+        "max_length": fp.get("max_length"),
+        "threads": fp.get("threads"),
+        "status": c.status,
+    }
+    for prefix, m in (("e2e", e2e), ("model", model)):
+        for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "seq_per_s", "tokens_per_s", "useful_gflops"):
+            row[f"{prefix}_{k}"] = m.get(k)
+        row[f"{prefix}_iterations"] = m.get("iterations")
+        row[f"{prefix}_capped"] = m.get("capped")
+    best = model.get("useful_gflops") or e2e.get("useful_gflops")
+    row.update(
+        tokens_per_batch=e2e.get("tokens_per_batch"),
+        gemm_peak_gflops=peak,
+        peak_share=best / peak if best and peak else None,
+        rss_mb=mem.get("rss_mb"),
+        peak_rss_mb=mem.get("peak_rss_mb"),
+        gpu_peak_mb=mem.get("gpu_peak_mb"),
+        size_mb=info["bytes"] / 2**20 if info.get("bytes") else None,
+        providers=",".join(info.get("providers") or []),
+        accuracy=g.metrics.get("accuracy") if trained else None,
+        f1_macro=g.metrics.get("f1_macro") if trained else None,
+        agreement_torch=g.agreement_torch,
+        max_abs_diff_torch=g.max_abs_diff_torch,
+        agreement_source=g.agreement_source,
+        load_1m_start=(c.load_start or [None])[0],
+        load_1m_end=(c.load_end or [None])[0],
+        error=(c.error or "").splitlines()[0][:200] if c.error else None,
+    )
+    return row

@@ -1,4 +1,4 @@
-"""The grid: targets x blocks (backend, variant) x cells (padding, batch size), resumable.
+"""The sweep: targets x blocks (backend, variant) x cells (padding, batch size), resumable.
 
 Each block is timed in its own subprocess (``isolation="process"``) or in this process (``"inline"``). Results
 are saved to ``results.json`` after every cell, so an interrupted sweep resumes where it stopped; a cell that
@@ -7,113 +7,31 @@ raises — or whose worker dies — is recorded as failed with its error and the
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertdeploy.benchmark import results as store
 from bertdeploy.benchmark.config import BenchConfig
 from bertdeploy.benchmark.isolation import run_block_subprocess
-from bertdeploy.benchmark.machine import cpu_flags
-from bertdeploy.benchmark.targets import Target, load_eval_set, resolve_target
+from bertdeploy.benchmark.plan import Block, plan, resolve_targets
+from bertdeploy.benchmark.results import FINISHED, TIMING_KEYS, Cell, Group, Report, fingerprint, now
+from bertdeploy.benchmark.targets import Target
 from bertdeploy.errors import UserError
+from bertdeploy.machine import load_average, machine_info, versions
 
 Progress = Callable[[dict[str, Any]], None]
-NO_BF16 = "bf16 skipped: no native bf16 on this CPU (no avx512_bf16 / amx_bf16); emulated bf16 times the emulation"
 EVAL_PADDING = "dynamic"
 OUTPUTS = ("results.json", "results.csv", "report.md", "config.json", "plots", ".work")
 
 
-@dataclass
-class Block:
-    """One (target, backend, variant): loaded once, timed over its cells."""
-
-    target: Target
-    backend: str
-    variant: str
-    cells: list[dict[str, Any]] = field(default_factory=list)
-    skip: str | None = None
-    """Known before running: the reason every cell of the block is skipped."""
-
-    @property
-    def key(self) -> str:
-        return store.group_key(self.target.name, self.backend, self.variant)
-
-
 def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when this onnxruntime build offers CUDA, else ``cpu``."""
     if device != "auto":
         return device
-    from bertdeploy.benchmark.machine import gpus
+    from bertdeploy.runtime.session import resolve_device as runtime_device
 
-    try:
-        import onnxruntime as ort
-
-        cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    except ImportError:  # pragma: no cover
-        cuda = False
-    return "cuda" if cuda and gpus() else "cpu"
-
-
-def resolve_targets(cfg: BenchConfig) -> list[Target]:
-    if not cfg.targets:
-        raise UserError("give at least one TARGET (a bundle, a training run or a model preset)")
-    targets, seen = [], set()
-    for spec in cfg.targets:
-        t = resolve_target(spec, cfg.max_length)
-        base, n = t.name, 2
-        while t.name in seen:
-            t.name, n = f"{base}-{n}", n + 1
-        seen.add(t.name)
-        targets.append(t)
-    return targets
-
-
-def bertdeploy_variants(cfg: BenchConfig, target: Target) -> tuple[list[str], dict[str, str]]:
-    """The variants to time and, for those that will not run, why."""
-    if target.kind == "bundle":
-        from bertdeploy.bundle import read_manifest
-
-        m = read_manifest(target.bundle)
-        accepted = [v.name for v in m.variants]
-        wanted = cfg.variants or accepted
-        why = {r.get("name"): f"rejected at export: {r.get('reason')}" for r in m.rejected}
-        return wanted, {v: why.get(v, "not in the bundle") for v in wanted if v not in accepted}
-    wanted = cfg.variants or cfg.export_variants
-    if target.kind == "run" and not cfg.export:
-        return wanted, dict.fromkeys(wanted, "training run: pass --export to time bertdeploy variants")
-    return wanted, {}
-
-
-def plan(cfg: BenchConfig, target: Target) -> list[Block]:
-    blocks: list[Block] = []
-    no_torch = "no PyTorch model for this target (pass the training run dir as a target)"
-    for backend in cfg.backends:
-        if backend == "torch":
-            bf16 = None if cfg.device != "cpu" or {"avx512_bf16", "amx_bf16"} & cpu_flags() else NO_BF16
-            ok = target.hf_dir or target.kind == "preset"
-            blocks += [
-                Block(target, "torch", d, skip=(None if ok else no_torch) or (bf16 if d == "bf16" else None))
-                for d in cfg.torch_dtypes
-            ]
-        elif backend == "pipeline":
-            blocks.append(
-                Block(target, "pipeline", "fp32", skip=None if target.hf_dir or target.kind == "preset" else no_torch)
-            )
-        elif backend == "ortmodel":
-            blocks.append(Block(target, "ortmodel", "fp32"))
-        elif backend == "bertdeploy":
-            wanted, why = bertdeploy_variants(cfg, target)
-            blocks += [Block(target, "bertdeploy", v, skip=why.get(v)) for v in wanted]
-    for b in blocks:
-        b.cells = [
-            {"key": store.cell_key(target.name, b.backend, b.variant, p, bs), "padding": p, "batch_size": bs}
-            for p in cfg.padding
-            for bs in sorted(cfg.batch_sizes)
-        ]
-    return blocks
+    return "cpu" if runtime_device("auto") == "cpu" else "cuda"
 
 
 class Sweep:
@@ -124,12 +42,16 @@ class Sweep:
         self.work = self.out / ".work"
         self.threads = cfg.resolved_threads
         self.device = resolve_device(cfg.device)
+        self.report = Report.new(cfg.to_dict())
+        self.previous: Report | None = None
+        self.done: dict = {}
 
     # ------------------------------------------------------------------ setup
-    def _open(self) -> dict[str, Any]:
+    def _open(self) -> Report:
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"output path exists and is a file: {self.out}")
-        previous = store.read(self.out / "results.json") if self.cfg.resume and not self.cfg.overwrite else None
+        resumable = self.cfg.resume and not self.cfg.overwrite
+        previous = Report.read(self.out / "results.json") if resumable else None
         ours = [self.out / n for n in OUTPUTS if (self.out / n).exists()]
         if ours and previous is None:  # other files (a config.yaml, a README) may live beside the results
             if not self.cfg.overwrite:
@@ -137,107 +59,82 @@ class Sweep:
             for p in ours:
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         self.out.mkdir(parents=True, exist_ok=True)
-        res = store.empty(self.cfg.to_dict())
+        report = Report.new(self.cfg.to_dict())
         self.previous = previous
-        self.done = store.finished_cells(previous)
+        self.done = previous.finished() if previous else {}
         if previous:
-            res["started"] = previous.get("started", res["started"])
-            res["groups"] = previous.get("groups", {})
-            res["targets"] = previous.get("targets", {})
-        return res
+            report.started, report.groups, report.targets = previous.started, previous.groups, previous.targets
+        return report
 
     def _save(self) -> None:
-        store.save(self.out / "results.json", self.results)
+        self.report.save(self.out / "results.json")
+
+    def _machine(self, pending: int) -> None:
+        """Machine, versions, load and GEMM peak: kept from the earlier run when nothing is re-measured."""
+        from bertdeploy.benchmark.gemm import measure_peak
+
+        prev, rep = self.previous, self.report
+        if prev is not None:
+            rep.machine, rep.versions, rep.load, rep.gemm = prev.machine, prev.versions, prev.load, prev.gemm
+        if pending or prev is None:
+            rep.machine = {**machine_info(self.threads), "device": self.device}
+            rep.versions = versions()
+            if prev is not None and prev.load:
+                rep.load.setdefault("resumed", []).append({"at": now(), "start": load_average()})
+            else:
+                rep.load = {"start": load_average()}
+        if self.cfg.gemm_seconds > 0 and (pending or not (prev and prev.gemm)):
+            self.progress({"type": "stage", "message": f"fp32 GEMM peak on {self.threads} threads"})
+            rep.gemm = measure_peak(self.threads, self.cfg.gemm_seconds)
 
     # ------------------------------------------------------------------ run
-    def run(self) -> dict[str, Any]:
-        from bertdeploy.benchmark.gemm import measure_peak
-        from bertdeploy.benchmark.machine import load_average, machine_info, versions
-
+    def run(self) -> Report:
         targets = resolve_targets(self.cfg)
-        self.results = self._open()
-        prev = self.previous or {}
+        self.report = self._open()
         plans = [(t, plan(self.cfg, t)) for t in targets]
-        self.order = {c["key"]: i for i, c in enumerate(c for _, bl in plans for b in bl for c in b.cells)}
-        self.results["cells"] = [c for k, c in self.done.items() if k in self.order]
-        self.progress({"type": "plan", "total": len(self.order), "done": len(self.results["cells"])})
-        pending = len(self.order) - len(self.results["cells"])
-        for key in ("machine", "versions", "load", "gemm"):  # a resume that measures nothing keeps them
-            if prev.get(key):
-                self.results[key] = prev[key]
-        if pending or not prev:
-            self.results["machine"] = {**machine_info(self.threads), "device": self.device}
-            self.results["versions"] = versions()
-            if prev.get("load"):
-                self.results["load"].setdefault("resumed", []).append({"at": store.now(), "start": load_average()})
-            else:
-                self.results["load"] = {"start": load_average()}
-        if self.cfg.gemm_seconds > 0 and (pending or not prev.get("gemm")):
-            self.progress({"type": "stage", "message": f"fp32 GEMM peak on {self.threads} threads"})
-            self.results["gemm"] = measure_peak(self.threads, self.cfg.gemm_seconds)
+        order = {key: i for i, key in enumerate(k for _, blocks in plans for b in blocks for k in b.cells)}
+        self.report.cells = [c for k, c in self.done.items() if k in order]
+        self.progress({"type": "plan", "total": len(order), "done": len(self.report.cells)})
+        pending = len(order) - len(self.report.cells)
+        self._machine(pending)
         self._save()
         for target, blocks in plans:
             self._run_target(target, blocks)
-        if pending or not prev:
-            self.results["load"]["end"] = load_average()
-        self.results["cells"].sort(key=lambda c: self.order.get(c["key"], 1 << 30))
-        self.results["complete"] = all(c["status"] in store.FINISHED for c in self.results["cells"])
+        if pending or self.previous is None:
+            self.report.load["end"] = load_average()
+        self.report.cells.sort(key=lambda c: order.get(c.key, 1 << 30))
+        self.report.complete = all(c.status in FINISHED for c in self.report.cells)
         self._save()
-        return self.results
+        return self.report
 
     def cleanup(self) -> None:
-        if not self.cfg.keep_work and self.results.get("complete"):
+        if not self.cfg.keep_work and self.report.complete:
             shutil.rmtree(self.work, ignore_errors=True)
 
-    def _pending(self, block: Block, fp: dict[str, Any]) -> list[dict[str, Any]]:
-        return [c for c in block.cells if c["key"] not in self.done or self.done[c["key"]].get("fingerprint") != fp]
+    def _pending(self, block: Block, fp: dict[str, Any]) -> list[Any]:
+        return [k for k in block.cells if k not in self.done or self.done[k].fingerprint != fp]
 
     def _run_target(self, target: Target, blocks: list[Block]) -> None:
-        fp = store.fingerprint(self.cfg, self.threads, self.device, target.max_length)
-        entry = self.results["targets"].setdefault(target.name, {})
+        fp = fingerprint(self.cfg, self.threads, self.device, target.max_length)
+        entry = self.report.targets.setdefault(target.name, {})
         entry.update(spec=target.spec, kind=target.kind, trained=target.trained, max_length=target.max_length)
-        todo = [(b, self._pending(b, fp)) for b in blocks]
-        todo = [(b, cells) for b, cells in todo if cells]
-        if not todo:
-            return
+        todo = [(b, cells) for b in blocks if (cells := self._pending(b, fp))]
         for b, cells in todo:  # blocks known to be skipped need no model at all
             if b.skip:
-                for c in cells:
-                    self._record(b, {**c, "status": "skipped", "error": b.skip}, fp)
+                for k in cells:
+                    self._record(b, {"padding": k.padding, "batch_size": k.batch_size, "status": "skipped",
+                                     "error": b.skip}, fp)  # fmt: skip
         todo = [(b, cells) for b, cells in todo if not b.skip]
         if not todo:
             return
         tdir = self.work / target.name
         tdir.mkdir(parents=True, exist_ok=True)
-        texts_file, dims = self._prepare(target, tdir)
+        from bertdeploy.benchmark.materialize import prepare_target
+
+        texts_file, dims = prepare_target(self, target, tdir)
         for b, cells in todo:
             self.progress({"type": "stage", "message": f"{target.name}: {b.backend} {b.variant}"})
-            g = self.results["groups"].get(b.key, {})
-            need_eval = g.get("status") != "ok" or (g.get("logits") and not Path(g["logits"]).is_file())
-            job = {
-                "group": b.key,
-                "backend": b.backend,
-                "variant": b.variant,
-                "ctx": {
-                    "hf_dir": str(target.hf_dir) if target.hf_dir else None,
-                    "bundle": str(target.bundle) if target.bundle else None,
-                    "labels": target.labels,
-                    "max_length": target.max_length,
-                    "variant": b.variant,
-                    "threads": self.threads,
-                    "device": self.device,
-                    "max_batch_size": max(self.cfg.batch_sizes),
-                },
-                "cells": cells,
-                "texts_file": str(texts_file),
-                "dims": dims,
-                "settings": {
-                    **{k: getattr(self.cfg, k) for k in store.TIMING_KEYS},
-                    "eval": bool(need_eval),
-                    "eval_padding": EVAL_PADDING,
-                    "logits_out": str(tdir / f"logits_{b.backend}_{b.variant}.npy"),
-                },
-            }
+            job = self._job(target, b, cells, texts_file, dims, tdir)
             handler = self._handler(b, fp)
             if self.cfg.isolation == "inline":
                 from bertdeploy.benchmark.worker import run_group
@@ -245,98 +142,52 @@ class Sweep:
                 run_group(job, handler)
             else:
                 run_block_subprocess(job, tdir, handler, self.cfg.max_seconds)
-        store.agreement(self.results)
+        self.report.agreement()
         self._save()
 
-    def _prepare(self, target: Target, tdir: Path) -> tuple[Path, dict[str, int]]:
-        """Evaluation texts, the saved preset / temporary bundle, true token lengths and the encoder's dims."""
-        from bertdeploy.benchmark import materialize
-        from bertdeploy.benchmark.gemm import encoder_dims
-
-        cfg = self.cfg
-        ev = load_eval_set(
-            target, cfg.data, cfg.text_column, cfg.label_column, cfg.timing_texts, cfg.eval_limit, cfg.seed
-        )
-        if target.kind == "preset":
-            self.progress({"type": "stage", "message": f"{target.name}: building random-weight model"})
-            target.hf_dir = materialize.save_preset(target, tdir / "hf", seed=cfg.seed)
-        exportable = target.kind == "preset" or (target.kind == "run" and cfg.export)
-        wants_bundle = "bertdeploy" in cfg.backends and exportable
-        if wants_bundle and target.bundle is None:
-            self.progress({"type": "stage", "message": f"{target.name}: exporting a temporary bundle"})
-            wanted, _ = bertdeploy_variants(cfg, target)
-            data = None if ev.split == "synthetic" else ev.source
-            tcol, lcol = cfg.text_column or target.text_column, cfg.label_column or target.label_column
-            export = materialize.export_bundle(target, tdir / "bundle", wanted, data, tcol, lcol)
-            target.bundle = tdir / "bundle"
-            target.notes.append(f"bertdeploy variants exported on the fly to {target.bundle}")
-            self.results["targets"].setdefault(target.name, {})["export"] = export
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(str(target.tokenizer_file()))
-        tok.enable_truncation(target.max_length)
-        tok.no_padding()
-        lengths = [len(e.ids) for e in tok.encode_batch(ev.timing_texts)]
-        dims = encoder_dims(target.model_config())
-        texts_file = tdir / "texts.json"
-        texts_file.write_text(
-            json.dumps(
-                {
-                    "eval_texts": ev.texts,
-                    "eval_labels": ev.label_ids,
-                    "timing_texts": ev.timing_texts,
-                    "timing_lengths": lengths,
-                }
-            ),
-            encoding="utf-8",
-        )
-        parity, bundle_info = {}, {}
-        if target.bundle is not None:
-            from bertdeploy.bundle import read_manifest
-
-            manifest = read_manifest(target.bundle)
-            parity = {v.name: v.parity for v in manifest.variants}
-            bundle_info = {
-                "created": manifest.raw.get("created"),
-                "sha256": {v.name: v.sha256 for v in manifest.variants},
-                "rejected": {r.get("name"): r.get("reason") for r in manifest.rejected},
-            }
-        self.results["targets"][target.name] = {
-            **self.results["targets"].get(target.name, {}),
-            "spec": target.spec,
-            "kind": target.kind,
-            "trained": target.trained,
-            "labels": target.labels,
-            "max_length": target.max_length,
-            "eval": {"split": ev.split, "n": len(ev.texts), "source": ev.source, "labelled": ev.label_ids is not None},
-            "timing": {"texts": len(lengths), "mean_tokens": sum(lengths) / max(len(lengths), 1)},
+    def _job(self, target: Target, b: Block, cells: list[Any], texts: Path, dims: dict, tdir: Path) -> dict:
+        """The block's job as the worker reads it (JSON: it may cross a process boundary)."""
+        g = self.report.groups.get(b.key)
+        need_eval = g is None or g.status != "ok" or (g.logits and g.logits_file() is None)
+        return {
+            "group": str(b.key),
+            "backend": b.backend,
+            "variant": b.variant,
+            "ctx": {
+                "hf_dir": str(target.hf_dir) if target.hf_dir else None,
+                "bundle": str(target.bundle) if target.bundle else None,
+                "labels": target.labels,
+                "max_length": target.max_length,
+                "variant": b.variant,
+                "threads": self.threads,
+                "device": self.device,
+                "max_batch_size": max(self.cfg.batch_sizes),
+            },
+            "cells": [{"key": str(k), "padding": k.padding, "batch_size": k.batch_size} for k in cells],
+            "texts_file": str(texts),
             "dims": dims,
-            "bundle": str(target.bundle) if target.bundle else None,
-            "parity": parity,
-            "bundle_manifest": bundle_info,
-            "notes": target.notes,
+            "settings": {
+                **{k: getattr(self.cfg, k) for k in TIMING_KEYS},
+                "eval": bool(need_eval),
+                "eval_padding": EVAL_PADDING,
+                "logits_out": str(tdir / f"logits_{b.backend}_{b.variant}.npy"),
+            },
         }
-        return texts_file, dims
 
-    def _record(self, block: Block, cell: dict[str, Any], fp: dict[str, Any]) -> None:
-        cell = {
-            "target": block.target.name,
-            "backend": block.backend,
-            "variant": block.variant,
-            **{k: v for k, v in cell.items() if k not in ("type", "group")},
-            "fingerprint": fp,
-            "measured": store.now(),
-        }
-        cells = self.results["cells"]
-        cells[:] = [c for c in cells if c["key"] != cell["key"]] + [cell]
-        self.done[cell["key"]] = cell
+    def _record(self, block: Block, event: dict[str, Any], fp: dict[str, Any]) -> None:
+        fields = {k: v for k, v in event.items() if k not in ("type", "group", "key")}
+        key = block.key
+        cell = Cell.from_dict({**fields, "target": key.target, "backend": key.backend, "variant": key.variant})
+        cell.fingerprint, cell.measured = fp, now()
+        self.report.put(cell)
+        self.done[cell.key] = cell
         self._save()
-        self.progress({"type": "cell", "cell": cell})
+        self.progress({"type": "cell", "cell": cell.to_dict()})
 
     def _handler(self, block: Block, fp: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
         def on_event(ev: dict[str, Any]) -> None:
             if ev["type"] == "eval":
-                self.results["groups"][block.key] = {k: v for k, v in ev.items() if k not in ("type", "group")}
+                self.report.groups[block.key] = Group.from_dict(ev)
                 self._save()
             elif ev["type"] == "cell":
                 self._record(block, ev, fp)

@@ -157,7 +157,7 @@ def resolve_target(spec: str, max_length: int | None = None) -> Target:
             text_column=tc.get("text_column", "text"),
             label_column=tc.get("label_column", "label"),
         )
-    from bertdeploy.models import PRESETS
+    from bertdeploy.training.models import PRESETS
 
     if spec in PRESETS:
         return Target(

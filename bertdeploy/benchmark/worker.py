@@ -21,8 +21,8 @@ import numpy as np
 
 from bertdeploy.benchmark.backends import BackendContext, Skip, make_backend
 from bertdeploy.benchmark.gemm import encoder_flops
-from bertdeploy.benchmark.machine import load_average
 from bertdeploy.benchmark.timing import measure, summarize
+from bertdeploy.machine import load_average
 
 Emit = Callable[[dict[str, Any]], None]
 EVAL_BATCH = 32
@@ -31,18 +31,23 @@ EVAL_BATCH = 32
 def make_batches(
     texts: list[str], lengths: list[int], batch_size: int, padding: str, dims: dict[str, int], seed: int = 0
 ) -> tuple[list[list[str]], list[tuple[int, int, float]]]:
-    """Batches of ``batch_size`` texts and their (sequences, true tokens, useful FLOPs).
+    """Batches of ``batch_size`` texts and their (sequences, true tokens, useful FLOPs), cut by the runtime's
+    batcher (:func:`bertdeploy.runtime.batching.plan`) with a row limit only.
 
     ``bucketed``: texts sorted by length, then chunked (batches of similar lengths, taken in a seeded random
     order); ``static`` / ``dynamic``: chunks of the texts in their (already random) order. Texts are repeated when
     there are fewer than ``batch_size``; a trailing partial batch is dropped.
     """
+    from bertdeploy.runtime.batching import BatchPolicy, plan
+
     order = list(range(len(texts)))
     while len(order) < batch_size:
         order += order[: batch_size - len(order)]
-    if padding == "bucketed":
-        order.sort(key=lambda i: lengths[i])
-    chunks = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    rows = np.asarray([lengths[i] for i in order], dtype=np.int64)
+    mode = "bucketed" if padding == "bucketed" else "dynamic"
+    policy = BatchPolicy(padding=mode, batch_size=batch_size, max_tokens=batch_size * max(int(rows.max()), 1))
+    chunks = [[order[j] for j in idx.tolist()] for idx, _ in plan(rows, policy, int(rows.max()))]
+    chunks = [c for c in chunks if len(c) == batch_size]
     if padding == "bucketed":
         random.Random(seed).shuffle(chunks)
     batches = [[texts[i] for i in c] for c in chunks]

@@ -44,10 +44,6 @@ def command() -> None:
     """
 
 
-def _csv(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
 @command.command(name="run", cls=_DefaultCommand)
 @click.argument("targets", nargs=-1)
 @click.option("--data", help="Evaluation data (folder or file); default: the training run's own data.")
@@ -76,7 +72,7 @@ def _csv(value: str | None) -> list[str] | None:
 @click.option("--resume/--no-resume", default=None, help="Reuse finished cells in OUTPUT (default: on).")
 @click.option("--overwrite", is_flag=True, default=None, help="Discard earlier results in OUTPUT.")
 @click.option("--pick", is_flag=True, default=None, help="Name the fastest variant within --max-accuracy-drop.")
-@click.option("--max-accuracy-drop", help="Absolute accuracy budget for --pick: 0.01 or 1% (default 0.01).")
+@click.option("--max-accuracy-drop", help="Accuracy points --pick may lose: 1.0 or 1% (default 1.0).")
 @click.option("--pick-batch-size", type=int, help="Batch size the pick compares (default: the smallest).")
 @click.option("--pick-tolerance", type=float, help="Latencies within this share of the fastest tie (default 0.05).")
 @click.option("--pick-output", help="Copy the picked variant into a new bundle here.")
@@ -87,27 +83,28 @@ def _csv(value: str | None) -> list[str] | None:
 def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, **opts: Any) -> None:
     """Time TARGET... (bundles, training runs or model presets) across backends x variants x padding x batch.
 
+    Any BenchConfig key can also be given as KEY=VALUE among the targets (e.g. min_seconds=0.5) or in a --config
+    YAML file; options win over the file, KEY=VALUE over both.
     Compare two result folders with: bertdeploy bench compare A B
     """
     from bertdeploy.benchmark import BenchConfig, bench
-    from bertdeploy.benchmark.config import parse_drop, read_yaml
 
-    for key in ("backends", "variants", "torch_dtypes", "padding", "batch_sizes"):
-        opts[key] = _csv(opts[key])
-    if opts["max_accuracy_drop"] is not None:
-        opts["max_accuracy_drop"] = parse_drop(opts["max_accuracy_drop"])
-    given = {k: v for k, v in opts.items() if v is not None}
-    if targets:
-        given["targets"] = list(targets)
+    overrides = [t for t in targets if _is_override(t, BenchConfig)]
+    paths = [t for t in targets if t not in overrides]
+    if paths:
+        opts["targets"] = paths
     argv = ctx.parent.meta.get("bench_argv", []) if ctx.parent else []
-    given["command"] = shlex.join(["bertdeploy", "bench", *argv])
-    base = read_yaml(config_file) if config_file else {}
-    if "output" not in given and "output" not in base:
-        raise click.UsageError("--output DIR is required (or `output:` in the --config file)")
-    cfg = BenchConfig.from_dict({**base, **given})
+    opts["command"] = shlex.join(["bertdeploy", "bench", *argv])
+    cfg = BenchConfig.load(config_file, opts, overrides)
     with _progress() as on_event:
         result = bench(cfg, progress=on_event)
     _summary(result)
+
+
+def _is_override(arg: str, config: Any) -> bool:
+    """``key=value`` whose key is a field of ``config`` (anything else is a target path)."""
+    key, sep, _ = arg.partition("=")
+    return bool(sep) and key.replace("-", "_") in config.fields()
 
 
 @command.command(name="compare")
@@ -212,18 +209,20 @@ def _summary(result: Any) -> None:
             seen.add(key)
             colour = "yellow" if r["status"] == "skipped" else "red"
             console.print(f"[{colour}]{r['status']}[/] {r['target']} {r['backend']} {r['variant']}: {r.get('error')}")
-    m, g = result.results.get("machine", {}), result.results.get("gemm", {})
+    from bertdeploy.benchmark.report import cpu_features
+
+    m, g = result.report.machine, result.report.gemm
     console.print(
-        f"machine: {m.get('cpu')} ({', '.join(m.get('isa') or [])}), {m.get('threads')} threads; "
-        f"load {result.results.get('load', {}).get('start')}; "
+        f"machine: {m.get('cpu')} ({cpu_features(m)}), {m.get('threads')} threads; "
+        f"load {result.report.load.get('start')}; "
         f"fp32 GEMM peak {_f(g.get('peak_gflops'), '{:.1f}')} GFLOP/s"
     )
     if result.pick:
         p = result.pick
         console.print(
             f"[bold green]pick[/]: {p['target']} {p['variant']} ({p['padding']}) — p50 {p['p50_ms']:.2f} ms at batch "
-            f"{p['batch_size']}, accuracy {p['accuracy']:.4f} (drop {p['accuracy_drop']:.4f} <= "
-            f"{p['max_accuracy_drop']:.4f}), {p['speedup_vs_reference']:.2f}x vs {p['reference']['backend']} "
+            f"{p['batch_size']}, accuracy {p['accuracy']:.4f} (drop {p['accuracy_drop']:.2f} <= "
+            f"{p['max_accuracy_drop']:g} points), {p['speedup_vs_reference']:.2f}x vs {p['reference']['backend']} "
             f"{p['reference']['variant']}" + (f"; copied to {p['bundle']}" if p.get("bundle") else "")
         )
     console.print("wrote " + ", ".join(str(f) for f in result.files.values()))

@@ -25,7 +25,7 @@ def stats(data: str, model: str, text_column: str, label_column: str, plot: str 
     """Rows, label counts, token-length percentiles and padding waste."""
     from pathlib import Path
 
-    from bertdeploy.data_stats import data_stats
+    from bertdeploy.training.data_stats import data_stats
 
     plot = plot or f"{Path(data).name or 'data'}_lengths.png"
     s = data_stats(data, model, text_column, label_column, plot=plot)

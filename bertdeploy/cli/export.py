@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 
-ALL = ["fp32", "O1", "O2", "O3", "fp16", "qint8", "qint8_static"]
+from bertdeploy import variants
+from bertdeploy.machine import ISAS
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -62,7 +64,7 @@ def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Consol
         if not r["accepted"]:
             console.print(f"[red]rejected {r['name']}:[/] {r['reason']}")
     for r in result.rows:
-        if r["fused_nodes"] and r["name"] in ("O1", "O2", "O3", "fp16"):
+        if r["fused_nodes"] and variants.get(r["name"]).precision != "int8":
             counts = ", ".join(f"{k} {v}" for k, v in r["fused_nodes"].items())
             console.print(f"[dim]fused {r['name']}: {counts}[/]")
     for note in result.notes:
@@ -73,104 +75,82 @@ def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Consol
                 console.print(f"[yellow]{r['name']}: {note}[/]")
 
 
+def _variant_flags(f: Callable) -> Callable:
+    """One ``--<flag>`` per variant of the table that has one (``--fp16``, ``--int8`` ...)."""
+    for spec in reversed(variants.with_flag()):
+        f = click.option(spec.cli_flag, f"flag_{spec.name}", is_flag=True, default=False, help=spec.help)(f)
+    return f
+
+
 @click.command(name="export")
 @click.argument("run_dir", type=click.Path(file_okay=True, dir_okay=True))
-@click.option("--output", "-o", required=True, type=click.Path(), help="Bundle folder to create.")
+@click.argument("overrides", nargs=-1)
+@click.option("--output", "-o", type=click.Path(), help="Bundle folder to create.")
 @click.option(
     "--optimize",
     "levels",
     multiple=True,
-    type=click.Choice(["O1", "O2", "O3"]),
+    type=click.Choice(variants.by_build("optimize")),
     help="Graph-optimized variant(s) (ORTOptimizer); repeatable.",
 )
-@click.option("--fp16", is_flag=True, help="Half-precision variant (for CUDA; validated on CPU).")
-@click.option("--int8", is_flag=True, help="Dynamic int8 for this CPU's instruction set.")
-@click.option("--int8-static", is_flag=True, help="Static int8, calibrated on training rows.")
+@_variant_flags
 @click.option("--all", "all_", is_flag=True, help="Every variant; rejected ones are listed, not fatal.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of ExportConfig keys.")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: Optimum's).")
 @click.option("--data", type=str, default=None, help="Evaluation data (default: the run's own).")
 @click.option("--text-column", default=None, help="Text column of --data (default: the run's, else 'text').")
 @click.option("--label-column", default=None, help="Label column of --data (default: the run's, else 'label').")
-@click.option("--calibration-size", type=int, default=200, show_default=True, help="Rows for --int8-static.")
-@click.option("--max-accuracy-drop", type=float, default=1.0, show_default=True, help="Accuracy points int8 may lose.")
+@click.option("--calibration-size", type=int, default=None, help="Rows for static int8 (default 200).")
+@click.option("--max-accuracy-drop", default=None, help="Accuracy points int8 may lose: 1.0 or 1% (default 1.0).")
 @click.option("--parity-rows", type=int, default=None, help="K rows compared with PyTorch (default: all eval rows).")
 @click.option("--max-length", type=int, default=None, help="Token limit (default: the run's).")
-@click.option("--isa", type=click.Choice(["avx512_vnni", "avx512", "avx2", "arm64"]), default=None, help="int8 ISA.")
+@click.option("--isa", type=click.Choice(ISAS), default=None, help="int8 ISA (default: detected).")
 @click.option(
-    "--per-channel/--per-tensor", default=True, show_default=True, help="int8 weight scales per channel or per tensor."
+    "--per-channel/--per-tensor", default=None, help="int8 weight scales per channel (default) or per tensor."
 )
 @click.option(
     "--int8-weights",
     type=click.Choice(["int8", "uint8"]),
-    default="int8",
-    show_default=True,
-    help="Dynamic int8 weight type; uint8 avoids AVX2 saturation on models with huge weights (~20% slower).",
+    default=None,
+    help="Dynamic int8 weight type (default int8); uint8 avoids AVX2 saturation on models with huge weights "
+    "(~20% slower).",
 )
 @click.option(
     "--cls-only/--all-positions",
-    default=True,
-    show_default=True,
-    help="Compute the last encoder layer for [CLS] only (BERT; same logits, ~5/6 of a layer less work).",
+    default=None,
+    help="Compute the last encoder layer for [CLS] only (default; BERT; same logits, ~5/6 of a layer less work).",
 )
-@click.option("--force", is_flag=True, help="Replace an existing bundle.")
+@click.option("--force", is_flag=True, default=None, help="Replace an existing bundle.")
 def command(
     run_dir: str,
-    output: str,
+    overrides: tuple[str, ...],
     levels: tuple[str, ...],
-    fp16: bool,
-    int8: bool,
-    int8_static: bool,
     all_: bool,
-    opset: int | None,
-    data: str | None,
-    text_column: str | None,
-    label_column: str | None,
-    calibration_size: int,
-    max_accuracy_drop: float,
-    parity_rows: int | None,
-    max_length: int | None,
-    isa: str | None,
-    per_channel: bool,
-    int8_weights: str,
-    cls_only: bool,
-    force: bool,
+    config_file: str | None,
+    **options: Any,
 ) -> None:
     """Export RUN_DIR to ONNX variants, validate each against PyTorch and on the eval data, write a bundle.
 
     \b
     Example:
       bertdeploy export runs/emotion -o models/emotion --optimize O2 --int8
+      bertdeploy export runs/emotion -o models/emotion --all max_accuracy_drop=0.5 calibration_size=400
 
-    Variants that fail the gate are left out and listed; the exit code is 1 when a variant you asked for
-    explicitly (not via --all) was rejected.
+    Any ExportConfig key can be given as KEY=VALUE or in a --config YAML file (options win over the file,
+    KEY=VALUE over both). Variants that fail the gate are left out and listed; the exit code is 1 when a variant
+    you asked for explicitly (not via --all) was rejected.
     """
     from rich.console import Console
 
     from bertdeploy.exporter import ExportConfig, export
 
-    explicit = ["fp32", *levels]
-    explicit += ["fp16"] if fp16 else []
-    explicit += ["qint8"] if int8 else []
-    explicit += ["qint8_static"] if int8_static else []
-    config = ExportConfig(
-        run_dir=run_dir,
-        output=output,
-        variants=ALL if all_ else explicit,
-        required=explicit,
-        data=data,
-        text_column=text_column,
-        label_column=label_column,
-        opset=opset,
-        max_length=max_length,
-        calibration_size=calibration_size,
-        max_accuracy_drop=max_accuracy_drop,
-        parity_rows=parity_rows,
-        isa=isa,
-        per_channel=per_channel,
-        int8_weights=int8_weights,
-        cls_only=cls_only,
-        force=force,
-    )
+    flags = [spec.name for spec in variants.with_flag() if options.pop(f"flag_{spec.name}")]
+    explicit = [variants.BASE, *levels, *flags]
+    options["run_dir"] = run_dir
+    if all_ or len(explicit) > 1:
+        options["variants"] = list(variants.NAMES) if all_ else explicit
+        options["required"] = explicit
+    config = ExportConfig.load(config_file, options, overrides)
     err = Console(stderr=True)
     with _sigterm_as_interrupt(), err.status("exporting") as status:
         result = export(config, progress=lambda msg: status.update(msg))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
@@ -63,25 +65,20 @@ def command(
     text_column: str,
     id_column: str | None,
     input_format: str | None,
-    variant: str,
-    device: str,
-    threads: int | None,
-    batch_size: int,
-    max_tokens: int,
-    padding: str,
     probabilities: bool,
     engine: str,
     workers: int | None,
     chunk_size: int,
-    allow_fallback: bool,
     quiet: bool,
+    **load_options: Any,
 ) -> None:
     """Classify every text of --input with BUNDLE and write one prediction per row to --output."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from bertdeploy.runtime.files import predict_file
+    from bertdeploy.runtime import LoadOptions, predict_file
 
+    options = LoadOptions(**load_options)  # the CLI's load options are named like its fields
     console = Console(stderr=True)
     bar = Progress(
         TextColumn("predicting"),
@@ -102,16 +99,10 @@ def command(
             bundle,
             input_,
             output,
+            options=options,
             text_column=text_column,
             id_column=id_column,
             input_format=input_format,
-            variant=variant,
-            device=device,
-            threads=threads,
-            batch_size=batch_size,
-            max_tokens=max_tokens,
-            padding=padding,
-            allow_fallback=allow_fallback,
             probabilities=probabilities,
             engine=engine,
             workers=workers,

@@ -41,18 +41,15 @@ def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **opt
     bertdeploy train --model minilm-l6 --data ../shared/datasets/emotion --output runs/emotion
     bertdeploy train --recipe recipes/emotion_padding.yaml --offline epochs=1 train_size=2000
     """
-    from bertdeploy.config import Recipe, TrainConfig, parse_overrides
-    from bertdeploy.training import run_recipe, train
+    from bertdeploy.training import Recipe, TrainConfig, load_recipe, run_recipe, train
 
     given = {k: v for k, v in options.items() if v is not None}
-    given.update(parse_overrides(overrides))
+    given.update(TrainConfig.parse_overrides(overrides))
     if recipe:
-        from bertdeploy.config import load_recipe
-
         rec = load_recipe(recipe)
     else:
         rec = Recipe(name="train", base={})
-        TrainConfig(**given)  # validate before loading anything
+        TrainConfig.from_dict(given)  # validate before loading anything
     cells = rec.cells(given, offline=offline)
     if len(cells) == 1:
         _, cfg = cells[0]

@@ -8,8 +8,10 @@ clf.predict(["i feel great today"])          # [Prediction(label='joy', score=0.
 from __future__ import annotations
 
 from bertdeploy.runtime.batching import PADDING_MODES, Batch, BatchPolicy
-from bertdeploy.runtime.classifier import Classifier, Prediction, load, softmax
-from bertdeploy.runtime.files import PredictFileResult, predict_file
+from bertdeploy.runtime.classifier import Classifier, Prediction, load, load_with, softmax
+from bertdeploy.runtime.filejob import PredictFileResult
+from bertdeploy.runtime.files import predict_file
+from bertdeploy.runtime.options import LoadOptions
 from bertdeploy.runtime.session import SessionConfig
 from bertdeploy.runtime.tokenize import Encoded
 
@@ -19,10 +21,12 @@ __all__ = [
     "BatchPolicy",
     "Classifier",
     "Encoded",
+    "LoadOptions",
     "Prediction",
     "PredictFileResult",
     "SessionConfig",
     "load",
+    "load_with",
     "predict_file",
     "softmax",
 ]

@@ -33,10 +33,10 @@ class BatchPolicy:
     def __post_init__(self) -> None:
         if self.padding not in PADDING_MODES:
             raise UserError(f"padding must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}")
-        if self.batch_size < 1:
-            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_tokens < 1:
-            raise UserError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        for name in ("batch_size", "max_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{name} must be >= 1 (an integer), got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,10 @@ import numpy as np
 
 from bertdeploy import bundle as _bundle
 from bertdeploy.errors import UserError
+from bertdeploy.machine import usable_cpus
 from bertdeploy.runtime import session as _session
 from bertdeploy.runtime.batching import Batch, BatchPolicy, iter_batches
+from bertdeploy.runtime.options import LoadOptions
 from bertdeploy.runtime.tokenize import Encoded, TextEncoder
 
 #: texts tokenized and sorted together by predict()/logits(): large enough for tight length buckets,
@@ -217,52 +219,73 @@ def load(
             batches in parallel: steadier throughput on a busy machine, but one text then uses one core
             (benchmarks/runtime/README.md).
         session_config: fine-grained ONNX Runtime settings (its ``threads`` is ignored: see above).
+
+    The same settings as one object: :class:`~bertdeploy.runtime.options.LoadOptions` and :func:`load_with`.
     """
+    options = LoadOptions(
+        variant=variant,
+        device=device,
+        threads=threads,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        padding=padding,
+        allow_fallback=allow_fallback,
+        streams=streams,
+        session_config=session_config,
+    )
+    return load_with(bundle, options)
+
+
+def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Classifier:
+    """:func:`load` with its settings as a :class:`~bertdeploy.runtime.options.LoadOptions`."""
     root = Path(bundle)
     manifest = _bundle.read_manifest(root)
-    name, device_id = _session.parse_device(device)
-    policy = BatchPolicy(padding=padding, batch_size=batch_size, max_tokens=max_tokens)
-    if threads is not None and threads < 1:
-        raise UserError(f"threads must be >= 1, got {threads}")
-    if streams is not None and streams < 1:
-        raise UserError(f"streams must be >= 1, got {streams}")
-    total = threads or _session.usable_cores()
+    name, device_id = _session.parse_device(options.device)
     tokenizer_path = root / manifest.tokenizer_file
     if not tokenizer_path.is_file():
         raise UserError(f"bundle {root} has no tokenizer file {manifest.tokenizer_file}")
     encoder = TextEncoder(tokenizer_path, manifest.max_length)
     target = _session.resolve_device(name)
-
-    def build(target: str, fallback: bool) -> tuple[_bundle.Variant, object, int, _session.SessionConfig]:
-        gpu = target in ("cuda", "tensorrt")
-        n_streams = streams or 1
-        intra = None if gpu and threads is None else max(1, total // n_streams)
-        config = replace(session_config or _session.SessionConfig(), threads=intra)
-        chosen = manifest.auto_variant("cuda" if gpu else "cpu") if variant == "auto" else manifest.variant(variant)
-        path = _bundle.verify_variant(root, chosen)
-        sess = _session.create_session(
-            path,
-            target,
-            device_id,
-            config,
-            fallback,
-            precision=chosen.precision,
-            max_shape=(batch_size, manifest.max_length),
-            input_names=tuple(manifest.model_inputs),
-        )
-        return chosen, sess, n_streams, config
-
     if name == "auto" and target != "cpu":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            chosen, sess, n_streams, config = build(target, True)
-        if sess.get_providers()[0] == _session.CPU:  # type: ignore[attr-defined]
+            built = _build(root, manifest, options, target, device_id, True)
+        if built[1].get_providers()[0] == _session.CPU:  # type: ignore[attr-defined]
             warnings.warn(
                 f"device='auto': {target} is installed but did not attach; running on the CPU",
                 RuntimeWarning,
                 stacklevel=2,
             )
-            chosen, sess, n_streams, config = build("cpu", True)
+            built = _build(root, manifest, options, "cpu", device_id, True)
     else:
-        chosen, sess, n_streams, config = build(target, allow_fallback)
-    return Classifier(root, manifest, chosen, sess, encoder, policy, device_id, config.cpu_arena, n_streams)
+        built = _build(root, manifest, options, target, device_id, options.allow_fallback)
+    chosen, sess, config = built
+    streams = options.streams or 1
+    return Classifier(root, manifest, chosen, sess, encoder, options.policy, device_id, config.cpu_arena, streams)
+
+
+def _build(
+    root: Path, manifest: _bundle.Manifest, options: LoadOptions, target: str, device_id: int, fallback: bool
+) -> tuple[_bundle.Variant, object, _session.SessionConfig]:
+    """The chosen variant (checked against its sha256) in a session on ``target``."""
+    gpu = target in ("cuda", "tensorrt")
+    streams = options.streams or 1
+    total = options.threads or usable_cpus()
+    intra = None if gpu and options.threads is None else max(1, total // streams)
+    config = replace(options.session_config or _session.SessionConfig(), threads=intra)
+    if options.variant == "auto":
+        chosen = manifest.auto_variant("cuda" if gpu else "cpu")
+    else:
+        chosen = manifest.variant(options.variant)
+    path = _bundle.verify_variant(root, chosen)
+    sess = _session.create_session(
+        path,
+        target,
+        device_id,
+        config,
+        fallback,
+        precision=chosen.precision,
+        max_shape=(options.batch_size, manifest.max_length),
+        input_names=tuple(manifest.model_inputs),
+    )
+    return chosen, sess, config

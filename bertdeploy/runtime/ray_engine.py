@@ -8,17 +8,28 @@ Needs the ``ray`` extra (``pip install "bertdeploy[ray]"``). Connects to a runni
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bertdeploy.errors import UserError, require
-from bertdeploy.runtime.files import MAX_REPORTED, PredictFileResult, ProgressFn, open_output
+from bertdeploy.runtime.filejob import (
+    MAX_REPORTED,
+    FileJob,
+    PredictFileResult,
+    ProgressFn,
+    open_output,
+    split_empty,
+)
+from bertdeploy.runtime.options import LoadOptions
 from bertdeploy.runtime.readers import Chunk, count_rows, iter_chunks
 from bertdeploy.runtime.writers import RowWriter
 
@@ -28,16 +39,15 @@ _KEY = "__key"
 class RayPredictor:
     """The actor: loads the bundle once, then classifies batches ({column: numpy array})."""
 
-    def __init__(self, bundle: str, load_kwargs: dict[str, Any], text_column: str, id_column: str | None) -> None:
-        from bertdeploy.runtime.classifier import load
+    def __init__(self, bundle: str, options: LoadOptions, text_column: str, id_column: str | None) -> None:
+        from bertdeploy.runtime.classifier import load_with
 
-        self.clf = load(bundle, **load_kwargs)
+        self.clf = load_with(bundle, options)
         self.text_column = text_column
         self.id_column = id_column
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from bertdeploy.runtime.classifier import softmax
-        from bertdeploy.runtime.files import split_empty
 
         raw = batch[self.text_column].tolist()
         n = len(raw)
@@ -53,6 +63,7 @@ class RayPredictor:
             proba[positions] = p
             labels[positions] = p.argmax(axis=1)
         out = {"label": labels, "proba": proba, "truncated": np.full(n, truncated, dtype=np.int64)}
+        out["variant"] = np.full(n, self.clf.variant.name)  # the driver reports what the actors really loaded
         out["first"] = np.zeros(n, dtype=bool)
         if n:
             out["first"][0] = True  # the truncated count is per batch: count it once
@@ -100,33 +111,30 @@ def _header(path: str, fmt: str) -> list[str]:
         return next(csv.reader(f, delimiter="," if fmt == "csv" else "\t"), [])
 
 
-def predict_file_ray(
-    bundle: str | os.PathLike[str],
-    input: str,
-    output: str,
-    *,
-    fmt: str,
-    ofmt: str,
-    text_column: str,
-    id_column: str | None,
-    load_kwargs: dict[str, Any],
-    probabilities: bool,
-    chunk_size: int,
-    workers: int | None,
-    progress: ProgressFn | None,
-) -> PredictFileResult:
-    require("ray", "ray")
+@contextlib.contextmanager
+def _ray_data_settings() -> Iterator[Any]:
+    """Ray Data's context set for ordered, quiet output during the call, restored afterwards."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start)
+    log = logging.getLogger("ray.data")
+    level = log.level
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    log.setLevel(logging.WARNING)  # Ray Data's INFO lines would mix with our output
+    try:
+        yield ctx
+    finally:
+        ctx.execution_options.preserve_order, ctx.enable_progress_bars, ctx.print_on_execution_start = saved
+        log.setLevel(level)
+
+
+def _start_ray() -> float:
+    """Connect to ``RAY_ADDRESS`` (or the running cluster) or start a local one; its logical CPUs."""
     import ray
 
-    from bertdeploy.bundle import read_manifest
-
-    if input == "-":
-        raise UserError("--engine ray reads files; stdin is only supported by --engine local")
-    # Validate the input (column, encoding of the start, emptiness) and the bundle before starting Ray.
-    first = next(iter_chunks(input, fmt, text_column, id_column, chunk_size=1))
-    key_name = first.key_name
-    manifest = read_manifest(bundle)
-    threads = load_kwargs.get("threads") or 1
     if not ray.is_initialized():
         ray.init(
             address=os.environ.get("RAY_ADDRESS"),
@@ -135,63 +143,79 @@ def predict_file_ray(
             log_to_driver=False,
             logging_level="ERROR",
         )
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    workers = workers or max(1, int(cpus // threads))
-    # Logical CPUs per actor: its thread count, minus room for the read tasks (ORT's threads are set apart).
-    actor_cpus = max(0.1, min(float(threads), (cpus - READ_CPUS) / workers))
-    ctx = ray.data.DataContext.get_current()
-    ctx.execution_options.preserve_order = True
-    ctx.enable_progress_bars = False
-    ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray Data's INFO lines would mix with our output
+    return float(ray.cluster_resources().get("CPU", 1))
 
-    id_col = None if key_name == "row" and id_column != "row" else key_name  # None: number the rows
-    ds = _read(input, fmt, _header(input, fmt), text_column, id_col)
-    ds = ds.map_batches(
+
+def _dataset(job: FileJob, options: LoadOptions, id_col: str | None, workers: int, actor_cpus: float):
+    import ray
+
+    ds = _read(job.input, job.fmt, _header(job.input, job.fmt), job.text_column, id_col)
+    return ds.map_batches(
         RayPredictor,
         fn_constructor_kwargs={
-            "bundle": str(Path(bundle).resolve()),
-            "load_kwargs": {**load_kwargs, "threads": threads},
-            "text_column": "text" if fmt == "text" else text_column,
+            "bundle": str(Path(job.bundle).resolve()),
+            "options": options,
+            "text_column": "text" if job.fmt == "text" else job.text_column,
             "id_column": id_col,
         },
-        batch_size=chunk_size,
+        batch_size=job.chunk_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=actor_cpus,
     )
-    result = PredictFileResult(input, output, "ray", "", [], skipped_unit="row")
-    total = count_rows(input, fmt)
-    start = time.perf_counter()
-    row = 0
-    with open_output(output) as f:
-        writer = RowWriter(f, ofmt, key_name, manifest.labels, probabilities)
-        for batch in ds.iter_batches(batch_size=chunk_size, batch_format="numpy"):
-            labels, proba = batch["label"], batch["proba"]
-            n = len(labels)
-            rows = np.arange(row + 1, row + n + 1)
-            keys = batch[_KEY] if _KEY in batch else rows
-            row += n
-            ok = labels >= 0
-            for r in rows[~ok].tolist():
-                result.skipped += 1
-                if len(result.skipped_lines) < MAX_REPORTED:
-                    result.skipped_lines.append(r)
-            result.truncated += int(batch["truncated"][batch["first"]].sum())
-            if ok.any():
-                writer.write(np.asarray(keys)[ok].tolist(), labels[ok], proba[ok])
-                result.rows += int(ok.sum())
-            if progress is not None:
-                progress(row, total)
-        if result.rows == 0:
-            raise UserError(f"no non-empty text in {input} (all {result.skipped} records are empty)")
-    result.seconds = time.perf_counter() - start
-    from bertdeploy.runtime.session import resolve_device
 
-    variant = load_kwargs.get("variant", "auto")
-    if variant == "auto":
-        gpu = resolve_device(load_kwargs.get("device", "auto").split(":")[0]) != "cpu"
-        variant = manifest.auto_variant("cuda" if gpu else "cpu").name
-    result.variant = variant
+
+def predict_file_ray(
+    job: FileJob, options: LoadOptions, workers: int | None, progress: ProgressFn | None
+) -> PredictFileResult:
+    """``predict_file(..., engine="ray")``: the same rows as the local engine, computed by an actor pool."""
+    require("ray", "ray")
+    from bertdeploy.bundle import read_manifest
+
+    if job.input == "-":
+        raise UserError("--engine ray reads files; stdin is only supported by --engine local")
+    # Validate the input (column, encoding of the start, emptiness) and the bundle before starting Ray.
+    key_name = next(iter_chunks(job.input, job.fmt, job.text_column, job.id_column, chunk_size=1)).key_name
+    labels = read_manifest(job.bundle).labels
+    threads = options.threads or 1
+    cpus = _start_ray()
+    workers = workers or max(1, int(cpus // threads))
+    # Logical CPUs per actor: its thread count, minus room for the read tasks (ORT's threads are set apart).
+    actor_cpus = max(0.1, min(float(threads), (cpus - READ_CPUS) / workers))
+    id_col = None if key_name == "row" and job.id_column != "row" else key_name  # None: number the rows
+    result = PredictFileResult(job.input, job.output, "ray", "", [], skipped_unit="row")
+    start = time.perf_counter()
+    with _ray_data_settings():
+        ds = _dataset(job, replace(options, threads=threads), id_col, workers, actor_cpus)
+        with open_output(job.output) as f:
+            writer = RowWriter(f, job.ofmt, key_name, labels, job.probabilities)
+            _write_batches(ds, job, writer, result, progress)
+    result.seconds = time.perf_counter() - start
     result.providers = [f"{workers} Ray actor(s) x {threads} thread(s)"]
     return result
+
+
+def _write_batches(ds: Any, job: FileJob, writer: RowWriter, result: PredictFileResult, progress: Any) -> None:
+    total = count_rows(job.input, job.fmt)
+    row = 0
+    for batch in ds.iter_batches(batch_size=job.chunk_size, batch_format="numpy"):
+        labels, proba = batch["label"], batch["proba"]
+        n = len(labels)
+        rows = np.arange(row + 1, row + n + 1)
+        keys = batch[_KEY] if _KEY in batch else rows
+        row += n
+        ok = labels >= 0
+        for r in rows[~ok].tolist():
+            result.skipped += 1
+            if len(result.skipped_lines) < MAX_REPORTED:
+                result.skipped_lines.append(r)
+        result.truncated += int(batch["truncated"][batch["first"]].sum())
+        if n and not result.variant:
+            result.variant = str(batch["variant"][0])
+        if ok.any():
+            writer.write(np.asarray(keys)[ok].tolist(), labels[ok], proba[ok])
+            result.rows += int(ok.sum())
+        if progress is not None:
+            progress(row, total)
+    if result.rows == 0:
+        raise UserError(f"no non-empty text in {job.input} (all {result.skipped} records are empty)")

@@ -65,14 +65,6 @@ _OPT_LEVELS = {
 }
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (affinity / container limits), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def parse_device(device: str) -> tuple[str, int]:
     """``"cuda:1"`` -> ("cuda", 1); validates the name."""
     name, _, idx = str(device).lower().partition(":")

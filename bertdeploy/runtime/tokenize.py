@@ -40,11 +40,14 @@ class Encoded:
 class TextEncoder:
     """Wraps a ``tokenizers.Tokenizer``; immutable after construction (safe to share between threads)."""
 
-    def __init__(self, path: str | Path, max_length: int) -> None:
-        try:
-            tok = Tokenizer.from_file(str(path))
-        except Exception as e:  # tokenizers raises a plain Exception on a missing / malformed file
-            raise UserError(f"cannot read tokenizer {path}: {str(e).splitlines()[0]}") from None
+    def __init__(self, path: str | Path | Tokenizer, max_length: int) -> None:
+        if isinstance(path, Tokenizer):
+            tok = path  # taken over: its padding / truncation settings are changed below
+        else:
+            try:
+                tok = Tokenizer.from_file(str(path))
+            except Exception as e:  # tokenizers raises a plain Exception on a missing / malformed file
+                raise UserError(f"cannot read tokenizer {path}: {str(e).splitlines()[0]}") from None
         padding = tok.padding
         pad_id = padding.get("pad_id") if padding else None
         if pad_id is None:

@@ -54,14 +54,13 @@ class QuietProgress(ProgressCallback):
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Loss (train, validation) and validation accuracy / macro-F1 per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Loss (train, validation) and validation accuracy / macro-F1 per epoch (matplotlib's object API: no
+    pyplot, no backend switch)."""
+    from matplotlib.figure import Figure
 
     epochs = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     if any(r.get("train_loss") is not None for r in history):
         ax1.plot(epochs, [r.get("train_loss") for r in history], "o-", label="train loss")
     ax1.plot(epochs, [r.get("loss") for r in history], "o-", label="validation loss")
@@ -75,4 +74,3 @@ def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

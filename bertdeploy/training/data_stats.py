@@ -62,7 +62,7 @@ def data_stats(
     batch_size: int = 32,
 ) -> DataStats:
     """Compute :class:`DataStats` for a dataset with ``model``'s tokenizer; write the histogram to ``plot``."""
-    from bertdeploy.models import load_tokenizer, resolve
+    from bertdeploy.training.models import load_tokenizer, resolve
 
     loaded = load_data(DataSpec(data, text_column, label_column, val_ratio=0.1))
     ms = resolve(model)
@@ -95,14 +95,12 @@ def data_stats(
 
 
 def _histogram(lengths: list[int], cover: dict[str, int], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from bertdeploy.bundle import atomic_file
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     ax.hist(lengths, bins=min(60, max(10, max(lengths) // 2)), color="#4c72b0")
     for name, value in cover.items():
         ax.axvline(value, color="#c44e52" if name == "p99" else "#dd8452", ls="--", label=f"{name} = {value} tokens")
@@ -113,5 +111,4 @@ def _histogram(lengths: list[int], cover: dict[str, int], path: Path, title: str
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
     return path

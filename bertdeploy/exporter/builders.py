@@ -1,5 +1,6 @@
-"""Building each ONNX variant with Optimum / ONNX Runtime tooling. Every function writes into a scratch folder
-(never the working directory) and returns the path of the one ``.onnx`` file it produced.
+"""Building each ONNX variant with Optimum / ONNX Runtime tooling, registered by the ``build`` name of the
+variant table (:mod:`bertdeploy.variants`). Every builder writes into a scratch folder (never the working
+directory) and returns the one ``.onnx`` file it produced plus what the manifest should record about it.
 
 - fp32: ``optimum.exporters.onnx.onnx_export_from_model`` (dynamic batch and sequence axes)
 - O1/O2/O3: ``optimum.onnxruntime.ORTOptimizer`` with ``AutoOptimizationConfig``
@@ -11,12 +12,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bertdeploy.variants import VariantSpec
 
 #: fused / contrib operators whose counts go into the manifest
 FUSED_OPS = (
@@ -33,25 +39,127 @@ FUSED_OPS = (
     "QuantizeLinear",
     "DequantizeLinear",
 )
-ATTENTION_OPS = ("Attention", "MultiHeadAttention")
 #: kept in float32 by the fp16 conversion: decomposed LayerNorm pieces overflow in half precision
 #: (x**2 of activations > 256 exceeds 65504), on top of onnxruntime's default block list
 FP16_KEEP_FP32 = ("Pow", "ReduceMean", "Sqrt", "Erf")
 ONNX_NAME = "model.onnx"
 
 
-def _quiet() -> None:
-    for name in ("optimum", "onnxruntime", "root"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+STATIC_EXCLUDED = ["LayerNormalization", "GELU", "residual Add", "embeddings Add", "attention-mask Add"]
+
+
+@contextlib.contextmanager
+def quiet_logs(names: tuple[str, ...] = ("optimum", "onnxruntime", "root")) -> Iterator[None]:
+    """Silence the chatty INFO/WARNING logs of Optimum and ONNX Runtime for one build, then restore the levels."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+@dataclass
+class BuildContext:
+    """What every builder may need: the plain fp32 export, a scratch folder, the source model, int8 settings."""
+
+    fp32_path: Path
+    work: Path
+    source: Any  # bertdeploy.exporter.source.Source
+    isa: str
+    per_channel: bool = True
+    int8_weights: str = "int8"
+    calibration: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Built:
+    """A built variant file and the extra manifest keys / notes that describe it."""
+
+    path: Path
+    record: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+Builder = Callable[[VariantSpec, BuildContext], Built]
+#: ``VariantSpec.build`` -> builder
+BUILDERS: dict[str, Builder] = {}
+
+
+def builder(name: str) -> Callable[[Builder], Builder]:
+    """Register a builder under ``name`` (the ``build`` field of the variant table)."""
+
+    def register(fn: Builder) -> Builder:
+        BUILDERS[name] = fn
+        return fn
+
+    return register
+
+
+def build(spec: VariantSpec, ctx: BuildContext) -> Built:
+    """Build one variant (logs of the tools silenced for the call)."""
+    with quiet_logs():
+        return BUILDERS[spec.build](spec, ctx)
+
+
+@builder("export")
+def _base(spec: VariantSpec, ctx: BuildContext) -> Built:
+    return Built(ctx.fp32_path)
+
+
+@builder("optimize")
+def _optimized(spec: VariantSpec, ctx: BuildContext) -> Built:
+    return Built(optimize(ctx.fp32_path.parent, str(spec.options["level"]), ctx.work))
+
+
+@builder("half")
+def _half(spec: VariantSpec, ctx: BuildContext) -> Built:
+    return Built(convert_fp16(ctx.fp32_path, ctx.source.config, ctx.work))
+
+
+@builder("dynamic_int8")
+def _dynamic(spec: VariantSpec, ctx: BuildContext) -> Built:
+    path = quantize_dynamic(ctx.fp32_path.parent, ctx.isa, ctx.work, ctx.per_channel, ctx.int8_weights)
+    quantization = {
+        "mode": "dynamic",
+        "isa": ctx.isa,
+        "per_channel": ctx.per_channel,
+        "weights": ctx.int8_weights,
+        "activations": "uint8",
+        "activation_matmuls": "float",
+    }
+    return Built(path, {"quantization": quantization}, [f"int8 configured for {ctx.isa}"])
+
+
+@builder("static_int8")
+def _static(spec: VariantSpec, ctx: BuildContext) -> Built:
+    src = ctx.source
+    path = quantize_static(
+        ctx.fp32_path.parent, ctx.isa, src.tokenizer, ctx.calibration, src.max_length, ctx.work, ctx.per_channel
+    )
+    quantization = {
+        "mode": "static",
+        "format": "QDQ",
+        "isa": ctx.isa,
+        "per_channel": ctx.per_channel,
+        "calibration": {"method": "minmax", "rows": len(ctx.calibration)},
+        "excluded": STATIC_EXCLUDED,
+    }
+    return Built(path, {"quantization": quantization}, [f"int8 configured for {ctx.isa}"])
 
 
 def export_fp32(model: Any, tokenizer: Any, work: Path, opset: int | None) -> Path:
     """Export the PyTorch model with Optimum; returns ``work/fp32/model.onnx`` (config + tokenizer beside it)."""
     from optimum.exporters.onnx import onnx_export_from_model
 
-    _quiet()
     out = work / "fp32"
-    with warnings.catch_warnings():  # torch.jit tracer warnings about constant masks are expected and harmless
+    with (
+        quiet_logs(),
+        warnings.catch_warnings(),
+    ):  # torch.jit tracer warnings about constant masks are expected and harmless
         warnings.simplefilter("ignore")
         onnx_export_from_model(
             model,
@@ -72,7 +180,6 @@ def optimize(fp32_dir: Path, level: str, work: Path) -> Path:
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
 
-    _quiet()
     config = getattr(AutoOptimizationConfig, level)(for_gpu=False)
     optimizer = ORTOptimizer.from_pretrained(fp32_dir, file_names=[ONNX_NAME])
     out = work / level
@@ -87,7 +194,6 @@ def convert_fp16(fp32_path: Path, hf_config: Any, work: Path) -> Path:
     from optimum.onnxruntime.utils import ORTConfigManager
     from optimum.utils import NormalizedConfigManager
 
-    _quiet()
     normalized = NormalizedConfigManager.get_normalized_config_class(hf_config.model_type)(hf_config)
     model = optimize_model(
         str(fp32_path),
@@ -98,7 +204,7 @@ def convert_fp16(fp32_path: Path, hf_config: Any, work: Path) -> Path:
         use_gpu=False,
     )
     model.convert_float_to_float16(keep_io_types=True, op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP16_KEEP_FP32])
-    out = work / "fp16"
+    out = work / "half"
     out.mkdir(parents=True, exist_ok=True)
     model.save_model_to_file(str(out / ONNX_NAME))
     return out / ONNX_NAME
@@ -134,12 +240,11 @@ def quantize_dynamic(fp32_dir: Path, isa: str, work: Path, per_channel: bool = T
     from onnxruntime.quantization import QuantType
     from optimum.onnxruntime import ORTQuantizer
 
-    _quiet()
     config = _qconfig(isa, False, per_channel)
     config.weights_dtype = QuantType.QInt8 if weights == "int8" else QuantType.QUInt8
     config.nodes_to_exclude = [*config.nodes_to_exclude, *activation_matmuls(fp32_dir / ONNX_NAME)]
     quantizer = ORTQuantizer.from_pretrained(fp32_dir, file_name=ONNX_NAME)
-    out = work / "qint8"
+    out = work / "dynamic_int8"
     quantizer.quantize(config, save_dir=out, file_suffix=None)
     return out / ONNX_NAME
 
@@ -164,7 +269,6 @@ def quantize_static(
         ExcludeNodeFollowedBy,
     )
 
-    _quiet()
     if not texts:
         raise ValueError("static quantization needs calibration rows")
     inputs = {i.name for i in onnx.load(str(fp32_dir / ONNX_NAME), load_external_data=False).graph.input}
@@ -189,7 +293,7 @@ def quantize_static(
     pre.register_pass(ExcludeNodeAfter("Add", "Add"))  # residual connections
     pre.register_pass(ExcludeNodeAfter("Gather", "Add"))  # embeddings sum
     pre.register_pass(ExcludeNodeFollowedBy("Add", "Softmax"))  # attention mask add
-    out = work / "qint8_static"
+    out = work / "static_int8"
     quantizer.quantize(qconfig, save_dir=out, file_suffix=None, calibration_tensors_range=ranges, preprocessor=pre)
     return out / ONNX_NAME
 

@@ -1,6 +1,7 @@
 """The validation gate: logits of PyTorch and of each ONNX artifact on the same length-sorted, per-batch padded
-rows; parity (max |logit diff|, argmax agreement) on the first K rows and accuracy / F1 on the whole split; and
-the accept / reject rule per variant."""
+rows (cut by the runtime's own batcher, :mod:`bertdeploy.runtime.batching`); parity (max |logit diff|, argmax
+agreement) on the first K rows and accuracy / F1 on the whole split; and the accept / reject rule per variant,
+whose thresholds come from the variant table."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-#: minimum argmax agreement with PyTorch per variant (int8 is gated on the accuracy drop instead)
-MIN_AGREEMENT = {"fp32": 0.999, "O1": 0.999, "O2": 0.999, "O3": 0.999, "fp16": 0.99}
-INT8 = ("qint8", "qint8_static")
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+from bertdeploy import variants
+
+MODEL_INPUTS = {"input_ids": np.int64, "attention_mask": np.int64, "token_type_ids": np.int64}
 
 
 @dataclass
@@ -26,19 +26,21 @@ class Batches:
 
 
 def make_batches(tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64) -> Batches:
-    """Sort rows by token length and pad each batch only to its longest row (seconds, not minutes, on 2k rows)."""
-    texts = list(texts)
-    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]])
-    order = np.argsort(lengths, kind="stable")
+    """Tokenize with the runtime's encoder (the fast tokenizer's own ``tokenizers`` backend, as the bundle ships
+    it) and cut length-sorted batches padded to their longest row, exactly as ``Classifier.predict`` does."""
+    from tokenizers import Tokenizer
+
+    from bertdeploy.runtime.batching import BatchPolicy, make_feed, plan
+    from bertdeploy.runtime.tokenize import TextEncoder
+
+    encoder = TextEncoder(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), max_length)
+    encoded = encoder.encode(list(texts))
+    policy = BatchPolicy(padding="bucketed", batch_size=batch_size, max_tokens=batch_size * max_length)
     feeds, index = [], []
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        enc = tokenizer(
-            [texts[i] for i in idx], truncation=True, max_length=max_length, padding="longest", return_tensors="np"
-        )
-        feeds.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items() if k in MODEL_INPUTS})
+    for idx, padded in plan(encoded.lengths, policy, max_length):
+        feeds.append(make_feed(encoded, idx, padded, MODEL_INPUTS, encoder.pad_id))
         index.append(idx)
-    return Batches(feeds, index, len(texts))
+    return Batches(feeds, index, len(encoded))
 
 
 def torch_logits(model: Any, batches: Batches) -> np.ndarray:
@@ -119,32 +121,42 @@ def judge(
     max_accuracy_drop: float,
     min_agreement: dict[str, float] | None = None,
 ) -> Verdict:
-    """Accept or reject one variant.
+    """Accept or reject the variant ``name`` by the rule of its :class:`~bertdeploy.variants.VariantSpec`.
 
-    fp32 / O1-O3 / fp16: argmax agreement with PyTorch >= ``min_agreement[name]``. int8: accuracy (percentage
-    points) may drop at most ``max_accuracy_drop`` below PyTorch's on the eval split; without labelled rows the
-    agreement must be >= 1 - drop/100 (a sufficient condition, since |accuracy difference| <= disagreement rate).
-    Non-finite logits always reject.
+    Float variants: argmax agreement with PyTorch >= the table's ``min_agreement`` (or the override). Variants
+    gated on accuracy (int8): accuracy (percentage points) may drop at most ``max_accuracy_drop`` below
+    PyTorch's on the eval split; without labelled rows the agreement must be >= 1 - drop/100 (a sufficient
+    condition, since |accuracy difference| <= disagreement rate). Non-finite logits always reject.
     """
-    thresholds = {**MIN_AGREEMENT, **(min_agreement or {})}
+    spec = variants.get(name)
     if not par.get("finite", True):
         return Verdict(False, "non-finite logits (NaN/inf)")
     agreement = par["agreement"]
-    if name in INT8:
-        if metrics and baseline:
-            # rounded: 100 * (0.925 - 0.915) is 1.0000000000000009 in floating point, and 1.0 must pass a 1.0 limit
-            drop = round(100.0 * (baseline["accuracy"] - metrics["accuracy"]), 9)
-            check = {"accuracy_drop_points": round(drop, 3), "max_accuracy_drop": max_accuracy_drop}
-            if drop > max_accuracy_drop:
-                return Verdict(False, f"accuracy drop {drop:.2f} points > {max_accuracy_drop:g}", check)
-            return Verdict(True, "", check)
-        need = 1.0 - max_accuracy_drop / 100.0
-        check = {"min_agreement": need}
-        if agreement < need:
-            return Verdict(False, f"agreement {agreement:.2%} < {need:.2%} (no labelled data)", check)
-        return Verdict(True, "", check)
-    need = thresholds.get(name, MIN_AGREEMENT["fp32"])
+    if spec.min_agreement is None:
+        return _judge_accuracy(agreement, metrics, baseline, max_accuracy_drop)
+    need = (min_agreement or {}).get(name, spec.min_agreement)
     check = {"min_agreement": need}
     if agreement < need:
         return Verdict(False, f"agreement {agreement:.2%} < {need:.2%}", check)
     return Verdict(True, "", check)
+
+
+def _judge_accuracy(agreement: float, metrics: dict[str, Any], baseline: dict[str, Any], max_drop: float) -> Verdict:
+    if metrics and baseline:
+        # rounded: 100 * (0.925 - 0.915) is 1.0000000000000009 in floating point, and 1.0 must pass a 1.0 limit
+        drop = round(100.0 * (baseline["accuracy"] - metrics["accuracy"]), 9)
+        check = {"accuracy_drop_points": round(drop, 3), "max_accuracy_drop": max_drop}
+        if drop > max_drop:
+            return Verdict(False, f"accuracy drop {drop:.2f} points > {max_drop:g}", check)
+        return Verdict(True, "", check)
+    need = 1.0 - max_drop / 100.0
+    check = {"min_agreement": need}
+    if agreement < need:
+        return Verdict(False, f"agreement {agreement:.2%} < {need:.2%} (no labelled data)", check)
+    return Verdict(True, "", check)
+
+
+def thresholds(min_agreement: dict[str, float] | None = None) -> dict[str, float]:
+    """The agreement thresholds in force, per variant judged on agreement (for the manifest)."""
+    table = {v.name: v.min_agreement for v in variants.VARIANT_TABLE if v.min_agreement is not None}
+    return {**table, **(min_agreement or {})}

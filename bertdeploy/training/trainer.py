@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bertdeploy.bundle import atomic_dir, check_output_dir
-from bertdeploy.config import TrainConfig
 from bertdeploy.data import DataSpec, LoadedData, check_trainable, load_data
 from bertdeploy.errors import UserError
+from bertdeploy.machine import versions
+from bertdeploy.training.config import TrainConfig
 
 
 @dataclass
@@ -33,18 +34,6 @@ class TrainResult:
     speed: dict[str, Any]
     labels: list[str]
     notes: list[str] = field(default_factory=list)
-
-
-def versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("bertdeploy", "torch", "transformers", "tokenizers", "datasets", "accelerate", "scikit-learn"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def tokenize(data: LoadedData, tokenizer, max_length: int, padding: str):
@@ -107,16 +96,26 @@ def _training_args(config: TrainConfig, work: Path):
     )
 
 
-def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-    """Fine-tune ``config.model`` on ``config.data`` and write the run folder ``config.output``."""
-    import numpy as np
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
-    from transformers.trainer_callback import ProgressCallback
+@dataclass
+class Prepared:
+    """A checked output path, the loaded data, model and tokenizer, and the tokenized splits."""
+
+    out: Path
+    work: Path
+    last_checkpoint: str | None
+    data: LoadedData
+    model: Any
+    tokenizer: Any
+    model_info: dict[str, Any]
+    trainable: int
+    datasets: Any
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Every check that can fail on the user's input, then data, model, tokenizer and tokenized splits."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    from bertdeploy.metrics import classification_metrics, summary
-    from bertdeploy.models import freeze, load_classifier
-    from bertdeploy.train_report import EpochRecorder, QuietProgress
+    from bertdeploy.training.models import freeze, load_classifier
 
     if not config.output:
         raise UserError("an output folder is required (--output)")
@@ -127,78 +126,103 @@ def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None
     last = get_last_checkpoint(str(work)) if work.is_dir() else None
     if config.resume and last is None:
         raise UserError(f"--resume: no checkpoint to resume from in {work}")
-    spec = DataSpec(config.data, config.text_column, config.label_column, config.val_ratio, config.test_ratio,
-                    config.train_size, config.seed)  # fmt: skip
     if not config.data:
         raise UserError("a dataset is required (--data)")
+    spec = DataSpec(config.data, config.text_column, config.label_column, config.val_ratio, config.test_ratio,
+                    config.train_size, config.seed)  # fmt: skip
     data = load_data(spec)
     check_trainable(data)
-    model, tok, model_info = load_classifier(
-        config.model, data.labels, config.from_scratch, config.tokenizer, config.seed
-    )
+    model, tok, info = load_classifier(config.model, data.labels, config.from_scratch, config.tokenizer, config.seed)
     trainable = freeze(model, config.freeze)
     ds = tokenize(data, tok, config.max_length, config.padding)
-    eval_split = data.eval_split
+    return Prepared(out, work, last, data, model, tok, info, trainable, ds)
+
+
+def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trainer_class: Any = None) -> Any:
+    """A transformers ``Trainer`` (or ``trainer_class``) over the prepared splits, with our progress callbacks."""
+    import numpy as np
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers.trainer_callback import ProgressCallback
+
+    from bertdeploy.metrics import classification_metrics, summary
+    from bertdeploy.training.callbacks import QuietProgress
+
+    labels = prep.data.labels
 
     def compute_metrics(pred) -> dict[str, float]:
-        return summary(classification_metrics(pred.label_ids, np.argmax(pred.predictions, -1), data.labels))
+        return summary(classification_metrics(pred.label_ids, np.argmax(pred.predictions, -1), labels))
 
-    recorder = EpochRecorder(on_epoch)
-    callbacks = [recorder]
     if config.early_stopping:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping))
-    if _is_rank0() and work.exists() and not config.resume:
-        shutil.rmtree(work)  # a stale, unfinished run: start over
-    trainer = Trainer(
-        model=model,
-        args=_training_args(config, work),
-        train_dataset=ds["train"],
-        eval_dataset=ds["validation"],
-        processing_class=tok,
-        data_collator=DataCollatorWithPadding(tok),
+        callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping)]
+    if _is_rank0() and prep.work.exists() and not config.resume:
+        shutil.rmtree(prep.work)  # a stale, unfinished run: start over
+    trainer = (trainer_class or Trainer)(
+        model=prep.model,
+        args=_training_args(config, prep.work),
+        train_dataset=prep.datasets["train"],
+        eval_dataset=prep.datasets["validation"],
+        processing_class=prep.tokenizer,
+        data_collator=DataCollatorWithPadding(prep.tokenizer),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress)
+    return trainer
+
+
+def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra: dict[str, Any] | None = None):
+    """Train (resuming when asked), score the eval split, write the run folder on rank 0; the result."""
+    import numpy as np
+
+    from bertdeploy.metrics import classification_metrics
+
     t0 = time.perf_counter()
-    train_out = trainer.train(resume_from_checkpoint=last if config.resume else None)
+    train_out = trainer.train(resume_from_checkpoint=prep.last_checkpoint if config.resume else None)
     wall = time.perf_counter() - t0
-    pred = trainer.predict(ds[eval_split], metric_key_prefix="final")
-    final = classification_metrics(pred.label_ids, np.argmax(pred.predictions, -1), data.labels)
+    eval_split = prep.data.eval_split
+    pred = trainer.predict(prep.datasets[eval_split], metric_key_prefix="final")
+    final = classification_metrics(pred.label_ids, np.argmax(pred.predictions, -1), prep.data.labels)
     speed = {
         "train_wall_time_s": round(wall, 2),
         "train_samples_per_second": train_out.metrics.get("train_samples_per_second"),
         "train_runtime_s": train_out.metrics.get("train_runtime"),
         "eval_runtime_s": pred.metrics.get("final_runtime"),
         "eval_samples_per_second": pred.metrics.get("final_samples_per_second"),
-        "trainable_params": trainable,
-        "total_params": sum(p.numel() for p in model.parameters()),
-        "train_rows": len(ds["train"]),
+        "trainable_params": prep.trainable,
+        "total_params": sum(p.numel() for p in prep.model.parameters()),
+        "train_rows": len(prep.datasets["train"]),
     }
-    result = TrainResult(out, recorder.history, final, eval_split, speed, data.labels, data.notes)
+    result = TrainResult(prep.out, recorder.history, final, eval_split, speed, prep.data.labels, prep.data.notes)
     if trainer.is_world_process_zero():
-        _write_run(result, trainer, tok, config, data, model_info, work)
+        _write_run(result, trainer, config, prep, extra or {})
     return result
 
 
-def _write_run(
-    result: TrainResult, trainer, tok, config: TrainConfig, data: LoadedData, model_info, work: Path
-) -> None:
-    from bertdeploy.train_report import plot_curves
+def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Fine-tune ``config.model`` on ``config.data`` and write the run folder ``config.output``."""
+    from bertdeploy.training.callbacks import EpochRecorder
 
+    prep = prepare(config)
+    recorder = EpochRecorder(on_epoch)
+    trainer = make_trainer(config, prep, [recorder])
+    return fit(config, prep, trainer, recorder)
+
+
+def _write_run(result: TrainResult, trainer: Any, config: TrainConfig, prep: Prepared, extra: dict[str, Any]) -> None:
+    from bertdeploy.training.callbacks import plot_curves
+
+    data = prep.data
     resolved = {
         **config.to_dict(),
         "data": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
     }
+    train_config = {**resolved, "labels": data.labels, "model_info": prep.model_info, "versions": versions()}
     with atomic_dir(result.output, overwrite=config.overwrite) as tmp:
         trainer.save_model(str(tmp))
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: the run folder ships none
-        tok.save_pretrained(str(tmp))
-        (tmp / "train_config.json").write_text(
-            json.dumps({**resolved, "labels": data.labels, "model_info": model_info, "versions": versions()}, indent=2),
-            encoding="utf-8",
-        )
+        prep.tokenizer.save_pretrained(str(tmp))
+        (tmp / "train_config.json").write_text(json.dumps({**train_config, **extra}, indent=2), encoding="utf-8")
         metrics = {
             "epochs": result.history,
             "final": {"split": result.eval_split, **result.final},
@@ -214,9 +238,9 @@ def _write_run(
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
         if result.history:
             plot_curves(result.history, tmp / "curves.png", f"{config.model} on {Path(config.data).name}")
-        if (work / "logs").is_dir():
-            shutil.copytree(work / "logs", tmp / "logs")
-    shutil.rmtree(work, ignore_errors=True)
+        if (prep.work / "logs").is_dir():
+            shutil.copytree(prep.work / "logs", tmp / "logs")
+    shutil.rmtree(prep.work, ignore_errors=True)
 
 
 def run_recipe(

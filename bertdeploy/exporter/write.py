@@ -4,27 +4,24 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from bertdeploy import bundle as bundle_mod
-
-PRECISION = {"fp16": "fp16", "qint8": "int8", "qint8_static": "int8"}
-STATIC_EXCLUDED = ["LayerNormalization", "GELU", "residual Add", "embeddings Add", "attention-mask Add"]
+from bertdeploy import variants
+from bertdeploy.exporter.builders import place
 
 
 def add_variant(root: Path, name: str, path: Path, row: dict[str, Any], **record: Any) -> dict[str, Any]:
-    """Move (copy, for fp32: the other variants derive from it) ``path`` into the bundle; return its manifest entry.
+    """Move ``path`` into the bundle (copy the base variant: the others derive from it); its manifest entry.
 
     ``record`` holds opset, fused_nodes, parity, metrics, machine and any extra keys (quantization, ...).
     """
-    from bertdeploy.export_variants import place
-
-    dest = root / bundle_mod.VARIANT_FILES[name]
-    if name == "fp32":
+    spec = variants.get(name)
+    dest = root / spec.file
+    if name == variants.BASE:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
     else:
@@ -32,45 +29,15 @@ def add_variant(root: Path, name: str, path: Path, row: dict[str, Any], **record
     known = {k: record.pop(k) for k in list(record) if k in bundle_mod.Variant.__dataclass_fields__}
     entry = bundle_mod.Variant(
         name=name,
-        file=bundle_mod.VARIANT_FILES[name],
+        file=spec.file,
         sha256=bundle_mod.sha256_file(dest),
         bytes=dest.stat().st_size,
-        precision=PRECISION.get(name, "fp32"),
+        precision=spec.precision,
         notes=list(row["notes"]),
         **known,
     )
     timing = {"build_seconds": row["seconds"], "eval_seconds": row["eval_seconds"]}
     return {**asdict(entry), **record, "timing": timing}
-
-
-def quantization_info(
-    name: str, isa: str, per_channel: bool, calibration_rows: int, weights: str = "int8"
-) -> dict[str, Any]:
-    """The ``quantization`` record of an int8 variant (empty for the others)."""
-    if name == "qint8":
-        return {
-            "quantization": {
-                "mode": "dynamic",
-                "isa": isa,
-                "per_channel": per_channel,
-                "weights": weights,
-                "activations": "uint8",
-                "activation_matmuls": "float",
-            }
-        }
-    if name == "qint8_static":
-        calibration = {"method": "minmax", "rows": calibration_rows}
-        return {
-            "quantization": {
-                "mode": "static",
-                "format": "QDQ",
-                "isa": isa,
-                "per_channel": per_channel,
-                "calibration": calibration,
-                "excluded": STATIC_EXCLUDED,
-            }
-        }
-    return {}
 
 
 def write_hf_files(source: Any, root: Path) -> list[str]:
@@ -100,7 +67,7 @@ def rejected_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Stamp format + time, write ``bertdeploy.json``, fix permissions, re-read it with the runtime's reader."""
+    """Stamp format + time, write ``bertdeploy.json``, re-read it with the runtime's reader."""
     manifest = {
         "format": bundle_mod.FORMAT,
         "format_version": bundle_mod.FORMAT_VERSION,
@@ -108,14 +75,5 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     bundle_mod.write_json(root / bundle_mod.MANIFEST_NAME, manifest)
-    normal_permissions(root)
     bundle_mod.read_manifest(root)  # the runtime's own reader must accept what we wrote
     return manifest
-
-
-def normal_permissions(root: Path) -> None:
-    """mkdtemp / mkstemp create 0700 / 0600; a bundle is shipped and served, so give it the usual umask modes."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for path in [root, *root.rglob("*")]:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)

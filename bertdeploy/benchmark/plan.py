@@ -1,0 +1,86 @@
+"""The grid of a sweep: targets resolved from the config, and per target the blocks (backend x variant) with
+their cells (padding x batch size); blocks that cannot run are known here with the reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bertdeploy.benchmark.config import BenchConfig
+from bertdeploy.benchmark.results import REFERENCE_DTYPE, CellKey, GroupKey
+from bertdeploy.benchmark.targets import Target, resolve_target
+from bertdeploy.errors import UserError
+from bertdeploy.machine import cpu
+
+NO_BF16 = "bf16 skipped: no native bf16 on this CPU (no avx512_bf16 / amx_bf16); emulated bf16 times the emulation"
+NO_TORCH = "no PyTorch model for this target (pass the training run dir as a target)"
+TORCH_FP32 = REFERENCE_DTYPE
+
+
+@dataclass
+class Block:
+    """One (target, backend, variant): loaded once, timed over its cells."""
+
+    target: Target
+    backend: str
+    variant: str
+    cells: list[CellKey] = field(default_factory=list)
+    skip: str | None = None
+    """Known before running: the reason every cell of the block is skipped."""
+
+    @property
+    def key(self) -> GroupKey:
+        return GroupKey(self.target.name, self.backend, self.variant)
+
+
+def resolve_targets(cfg: BenchConfig) -> list[Target]:
+    if not cfg.targets:
+        raise UserError("give at least one TARGET (a bundle, a training run or a model preset)")
+    targets, seen = [], set()
+    for spec in cfg.targets:
+        t = resolve_target(spec, cfg.max_length)
+        base, n = t.name, 2
+        while t.name in seen:
+            t.name, n = f"{base}-{n}", n + 1
+        seen.add(t.name)
+        targets.append(t)
+    return targets
+
+
+def bertdeploy_variants(cfg: BenchConfig, target: Target) -> tuple[list[str], dict[str, str]]:
+    """The variants to time and, for those that will not run, why."""
+    if target.kind == "bundle":
+        from bertdeploy.bundle import read_manifest
+
+        m = read_manifest(target.bundle)
+        accepted = [v.name for v in m.variants]
+        wanted = cfg.variants or accepted
+        why = {r.get("name"): f"rejected at export: {r.get('reason')}" for r in m.rejected}
+        return wanted, {v: why.get(v, "not in the bundle") for v in wanted if v not in accepted}
+    wanted = cfg.variants or cfg.export_variants
+    if target.kind == "run" and not cfg.export:
+        return wanted, dict.fromkeys(wanted, "training run: pass --export to time bertdeploy variants")
+    return wanted, {}
+
+
+def _blocks(cfg: BenchConfig, target: Target, backend: str) -> list[Block]:
+    has_torch = target.hf_dir is not None or target.kind == "preset"
+    if backend == "torch":
+        bf16 = None if cfg.device != "cpu" or cpu().native_bf16 else NO_BF16
+        return [
+            Block(target, "torch", d, skip=(None if has_torch else NO_TORCH) or (bf16 if d == "bf16" else None))
+            for d in cfg.torch_dtypes
+        ]
+    if backend == "pipeline":
+        return [Block(target, "pipeline", TORCH_FP32, skip=None if has_torch else NO_TORCH)]
+    if backend == "ortmodel":
+        return [Block(target, "ortmodel", TORCH_FP32)]
+    wanted, why = bertdeploy_variants(cfg, target)
+    return [Block(target, "bertdeploy", v, skip=why.get(v)) for v in wanted]
+
+
+def plan(cfg: BenchConfig, target: Target) -> list[Block]:
+    """Every block of ``target`` in the config's backend order, each with its cells."""
+    blocks = [b for backend in cfg.backends for b in _blocks(cfg, target, backend)]
+    for b in blocks:
+        b.cells = [CellKey(b.key, p, bs) for p in cfg.padding for bs in sorted(cfg.batch_sizes)]
+    return blocks

@@ -1,0 +1,260 @@
+"""``export``: a trained classifier → validated ONNX variants → a deployable bundle.
+
+Every variant of the table (:mod:`bertdeploy.variants`) is built from the plain Optimum export (of a BERT whose
+last layer is computed for [CLS] only: :mod:`bertdeploy.exporter.prune`, same logits), run with ONNX Runtime on
+the evaluation rows, compared with the PyTorch model and scored (:func:`build_and_judge`); only variants that
+pass the gate (:mod:`bertdeploy.exporter.gate`) go into the bundle, the others are listed under ``rejected``
+(:func:`manifest_record`). The bundle is built in a temporary sibling and renamed into place
+(:func:`bertdeploy.bundle.atomic_dir`).
+
+    from bertdeploy.exporter import ExportConfig, export
+    result = export(ExportConfig(run_dir="runs/emotion", output="models/emotion", variants=["fp32", "O2", "qint8"]))
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertdeploy import bundle as bundle_mod
+from bertdeploy import variants
+from bertdeploy.errors import UserError
+from bertdeploy.exporter.config import ExportConfig
+from bertdeploy.variants import VariantSpec
+
+
+@dataclass
+class ExportResult:
+    """What was written and why."""
+
+    bundle: Path
+    rows: list[dict[str, Any]]
+    """One per variant: name, accepted, reason, size_mb, max_diff, agreement, accuracy, f1_macro, fused_nodes, notes,
+    seconds (build), eval_seconds (ONNX Runtime on the eval rows)."""
+    baseline: dict[str, Any]
+    """PyTorch scores on the same rows (``{}`` when unlabelled)."""
+    manifest: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> list[str]:
+        return [r["name"] for r in self.rows if r["accepted"]]
+
+    @property
+    def failed_required(self) -> list[dict[str, Any]]:
+        """Rows of variants the user asked for explicitly that were rejected (→ non-zero exit in the CLI)."""
+        required = set(self.manifest.get("required", []))
+        return [r for r in self.rows if not r["accepted"] and r["name"] in required]
+
+
+@dataclass
+class Reference:
+    """The PyTorch side of the gate: evaluation rows, their batches, PyTorch's logits and scores."""
+
+    data: Any  # bertdeploy.exporter.source.EvalData
+    batches: Any  # bertdeploy.exporter.gate.Batches
+    logits: np.ndarray
+    baseline: dict[str, Any]
+    seconds: float
+    parity_rows: int
+
+
+def _check_paths(config: ExportConfig) -> tuple[Path, Path]:
+    from bertdeploy.exporter.source import check_folder
+
+    run_dir = check_folder(config.run_dir).resolve()
+    out = bundle_mod.check_output_dir(config.output, config.force, what="bundle")
+    resolved = out.resolve()
+    if resolved == run_dir or resolved in run_dir.parents:
+        raise UserError(f"the bundle cannot replace the run folder or contain it: {out}")
+    return run_dir, out
+
+
+def _row(name: str, **kw: Any) -> dict[str, Any]:
+    keys = ("reason", "size_mb", "max_diff", "agreement", "accuracy", "f1_macro", "seconds", "eval_seconds")
+    row: dict[str, Any] = {"name": name, "accepted": False, **dict.fromkeys(keys), "fused_nodes": {}, "notes": []}
+    row["reason"] = ""
+    row.update(kw)
+    return row
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else ""
+
+
+def variant_notes(spec: VariantSpec, fused_nodes: dict[str, int]) -> list[str]:
+    """The table's notes for ``spec``, plus a warning when none of its expected fused operators appeared."""
+    out = []
+    if spec.expect_fused and not any(fused_nodes.get(op) for op in spec.expect_fused):
+        out.append(f"{spec.expect_fused[0]} did not fuse: expect little speed-up from this graph")
+    return [*out, *spec.notes]
+
+
+def load_reference(config: ExportConfig, run_dir: Path, say: Callable[[str], None]) -> tuple[Any, Reference]:
+    """The source model and the PyTorch reference on the evaluation rows."""
+    from bertdeploy.exporter import gate
+    from bertdeploy.exporter.source import load_eval_data, load_source
+
+    say(f"loading {run_dir}")
+    source = load_source(run_dir, config.max_length)
+    columns = {"text_column": config.text_column, "label_column": config.label_column}
+    source.train_config = {**source.train_config, **{k: v for k, v in columns.items() if v}}
+    data = load_eval_data(source, config.data, config.calibration_size)
+    say(f"PyTorch reference on {len(data.texts)} {data.split} rows")
+    start = time.perf_counter()
+    batches = gate.make_batches(source.tokenizer, data.texts, source.max_length, config.batch_size)
+    logits = gate.torch_logits(source.model, batches)
+    seconds = round(time.perf_counter() - start, 2)
+    baseline = gate.scores(logits, data.label_ids, source.labels)
+    k = min(config.parity_rows or len(data.texts), len(data.texts))
+    return source, Reference(data, batches, logits, baseline, seconds, k)
+
+
+def build_and_judge(
+    spec: VariantSpec, ctx: Any, ref: Reference, config: ExportConfig, say: Callable[[str], None]
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """Build one variant, run it on the eval rows, judge it: (table row, built variant or None, gate record)."""
+    from bertdeploy.exporter import builders, gate
+
+    say(f"building {spec.name}")
+    start = time.perf_counter()
+    try:
+        built = builders.build(spec, ctx)
+    except Exception as e:  # noqa: BLE001 - a variant that cannot be built is rejected, not fatal
+        if spec.name == variants.BASE:
+            raise
+        return _row(spec.name, reason=f"build failed: {type(e).__name__}: {_first_line(e)}"), None, {}
+    seconds = time.perf_counter() - start
+    say(f"validating {spec.name}")
+    info = builders.graph_info(built.path)
+    try:
+        logits = gate.onnx_logits(built.path, ref.batches)
+    except Exception as e:  # noqa: BLE001 - e.g. an operator without a CPU kernel
+        reason = f"onnxruntime cannot run it: {_first_line(e)}"
+        return _row(spec.name, reason=reason, fused_nodes=info["fused_nodes"]), None, {}
+    evaluated = time.perf_counter() - start - seconds
+    par = gate.parity(ref.logits, logits, ref.parity_rows)
+    metrics = gate.scores(logits, ref.data.label_ids, ctx.source.labels)
+    verdict = gate.judge(spec.name, par, metrics, ref.baseline, config.max_accuracy_drop, config.min_agreement)
+    row = _row(
+        spec.name,
+        accepted=verdict.accepted,
+        reason=verdict.reason,
+        size_mb=round(built.path.stat().st_size / 2**20, 2),
+        max_diff=par["max_abs_diff"],
+        agreement=par["agreement"],
+        accuracy=metrics.get("accuracy"),
+        f1_macro=metrics.get("f1_macro"),
+        fused_nodes=info["fused_nodes"],
+        notes=[*variant_notes(spec, info["fused_nodes"]), *built.notes],
+        seconds=round(seconds, 2),
+        eval_seconds=round(evaluated, 2),
+    )
+    record = {
+        "opset": info["opset"],
+        "fused_nodes": info["fused_nodes"],
+        "parity": {**par, "reference": "pytorch", "checks": verdict.checks},
+        "metrics": {m: v for m, v in metrics.items() if m != "confusion_matrix"},
+        **built.record,
+    }
+    return row, built, record
+
+
+def _export_base(config: ExportConfig, source: Any, work: Path, say: Callable[[str], None]) -> tuple[Path, str | None]:
+    from bertdeploy.exporter.builders import export_fp32
+    from bertdeploy.exporter.prune import cls_only_copy
+
+    say("exporting fp32 with Optimum")
+    model, not_pruned = cls_only_copy(source.model) if config.cls_only else (source.model, "disabled")
+    return export_fp32(model, source.tokenizer, work, config.opset), not_pruned
+
+
+def export(config: ExportConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
+    """Export, validate and bundle; see the module docstring. ``progress`` receives one-line status messages."""
+    from bertdeploy.exporter import write
+    from bertdeploy.exporter.builders import BuildContext, graph_info
+    from bertdeploy.machine import detect_isa, machine_info
+
+    say = progress or (lambda _msg: None)
+    run_dir, out = _check_paths(config)
+    source, ref = load_reference(config, run_dir, say)
+    notes = list(ref.data.notes)
+    machine = {**machine_info(), "provider": "CPUExecutionProvider"}  # every gate measurement runs on CPU
+    isa = config.isa or detect_isa()
+    rows: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    with (
+        bundle_mod.atomic_dir(out, overwrite=config.force) as root,
+        tempfile.TemporaryDirectory(prefix="bertdeploy-export-") as tmp,
+    ):
+        fp32_path, not_pruned = _export_base(config, source, Path(tmp), say)
+        if config.cls_only and not_pruned:
+            notes.append(f"last layer kept for all positions: {not_pruned}")
+        ctx = BuildContext(
+            fp32_path, Path(tmp), source, isa, config.per_channel, config.int8_weights, ref.data.calibration
+        )
+        for name in config.variants:
+            row, built, record = build_and_judge(variants.get(name), ctx, ref, config, say)
+            rows.append(row)
+            if row["accepted"]:
+                record["machine"] = {"cpu": machine["cpu"], "isa": machine["isa"], "provider": machine["provider"]}
+                entries.append(write.add_variant(root, name, built.path, row, **record))
+        if not entries:
+            reasons = "; ".join(f"{r['name']}: {r['reason']}" for r in rows)
+            raise UserError(f"no variant passed the gate, nothing written ({reasons})")
+        tokenizer_files = write.write_hf_files(source, root)
+        info = {"inputs": graph_info(fp32_path)["inputs"], "not_pruned": not_pruned, "tokenizer": tokenizer_files}
+        record = manifest_record(config, source, ref, rows, entries, info, notes, machine, run_dir)
+        manifest = write.write_manifest(root, record)
+    return ExportResult(bundle=out, rows=rows, baseline=ref.baseline, manifest=manifest, notes=notes)
+
+
+def manifest_record(
+    config: ExportConfig,
+    source: Any,
+    ref: Reference,
+    rows: list[dict[str, Any]],
+    entries: list[dict[str, Any]],
+    info: dict[str, Any],
+    notes: list[str],
+    machine: dict[str, Any],
+    run_dir: Path,
+) -> dict[str, Any]:
+    """The content of ``bertdeploy.json`` (format and creation time are stamped by the writer)."""
+    from bertdeploy.exporter import gate, write
+    from bertdeploy.machine import versions
+
+    data = ref.data
+    return {
+        "task": "text-classification",
+        "model_type": source.config.model_type,
+        "labels": source.labels,
+        "max_length": source.max_length,
+        "tokenizer": {"file": "tokenizer.json", "files": info["tokenizer"]},
+        "model_inputs": info["inputs"],
+        "graph": {"last_layer": "all positions" if info["not_pruned"] else "cls only"},
+        "variants": entries,
+        "rejected": write.rejected_entries(rows),
+        "required": list(config.required or []),
+        "eval": {
+            "data": data.source,
+            "split": data.split,
+            "rows": len(data.texts),
+            "parity_rows": ref.parity_rows,
+            "labelled": data.label_ids is not None,
+            "pytorch": {m: v for m, v in ref.baseline.items() if m != "confusion_matrix"},
+            "pytorch_seconds": ref.seconds,
+            "notes": notes,
+        },
+        "gate": {"min_agreement": gate.thresholds(config.min_agreement), "max_accuracy_drop": config.max_accuracy_drop},
+        "versions": versions(),
+        "machine": machine,
+        "source": write.source_info(run_dir),
+    }

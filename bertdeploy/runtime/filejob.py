@@ -1,0 +1,100 @@
+"""What both file engines (local, Ray) share: the result record, the empty-text rule, the checked and atomic
+output. Neither engine module imports the other."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from bertdeploy.bundle import atomic_file
+from bertdeploy.errors import UserError
+from bertdeploy.runtime.readers import Chunk
+
+ENGINES = ("local", "ray")
+#: line numbers of skipped rows kept for the report (the count is always exact)
+MAX_REPORTED = 1000
+
+ProgressFn = Callable[[int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class FileJob:
+    """One ``predict_file`` call, checked: paths, formats, columns and how to read and write."""
+
+    bundle: str
+    input: str
+    output: str
+    fmt: str
+    ofmt: str
+    text_column: str
+    id_column: str | None
+    probabilities: bool
+    chunk_size: int
+
+
+@dataclass
+class PredictFileResult:
+    input: str
+    output: str
+    engine: str
+    variant: str
+    providers: list[str]
+    rows: int = 0
+    """records predicted and written."""
+    skipped: int = 0
+    """empty records skipped (not fatal)."""
+    skipped_lines: list[int] = field(default_factory=list)
+    """their line numbers (row numbers for parquet / Ray, see ``skipped_unit``), at most ``MAX_REPORTED``."""
+    skipped_unit: str = "line"
+    truncated: int = 0
+    """texts longer than the bundle's max_length (cut, still predicted)."""
+    seconds: float = 0.0
+
+    @property
+    def texts_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def split_empty(chunk: Chunk, result: PredictFileResult) -> tuple[list[str], list[Any]]:
+    """The non-empty texts of ``chunk`` (non-strings from jsonl / parquet are converted with ``str``) and
+    their keys; empty ones are recorded in ``result``."""
+    texts, keys = [], []
+    for text, key, line in zip(chunk.texts, chunk.keys, chunk.lines):
+        if text is None or (isinstance(text, float) and text != text) or not str(text).strip():
+            result.skipped += 1
+            if len(result.skipped_lines) < MAX_REPORTED:
+                result.skipped_lines.append(line)
+            continue
+        texts.append(text if isinstance(text, str) else str(text))
+        keys.append(key)
+    return texts, keys
+
+
+@contextlib.contextmanager
+def open_output(path: str) -> Iterator[IO[str]]:
+    """stdout for "-", else a temporary sibling renamed to ``path`` when the block succeeds."""
+    if path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"output is a folder: {path}")
+    with atomic_file(target) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        yield f
+
+
+def check_paths(input: str, output: str) -> None:
+    if input != "-" and output != "-" and Path(input).resolve() == Path(output).resolve():
+        raise UserError("output would overwrite the input; choose another --output")
+    if output != "-":
+        parent = Path(output).resolve().parent
+        if not parent.is_dir():
+            raise UserError(f"output folder does not exist: {parent}")
+        if not os.access(parent, os.W_OK):
+            raise UserError(f"cannot write to {parent} (permission denied)")

@@ -1,0 +1,48 @@
+"""`LoadOptions`: how a bundle is loaded — variant, device, threads, batching — as one value, so the API, the
+file predictor, the Ray actors and the CLI pass the same object instead of re-spelling the parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bertdeploy.errors import UserError
+from bertdeploy.runtime.batching import BatchPolicy
+from bertdeploy.runtime.session import SessionConfig, parse_device
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """The settings of :func:`bertdeploy.runtime.load` (see its docstring for each one)."""
+
+    variant: str = "auto"
+    """A variant name of the manifest, or "auto" (int8 on CPU, fp16 on CUDA)."""
+    device: str = "auto"
+    """"auto" | "cpu" | "cuda" | "cuda:N" | "tensorrt"."""
+    threads: int | None = None
+    """CPU threads in total (None: the cores this process may use)."""
+    batch_size: int = 64
+    """At most this many rows per model call."""
+    max_tokens: int = 8192
+    """Token budget per model call (rows x padded length)."""
+    padding: str = "bucketed"
+    """"bucketed" | "dynamic" | "static" (:mod:`bertdeploy.runtime.batching`)."""
+    allow_fallback: bool = False
+    """Run on the CPU with a warning when the requested GPU does not attach (else an error)."""
+    streams: int | None = None
+    """Batches run concurrently, each with ``threads // streams`` intra-op threads (None: 1)."""
+    session_config: SessionConfig | None = None
+    """Fine-grained ONNX Runtime settings (its ``threads`` is ignored)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.variant, str) or not self.variant:
+            raise UserError(f"variant must be a variant name or 'auto', got {self.variant!r}")
+        parse_device(self.device)
+        for name in ("threads", "streams"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise UserError(f"{name} must be >= 1 (an integer), got {value!r}")
+        self.policy  # noqa: B018 - validates batch_size / max_tokens / padding
+
+    @property
+    def policy(self) -> BatchPolicy:
+        return BatchPolicy(padding=self.padding, batch_size=self.batch_size, max_tokens=self.max_tokens)

@@ -1,0 +1,172 @@
+"""`TrainConfig` (what ``bertdeploy train`` needs) and YAML recipes, which may hold a grid of configs."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertdeploy.config import Config, read_yaml
+from bertdeploy.errors import UserError
+
+PADDING = ("static", "dynamic")
+FREEZE = ("none", "embeddings", "encoder")
+METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro", "loss")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
+
+
+@dataclass
+class TrainConfig(Config):
+    """Everything ``bertdeploy train`` needs; each field is a CLI option and a recipe key."""
+
+    model: str = "minilm-l6"
+    """Local HF folder, Hub id, ``minilm-l6`` or a preset (bert-tiny … bert-base, distilbert-base)."""
+    data: str = ""
+    """Folder of train/validation/test files, a single file, or a Hub dataset id."""
+    output: str = ""
+    """Run folder to create (model, tokenizer, metrics.json, curves.png)."""
+    text_column: str = "text"
+    """Column holding the text."""
+    label_column: str = "label"
+    """Column holding the label (a name or an integer id)."""
+    tokenizer: str | None = None
+    """Tokenizer spec for presets (default: the MiniLM vocab)."""
+    from_scratch: bool = False
+    """Initialise the model from its config (random weights) instead of pretrained weights."""
+    epochs: float = 3.0
+    """Training epochs (fractions allowed)."""
+    batch_size: int = 32
+    """Training rows per device and step."""
+    eval_batch_size: int = 64
+    """Evaluation rows per device and step."""
+    lr: float = 5e-5
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    warmup_ratio: float = 0.1
+    """Share of the steps spent warming the learning rate up."""
+    scheduler: str = "linear"
+    """Learning-rate schedule after warm-up (transformers' ``lr_scheduler_type``)."""
+    adam_beta1: float = 0.9
+    """AdamW beta1."""
+    adam_beta2: float = 0.999
+    """AdamW beta2."""
+    adam_epsilon: float = 1e-8
+    """AdamW epsilon."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    max_length: int = 128
+    """Token limit (longer texts are truncated)."""
+    padding: str = "dynamic"
+    """``static`` pads every row to max_length; ``dynamic`` pads each batch to its longest row."""
+    group_by_length: bool = False
+    """With dynamic padding: batch rows of similar length together (less padding, faster epochs)."""
+    freeze: str = "none"
+    """``none`` | ``embeddings`` | ``encoder`` (train only the pooler + classifier)."""
+    train_size: int | None = None
+    """Stratified, seeded subset of the training split."""
+    val_ratio: float = 0.1
+    """Share of train carved out as validation when the data has no validation split."""
+    test_ratio: float = 0.0
+    """For a single file: share held out as test."""
+    seed: int = 42
+    """Seed of the model init, the data order and the subsets."""
+    metric: str = "f1_macro"
+    """Metric that picks the best checkpoint."""
+    early_stopping: int | None = None
+    """Stop after N evaluations without improvement."""
+    resume: bool = False
+    """Continue from the last checkpoint in ``OUTPUT.partial``."""
+    overwrite: bool = False
+    """Replace an existing run folder."""
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Trainer loggers (tensorboard, wandb …); ``none`` disables."""
+    logging_steps: int = 50
+    """Steps between logged training losses."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+
+    def __post_init__(self) -> None:
+        for key, allowed in (("padding", PADDING), ("freeze", FREEZE), ("metric", METRICS), ("scheduler", SCHEDULERS)):
+            if getattr(self, key) not in allowed:
+                raise UserError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if not (self.epochs > 0 and math.isfinite(self.epochs)) or self.batch_size < 1 or not self.lr > 0:
+            raise UserError("epochs, batch_size and lr must be positive")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 8 <= self.max_length <= 512:
+            raise UserError(f"max_length must be in [8, 512], got {self.max_length}")
+        if self.train_size is not None and self.train_size < 2:
+            raise UserError(f"train_size must be at least 2, got {self.train_size}")
+        if isinstance(self.report_to, str):
+            self.report_to = [self.report_to]
+
+
+@dataclass
+class Recipe:
+    """A YAML recipe: base settings plus an optional grid (every combination is one training run)."""
+
+    name: str
+    base: dict[str, Any]
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    offline: dict[str, Any] = field(default_factory=dict)
+    """Overrides that make the recipe run here without the Hub (``--offline``)."""
+    description: str = ""
+
+    def cells(self, overrides: dict[str, Any] | None = None, offline: bool = False) -> list[tuple[str, TrainConfig]]:
+        """(cell name, config) for every grid combination; the output of a cell is ``<output>/<cell name>``."""
+        off = dict(self.offline) if offline else {}
+        grid = {**self.grid, **off.pop("grid", {})}
+        base = {**self.base, **off, **(overrides or {})}
+        grid = {k: v for k, v in grid.items() if k not in (overrides or {})}
+        if not grid:
+            return [(self.name, TrainConfig.from_dict(base))]
+        keys = list(grid)
+        out = []
+        for values in itertools.product(*(grid[k] for k in keys)):
+            cell = dict(zip(keys, values, strict=True))
+            name = "__".join(f"{k}={_short(v)}" for k, v in cell.items())
+            cfg = {**base, **cell}
+            cfg["output"] = str(Path(base.get("output") or f"runs/{self.name}") / name)
+            out.append((name, TrainConfig.from_dict(cfg)))
+        return out
+
+
+def _short(v: Any) -> str:
+    return Path(str(v)).name if isinstance(v, str) and "/" in v else str(v)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file (unknown keys and bad values are errors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe not found: {path}")
+    raw = read_yaml(path, "recipe")
+    fields = TrainConfig.fields()
+    extra = set(raw) - {"name", "description", "grid", "offline", *fields}
+    if extra:
+        raise UserError(f"{path}: unknown recipe keys {sorted(extra)}")
+    base = {k: TrainConfig.coerce(k, v) for k, v in raw.items() if k in fields}
+    grid = raw.get("grid") or {}
+    offline_raw = dict(raw.get("offline") or {})
+    offline_grid = offline_raw.pop("grid", None) or {}
+    offline: dict[str, Any] = {k: TrainConfig.coerce(k, v) for k, v in offline_raw.items()}
+    if offline_grid:
+        offline["grid"] = offline_grid
+    for k, values in {**grid, **offline_grid}.items():
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{path}: grid.{k} must be a non-empty list")
+        for v in values:
+            TrainConfig.coerce(k, v)
+    recipe = Recipe(
+        name=str(raw.get("name", path.stem)),
+        base=base,
+        grid=grid,
+        offline=offline,
+        description=raw.get("description", ""),
+    )
+    for on in (False, True):  # validate every cell now, not midway through a grid
+        recipe.cells(offline=on)
+    return recipe

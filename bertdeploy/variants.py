@@ -1,0 +1,176 @@
+"""The variant table: every ONNX variant a bundle can hold, described once.
+
+The exporter builds and gates variants from it, the bundle names their files from it, the runtime's
+``variant="auto"`` ranks them from it, and the CLI choices and the bench defaults are read from it. Adding a
+variant is one :class:`VariantSpec` entry here plus its builder in :mod:`bertdeploy.exporter.builders`
+(registered under the spec's ``build`` name).
+
+Standard library only: the runtime reads this table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from bertdeploy.errors import UserError
+
+#: fused attention operators (ORT contrib ops) a graph-optimized variant is expected to contain
+ATTENTION_OPS = ("Attention", "MultiHeadAttention")
+PRECISIONS = ("fp32", "fp16", "int8")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One variant: its file, precision, how it is built, how it is judged and where ``auto`` ranks it."""
+
+    name: str
+    """The variant's name in manifests, CLI options and bench rows."""
+    file: str
+    """Its path inside the bundle (the Hugging Face ONNX naming convention)."""
+    precision: str
+    """``fp32`` | ``fp16`` | ``int8``: the arithmetic of its weights and matmuls."""
+    build: str
+    """The builder that makes it (a key of ``bertdeploy.exporter.builders.BUILDERS``)."""
+    options: Mapping[str, object] = field(default_factory=dict)
+    """Keyword arguments for the builder (e.g. the optimization level)."""
+    min_agreement: float | None = 0.999
+    """Minimum argmax agreement with PyTorch; ``None``: judged on the accuracy drop instead (int8)."""
+    expect_fused: tuple[str, ...] = ()
+    """Operators of which at least one should appear in the graph (a note is recorded when none does)."""
+    auto_rank: Mapping[str, int] = field(default_factory=dict)
+    """``variant="auto"`` preference per device, lower first; a device missing here never picks it."""
+    cli_flag: str | None = None
+    """The ``bertdeploy export`` flag that asks for it (None: reachable via ``--optimize`` / ``--variants``)."""
+    notes: tuple[str, ...] = ()
+    """Notes recorded with the variant in the manifest."""
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"{self.name}: precision must be one of {PRECISIONS}")
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        object.__setattr__(self, "auto_rank", MappingProxyType(dict(self.auto_rank)))
+
+    @property
+    def gated_on_accuracy(self) -> bool:
+        """True for variants whose accuracy may move (int8): judged on the accuracy drop, not on agreement."""
+        return self.min_agreement is None
+
+
+_OPTIMIZED = "graph-optimized with ORTOptimizer"
+VARIANT_TABLE: tuple[VariantSpec, ...] = (
+    VariantSpec(
+        "fp32", "onnx/model.onnx", "fp32", "export", auto_rank={"cpu": 5, "cuda": 4}, help="plain Optimum export"
+    ),
+    VariantSpec(
+        "O1",
+        "onnx/model_O1.onnx",
+        "fp32",
+        "optimize",
+        {"level": "O1"},
+        auto_rank={"cpu": 3, "cuda": 2},
+        help=f"{_OPTIMIZED} (basic fusions)",
+    ),
+    VariantSpec(
+        "O2",
+        "onnx/model_O2.onnx",
+        "fp32",
+        "optimize",
+        {"level": "O2"},
+        expect_fused=ATTENTION_OPS,
+        auto_rank={"cpu": 2, "cuda": 1},
+        help=f"{_OPTIMIZED} (+ Attention, SkipLayerNorm, BiasGelu)",
+    ),
+    VariantSpec(
+        "O3",
+        "onnx/model_O3.onnx",
+        "fp32",
+        "optimize",
+        {"level": "O3"},
+        expect_fused=ATTENTION_OPS,
+        auto_rank={"cpu": 4, "cuda": 3},
+        help=f"{_OPTIMIZED} (+ GELU approximation)",
+    ),
+    VariantSpec(
+        "fp16",
+        "onnx/model_fp16.onnx",
+        "fp16",
+        "half",
+        min_agreement=0.99,
+        expect_fused=ATTENTION_OPS,
+        auto_rank={"cuda": 0},
+        cli_flag="--fp16",
+        notes=("fp16 is meant for CUDA: validated here on CPU, where expect no speed-up over fp32",),
+        help="half precision (for CUDA; validated on CPU)",
+    ),
+    VariantSpec(
+        "qint8",
+        "onnx/model_qint8.onnx",
+        "int8",
+        "dynamic_int8",
+        min_agreement=None,
+        auto_rank={"cpu": 0},
+        cli_flag="--int8",
+        help="dynamic int8 for this CPU's instruction set",
+    ),
+    VariantSpec(
+        "qint8_static",
+        "onnx/model_qint8_static.onnx",
+        "int8",
+        "static_int8",
+        min_agreement=None,
+        auto_rank={"cpu": 1},
+        cli_flag="--int8-static",
+        help="static int8 (QDQ), calibrated on training rows",
+    ),
+)
+
+VARIANTS: Mapping[str, VariantSpec] = MappingProxyType({v.name: v for v in VARIANT_TABLE})
+NAMES: tuple[str, ...] = tuple(VARIANTS)
+#: the variant every other one is derived from (built first, always)
+BASE = VARIANT_TABLE[0].name
+#: named selections: what ``bertdeploy bench --export`` builds by default, and what the quickstart exports
+BENCH_EXPORT: tuple[str, ...] = ("fp32", "O2", "fp16", "qint8", "qint8_static")
+QUICKSTART: tuple[str, ...] = ("fp32", "O2", "qint8")
+
+
+def get(name: str) -> VariantSpec:
+    """The spec of ``name``; :class:`UserError` naming the known variants otherwise."""
+    try:
+        return VARIANTS[name]
+    except (KeyError, TypeError):
+        raise UserError(f"unknown variant {name!r}; choose from {', '.join(NAMES)}") from None
+
+
+def canonical(names: Iterable[str]) -> list[str]:
+    """``names`` validated, de-duplicated, in table order, with the base variant first (always included)."""
+    wanted = set()
+    for name in names:
+        wanted.add(get(name).name)
+    return [v for v in NAMES if v == BASE or v in wanted]
+
+
+def auto_order(device: str) -> list[str]:
+    """Variant names in ``variant="auto"`` preference order for ``device`` (``cpu`` | ``cuda``)."""
+    dev = device if device in DEVICES else "cpu"
+    ranked = [v for v in VARIANT_TABLE if dev in v.auto_rank]
+    return [v.name for v in sorted(ranked, key=lambda v: v.auto_rank[dev])]
+
+
+def with_flag() -> list[VariantSpec]:
+    """Variants that have their own ``bertdeploy export`` flag."""
+    return [v for v in VARIANT_TABLE if v.cli_flag]
+
+
+def by_build(build: str) -> list[str]:
+    """Names of the variants made by one builder (e.g. the ``optimize`` levels)."""
+    return [v.name for v in VARIANT_TABLE if v.build == build]
+
+
+def float_reference(name: str) -> bool:
+    """True when ``name`` computes in fp32 (an accuracy reference for picks)."""
+    spec = VARIANTS.get(name)
+    return spec is not None and spec.precision == "fp32"
