@@ -244,9 +244,8 @@ def test_logits_and_eval_counts(swept):
 
 def test_distilbert_with_a_bert_tokenizer(tmp_path, tiny_data_dir):
     """DistilBERT takes no token_type_ids although the (BERT) tokenizer produces them: torch and pipeline run."""
-    from transformers import BertTokenizerFast, DistilBertConfig, DistilBertForSequenceClassification
-
     from helpers import TINY_LABELS, VOCAB
+    from transformers import BertTokenizerFast, DistilBertConfig, DistilBertForSequenceClassification
 
     folder = tmp_path / "distil"
     tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True, model_max_length=64)
