@@ -23,9 +23,10 @@ _LAZY = {
     "train": ("bertdeploy.training", "train"),
     "export": ("bertdeploy.exporter", "export"),
     "bench": ("bertdeploy.benchmark", "bench"),
-    "TrainConfig": ("bertdeploy.config", "TrainConfig"),
+    "TrainConfig": ("bertdeploy.training", "TrainConfig"),
     "ExportConfig": ("bertdeploy.exporter", "ExportConfig"),
     "BenchConfig": ("bertdeploy.benchmark", "BenchConfig"),
+    "LoadOptions": ("bertdeploy.runtime", "LoadOptions"),
     "UserError": ("bertdeploy.errors", "UserError"),
 }
 # The implementing modules are named training / exporter / benchmark (not train / export / bench) so that

@@ -138,3 +138,10 @@ def test_no_global_state_changed_by_library_code():
             if ".setLevel(" in body and "finally" not in body:
                 offenders.append(f"{m}.{fn.name}: sets a log level without restoring it")
     assert not offenders, "\n".join(offenders)
+
+
+def test_every_public_name_resolves():
+    import bertdeploy
+
+    for name in bertdeploy.__all__:
+        assert getattr(bertdeploy, name) is not None, name
