@@ -233,3 +233,18 @@ def test_bad_options_write_nothing(varied_bundle, tmp_path, kwargs, match):
     with pytest.raises(UserError, match=match):
         triton_repository(varied_bundle, tmp_path / "repo", **kwargs)
     assert not (tmp_path / "repo").exists()
+
+
+def test_cli_writes_the_repository_and_refuses_a_second_time(varied_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from bertdeploy.cli import cli
+
+    args = ["package", "triton", str(varied_bundle), "-o", str(tmp_path / "repo"), "--name", "emo", "--kind", "cpu"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert "emo_ensemble: TEXT -> emo_tokenizer -> emo -> logits" in first.stdout
+    (group,) = _parse(tmp_path / "repo/emo/config.pbtxt").instance_group
+    assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 2 and again.stderr.startswith("error: ") and len(again.stderr.splitlines()) == 1

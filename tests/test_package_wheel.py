@@ -148,3 +148,21 @@ def test_wheel_installs_into_a_fresh_venv_and_predicts_like_the_bundle(model_whe
     onnx.write_bytes(onnx.read_bytes() + b"\0")  # the installed file no longer matches the manifest
     tampered = subprocess.run([str(python), "-c", CHECK, "[]"], capture_output=True, text=True, check=False)
     assert tampered.returncode != 0 and "sha256 mismatch" in tampered.stderr
+
+
+def test_cli_builds_the_wheel(varied_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from bertdeploy.cli import cli
+
+    args = ["package", "wheel", str(varied_bundle), "--name", "emotion-classifier", "-o", str(tmp_path)]
+    done = CliRunner().invoke(cli, [*args, "--variants", "qint8", "--version", "0.3.0"])
+    assert done.exit_code == 0, done.output
+    whl = tmp_path / "emotion_classifier-0.3.0-py3-none-any.whl"
+    assert str(whl) in done.stdout and "bertdeploy[cpu]" in done.stdout
+    with zipfile.ZipFile(whl) as zf:
+        assert [v["name"] for v in json.loads(zf.read("emotion_classifier/bundle/bertdeploy.json"))["variants"]] == [
+            "qint8"
+        ]
+    bad = CliRunner().invoke(cli, [*args, "--version", "latest"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
