@@ -24,6 +24,7 @@ from bertdeploy.package.wheel import build_wheel
 #: what ``bertdeploy.load`` needs in the venv (the light runtime of issue 10), taken from a local wheelhouse
 RUNTIME_DEPS = ("onnxruntime", "numpy", "tokenizers", "click", "rich", "pyyaml")
 WHEELHOUSE = Path(os.environ.get("BERTDEPLOY_WHEELHOUSE", Path.home() / ".cache" / "bertdeploy" / "test-wheelhouse"))
+CONSTRAINTS = ("-c", str(REPO / "constraints.txt"))
 TEXTS = ["good day", "the movie was terrible and slow", "love it " * 20, "app", "thanks for the fast help", "sad"]
 
 
@@ -95,9 +96,9 @@ def _pip(*args: str, python: Path | None = None) -> subprocess.CompletedProcess:
 def _wheelhouse() -> Path:
     """The runtime's dependencies (pinned to the versions installed here) as wheels, downloaded once."""
     pins = [f"{dep}=={importlib.metadata.version(dep)}" for dep in RUNTIME_DEPS]
-    local = _pip("download", "--no-index", "--find-links", str(WHEELHOUSE), "-d", str(WHEELHOUSE), *pins)
+    local = _pip("download", *CONSTRAINTS, "--no-index", "--find-links", str(WHEELHOUSE), "-d", str(WHEELHOUSE), *pins)
     if local.returncode != 0:
-        fetched = _pip("download", "--only-binary=:all:", "-d", str(WHEELHOUSE), *pins)
+        fetched = _pip("download", *CONSTRAINTS, "--only-binary=:all:", "-d", str(WHEELHOUSE), *pins)
         if fetched.returncode != 0:
             why = f"cannot download the runtime's wheels: {fetched.stderr.strip().splitlines()[-1:]}"
             if os.environ.get("CI"):
@@ -114,6 +115,9 @@ preds = clf.predict(json.loads(sys.argv[1]))
 print(json.dumps({"labels": m.labels, "variants": m.variants, "version": m.__version__, "variant": clf.variant.name,
     "manifest_labels": m.manifest["labels"], "bundle": str(m.BUNDLE), "preds": [[p.label, p.score] for p in preds],
     "heavy": [n for n in ("torch", "transformers", "optimum") if importlib.util.find_spec(n) is not None]}))
+if len(sys.argv) > 2:  # bertdeploy.package runs on the light runtime too
+    from bertdeploy.package import triton_repository
+    triton_repository(m.BUNDLE, sys.argv[2], name="emo", kind="cpu")
 """
 
 
@@ -128,14 +132,18 @@ def test_wheel_installs_into_a_fresh_venv_and_predicts_like_the_bundle(model_whe
     # runtime extra lands), the runtime's dependencies from the wheelhouse, then the model wheel
     steps = [
         ("install", "--no-index", "--no-deps", *map(str, (tmp_path / "own").glob("bertdeploy-*.whl"))),
-        ("install", "--no-index", "--find-links", str(house), *RUNTIME_DEPS),
+        ("install", *CONSTRAINTS, "--no-index", "--find-links", str(house), *RUNTIME_DEPS),
         ("install", "--no-index", "--no-deps", "--find-links", str(model_wheel.path.parent), "emotion-classifier"),
     ]
     for step in steps:
         done = _pip(*step, python=python)
         assert done.returncode == 0, f"pip {' '.join(step)}: {done.stderr}"
-    run = subprocess.run([str(python), "-c", CHECK, json.dumps(TEXTS)], capture_output=True, text=True, check=False)
+    repo = tmp_path / "repo"
+    run = subprocess.run(
+        [str(python), "-c", CHECK, json.dumps(TEXTS), str(repo)], capture_output=True, text=True, check=False
+    )
     assert run.returncode == 0, run.stderr
+    assert (repo / "emo/1/model.onnx").is_file() and (repo / "emo_ensemble/config.pbtxt").is_file()
     got = json.loads(run.stdout)
     ref = load(varied_bundle, threads=1)
     assert got["heavy"] == []  # the wheel's runtime needs none of the training stack
