@@ -111,6 +111,18 @@ def _copy_bundle(root: Path, dest: Path, manifest: _bundle.Manifest, chosen: lis
         _bundle.verify_variant(dest, variant)
 
 
+def _write_project(
+    project: Path, distribution: str, package: str, version: str, requires: list[str], summary: str
+) -> None:
+    """``pyproject.toml`` and the package's ``__init__.py`` (:mod:`model_package` with its name and version)."""
+    init = Path(model_package.__file__).read_text(encoding="utf-8")
+    for sentinel, value in (("__DISTRIBUTION__", distribution), ("__VERSION__", version)):
+        init = init.replace(json.dumps(sentinel), json.dumps(value))
+    (project / "src" / package / "__init__.py").write_text(init, encoding="utf-8")
+    text = pyproject(distribution, package, version, requires, summary)
+    (project / "pyproject.toml").write_text(text, encoding="utf-8")
+
+
 def _pip_wheel(project: Path, out: Path) -> Path:
     import importlib.util
 
@@ -182,16 +194,10 @@ def build_wheel(
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".bertdeploy-wheel-", dir=out))
     try:
-        src = stage / "project" / "src" / package
-        _copy_bundle(root, src / "bundle", manifest, chosen)
-        init = Path(model_package.__file__).read_text(encoding="utf-8")
-        for sentinel, value in (("__DISTRIBUTION__", distribution), ("__VERSION__", version)):
-            init = init.replace(json.dumps(sentinel), json.dumps(value))
-        (src / "__init__.py").write_text(init, encoding="utf-8")
-        (stage / "project" / "pyproject.toml").write_text(
-            pyproject(distribution, package, version, requires, summary), encoding="utf-8"
-        )
-        built = _pip_wheel(stage / "project", stage / "dist")
+        project = stage / "project"
+        _copy_bundle(root, project / "src" / package / "bundle", manifest, chosen)
+        _write_project(project, distribution, package, version, requires, summary)
+        built = _pip_wheel(project, stage / "dist")
         if built.name != target.name:  # pragma: no cover - setuptools names wheels this way
             raise RuntimeError(f"setuptools wrote {built.name}, expected {target.name}")
         _check_wheel(built, package, chosen)
