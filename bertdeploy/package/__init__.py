@@ -8,5 +8,6 @@ ORTModel read the bundle folder as it is: nothing to package for them.
 from __future__ import annotations
 
 from bertdeploy.package.triton import TritonRepository, triton_repository
+from bertdeploy.package.wheel import ModelWheel, build_wheel
 
-__all__ = ["TritonRepository", "triton_repository"]
+__all__ = ["ModelWheel", "TritonRepository", "build_wheel", "triton_repository"]
