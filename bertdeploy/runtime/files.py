@@ -71,7 +71,7 @@ def predict_file(
         probabilities,
         chunk_size,
     )
-    check_paths(input, output)
+    check_paths(input, output, job.bundle)
     if input != "-" and not Path(input).is_file():
         raise UserError(f"input not found: {input}")
     if engine == "ray":

@@ -22,6 +22,8 @@ from bertdeploy.bundle import atomic_dir, check_output_dir
 from bertdeploy.data import DataSpec, LoadedData, check_trainable, load_data
 from bertdeploy.errors import UserError
 from bertdeploy.machine import versions
+from bertdeploy.outputs import check_inputs
+from bertdeploy.training import checkpoints
 from bertdeploy.training.config import TrainConfig
 
 
@@ -109,33 +111,41 @@ class Prepared:
     model_info: dict[str, Any]
     trainable: int
     datasets: Any
+    incomplete: list[str] = field(default_factory=list)
+    """Checkpoints of the work folder a kill left half-written (removed before training)."""
+
+
+def inputs(config: TrainConfig) -> list[str | None]:
+    """What the run folder (and its work folder) must not be, contain or lie inside."""
+    return [config.data, config.model, config.tokenizer]
 
 
 def prepare(config: TrainConfig) -> Prepared:
     """Every check that can fail on the user's input, then data, model, tokenizer and tokenized splits."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    from bertdeploy.training.models import freeze, load_classifier
+    from bertdeploy.training.models import check_hub, freeze, load_classifier
 
     if not config.output:
         raise UserError("an output folder is required (--output)")
     out = Path(config.output)
     work = out.with_name(out.name + ".partial")
     if _is_rank0():
-        check_output_dir(out, config.overwrite, "output")
-    last = get_last_checkpoint(str(work)) if work.is_dir() else None
+        check_output_dir(out, config.overwrite, "output", kind="run", inputs=inputs(config))
+        check_inputs(work, inputs(config))
+    last, incomplete = checkpoints.find(work)
     if config.resume and last is None:
-        raise UserError(f"--resume: no checkpoint to resume from in {work}")
+        skipped = f" ({', '.join(incomplete)} incomplete: killed while saving)" if incomplete else ""
+        raise UserError(f"--resume: no complete checkpoint to resume from in {work}{skipped}")
     if not config.data:
         raise UserError("a dataset is required (--data)")
+    check_hub(config.model, config.tokenizer)
     spec = DataSpec(config.data, config.text_column, config.label_column, config.val_ratio, config.test_ratio,
-                    config.train_size, config.seed)  # fmt: skip
+                    config.train_size, config.seed, config.unseen_labels)  # fmt: skip
     data = load_data(spec)
-    check_trainable(data)
+    check_trainable(data, config.unseen_labels)
     model, tok, info = load_classifier(config.model, data.labels, config.from_scratch, config.tokenizer, config.seed)
     trainable = freeze(model, config.freeze)
     ds = tokenize(data, tok, config.max_length, config.padding)
-    return Prepared(out, work, last, data, model, tok, info, trainable, ds)
+    return Prepared(out, work, last, data, model, tok, info, trainable, ds, incomplete)
 
 
 def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trainer_class: Any = None) -> Any:
@@ -154,8 +164,10 @@ def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trai
 
     if config.early_stopping:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping)]
-    if _is_rank0() and prep.work.exists() and not config.resume:
-        shutil.rmtree(prep.work)  # a stale, unfinished run: start over
+    if _is_rank0():
+        if prep.work.exists() and not config.resume:
+            checkpoints.discard(prep.work)  # a stale, unfinished run of ours: start over
+        checkpoints.claim(prep.work, prep.incomplete)
     trainer = (trainer_class or Trainer)(
         model=prep.model,
         args=_training_args(config, prep.work),
@@ -215,10 +227,11 @@ def _write_run(result: TrainResult, trainer: Any, config: TrainConfig, prep: Pre
     data = prep.data
     resolved = {
         **config.to_dict(),
+        "output": str(result.output.resolve()),  # where the run lives after the final rename
         "data": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
     }
     train_config = {**resolved, "labels": data.labels, "model_info": prep.model_info, "versions": versions()}
-    with atomic_dir(result.output, overwrite=config.overwrite) as tmp:
+    with atomic_dir(result.output, overwrite=config.overwrite, kind="run", inputs=inputs(config)) as tmp:
         trainer.save_model(str(tmp))
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: the run folder ships none
         prep.tokenizer.save_pretrained(str(tmp))
@@ -227,7 +240,7 @@ def _write_run(result: TrainResult, trainer: Any, config: TrainConfig, prep: Pre
             "epochs": result.history,
             "final": {"split": result.eval_split, **result.final},
             "speed": result.speed,
-            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_step": trainer.state.best_global_step,  # its weights are the model of this folder
             "best_metric": trainer.state.best_metric,
             "data": {
                 "source": data.source,
