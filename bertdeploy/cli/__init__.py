@@ -12,7 +12,7 @@ from bertdeploy.errors import UserError
 
 
 class _Group(click.Group):
-    """Turns a :class:`UserError` (and a full disk) into one line on stderr and exit code 2 (no traceback);
+    """Turns a :class:`UserError`, a bad option and a full disk into one line on stderr and exit code 2;
     SIGTERM is handled like Ctrl-C (``cli/signals.py``): exit 143, resp. 130, after the cleanup ran."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
@@ -24,6 +24,10 @@ class _Group(click.Group):
                 return super().invoke(ctx)
         except UserError as e:
             click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+        except click.UsageError as e:  # a bad option of a command: one line too
+            where = e.ctx.command_path if e.ctx else ctx.command_path
+            click.echo(f"error: {e.format_message()} (see {where} --help)", err=True)
             ctx.exit(2)
         except OSError as e:
             if e.errno not in DISK_ERRNOS:
