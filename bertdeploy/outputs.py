@@ -151,18 +151,43 @@ def scratch_dir(kind: str) -> Iterator[Path]:
     """A scratch folder ``bertdeploy-KIND-PID-XXXX`` in the system temp dir, removed afterwards; stale ones of the
     same kind (their process is gone) are removed first."""
     sweep_scratch(kind)
-    with disk_errors("scratch files"), tempfile.TemporaryDirectory(prefix=_scratch_prefix(kind)) as tmp:
+    with (
+        disk_errors("scratch files", probe=tempfile.gettempdir()),
+        tempfile.TemporaryDirectory(prefix=_scratch_prefix(kind)) as tmp,
+    ):
         yield Path(tmp)
 
 
+#: below this many free bytes a failed write is blamed on the full disk (libraries that write through their own
+#: I/O, such as safetensors or torch.save, raise their own error types instead of OSError(ENOSPC))
+NEARLY_FULL = 1 << 20
+
+
+def nearly_full(path: str | os.PathLike[str]) -> bool:
+    """True when the file system holding ``path`` (or its nearest existing parent) has almost no space left."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < NEARLY_FULL
+
+
 @contextlib.contextmanager
-def disk_errors(what: str | os.PathLike[str]) -> Iterator[None]:
-    """Turn a full disk / quota / read-only file system inside the block into one :class:`UserError` line."""
+def disk_errors(what: str | os.PathLike[str], probe: str | os.PathLike[str] | None = None) -> Iterator[None]:
+    """Turn a full disk / quota / read-only file system inside the block into one :class:`UserError` line; with
+    ``probe`` (a folder written to), any error raised while that file system is full counts as one too."""
     try:
         yield
-    except OSError as e:
-        if e.errno in DISK_ERRNOS:
+    except UserError:
+        raise
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
             raise UserError(f"cannot write {what}: {os.strerror(e.errno)}") from None
+        if probe is not None and nearly_full(probe):
+            raise UserError(f"cannot write {what}: {os.strerror(errno.ENOSPC)}") from None
         raise
 
 
@@ -250,7 +275,7 @@ def _temp_prefix(target: Path) -> str:
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; rename it into place on success, delete it on failure."""
     target = _real(path)
-    with disk_errors(path):
+    with disk_errors(path, probe=target.parent):
         target.parent.mkdir(parents=True, exist_ok=True)
         sweep_siblings(target)
         fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
@@ -283,7 +308,7 @@ def atomic_dir(
     """
     check_output_dir(path, overwrite, kind=kind, inputs=inputs)
     target = _real(path)
-    with disk_errors(path):
+    with disk_errors(path, probe=target.parent):
         target.parent.mkdir(parents=True, exist_ok=True)
         sweep_siblings(target)
         tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))

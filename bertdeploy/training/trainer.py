@@ -22,7 +22,7 @@ from bertdeploy.bundle import atomic_dir, check_output_dir
 from bertdeploy.data import DataSpec, LoadedData, check_trainable, load_data
 from bertdeploy.errors import UserError
 from bertdeploy.machine import versions
-from bertdeploy.outputs import check_inputs
+from bertdeploy.outputs import check_inputs, disk_errors
 from bertdeploy.training import checkpoints
 from bertdeploy.training.config import TrainConfig
 
@@ -190,7 +190,8 @@ def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra:
     from bertdeploy.metrics import classification_metrics
 
     t0 = time.perf_counter()
-    train_out = trainer.train(resume_from_checkpoint=prep.last_checkpoint if config.resume else None)
+    with disk_errors(f"checkpoints to {prep.work}", probe=prep.work):
+        train_out = trainer.train(resume_from_checkpoint=prep.last_checkpoint if config.resume else None)
     wall = time.perf_counter() - t0
     eval_split = prep.data.eval_split
     pred = trainer.predict(prep.datasets[eval_split], metric_key_prefix="final")
@@ -204,6 +205,7 @@ def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra:
         "trainable_params": prep.trainable,
         "total_params": sum(p.numel() for p in prep.model.parameters()),
         "train_rows": len(prep.datasets["train"]),
+        "resumed_from": Path(prep.last_checkpoint).name if config.resume else None,  # speed: the resumed part only
     }
     result = TrainResult(prep.out, recorder.history, final, eval_split, speed, prep.data.labels, prep.data.notes)
     if trainer.is_world_process_zero():
