@@ -163,5 +163,6 @@ def test_a_full_disk_is_one_error_line(tmp_path, full_disk, tiny_bundle, tiny_mo
     assert _names(full_disk) == []
     r = _run(tmp_path, _train_args(tiny_model_dir, tiny_data_dir, full_disk / "run", 1))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
-    assert [line for line in r.stderr.splitlines() if line.startswith("error:")][-1].endswith("No space left on device")
+    errors = [line.partition("error: ")[2] for line in r.stderr.splitlines() if "error: " in line]  # after tqdm's \r
+    assert len(errors) == 1 and errors[0].endswith("No space left on device"), r.stderr[-3000:]
     assert not (full_disk / "run").exists()

@@ -215,9 +215,9 @@ def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra:
 
 def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.data`` and write the run folder ``config.output``."""
+    prep = prepare(config)  # first: a bad input fails before transformers is even imported
     from bertdeploy.training.callbacks import EpochRecorder
 
-    prep = prepare(config)
     recorder = EpochRecorder(on_epoch)
     trainer = make_trainer(config, prep, [recorder])
     return fit(config, prep, trainer, recorder)
