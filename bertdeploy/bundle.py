@@ -13,19 +13,24 @@ This module imports only the standard library: the runtime depends on it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bertdeploy import variants
 from bertdeploy.errors import UserError
+from bertdeploy.outputs import atomic_dir, atomic_file, check_output_dir, usual_modes, write_json
+
+__all__ = [  # the atomic writers live in bertdeploy.outputs; re-exported here, where callers have found them
+    "atomic_dir",
+    "atomic_file",
+    "check_output_dir",
+    "usual_modes",
+    "write_json",
+]
 
 MANIFEST_NAME = "bertdeploy.json"
 FORMAT = "bertdeploy-bundle"
@@ -50,8 +55,39 @@ class Variant:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Variant:
+        """A variant entry of a manifest, its fields type-checked (a wrong type is a :class:`UserError`)."""
+        if not isinstance(d, dict):
+            raise UserError(f"a variant entry must be an object, got {_short(d)}")
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        missing = [k for k in ("name", "file", "sha256", "bytes") if k not in known]
+        if missing:
+            raise UserError(f"variant entry {_short(d.get('name'))} lacks {', '.join(missing)}")
+        for key, value in known.items():
+            want = _VARIANT_TYPES[key]
+            if not isinstance(value, want) or isinstance(value, bool) or (want is str and not value):
+                name = want.__name__ if isinstance(want, type) else " or ".join(t.__name__ for t in want)
+                raise UserError(f"variant {_short(d.get('name'))}: {key} must be {name}, got {_short(value)}")
         return cls(**known)
+
+
+_VARIANT_TYPES: dict[str, Any] = {
+    "name": str,
+    "file": str,
+    "sha256": str,
+    "bytes": int,
+    "precision": str,
+    "opset": (int, type(None)),
+    "fused_nodes": dict,
+    "parity": dict,
+    "metrics": dict,
+    "machine": dict,
+    "notes": list,
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
@@ -94,8 +130,66 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: the largest max_length a manifest may state (a sanity bound; BERT-family encoders stop at 512 or 8192)
+MAX_LENGTH_LIMIT = 1 << 20
+
+
+def resolve_inside(bundle: str | os.PathLike[str], rel: Any, what: str) -> Path:
+    """``BUNDLE/rel`` with symlinks followed, after checking that it stays inside the bundle folder.
+
+    A manifest names its files relative to the bundle; an absolute path, a ``../`` or a symlink that leads out of
+    the folder is a :class:`UserError` (a sha256 in the same manifest proves integrity, not origin).
+    """
+    if not isinstance(rel, str) or not rel:
+        raise UserError(f"{what} must be a relative path inside the bundle, got {_short(rel)}")
+    root = Path(os.path.realpath(bundle))
+    if Path(rel).is_absolute():
+        raise UserError(f"{what} {rel!r} is an absolute path; a bundle names its files relative to its folder")
+    full = Path(os.path.realpath(root / rel))
+    if full != root and root not in full.parents:
+        raise UserError(f"{what} {rel!r} resolves to {full}, outside the bundle {bundle}")
+    return full
+
+
+def _manifest_fields(raw: dict[str, Any], root: Path) -> dict[str, Any]:
+    """The typed fields of :class:`Manifest` from the raw JSON (UserError on any wrong type or value)."""
+    labels = raw.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise UserError(f"labels must be a non-empty list of strings, got {_short(labels)}")
+    if len(set(labels)) != len(labels):
+        raise UserError("labels lists a label twice")
+    max_length = raw.get("max_length")
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= MAX_LENGTH_LIMIT:
+        raise UserError(f"max_length must be an integer in [1, {MAX_LENGTH_LIMIT}], got {_short(max_length)}")
+    entries = raw.get("variants", [])
+    if not isinstance(entries, list):
+        raise UserError(f"variants must be a list, got {_short(entries)}")
+    found = [Variant.from_dict(v) for v in entries]
+    for v in found:
+        resolve_inside(root, v.file, f"variant {v.name!r} file")
+    tok = raw.get("tokenizer", {})
+    if not isinstance(tok, dict):
+        raise UserError(f"tokenizer must be an object, got {_short(tok)}")
+    tokenizer_file = tok.get("file", "tokenizer.json")
+    resolve_inside(root, tokenizer_file, "tokenizer file")
+    inputs = raw.get("model_inputs", ["input_ids", "attention_mask"])
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(x, str) and x for x in inputs):
+        raise UserError(f"model_inputs must be a non-empty list of strings, got {_short(inputs)}")
+    rejected = raw.get("rejected", [])
+    if not isinstance(rejected, list) or not all(isinstance(r, dict) for r in rejected):
+        raise UserError(f"rejected must be a list of objects, got {_short(rejected)}")
+    task = raw.get("task", "text-classification")
+    if not isinstance(task, str):
+        raise UserError(f"task must be a string, got {_short(task)}")
+    return dict(labels=list(labels), max_length=max_length, variants=found, task=task,
+                tokenizer_file=tokenizer_file, model_inputs=list(inputs), rejected=list(rejected))  # fmt: skip
+
+
 def read_manifest(bundle: str | os.PathLike[str]) -> Manifest:
-    """Read and validate ``BUNDLE/bertdeploy.json``; raise :class:`UserError` on anything malformed."""
+    """Read and validate ``BUNDLE/bertdeploy.json``; raise :class:`UserError` on anything malformed, including a
+    file the manifest names outside the bundle folder."""
+    if not isinstance(bundle, (str, os.PathLike)) or str(bundle) == "":
+        raise UserError(f"a bundle is a folder path, got {_short(bundle)}")
     root = Path(bundle)
     if not root.exists():
         raise UserError(f"bundle not found: {root}")
@@ -104,115 +198,30 @@ def read_manifest(bundle: str | os.PathLike[str]) -> Manifest:
         raise UserError(f"not a bertdeploy bundle (no {MANIFEST_NAME}): {root}")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:
         raise UserError(f"unreadable manifest {path}: {e}") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise UserError(f"{path} is not a bertdeploy manifest (format != {FORMAT!r})")
-    if int(raw.get("format_version", 0)) > FORMAT_VERSION:
-        raise UserError(f"{path} has format_version {raw['format_version']}; upgrade bertdeploy")
+    version = raw.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise UserError(f"malformed manifest {path}: format_version must be an integer, got {_short(version)}")
+    if version > FORMAT_VERSION:
+        raise UserError(f"{path} has format_version {version}; upgrade bertdeploy")
     try:
-        tok = raw.get("tokenizer", {})
-        return Manifest(
-            labels=list(raw["labels"]),
-            max_length=int(raw["max_length"]),
-            variants=[Variant.from_dict(v) for v in raw.get("variants", [])],
-            task=raw.get("task", "text-classification"),
-            tokenizer_file=tok.get("file", "tokenizer.json") if isinstance(tok, dict) else "tokenizer.json",
-            model_inputs=list(raw.get("model_inputs", ["input_ids", "attention_mask"])),
-            rejected=list(raw.get("rejected", [])),
-            raw=raw,
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"malformed manifest {path}: {e!r}") from None
+        return Manifest(**_manifest_fields(raw, root), raw=raw)
+    except UserError as e:
+        raise UserError(f"malformed manifest {path}: {e}") from None
 
 
 def verify_variant(bundle: str | os.PathLike[str], variant: Variant) -> Path:
-    """Return the variant's path after checking that it exists and its sha256 matches the manifest."""
-    path = Path(bundle) / variant.file
+    """Return the variant's path (inside the bundle, symlinks followed) after checking that it exists and its
+    sha256 matches the manifest."""
+    path = resolve_inside(bundle, variant.file, f"variant {variant.name!r} file")
     if not path.is_file():
-        raise UserError(f"variant {variant.name!r}: file missing: {path}")
+        raise UserError(f"variant {variant.name!r}: file missing: {Path(bundle) / variant.file}")
     digest = sha256_file(path)
     if digest != variant.sha256:
         raise UserError(
             f"variant {variant.name!r}: sha256 mismatch for {path} (file changed since export; re-export the bundle)"
         )
     return path
-
-
-def usual_modes(path: str | os.PathLike[str]) -> None:
-    """Give ``path`` (a file, or a folder and everything in it) the modes the umask gives new files.
-
-    ``mkstemp`` / ``mkdtemp`` create 0600 / 0700; what bertdeploy writes is shipped, served or shared, so every
-    atomic writer below calls this before renaming into place.
-    """
-    mask = os.umask(0)
-    os.umask(mask)
-    root = Path(path)
-    paths = [root, *root.rglob("*")] if root.is_dir() else [root]
-    for p in paths:
-        if not p.is_symlink():
-            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
-
-
-def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write JSON atomically (temporary sibling, then rename)."""
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it into place on success, delete it on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        usual_modes(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def check_output_dir(path: str | os.PathLike[str], overwrite: bool, what: str = "output") -> Path:
-    """Validate an output folder before any work starts (so a bad path fails fast, writing nothing)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{what} path exists and is a file: {path}")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"{what} folder already exists and is not empty: {path} (pass --overwrite/--force)")
-    parent = path.parent if str(path.parent) else Path(".")
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise UserError(f"cannot write to {probe} (permission denied)")
-    return path
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
-    """Build a folder in a temporary sibling and rename it into place when the block succeeds.
-
-    An exception (or a kill) inside the block leaves ``path`` untouched; the temporary folder is removed.
-    """
-    path = check_output_dir(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-        usual_modes(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

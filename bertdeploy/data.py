@@ -34,6 +34,9 @@ class DataSpec:
     train_size: int | None = None
     """Stratified, seeded subset of the training split."""
     seed: int = 42
+    unseen_labels: str = "error"
+    """Validation / test labels absent from training: ``error``, ``keep`` (label space from labels.txt, else from
+    every split) or ``drop`` (the rows are removed and counted); see :func:`check_trainable`."""
 
 
 @dataclass
@@ -129,10 +132,14 @@ def _texts(values: list[Any], where: str) -> list[str]:
     return out
 
 
-def _map_labels(raw: dict[str, list[Any]], labels: list[str], label_column: str, where: str) -> list[int]:
+def _map_labels(
+    raw: dict[str, list[Any]], labels: list[str], label_column: str, where: str, unknown: str = "error"
+) -> tuple[list[int], list[int]]:
+    """(label ids, indices of the rows kept): with ``unknown="drop"`` a label outside ``labels`` drops its row,
+    with ``"unseen"`` it is an error that names ``--unseen-labels``, else a plain error."""
     index = {name: i for i, name in enumerate(labels)}
     all_int = all(n.lstrip("-").isdigit() for n in labels)
-    ids = []
+    ids, kept = [], []
     for row, value in enumerate(raw[label_column]):
         name = _as_label_name(value)
         if name == "":
@@ -141,9 +148,17 @@ def _map_labels(raw: dict[str, list[Any]], labels: list[str], label_column: str,
             ids.append(index[name])
         elif not all_int and name.isdigit() and int(name) < len(labels):
             ids.append(int(name))  # integer ids against named labels (labels.txt order)
+        elif unknown == "drop":
+            continue
+        elif unknown == "unseen":
+            raise UserError(
+                f"{where}: label {name!r} (row {row + 1}) never appears in training (labels {labels}); "
+                "pass --unseen-labels keep (the rows count as errors) or drop (the rows are removed)"
+            )
         else:
             raise UserError(f"{where}: label {name!r} (row {row + 1}) is not one of the labels {labels}")
-    return ids
+        kept.append(row)
+    return ids, kept
 
 
 def _infer_labels(train_raw: dict[str, list[Any]], label_column: str) -> list[str]:
@@ -210,17 +225,20 @@ def _load_raw(spec: DataSpec) -> tuple[dict[str, dict[str, list[Any]]], list[str
 
 
 def _load_hub(spec: DataSpec) -> tuple[dict[str, dict[str, list[Any]]], list[str] | None, str]:
+    import contextlib
+
+    from bertdeploy import hub
+
+    hint = "pass a local folder or file with --data"
+    online = hub.require("dataset", spec.path, hint)  # before importing datasets: offline fails at once
     import datasets
 
-    from bertdeploy.hub import hub_reachable, offline_message
-
-    if not hub_reachable():
-        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     try:
-        dsd = datasets.load_dataset(spec.path)
+        with contextlib.nullcontext() if online else hub.offline():
+            dsd = datasets.load_dataset(spec.path)
     except Exception as e:  # noqa: BLE001 - datasets raises many types; all mean "could not load"
-        if not hub_reachable():
-            raise UserError(offline_message("dataset", spec.path, "pass a local folder or file with --data")) from None
+        if not online:
+            raise UserError(hub.offline_message("dataset", spec.path, hint)) from None
         raise UserError(f"cannot load dataset {spec.path!r}: {str(e).splitlines()[0]}") from None
     raw, labels = {}, None
     for name, ds in dsd.items():
@@ -244,18 +262,30 @@ def load_data(spec: DataSpec, labels: list[str] | None = None) -> LoadedData:
     """Load, label-map, validate and split a dataset. ``labels`` (e.g. a trained model's) fixes the label order."""
     raw, file_labels, source = _load_raw(spec)
     notes: list[str] = []
+    inferred = labels is None and file_labels is None
     if labels is None:
         labels = file_labels
     if labels is None:
+        col = spec.label_column
         base = raw.get("train") or next(iter(raw.values()))
-        labels = _infer_labels(base, spec.label_column)
+        if spec.unseen_labels == "keep":  # the label space is every split's
+            base = {col: [v for r in raw.values() for v in r[col]]}
+        labels = _infer_labels(base, col)
     splits: dict[str, dict[str, list[Any]]] = {}
     for name, r in raw.items():
         where = f"{source} [{name}]"
         texts = _texts(r[spec.text_column], where)
         if not texts:
             raise UserError(f"{where}: the split is empty")
-        splits[name] = {"text": texts, "label": _map_labels(r, labels, spec.label_column, where)}
+        unknown = "error"
+        if inferred and name != "train" and "train" in raw:
+            unknown = "drop" if spec.unseen_labels == "drop" else "unseen"
+        ids, kept = _map_labels(r, labels, spec.label_column, where, unknown)
+        if len(kept) < len(texts):
+            notes.append(f"{name}: dropped {len(texts) - len(kept)} row(s) whose label never appears in training")
+            if not kept:
+                raise UserError(f"{where}: every row has a label that never appears in training")
+        splits[name] = {"text": [texts[i] for i in kept], "label": ids}
     if "train" in splits and len(splits) == 1 and spec.test_ratio > 0:
         kept, held = stratified_split(splits["train"]["label"], spec.test_ratio, spec.seed)
         splits["test"] = _take(splits["train"], held)
@@ -273,19 +303,37 @@ def load_data(spec: DataSpec, labels: list[str] | None = None) -> LoadedData:
     return LoadedData(splits=splits, labels=list(labels), source=source, notes=notes)
 
 
-def check_trainable(data: LoadedData) -> None:
-    """Errors that make training meaningless: no train split, a single class, unseen validation labels."""
+def check_trainable(data: LoadedData, unseen_labels: str = "error") -> LoadedData:
+    """Errors that make training meaningless: no train split, a single class; and validation / test labels that
+    never appear in training, handled by ``unseen_labels``: ``error`` (refuse), ``keep`` (the rows stay and count
+    as errors), ``drop`` (the rows are removed from ``data`` and counted in its notes)."""
     if "train" not in data.splits:
         raise UserError(f"{data.source}: no training split")
     seen = set(data.splits["train"]["label"])
     if len(seen) < 2:
         raise UserError(f"{data.source}: the training set has a single class ({data.labels[next(iter(seen))]!r})")
     for name in ("validation", "test"):
-        if name in data.splits:
-            unseen = sorted(set(data.splits[name]["label"]) - seen)
-            if unseen:
-                names = [data.labels[i] for i in unseen]
-                raise UserError(f"{data.source}: {name} label(s) {names} never appear in training")
+        if name not in data.splits:
+            continue
+        split = data.splits[name]
+        unseen = sorted(set(split["label"]) - seen)
+        if not unseen:
+            continue
+        names = [data.labels[i] for i in unseen]
+        rows = [i for i, y in enumerate(split["label"]) if y not in seen]
+        if unseen_labels == "error":
+            raise UserError(
+                f"{data.source}: {name} label(s) {names} never appear in training ({len(rows)} rows); pass "
+                "--unseen-labels keep (the rows count as errors) or drop (the rows are removed)"
+            )
+        if unseen_labels == "drop":
+            if len(rows) == len(split["label"]):
+                raise UserError(f"{data.source}: every {name} row has a label that never appears in training")
+            data.splits[name] = _take(split, [i for i, y in enumerate(split["label"]) if y in seen])
+            data.notes.append(f"{name}: dropped {len(rows)} row(s) with label(s) {names} never seen in training")
+        else:
+            data.notes.append(f"{name}: kept {len(rows)} row(s) with label(s) {names} never seen in training")
+    return data
 
 
 def load_eval_split(

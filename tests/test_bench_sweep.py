@@ -215,9 +215,13 @@ def test_output_folder_rules(tmp_path, tiny_bundle, tiny_data_dir):
     out = tmp_path / "o"
     out.mkdir()
     (out / "results.csv").write_text("not ours to resume\n", encoding="utf-8")
-    with pytest.raises(UserError, match="cannot be resumed"):
-        bench(_cfg(out, tiny_bundle, tiny_data_dir))
+    for overwrite in (False, True):  # bench writes only its own files, and --overwrite does not change that
+        with pytest.raises(UserError, match="refusing to write into .* results.csv but no bench results.json"):
+            bench(_cfg(out, tiny_bundle, tiny_data_dir, overwrite=overwrite))
     assert (out / "results.csv").read_text() == "not ours to resume\n"  # nothing touched
+    with pytest.raises(UserError, match="lies inside the input"):
+        bench(_cfg(Path(tiny_bundle) / "bench", tiny_bundle, tiny_data_dir))
+    assert not (Path(tiny_bundle) / "bench").exists()
 
 
 def test_cli_compare(swept, tmp_path):

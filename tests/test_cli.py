@@ -29,7 +29,7 @@ def _run(args):
         (["--model", "bert-colossal"], "unknown model preset"),
         (["--text-column", "sentence"], "no column 'sentence'"),
         (["padding=ragged"], "padding must be one of"),
-        (["--resume"], "no checkpoint"),
+        (["--resume"], "no complete checkpoint"),
     ],
 )
 def test_train_bad_input_is_one_line_exit_2(tiny_model_dir, tiny_data_dir, tmp_path, extra, message):

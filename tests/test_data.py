@@ -119,3 +119,20 @@ def test_padding_waste():
     assert padding_waste([10, 10], 20) == pytest.approx(0.5)
     assert padding_waste([10, 10, 10], None, batch_size=2) == pytest.approx(0.0)
     assert padding_waste([5, 10], None, batch_size=2) == pytest.approx(0.25)
+
+
+def test_unseen_labels_without_labels_txt(tmp_path):
+    """Without labels.txt the label space is train's (error / drop) or every split's (keep)."""
+    write_csv(tmp_path / "train.csv", [("good", "pos"), ("bad", "neg")] * 5)
+    write_csv(tmp_path / "validation.csv", [("good", "pos"), ("meh", "mid"), ("bad", "neg")])
+    with pytest.raises(UserError, match="'mid' .* never appears in training.*--unseen-labels keep"):
+        load_data(DataSpec(str(tmp_path)))
+    kept = load_data(DataSpec(str(tmp_path), unseen_labels="keep"))
+    assert kept.labels == ["mid", "neg", "pos"] and len(kept.splits["validation"]["label"]) == 3
+    check_trainable(kept, "keep")
+    assert any("kept 1 row(s) with label(s) ['mid']" in n for n in kept.notes)
+    dropped = load_data(DataSpec(str(tmp_path), unseen_labels="drop"))
+    assert dropped.labels == ["neg", "pos"] and dropped.splits["validation"]["text"] == ["good", "bad"]
+    assert any("dropped 1 row(s)" in n for n in dropped.notes)
+    with pytest.raises(UserError, match="never appear in training"):
+        check_trainable(kept)  # the default is still to refuse

@@ -196,6 +196,9 @@ def test_failure_midway_leaves_old_bundle_untouched(tiny_model_dir, tiny_data_di
     cfg = dict(run_dir=str(tiny_model_dir), output=str(out), data=str(tiny_data_dir))
     with pytest.raises(UserError, match="not empty"):  # no --force: refused before any work
         export(ExportConfig(**cfg))
+    with pytest.raises(UserError, match="refusing to replace .* not a bertdeploy bundle .*marker"):
+        export(ExportConfig(**cfg, force=True))  # --force replaces only a bundle
+    (out / "bertdeploy.json").write_text('{"format": "bertdeploy-bundle"}', encoding="utf-8")
 
     def boom(*args, **kwargs):
         raise RuntimeError("killed midway")
@@ -203,7 +206,7 @@ def test_failure_midway_leaves_old_bundle_untouched(tiny_model_dir, tiny_data_di
     monkeypatch.setattr(export_bundle, "write_hf_files", boom)  # after the fp32 file was placed in the new bundle
     with pytest.raises(RuntimeError, match="killed midway"):
         export(ExportConfig(**cfg, force=True))
-    assert [p.name for p in out.iterdir()] == ["marker"]
+    assert sorted(p.name for p in out.iterdir()) == ["bertdeploy.json", "marker"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # temporary sibling removed
     new = tmp_path / "new"
     with pytest.raises(RuntimeError):

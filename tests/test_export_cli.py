@@ -152,12 +152,13 @@ def test_explicit_rejection_exits_1_and_keeps_the_rest(tiny_model_dir, tiny_data
     assert (out / "onnx/model_quantized.onnx").is_file() and not (out / "onnx/model_O2.onnx").exists()
 
 
-def test_sigterm_becomes_an_interrupt_during_export():
+def test_sigterm_becomes_an_interrupt_in_every_command():
     import signal
 
-    from bertdeploy.cli.export import _sigterm_as_interrupt
+    from bertdeploy.cli.signals import Terminated, sigterm_as_interrupt
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+    with pytest.raises(Terminated), sigterm_as_interrupt():
         os.kill(os.getpid(), signal.SIGTERM)
+    assert issubclass(Terminated, KeyboardInterrupt)
     assert signal.getsignal(signal.SIGTERM) == before

@@ -15,6 +15,7 @@ LIGHT = (
     "bertdeploy.runtime",
     "bertdeploy.package",
     "bertdeploy.bundle",
+    "bertdeploy.outputs",
     "bertdeploy.variants",
     "bertdeploy.errors",
     "bertdeploy.machine",

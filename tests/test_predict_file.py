@@ -96,6 +96,28 @@ def test_truncation_counted(varied_bundle, tmp_path):
     assert (res.rows, res.truncated) == (2, 1)
 
 
+def test_a_csv_field_longer_than_the_csv_module_default(varied_bundle, tmp_path):
+    """csv's default field limit (131,072 characters) rejected the whole file; the limit is lifted while reading
+    and restored afterwards."""
+    limit = csv.field_size_limit()
+    src = tmp_path / "long.csv"
+    src.write_text("text\n" + "good " * 40_000 + "\nbad\n", encoding="utf-8")
+    res = predict_file(varied_bundle, str(src), str(tmp_path / "o.jsonl"), variant="fp32", threads=1)
+    assert (res.rows, res.truncated) == (2, 1)
+    assert csv.field_size_limit() == limit
+
+
+def test_null_is_skipped_and_other_values_are_an_error(varied_bundle, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "good"}\n{"text": null}\n{"text": ""}\n{"text": "bad"}\n', encoding="utf-8")
+    res = predict_file(varied_bundle, str(src), str(tmp_path / "o.jsonl"), variant="fp32", threads=1)
+    assert (res.rows, res.skipped, res.skipped_lines) == (2, 2, [2, 3])
+    src.write_text('{"text": "good"}\n{"text": 7.5}\n', encoding="utf-8")
+    with pytest.raises(UserError, match="the text at line 2 is a number \\(7.5\\), not a string"):
+        predict_file(varied_bundle, str(src), str(tmp_path / "p.jsonl"), variant="fp32", threads=1)
+    assert not (tmp_path / "p.jsonl").exists()
+
+
 def test_bad_inputs(varied_bundle, tmp_path):
     def run(src, out="out.jsonl", **kw):
         return predict_file(varied_bundle, str(src), str(tmp_path / out), variant="fp32", threads=1, **kw)

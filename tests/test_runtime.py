@@ -65,8 +65,10 @@ def test_load_auto_and_api(tiny_bundle):
     assert clf.providers == ["CPUExecutionProvider"]
     assert clf.labels == ["negative", "neutral", "positive"]
     assert clf.max_length == 128
-    preds = clf.predict(["good great", "bad", ""])
+    preds = clf.predict(["good great", "bad", "meh"])
     assert len(preds) == 3 and all(isinstance(p, Prediction) for p in preds)
+    with pytest.raises(UserError, match="text #2 is empty or blank"):  # the one rule for texts (README)
+        clf.predict(["good great", "bad", ""])
     proba = clf.predict_proba(["good great", "bad"])
     assert proba.shape == (2, 3) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     assert [p.label for p in preds[:2]] == [clf.labels[i] for i in proba.argmax(axis=1)]

@@ -76,13 +76,18 @@ def test_interrupted_run_leaves_no_output_and_resumes(tiny_model_dir, tiny_data_
         train(cfg, on_epoch=die_at_epoch_2)
     assert not (tmp_path / "run").exists(), "an interrupted run leaves no run folder"
     assert list((tmp_path / "run.partial").glob("checkpoint-*"))
-    r = train(_cfg(tiny_model_dir, tiny_data_dir, tmp_path / "run", epochs=2, resume=True))
+    rows = []
+    r = train(_cfg(tiny_model_dir, tiny_data_dir, tmp_path / "run", epochs=2, resume=True), on_epoch=rows.append)
     assert (tmp_path / "run" / "model.safetensors").is_file()
-    assert [e["epoch"] for e in r.history] == [2.0], "resumed at epoch 2, epoch 1 not redone"
+    assert [e["epoch"] for e in r.history] == [1.0, 2.0], "the whole history, across the resume"
+    assert [bool(e.get("from_checkpoint")) for e in rows] == [True, False], "resumed at epoch 2, epoch 1 not redone"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1.0, 2.0] and metrics["speed"]["resumed_from"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "work folder removed after the final rename"
 
 
 def test_resume_without_checkpoint_is_a_user_error(tiny_model_dir, tiny_data_dir, tmp_path):
-    with pytest.raises(UserError, match="no checkpoint"):
+    with pytest.raises(UserError, match="no complete checkpoint"):
         train(_cfg(tiny_model_dir, tiny_data_dir, tmp_path / "run", resume=True))
 
 
@@ -118,3 +123,46 @@ def test_torchrun_two_processes(tiny_model_dir, tiny_data_dir, tmp_path):
     assert not list(tmp_path.glob("run.*")), "no leftovers next to the run"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["n"] == 30
+
+
+def test_overwrite_replaces_only_a_run_and_never_the_data(tiny_model_dir, tiny_data_dir, tmp_path):
+    """Issue 14: `train --data victim --output victim --overwrite` deleted the dataset."""
+    import shutil
+
+    victim = tmp_path / "victim"
+    shutil.copytree(tiny_data_dir, victim)
+    before = sorted(p.name for p in victim.iterdir())
+    with pytest.raises(UserError, match="is the input"):
+        train(_cfg(tiny_model_dir, victim, victim, overwrite=True))
+    with pytest.raises(UserError, match="lies inside the input"):
+        train(_cfg(tiny_model_dir, victim, victim / "run"))
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="refusing to replace .* not a bertdeploy training run"):
+        train(_cfg(tiny_model_dir, tiny_data_dir, notes, overwrite=True))
+    assert sorted(p.name for p in victim.iterdir()) == before and (notes / "notes.txt").read_text() == "mine"
+    partial = tmp_path / "other.partial"  # someone's folder where the work folder would go
+    partial.mkdir()
+    (partial / "keep.txt").write_text("x")
+    with pytest.raises(UserError, match="not the work folder of an interrupted bertdeploy run"):
+        train(_cfg(tiny_model_dir, tiny_data_dir, tmp_path / "other"))
+    assert (partial / "keep.txt").exists()
+
+
+def test_unseen_validation_labels_error_keep_drop(tiny_model_dir, tmp_path):
+    """ATIS-like data: labels.txt lists a label that occurs in validation / test only."""
+    from helpers import TINY_LABELS, tiny_texts, write_csv
+
+    data = tmp_path / "data"
+    write_csv(data / "train.csv", [r for r in tiny_texts(90, seed=1) if r[1] != "neutral"])
+    write_csv(data / "validation.csv", tiny_texts(30, seed=2))
+    write_csv(data / "test.csv", tiny_texts(30, seed=3))
+    (data / "labels.txt").write_text("\n".join(TINY_LABELS) + "\n")
+    with pytest.raises(UserError, match="never appear in training .*--unseen-labels keep .* or drop"):
+        train(_cfg(tiny_model_dir, data, tmp_path / "a"))
+    r = train(_cfg(tiny_model_dir, data, tmp_path / "drop", unseen_labels="drop", train_size=30))
+    assert r.final["n"] == 20 and any("dropped 10 row(s)" in n for n in r.notes)
+    r = train(_cfg(tiny_model_dir, data, tmp_path / "keep", unseen_labels="keep", train_size=30))
+    assert r.final["n"] == 30 and r.labels == TINY_LABELS and any("kept 10 row(s)" in n for n in r.notes)
+    assert not (tmp_path / "a").exists()

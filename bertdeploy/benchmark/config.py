@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -106,8 +107,13 @@ class BenchConfig(Config):
             raise UserError(f"max_length must be between 8 and 8192, got {self.max_length}")
         if self.threads is not None and self.threads < 1:
             raise UserError("threads must be >= 1")
-        if self.min_iterations < 1 or self.min_seconds < 0 or self.warmup_iterations < 0 or self.max_seconds <= 0:
+        for key in ("min_seconds", "max_seconds", "gemm_seconds", "pick_tolerance"):
+            if not math.isfinite(getattr(self, key)) or getattr(self, key) < 0:
+                raise UserError(f"{key} must be a finite number >= 0, got {getattr(self, key)}")
+        if self.min_iterations < 1 or self.warmup_iterations < 0 or self.max_seconds <= 0:
             raise UserError("min_iterations >= 1, min_seconds >= 0, warmup_iterations >= 0, max_seconds > 0")
+        if self.seed < 0 or (self.pick_batch_size is not None and self.pick_batch_size < 1):
+            raise UserError("seed must be >= 0 and pick_batch_size >= 1")
         self.max_accuracy_drop = accuracy_points(self.max_accuracy_drop)
         if self.timing_texts < 1:
             raise UserError("timing_texts must be >= 1")

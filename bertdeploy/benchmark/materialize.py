@@ -5,6 +5,7 @@ texts (with their true token lengths) every block of the target is scored and ti
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,9 @@ def save_preset(target: Target, out: Path, seed: int = 0) -> Path:
     model.config.id2label = dict(enumerate(target.labels))
     model.config.label2id = {name: i for i, name in enumerate(target.labels)}
     tok.model_max_length = max(int(getattr(tok, "model_max_length", 0) or 0), target.max_length)
-    with atomic_dir(out, overwrite=True) as tmp:
+    if out.is_dir():  # incomplete: our own scratch in the sweep's work folder
+        shutil.rmtree(out)
+    with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
     return out

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bertdeploy import variants
-from bertdeploy.bundle import MANIFEST_NAME, atomic_dir, read_manifest
+from bertdeploy.bundle import MANIFEST_NAME, atomic_dir, read_manifest, resolve_inside
 from bertdeploy.errors import UserError
 
 
@@ -95,11 +95,12 @@ def copy_variant(
     chosen = manifest.variant(variant)
     others = {v.file for v in variants.VARIANT_TABLE} | {v.file for v in manifest.variants}
     others.discard(chosen.file)
-    with atomic_dir(output, overwrite=overwrite) as tmp:
+    with atomic_dir(output, overwrite=overwrite, kind="bundle", inputs=[src]) as tmp:
         for path in sorted(src.rglob("*")):
             rel = path.relative_to(src).as_posix()
             if path.is_dir() or rel in others or rel == MANIFEST_NAME:
                 continue
+            resolve_inside(src, rel, "bundle file")  # a symlink out of the bundle is not copied along
             if rel.endswith(".onnx_data") and rel[: -len("_data")] in others:
                 continue
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)

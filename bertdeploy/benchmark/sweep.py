@@ -19,6 +19,7 @@ from bertdeploy.benchmark.results import FINISHED, TIMING_KEYS, Cell, Group, Rep
 from bertdeploy.benchmark.targets import Target
 from bertdeploy.errors import UserError
 from bertdeploy.machine import load_average, machine_info, versions
+from bertdeploy.outputs import KINDS, check_inputs, check_output_dir, kind_of
 
 Progress = Callable[[dict[str, Any]], None]
 EVAL_PADDING = "dynamic"
@@ -45,11 +46,31 @@ class Sweep:
         self.report = Report.new(cfg.to_dict())
         self.previous: Report | None = None
         self.done: dict = {}
+        self.created = False
 
     # ------------------------------------------------------------------ setup
-    def _open(self) -> Report:
+    def check_output(self) -> None:
+        """Before any work: the output folder is not a file, not (inside) a target or the data, and the names
+        the sweep writes are either free or ours (a bench ``results.json``): bench never replaces other files."""
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"output path exists and is a file: {self.out}")
+        inputs = [*self.cfg.targets, self.cfg.data]
+        check_inputs(self.out, inputs)
+        if self.cfg.pick_output:
+            pick = Path(self.cfg.pick_output).resolve()
+            if pick == self.out.resolve() or pick in self.out.resolve().parents:
+                raise UserError(f"--pick-output {self.cfg.pick_output} would replace the bench output {self.out}")
+            check_output_dir(self.cfg.pick_output, self.cfg.overwrite, "--pick-output", "bundle", inputs)
+        taken = [n for n in OUTPUTS if (self.out / n).exists()]
+        if taken and kind_of(self.out) != "bench":
+            found = kind_of(self.out)
+            what = f"it is a {KINDS[found].label}" if found else "no bench results.json"
+            raise UserError(
+                f"refusing to write into {self.out}: it holds {', '.join(taken)} but {what}; choose another --output"
+            )
+
+    def _open(self) -> Report:
+        self.check_output()
         resumable = self.cfg.resume and not self.cfg.overwrite
         previous = Report.read(self.out / "results.json") if resumable else None
         ours = [self.out / n for n in OUTPUTS if (self.out / n).exists()]
@@ -58,6 +79,7 @@ class Sweep:
                 raise UserError(f"{self.out} holds earlier results that cannot be resumed (pass --overwrite)")
             for p in ours:
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        self.created = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         report = Report.new(self.cfg.to_dict())
         self.previous = previous
@@ -91,6 +113,23 @@ class Sweep:
     def run(self) -> Report:
         targets = resolve_targets(self.cfg)
         self.report = self._open()
+        try:
+            return self._run(targets)
+        except UserError:
+            self._discard_if_nothing_measured()
+            raise
+
+    def _discard_if_nothing_measured(self) -> None:
+        """A sweep refused before its first cell (bad data, a bad column) leaves nothing behind."""
+        if self.previous is not None or self.report.cells:
+            return
+        for name in OUTPUTS:
+            p = self.out / name
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        if self.created and self.out.is_dir() and not any(self.out.iterdir()):
+            self.out.rmdir()
+
+    def _run(self, targets: list[Target]) -> Report:
         plans = [(t, plan(self.cfg, t)) for t in targets]
         order = {key: i for i, key in enumerate(k for _, blocks in plans for b in blocks for k in b.cells)}
         self.report.cells = [c for k, c in self.done.items() if k in order]

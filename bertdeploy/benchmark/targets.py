@@ -208,7 +208,7 @@ def load_eval_set(
         scored = texts[: min(eval_limit or SYNTHETIC_EVAL, SYNTHETIC_EVAL)]
         return EvalSet(scored, None, "synthetic", texts, f"synthetic ({target.max_length} tokens)")
     if target.kind == "preset":
-        loaded = load_data(DataSpec(path=str(path), text_column=tcol, label_column=lcol))
+        loaded = load_data(DataSpec(path=str(path), text_column=tcol, label_column=lcol, unseen_labels="keep"))
         target.labels = loaded.labels
         split = loaded.eval_split if loaded.eval_split in loaded.splits else next(iter(loaded.splits))
         texts, ids = loaded.splits[split]["text"], loaded.splits[split]["label"]

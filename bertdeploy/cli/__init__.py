@@ -12,17 +12,31 @@ from bertdeploy.errors import UserError
 
 
 class _Group(click.Group):
-    """Turns a :class:`UserError` into one line on stderr and exit code 2 (no traceback)."""
+    """Turns a :class:`UserError`, a bad option and a full disk into one line on stderr and exit code 2;
+    SIGTERM is handled like Ctrl-C (``cli/signals.py``): exit 143, resp. 130, after the cleanup ran."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
+        from bertdeploy.cli.signals import Terminated, sigterm_as_interrupt
+        from bertdeploy.outputs import DISK_ERRNOS
+
         try:
-            return super().invoke(ctx)
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
         except UserError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+        except click.UsageError as e:  # a bad option of a command: one line too
+            where = e.ctx.command_path if e.ctx else ctx.command_path
+            click.echo(f"error: {e.format_message()} (see {where} --help)", err=True)
+            ctx.exit(2)
+        except OSError as e:
+            if e.errno not in DISK_ERRNOS:
+                raise
+            click.echo(f"error: {e.strerror}: {e.filename or 'while writing'}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt as e:
+            click.echo("terminated" if isinstance(e, Terminated) else "interrupted", err=True)
+            ctx.exit(143 if isinstance(e, Terminated) else 130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

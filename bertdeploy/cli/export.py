@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -15,24 +13,6 @@ from bertdeploy.machine import ISAS
 
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C while exporting, so the temporary bundle and scratch files are cleaned up."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (e.g. called from a worker): leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Console (imported lazily)
@@ -152,7 +132,7 @@ def command(
         options["required"] = explicit
     config = ExportConfig.load(config_file, options, overrides)
     err = Console(stderr=True)
-    with _sigterm_as_interrupt(), err.status("exporting") as status:
+    with err.status("exporting") as status:
         result = export(config, progress=lambda msg: status.update(msg))
     render(result, Console())
     failed = result.failed_required

@@ -29,6 +29,11 @@ from bertdeploy.cli import render
 @click.option("--from-scratch", is_flag=True, default=None, help="Random init from the model's config.")
 @click.option("--metric", help="Metric that picks the best checkpoint (default f1_macro).")
 @click.option("--early-stopping", type=int, help="Stop after N epochs without improvement.")
+@click.option(
+    "--unseen-labels",
+    type=click.Choice(["error", "keep", "drop"]),
+    help="Validation/test labels never seen in training: error (default), keep (they count as errors), drop.",
+)
 @click.option("--resume", is_flag=True, default=None, help="Continue from the last checkpoint of an interrupted run.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing run folder.")
 @click.option("--recipe", type=click.Path(dir_okay=False), help="YAML recipe (may hold a grid).")

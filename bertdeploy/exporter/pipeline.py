@@ -13,7 +13,6 @@ pass the gate (:mod:`bertdeploy.exporter.gate`) go into the bundle, the others a
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from bertdeploy import bundle as bundle_mod
 from bertdeploy import variants
 from bertdeploy.errors import UserError
 from bertdeploy.exporter.config import ExportConfig
+from bertdeploy.outputs import scratch_dir
 from bertdeploy.variants import VariantSpec
 
 
@@ -69,11 +69,13 @@ def _check_paths(config: ExportConfig) -> tuple[Path, Path]:
     from bertdeploy.exporter.source import check_folder
 
     run_dir = check_folder(config.run_dir).resolve()
-    out = bundle_mod.check_output_dir(config.output, config.force, what="bundle")
-    resolved = out.resolve()
-    if resolved == run_dir or resolved in run_dir.parents:
-        raise UserError(f"the bundle cannot replace the run folder or contain it: {out}")
+    out = bundle_mod.check_output_dir(config.output, config.force, "bundle", kind="bundle", inputs=_inputs(config))
     return run_dir, out
+
+
+def _inputs(config: ExportConfig) -> list[str | None]:
+    """What the bundle must not be, contain or lie inside."""
+    return [config.run_dir, config.data]
 
 
 def _row(name: str, **kw: Any) -> dict[str, Any]:
@@ -191,8 +193,8 @@ def export(config: ExportConfig, progress: Callable[[str], None] | None = None) 
     rows: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
     with (
-        bundle_mod.atomic_dir(out, overwrite=config.force) as root,
-        tempfile.TemporaryDirectory(prefix="bertdeploy-export-") as tmp,
+        bundle_mod.atomic_dir(out, overwrite=config.force, kind="bundle", inputs=_inputs(config)) as root,
+        scratch_dir("export") as tmp,
     ):
         fp32_path, not_pruned = _export_base(config, source, Path(tmp), say)
         if config.cls_only and not_pruned:

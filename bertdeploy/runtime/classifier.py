@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import os
 import warnings
 from collections import deque
@@ -158,13 +159,16 @@ class Classifier:
             raise UserError(f"chunk_size must be >= 1, got {chunk_size}")
         if isinstance(texts, str):
             texts = [texts]
+        if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+            raise UserError(f"texts must be an iterable of strings, got {type(texts).__name__}")
         it = iter(texts)
         while chunk := list(itertools.islice(it, chunk_size)):
             yield from self.predict(chunk, top_k=top_k)  # type: ignore[misc]
 
     def to_predictions(self, proba: np.ndarray, top_k: int = 1) -> list[Prediction] | list[list[Prediction]]:
-        if not isinstance(top_k, int) or top_k < 1:
+        if not isinstance(top_k, numbers.Integral) or isinstance(top_k, bool) or top_k < 1:
             raise UserError(f"top_k must be an integer >= 1, got {top_k!r}")
+        top_k = int(top_k)
         labels = self.labels
         if top_k == 1:
             best = proba.argmax(axis=1)
@@ -184,9 +188,32 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _as_list(texts: Sequence[str] | str) -> list[str]:
+    """``texts`` as a list of plain ``str`` (``np.str_`` and other ``str`` subclasses are accepted; a lone string
+    is one text). Anything else, and an empty or blank text, is a :class:`UserError` (see :func:`check_texts`)."""
     if isinstance(texts, str):
-        return [texts]
-    return texts if isinstance(texts, list) else list(texts)
+        texts = [texts]
+    elif isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+        raise UserError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
+    return check_texts(texts if isinstance(texts, list) else list(texts))
+
+
+def check_texts(texts: list[object]) -> list[str]:
+    """The one rule for texts, shared by the API and the file predictor: every text is a ``str`` (subclasses are
+    converted) holding something besides whitespace. An empty text is never classified: the API raises
+    :class:`UserError` naming its index; ``predict_file`` skips such records and reports their lines."""
+    out: list[str] | None = None
+    for i, t in enumerate(texts):
+        if type(t) is not str:
+            if not isinstance(t, str):
+                raise UserError(f"text #{i} is {type(t).__name__}, not str")
+            if out is None:
+                out = [str(x) for x in texts[:i]]
+            t = str(t)
+        if not t or t.isspace():
+            raise UserError(f"text #{i} is empty or blank; bertdeploy does not classify empty texts")
+        if out is not None:
+            out.append(t)
+    return out if out is not None else texts  # type: ignore[return-value]
 
 
 def load(
@@ -238,10 +265,12 @@ def load(
 
 def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Classifier:
     """:func:`load` with its settings as a :class:`~bertdeploy.runtime.options.LoadOptions`."""
+    manifest = _bundle.read_manifest(bundle)  # first: it also checks that ``bundle`` is a path
     root = Path(bundle)
-    manifest = _bundle.read_manifest(root)
+    if not isinstance(options, LoadOptions):
+        raise UserError(f"options must be a LoadOptions, got {type(options).__name__}")
     name, device_id = _session.parse_device(options.device)
-    tokenizer_path = root / manifest.tokenizer_file
+    tokenizer_path = _bundle.resolve_inside(root, manifest.tokenizer_file, "tokenizer file")
     if not tokenizer_path.is_file():
         raise UserError(f"bundle {root} has no tokenizer file {manifest.tokenizer_file}")
     encoder = TextEncoder(tokenizer_path, manifest.max_length)

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from bertdeploy.bundle import atomic_file
 from bertdeploy.errors import UserError
+from bertdeploy.outputs import check_inputs
 from bertdeploy.runtime.readers import Chunk
 
 ENGINES = ("local", "ray")
@@ -61,16 +62,28 @@ class PredictFileResult:
 
 
 def split_empty(chunk: Chunk, result: PredictFileResult) -> tuple[list[str], list[Any]]:
-    """The non-empty texts of ``chunk`` (non-strings from jsonl / parquet are converted with ``str``) and
-    their keys; empty ones are recorded in ``result``."""
+    """The texts of ``chunk`` that are classified, and their keys.
+
+    The rule for texts (the same as the API's, :func:`bertdeploy.runtime.classifier.check_texts`): an empty or
+    blank text, a missing one (JSON ``null``, a parquet null) is never classified: it is skipped and its line
+    recorded in ``result``. A value that is not a string (a JSON number, list or object; a numeric parquet
+    column) is a :class:`UserError` naming its line; ``str`` subclasses are taken as text.
+    """
     texts, keys = [], []
     for text, key, line in zip(chunk.texts, chunk.keys, chunk.lines):
-        if text is None or (isinstance(text, float) and text != text) or not str(text).strip():
+        if not isinstance(text, str) and text is not None and not (isinstance(text, float) and text != text):
+            kind = {bool: "boolean", int: "number", float: "number", list: "list", dict: "object"}
+            shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
+            raise UserError(
+                f"{result.input}: the text at {result.skipped_unit} {line} is a "
+                f"{kind.get(type(text), type(text).__name__)} ({shown}), not a string"
+            )
+        if text is None or not isinstance(text, str) or not text.strip():
             result.skipped += 1
             if len(result.skipped_lines) < MAX_REPORTED:
                 result.skipped_lines.append(line)
             continue
-        texts.append(text if isinstance(text, str) else str(text))
+        texts.append(text if type(text) is str else str(text))
         keys.append(key)
     return texts, keys
 
@@ -89,10 +102,12 @@ def open_output(path: str) -> Iterator[IO[str]]:
         yield f
 
 
-def check_paths(input: str, output: str) -> None:
+def check_paths(input: str, output: str, bundle: str | None = None) -> None:
+    """The output must not be the input nor lie inside the bundle; its folder must exist and be writable."""
     if input != "-" and output != "-" and Path(input).resolve() == Path(output).resolve():
         raise UserError("output would overwrite the input; choose another --output")
     if output != "-":
+        check_inputs(output, [bundle], "output")
         parent = Path(output).resolve().parent
         if not parent.is_dir():
             raise UserError(f"output folder does not exist: {parent}")

@@ -52,11 +52,19 @@ def predict_file(
     ``probabilities`` one column per label. ``engine="ray"`` runs the same on Ray Data with ``workers`` actors
     (one session each).
     """
+    for name, value in (("bundle", bundle), ("input", input), ("output", output)):
+        if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+            raise UserError(f"{name} must be a path (input / output: or '-'), got {value!r}")
     input, output = str(input), str(output)
     if engine not in ENGINES:
         raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if not isinstance(chunk_size, int) or chunk_size < 1:
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise UserError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise UserError(f"workers must be >= 1, got {workers!r}")
+    for name, value in (("text_column", text_column), ("id_column", id_column)):
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"{name} must be a column name, got {value!r}")
     if options is not None and load_options:
         raise UserError(f"pass either options= or load keywords, not both ({', '.join(load_options)})")
     options = options or _options(load_options)
@@ -71,7 +79,7 @@ def predict_file(
         probabilities,
         chunk_size,
     )
-    check_paths(input, output)
+    check_paths(input, output, job.bundle)
     if input != "-" and not Path(input).is_file():
         raise UserError(f"input not found: {input}")
     if engine == "ray":

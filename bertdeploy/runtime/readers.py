@@ -191,9 +191,15 @@ def iter_chunks(
         raise UserError(f"input is empty (no records): {path}")
 
 
+#: the csv module's field limit while a file is read (its default, 131,072 characters, would reject a whole file
+#: for one long text; the runtime truncates to max_length tokens anyway). Restored when reading ends.
+CSV_FIELD_LIMIT = 2**31 - 1
+
+
 def _text_chunks(path: str, fmt: str, text_column: str, id_column: str | None, chunk_size: int):
     f = _open_text(path)
     line = 0
+    field_limit = csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     try:
         if fmt in ("csv", "tsv"):
             records = _delimited(f, "," if fmt == "csv" else "\t", text_column, id_column, path)
@@ -209,6 +215,7 @@ def _text_chunks(path: str, fmt: str, text_column: str, id_column: str | None, c
     except csv.Error as e:
         raise UserError(f"{path}: malformed {fmt} after line {line}: {e}") from None
     finally:
+        csv.field_size_limit(field_limit)
         if path == "-":
             f.detach()  # closing the wrapper would close the process's stdin
         else:

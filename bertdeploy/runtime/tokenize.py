@@ -59,10 +59,13 @@ class TextEncoder:
         self.pad_id = int(pad_id)
 
     def encode(self, texts: Sequence[str]) -> Encoded:
-        """Encode ``texts`` (strings only; raises :class:`UserError` naming the first non-string)."""
+        """Encode ``texts`` (strings only, ``str`` subclasses such as ``np.str_`` converted; raises
+        :class:`UserError` naming the first non-string)."""
         if not all(type(t) is str for t in texts):
-            bad = next(i for i, t in enumerate(texts) if not isinstance(t, str))
-            raise UserError(f"text #{bad} is {type(texts[bad]).__name__}, not str")
+            bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+            if bad is not None:
+                raise UserError(f"text #{bad} is {type(texts[bad]).__name__}, not str")
+            texts = [str(t) for t in texts]
         encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         total = int(lengths.sum())

@@ -13,26 +13,57 @@ from transformers.trainer_callback import ProgressCallback
 EpochHook = Callable[[dict[str, Any]], None]
 
 
+def epoch_row(logs: dict[str, Any], step: int, losses: list[float], lr: float | None) -> dict[str, Any]:
+    """One history row from an evaluation's logs, the training losses logged since the previous one and the
+    learning rate last logged."""
+    return {
+        "epoch": round(float(logs.get("epoch") or 0), 2),
+        "step": step,
+        "train_loss": sum(losses) / len(losses) if losses else None,
+        **{k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")},
+        "learning_rate": lr,
+    }
+
+
+def rows_from_log_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history rows of the epochs a checkpoint's ``trainer_state.json`` remembers (``from_checkpoint``)."""
+    rows, losses, lr = [], [], None
+    for entry in log_history:
+        if "learning_rate" in entry:
+            lr = float(entry["learning_rate"])
+        if "loss" in entry:
+            losses.append(float(entry["loss"]))
+        if "eval_loss" in entry:
+            rows.append({**epoch_row(entry, int(entry.get("step", 0)), losses, lr), "from_checkpoint": True})
+            losses = []
+    return rows
+
+
 class EpochRecorder(TrainerCallback):
-    """Collects ``history`` rows: epoch, train_loss (mean of the losses logged that epoch), eval_* scores."""
+    """Collects ``history`` rows: epoch, train_loss (mean of the losses logged that epoch), eval_* scores.
+
+    On a resumed run the epochs before the checkpoint are read back from its trainer state (marked
+    ``from_checkpoint``), so the history is always the whole run's."""
 
     def __init__(self, on_epoch: EpochHook | None = None) -> None:
         self.history: list[dict[str, Any]] = []
         self._losses: list[float] = []
         self._on_epoch = on_epoch
 
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D401 - Trainer hook
+        if state.log_history and not self.history and state.is_world_process_zero:
+            self.history = rows_from_log_history(state.log_history)
+            for row in self.history:
+                if self._on_epoch:
+                    self._on_epoch(row)
+
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D401 - Trainer hook
         logs = logs or {}
         if "loss" in logs:
             self._losses.append(float(logs["loss"]))
         if "eval_loss" in logs and state.is_world_process_zero:
-            row = {
-                "epoch": round(float(logs.get("epoch", state.epoch or 0)), 2),
-                "step": state.global_step,
-                "train_loss": sum(self._losses) / len(self._losses) if self._losses else None,
-                **{k.removeprefix("eval_"): v for k, v in logs.items() if k.startswith("eval_")},
-                "learning_rate": self._last_lr(state),
-            }
+            logs = {**logs, "epoch": logs.get("epoch", state.epoch or 0)}
+            row = epoch_row(logs, state.global_step, self._losses, self._last_lr(state))
             self._losses = []
             self.history.append(row)
             if self._on_epoch:

@@ -15,6 +15,9 @@ PADDING = ("static", "dynamic")
 FREEZE = ("none", "embeddings", "encoder")
 METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro", "loss")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
+UNSEEN_LABELS = ("error", "keep", "drop")
+#: seeds numpy / scikit-learn accept
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -77,6 +80,9 @@ class TrainConfig(Config):
     """Metric that picks the best checkpoint."""
     early_stopping: int | None = None
     """Stop after N evaluations without improvement."""
+    unseen_labels: str = "error"
+    """Validation / test rows whose label never occurs in training: ``error`` (refuse), ``keep`` (they stay and
+    count as errors; the label space comes from labels.txt, else from every split) or ``drop`` (removed, counted)."""
     resume: bool = False
     """Continue from the last checkpoint in ``OUTPUT.partial``."""
     overwrite: bool = False
@@ -89,19 +95,48 @@ class TrainConfig(Config):
     """DataLoader worker processes."""
 
     def __post_init__(self) -> None:
-        for key, allowed in (("padding", PADDING), ("freeze", FREEZE), ("metric", METRICS), ("scheduler", SCHEDULERS)):
+        choices = (("padding", PADDING), ("freeze", FREEZE), ("metric", METRICS), ("scheduler", SCHEDULERS),
+                   ("unseen_labels", UNSEEN_LABELS))  # fmt: skip
+        for key, allowed in choices:
             if getattr(self, key) not in allowed:
                 raise UserError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
-        if not (self.epochs > 0 and math.isfinite(self.epochs)) or self.batch_size < 1 or not self.lr > 0:
-            raise UserError("epochs, batch_size and lr must be positive")
-        if not 0 <= self.warmup_ratio < 1:
-            raise UserError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        finite = ("epochs", "lr", "weight_decay", "warmup_ratio", "adam_beta1", "adam_beta2", "adam_epsilon",
+                  "max_grad_norm", "val_ratio", "test_ratio")  # fmt: skip
+        for key in finite:
+            if not math.isfinite(getattr(self, key)):
+                raise UserError(f"{key} must be a finite number, got {getattr(self, key)}")
+        if not (self.epochs > 0 and self.batch_size >= 1 and self.lr > 0 and self.eval_batch_size >= 1):
+            raise UserError("epochs, batch_size, eval_batch_size and lr must be positive")
+        self._check_ranges()
+        if isinstance(self.report_to, str):
+            self.report_to = [self.report_to]
+
+    def _check_ranges(self) -> None:
+        ranges = (
+            ("warmup_ratio", 0, 1, "[0, 1)"),
+            ("val_ratio", 0, 1, "(0, 1)"),
+            ("test_ratio", 0, 1, "[0, 1)"),
+            ("adam_beta1", 0, 1, "[0, 1)"),
+            ("adam_beta2", 0, 1, "[0, 1)"),
+        )
+        for key, lo, hi, shown in ranges:
+            value = getattr(self, key)
+            if not (lo <= value < hi) or (shown.startswith("(") and value == lo):
+                raise UserError(f"{key} must be in {shown}, got {value}")
+        if self.val_ratio + self.test_ratio >= 1:
+            raise UserError(f"val_ratio + test_ratio must be below 1, got {self.val_ratio} + {self.test_ratio}")
+        if self.weight_decay < 0 or self.adam_epsilon <= 0 or self.max_grad_norm <= 0:
+            raise UserError("weight_decay must be >= 0, adam_epsilon and max_grad_norm > 0")
         if not 8 <= self.max_length <= 512:
             raise UserError(f"max_length must be in [8, 512], got {self.max_length}")
         if self.train_size is not None and self.train_size < 2:
             raise UserError(f"train_size must be at least 2, got {self.train_size}")
-        if isinstance(self.report_to, str):
-            self.report_to = [self.report_to]
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
+        if self.early_stopping is not None and self.early_stopping < 1:
+            raise UserError(f"early_stopping must be >= 1 (evaluations without improvement), got {self.early_stopping}")
+        if self.logging_steps < 1 or self.num_workers < 0:
+            raise UserError("logging_steps must be >= 1 and num_workers >= 0")
 
 
 @dataclass

@@ -64,7 +64,7 @@ def data_stats(
     """Compute :class:`DataStats` for a dataset with ``model``'s tokenizer; write the histogram to ``plot``."""
     from bertdeploy.training.models import load_tokenizer, resolve
 
-    loaded = load_data(DataSpec(data, text_column, label_column, val_ratio=0.1))
+    loaded = load_data(DataSpec(data, text_column, label_column, val_ratio=0.1, unseen_labels="keep"))
     ms = resolve(model)
     tok = load_tokenizer(None if ms.kind != "preset" else "minilm-l6", ms)
     split = "train" if "train" in loaded.splits else next(iter(loaded.splits))

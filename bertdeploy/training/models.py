@@ -80,20 +80,30 @@ def preset_config(name: str, num_labels: int, id2label: dict[int, str] | None = 
     )
 
 
+_HUB_HINT = "pass a local folder, 'minilm-l6' or a preset"
+
+
+def check_hub(*specs: str | None) -> None:
+    """Fail at once (one line) for a Hub model / tokenizer id when the Hub is unreachable and the id not cached."""
+    for spec in specs:
+        if spec and (ms := resolve(spec)).kind == "hub":
+            _hub_kwargs(ms)
+
+
 def _hub_kwargs(spec: ModelSpec) -> dict[str, Any]:
     """Use the local cache when the Hub is unreachable; fail with one line when the model is not cached."""
     if spec.kind != "hub":
         return {}
-    from bertdeploy.hub import hub_reachable
+    from bertdeploy import hub
 
-    return {} if hub_reachable() else {"local_files_only": True}
+    return {} if hub.require("model", spec.location, _HUB_HINT) else {"local_files_only": True}
 
 
 def _hub_error(spec: ModelSpec, e: Exception) -> UserError:
     from bertdeploy.hub import hub_reachable, offline_message
 
     if spec.kind == "hub" and not hub_reachable():
-        return UserError(offline_message("model", spec.location, "pass a local folder, 'minilm-l6' or a preset"))
+        return UserError(offline_message("model", spec.location, _HUB_HINT))
     first = (str(e).strip().splitlines() or [type(e).__name__])[0]
     return UserError(f"cannot load model {spec.name!r}: {first}")
 

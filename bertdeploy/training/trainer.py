@@ -22,6 +22,8 @@ from bertdeploy.bundle import atomic_dir, check_output_dir
 from bertdeploy.data import DataSpec, LoadedData, check_trainable, load_data
 from bertdeploy.errors import UserError
 from bertdeploy.machine import versions
+from bertdeploy.outputs import check_inputs, disk_errors
+from bertdeploy.training import checkpoints
 from bertdeploy.training.config import TrainConfig
 
 
@@ -109,33 +111,41 @@ class Prepared:
     model_info: dict[str, Any]
     trainable: int
     datasets: Any
+    incomplete: list[str] = field(default_factory=list)
+    """Checkpoints of the work folder a kill left half-written (removed before training)."""
+
+
+def inputs(config: TrainConfig) -> list[str | None]:
+    """What the run folder (and its work folder) must not be, contain or lie inside."""
+    return [config.data, config.model, config.tokenizer]
 
 
 def prepare(config: TrainConfig) -> Prepared:
     """Every check that can fail on the user's input, then data, model, tokenizer and tokenized splits."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    from bertdeploy.training.models import freeze, load_classifier
+    from bertdeploy.training.models import check_hub, freeze, load_classifier
 
     if not config.output:
         raise UserError("an output folder is required (--output)")
     out = Path(config.output)
     work = out.with_name(out.name + ".partial")
     if _is_rank0():
-        check_output_dir(out, config.overwrite, "output")
-    last = get_last_checkpoint(str(work)) if work.is_dir() else None
+        check_output_dir(out, config.overwrite, "output", kind="run", inputs=inputs(config))
+        check_inputs(work, inputs(config))
+    last, incomplete = checkpoints.find(work)
     if config.resume and last is None:
-        raise UserError(f"--resume: no checkpoint to resume from in {work}")
+        skipped = f" ({', '.join(incomplete)} incomplete: killed while saving)" if incomplete else ""
+        raise UserError(f"--resume: no complete checkpoint to resume from in {work}{skipped}")
     if not config.data:
         raise UserError("a dataset is required (--data)")
+    check_hub(config.model, config.tokenizer)
     spec = DataSpec(config.data, config.text_column, config.label_column, config.val_ratio, config.test_ratio,
-                    config.train_size, config.seed)  # fmt: skip
+                    config.train_size, config.seed, config.unseen_labels)  # fmt: skip
     data = load_data(spec)
-    check_trainable(data)
+    check_trainable(data, config.unseen_labels)
     model, tok, info = load_classifier(config.model, data.labels, config.from_scratch, config.tokenizer, config.seed)
     trainable = freeze(model, config.freeze)
     ds = tokenize(data, tok, config.max_length, config.padding)
-    return Prepared(out, work, last, data, model, tok, info, trainable, ds)
+    return Prepared(out, work, last, data, model, tok, info, trainable, ds, incomplete)
 
 
 def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trainer_class: Any = None) -> Any:
@@ -154,8 +164,10 @@ def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trai
 
     if config.early_stopping:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping)]
-    if _is_rank0() and prep.work.exists() and not config.resume:
-        shutil.rmtree(prep.work)  # a stale, unfinished run: start over
+    if _is_rank0():
+        if prep.work.exists() and not config.resume:
+            checkpoints.discard(prep.work)  # a stale, unfinished run of ours: start over
+        checkpoints.claim(prep.work, prep.incomplete)
     trainer = (trainer_class or Trainer)(
         model=prep.model,
         args=_training_args(config, prep.work),
@@ -178,7 +190,8 @@ def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra:
     from bertdeploy.metrics import classification_metrics
 
     t0 = time.perf_counter()
-    train_out = trainer.train(resume_from_checkpoint=prep.last_checkpoint if config.resume else None)
+    with disk_errors(f"checkpoints to {prep.work}", probe=prep.work):
+        train_out = trainer.train(resume_from_checkpoint=prep.last_checkpoint if config.resume else None)
     wall = time.perf_counter() - t0
     eval_split = prep.data.eval_split
     pred = trainer.predict(prep.datasets[eval_split], metric_key_prefix="final")
@@ -192,6 +205,7 @@ def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra:
         "trainable_params": prep.trainable,
         "total_params": sum(p.numel() for p in prep.model.parameters()),
         "train_rows": len(prep.datasets["train"]),
+        "resumed_from": Path(prep.last_checkpoint).name if config.resume else None,  # speed: the resumed part only
     }
     result = TrainResult(prep.out, recorder.history, final, eval_split, speed, prep.data.labels, prep.data.notes)
     if trainer.is_world_process_zero():
@@ -201,9 +215,9 @@ def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra:
 
 def train(config: TrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     """Fine-tune ``config.model`` on ``config.data`` and write the run folder ``config.output``."""
+    prep = prepare(config)  # first: a bad input fails before transformers is even imported
     from bertdeploy.training.callbacks import EpochRecorder
 
-    prep = prepare(config)
     recorder = EpochRecorder(on_epoch)
     trainer = make_trainer(config, prep, [recorder])
     return fit(config, prep, trainer, recorder)
@@ -215,10 +229,11 @@ def _write_run(result: TrainResult, trainer: Any, config: TrainConfig, prep: Pre
     data = prep.data
     resolved = {
         **config.to_dict(),
+        "output": str(result.output.resolve()),  # where the run lives after the final rename
         "data": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
     }
     train_config = {**resolved, "labels": data.labels, "model_info": prep.model_info, "versions": versions()}
-    with atomic_dir(result.output, overwrite=config.overwrite) as tmp:
+    with atomic_dir(result.output, overwrite=config.overwrite, kind="run", inputs=inputs(config)) as tmp:
         trainer.save_model(str(tmp))
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: the run folder ships none
         prep.tokenizer.save_pretrained(str(tmp))
@@ -227,7 +242,7 @@ def _write_run(result: TrainResult, trainer: Any, config: TrainConfig, prep: Pre
             "epochs": result.history,
             "final": {"split": result.eval_split, **result.final},
             "speed": result.speed,
-            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_step": trainer.state.best_global_step,  # its weights are the model of this folder
             "best_metric": trainer.state.best_metric,
             "data": {
                 "source": data.source,
