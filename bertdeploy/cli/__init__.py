@@ -8,17 +8,24 @@ import sys
 import click
 
 from bertdeploy import __version__
-from bertdeploy.errors import UserError
+from bertdeploy.errors import UserError, missing_extra
 
 
 class _Group(click.Group):
-    """Turns a :class:`UserError` into one line on stderr and exit code 2 (no traceback)."""
+    """Turns a :class:`UserError` into one line on stderr and exit code 2 (no traceback), and so a missing
+    optional dependency too (the commands import the heavy stack lazily: the line names the extra)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except UserError as e:
             click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+        except ImportError as e:
+            missing = missing_extra(e, f"bertdeploy {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "")
+            if missing is None:
+                raise
+            click.echo(f"error: {missing}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -32,9 +39,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from bertdeploy.cli import bench, data, export, predict, quickstart, train
+    from bertdeploy.cli import bench, data, export, predict, quickstart, serve, train
 
-    for module in (quickstart, data, train, export, predict, bench):
+    for module in (quickstart, data, train, export, predict, serve, bench):
         cli.add_command(module.command)
 
 
