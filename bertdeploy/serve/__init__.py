@@ -15,7 +15,7 @@ require("onnxruntime", "cpu")
 for _module in ("starlette", "uvicorn", "prometheus_client"):
     require(_module, "serve")
 
-from bertdeploy.serve.app import app  # noqa: E402
+from bertdeploy.serve.asgi import app  # noqa: E402
 from bertdeploy.serve.options import ServeOptions  # noqa: E402
 from bertdeploy.serve.server import serve  # noqa: E402
 

@@ -23,7 +23,7 @@ from bertdeploy import bundle as _bundle
 from bertdeploy.errors import UserError
 from bertdeploy.machine import usable_cpus
 from bertdeploy.runtime import LoadOptions
-from bertdeploy.serve.app import app
+from bertdeploy.serve.asgi import app
 from bertdeploy.serve.metrics import MULTIPROC_ENV
 from bertdeploy.serve.options import ServeOptions
 
