@@ -28,6 +28,8 @@ _LAZY = {
     "BenchConfig": ("bertdeploy.benchmark", "BenchConfig"),
     "UserError": ("bertdeploy.errors", "UserError"),
 }
+#: the install profile each public function needs (checked before importing it: a missing one is named)
+_PROFILE = {"load": "cpu", "train": "train", "export": "train", "bench": "train"}
 # The implementing modules are named training / exporter / benchmark (not train / export / bench) so that
 # importing them never shadows the functions of the same name re-exported here.
 
@@ -38,8 +40,10 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        from bertdeploy.errors import missing_extra
+        from bertdeploy.errors import missing_extra, require_extra
 
+        if name in _PROFILE:
+            require_extra(_PROFILE[name], f"bertdeploy.{name}")
         module, attr = _LAZY[name]
         try:
             return getattr(importlib.import_module(module), attr)

@@ -46,12 +46,39 @@ def install_hint(extra: str) -> str:
     return f'pip install "bertdeploy[{extra}]"'
 
 
-def require(module: str, extra: str) -> None:
-    """Raise :class:`MissingExtraError` when ``module`` cannot be imported."""
+#: what each profile must make importable, checked up front by the commands that need it (``require_extra``)
+EXTRA_MODULES = {
+    "cpu": ("onnxruntime",),
+    "serve": ("onnxruntime", "starlette", "uvicorn", "prometheus_client"),
+    "train": ("onnxruntime", "torch", "transformers", "optimum", "onnx", "datasets", "sklearn", "matplotlib"),
+}
+
+
+def _importable(module: str) -> bool:
     import importlib.util
 
-    if importlib.util.find_spec(module) is None:
-        raise MissingExtraError(f"{module} is not installed: {install_hint(extra)}")
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ValueError, ImportError):  # a module set to None in sys.modules / a broken parent package
+        return False
+
+
+def _missing(module: str, extra: str, needed_for: str) -> MissingExtraError:
+    who = f"{needed_for} needs {module}, which" if needed_for else module
+    return MissingExtraError(f"{who} is not installed: {install_hint(extra)}")
+
+
+def require(module: str, extra: str, needed_for: str = "") -> None:
+    """Raise :class:`MissingExtraError` when ``module`` cannot be imported (without importing it)."""
+    if not _importable(module):
+        raise _missing(module, extra, needed_for)
+
+
+def require_extra(extra: str, needed_for: str) -> None:
+    """Raise :class:`MissingExtraError` naming the first module of ``extra``'s profile that is not installed
+    (``needed_for``: what needs it, e.g. ``"bertdeploy train"``)."""
+    for module in EXTRA_MODULES[extra]:
+        require(module, EXTRA_OF_MODULE[module], needed_for)
 
 
 def missing_extra(error: ImportError, needed_for: str = "") -> MissingExtraError | None:
@@ -67,5 +94,4 @@ def missing_extra(error: ImportError, needed_for: str = "") -> MissingExtraError
     extra = EXTRA_OF_MODULE.get(top)
     if not isinstance(error, ModuleNotFoundError) or extra is None:
         return None
-    who = f"{needed_for} needs {top}" if needed_for else f"{top} is needed"
-    return MissingExtraError(f"{who}, which is not installed: {install_hint(extra)}")
+    return _missing(top, extra, needed_for)

@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from bertdeploy.errors import require_extra
+
 
 @click.command(name="serve")
 @click.argument("bundle", type=click.Path())
@@ -47,6 +49,7 @@ def command(
     bertdeploy serve models/emotion --port 8080
     curl -s localhost:8080/predict -H 'Content-Type: application/json' -d '{"inputs": "i feel great"}'
     """
+    require_extra("serve", "bertdeploy serve")
     from bertdeploy.runtime import LoadOptions
     from bertdeploy.serve import ServeOptions, serve
 
