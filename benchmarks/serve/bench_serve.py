@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import json
 import os
 import re
@@ -44,13 +45,15 @@ def read_texts(path: Path, limit: int | None) -> list[str]:
     return texts[:limit] if limit else texts
 
 
-def start_server(bundle: str, variant: str, threads: int, batching: bool, max_wait_ms: float) -> tuple:
+def start_server(
+    bundle: str, variant: str, threads: int, batching: bool, max_wait_ms: float, extra: list[str] = ()
+) -> tuple:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "bertdeploy.cli.__main__", "serve", bundle, "--port", str(port)]
     cmd += ["--variant", variant, "--threads", str(threads), "--max-wait-ms", str(max_wait_ms)]
-    cmd += ["--max-queue", "1024"] + ([] if batching else ["--no-batching"])
+    cmd += ["--max-queue", "1024"] + ([] if batching else ["--no-batching"]) + list(extra)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -82,23 +85,51 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def load_run(url: str, pid: int, texts: list[str], clients: int) -> dict:
+class Session:
+    """One client's keep-alive connection: ``httpx.Client``, or the standard library's ``http.client`` (a fraction
+    of httpx's CPU per request, which matters when the client shares the server's cores)."""
+
+    def __init__(self, url: str, kind: str) -> None:
+        self.url, self.kind = url, kind
+
+    def __enter__(self) -> Session:
+        if self.kind == "httpx":
+            self.http = httpx.Client(base_url=self.url, timeout=120)
+        else:
+            host, port = self.url.rsplit("/", 1)[1].split(":")
+            self.http = http.client.HTTPConnection(host, int(port), timeout=120)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def predict(self, text: str) -> tuple[int, str]:
+        body = json.dumps({"inputs": text, "top_k": 1})
+        if self.kind == "httpx":
+            r = self.http.post("/predict", content=body, headers={"Content-Type": "application/json"})
+            return r.status_code, r.text
+        self.http.request("POST", "/predict", body, {"Content-Type": "application/json"})
+        r = self.http.getresponse()
+        return r.status, r.read().decode()
+
+
+def load_run(url: str, pid: int, texts: list[str], clients: int, kind: str = "httpx") -> dict:
     """Each text once, by ``clients`` closed-loop clients; texts/s, latency percentiles, mean batch size, and the
     CPU time the server and the client spent per text (independent of how busy the machine is)."""
     lock, cursor, latencies, errors = threading.Lock(), iter(range(len(texts))), [], []
 
     def client() -> None:
-        with httpx.Client(base_url=url, timeout=120) as http:
+        with Session(url, kind) as http:
             while True:
                 with lock:
                     i = next(cursor, None)
                 if i is None:
                     return
                 start = time.perf_counter()
-                r = http.post("/predict", json={"inputs": texts[i], "top_k": 1})
+                status, body = http.predict(texts[i])
                 took = time.perf_counter() - start
                 with lock:
-                    (latencies if r.status_code == 200 else errors).append(took if r.status_code == 200 else r.text)
+                    (latencies if status == 200 else errors).append(took if status == 200 else body)
 
     before = batch_stats(url)
     threads = [threading.Thread(target=client) for _ in range(clients)]

@@ -25,7 +25,7 @@ from bertdeploy.machine import versions
 from bertdeploy.runtime import Classifier, LoadOptions, load_with
 from bertdeploy.serve.batcher import DynamicBatcher, NotReady, QueueFull
 from bertdeploy.serve.metrics import Metrics
-from bertdeploy.serve.options import ServeOptions
+from bertdeploy.serve.options import ServeOptions, serving_load_options
 from bertdeploy.serve.protocol import RequestError, check_content_type, parse_json, parse_predict, render
 
 _VERSIONS = ("onnxruntime", "onnxruntime-gpu", "tokenizers", "numpy", "starlette", "uvicorn", "prometheus-client")
@@ -44,6 +44,7 @@ def app(
     Args:
         bundle: a folder written by ``bertdeploy export``, or a :class:`Classifier` (not closed by the app).
         load: how to load the bundle (variant, device, threads, model batch size); ignored for a Classifier.
+            Default: :func:`~bertdeploy.serve.options.serving_load_options` (batch size 8, one stream per thread).
         options: limits and dynamic batching (:class:`ServeOptions`).
 
     Mount it in your own service (``Mount("/classifier", app=...)``) or run it: ``uvicorn.run(app(...))``.
@@ -54,7 +55,7 @@ def app(
         loader: Callable[[], Classifier] = lambda: clf  # noqa: E731
         name, owned = str(clf.bundle), False
     else:
-        load = load or LoadOptions()
+        load = serving_load_options(load)
         path = Path(bundle)
         loader, name, owned = (lambda: load_with(path, load)), str(path), True
     return _build(loader, name, options, owned)
@@ -163,6 +164,7 @@ class _Service:
                 max_input_length=clf.max_length,
                 providers=clf.providers,
                 batch_size=clf.policy.batch_size,
+                streams=clf.streams,
                 max_batch_tokens=clf.policy.max_tokens,
             )
         body.update(

@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from bertdeploy.errors import UserError
+from bertdeploy.machine import usable_cpus
+from bertdeploy.runtime.options import LoadOptions
+
+#: rows per model call when serving: a dynamic batch holds a few dozen texts of mixed length; sorted and cut into
+#: calls of <= 8 rows it wastes far less compute on padding than as one call (benchmarks/serve/README.md)
+SERVE_BATCH_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -41,3 +47,12 @@ class ServeOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def serving_load_options(load: LoadOptions | None) -> LoadOptions:
+    """The model settings for serving: ``load`` (default: batch size :data:`SERVE_BATCH_SIZE`) with ``streams``
+    defaulting to one single-threaded model call per thread (a dynamic batch's calls then run side by side)."""
+    load = load or LoadOptions(batch_size=SERVE_BATCH_SIZE)
+    if load.streams is None:
+        load = replace(load, streams=load.threads or usable_cpus())
+    return load

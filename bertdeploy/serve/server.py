@@ -25,7 +25,7 @@ from bertdeploy.machine import usable_cpus
 from bertdeploy.runtime import LoadOptions
 from bertdeploy.serve.asgi import app
 from bertdeploy.serve.metrics import MULTIPROC_ENV
-from bertdeploy.serve.options import ServeOptions
+from bertdeploy.serve.options import SERVE_BATCH_SIZE, ServeOptions, serving_load_options
 
 SPEC_ENV = "BERTDEPLOY_SERVE_SPEC"
 """The app's settings as JSON, for the worker processes of ``workers > 1`` (uvicorn imports the app by name)."""
@@ -46,11 +46,14 @@ def serve(
 
     Raises :class:`UserError` before listening when the bundle, the variant, the port or an option is wrong.
     """
-    load, options = load or LoadOptions(), options or ServeOptions()
+    options = options or ServeOptions()
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise UserError(f"workers must be an integer >= 1, got {workers!r}")
-    if workers > 1 and load.threads is None:
-        load = dataclasses.replace(load, threads=max(1, usable_cpus() // workers))
+    if workers > 1 and (load is None or load.threads is None):
+        load = dataclasses.replace(
+            load or LoadOptions(batch_size=SERVE_BATCH_SIZE), threads=max(1, usable_cpus() // workers)
+        )
+    load = serving_load_options(load)
     manifest = _bundle.read_manifest(bundle)
     if load.variant != "auto":
         manifest.variant(load.variant)
