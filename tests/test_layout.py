@@ -11,7 +11,14 @@ import pytest
 from bertdeploy import variants
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bertdeploy"
-LIGHT = ("bertdeploy.runtime", "bertdeploy.serve", "bertdeploy.bundle", "bertdeploy.variants", "bertdeploy.errors", "bertdeploy.machine")
+LIGHT = (
+    "bertdeploy.runtime",
+    "bertdeploy.serve",
+    "bertdeploy.bundle",
+    "bertdeploy.variants",
+    "bertdeploy.errors",
+    "bertdeploy.machine",
+)
 HEAVY = ("bertdeploy.training", "bertdeploy.exporter", "bertdeploy.benchmark", "bertdeploy.cli")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60

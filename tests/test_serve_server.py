@@ -4,6 +4,7 @@ answers of ``Classifier.predict``, a full queue is a 503 with Retry-After, SIGTE
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -16,13 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import tiny_texts
+from helpers import SlowClassifier, tiny_texts
 
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 
 from bertdeploy.runtime import LoadOptions, load  # noqa: E402
 from bertdeploy.serve import ServeOptions, app  # noqa: E402
+from bertdeploy.serve.asgi import _build  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,19 +110,32 @@ def test_without_batching_every_request_runs_alone(varied_bundle):
 
 
 def test_a_full_queue_answers_503_with_retry_after(varied_bundle):
-    options = ServeOptions(max_queue=1, max_wait_ms=3000, max_batch_texts=64)
-    with running(app(varied_bundle, LoadOptions(variant="fp32", threads=1), options)) as url:
-        with ThreadPoolExecutor(1) as pool:
-            first = pool.submit(httpx.post, f"{url}/predict", json={"inputs": "waits for company"}, timeout=30)
-            deadline = time.monotonic() + 10
-            while _metric(httpx.get(f"{url}/metrics").text, "bertdeploy_queue_depth") < 1:
-                assert time.monotonic() < deadline, "the first request never reached the queue"
-                time.sleep(0.02)
-            second = httpx.post(f"{url}/predict", json={"inputs": "one too many"}, timeout=30)
-            assert second.status_code == 503 and second.headers["retry-after"] == "1"
-            assert second.json()["error_type"] == "overloaded" and "--max-queue 1" in second.json()["error"]
-            assert first.result().status_code == 200
-        assert httpx.post(f"{url}/predict", json={"inputs": "room again"}, timeout=30).status_code == 200
+    release = threading.Event()
+    clf = load(varied_bundle, variant="fp32", threads=1)
+    asgi = _build(lambda: SlowClassifier(clf, release), "slow", ServeOptions(max_queue=1, max_wait_ms=0), False)
+    post = functools.partial(httpx.post, timeout=30)
+    try:
+        with running(asgi) as url, ThreadPoolExecutor(2) as pool:
+            first = pool.submit(post, f"{url}/predict", json={"inputs": "runs (and blocks) first"})
+            _wait_metric(url, "bertdeploy_queue_depth", 0, lambda: asgi.state.batcher.classifier.calls == 2)
+            second = pool.submit(post, f"{url}/predict", json={"inputs": "waits in the queue"})
+            _wait_metric(url, "bertdeploy_queue_depth", 1)
+            third = post(f"{url}/predict", json={"inputs": "one too many"})
+            assert third.status_code == 503 and third.headers["retry-after"] == "1"
+            assert third.json()["error_type"] == "overloaded" and "--max-queue 1" in third.json()["error"]
+            release.set()
+            assert first.result().status_code == 200 and second.result().status_code == 200
+            assert post(f"{url}/predict", json={"inputs": "room again"}).status_code == 200
+    finally:
+        release.set()
+        clf.close()
+
+
+def _wait_metric(url: str, name: str, value: float, also=lambda: True) -> None:
+    deadline = time.monotonic() + 10
+    while _metric(httpx.get(f"{url}/metrics").text, name) != value or not also():
+        assert time.monotonic() < deadline, f"{name} never reached {value}"
+        time.sleep(0.02)
 
 
 def _free_port() -> int:
@@ -135,15 +150,32 @@ def _cli(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+_SLOW_SERVER = """
+import sys
+sys.path.insert(0, {tests!r})
+import uvicorn
+from helpers import SlowClassifier
+from bertdeploy.runtime import load
+from bertdeploy.serve import ServeOptions, asgi
+clf = load({bundle!r}, variant="fp32", threads=1)
+app = asgi._build(lambda: SlowClassifier(clf, delay=1.5), "slow", ServeOptions(), True)
+uvicorn.run(app, host="127.0.0.1", port={port}, timeout_graceful_shutdown=30)
+"""
+
+
 def test_sigterm_finishes_the_requests_in_flight_then_exits(varied_bundle):
+    """uvicorn as ``bertdeploy serve`` runs it (``serve()`` calls ``uvicorn.run(app(...))``), over a model whose
+    calls take 1.5 s, so that SIGTERM arrives while the request is in flight."""
     port = _free_port()
-    proc = _cli(str(varied_bundle), "--port", str(port), "--variant", "fp32", "--threads", "1", "--max-wait-ms", "1500")
+    script = _SLOW_SERVER.format(tests=str(REPO / "tests"), bundle=str(varied_bundle), port=port)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url)
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(httpx.post, f"{url}/predict", json={"inputs": ["in flight", "too"]}, timeout=30)
-            time.sleep(0.4)  # the request now waits in the batcher (max-wait 1.5 s)
+            time.sleep(0.5)  # the request is now inside its 1.5 s model call
             proc.send_signal(signal.SIGTERM)
             response = pending.result()
         assert response.status_code == 200 and len(response.json()) == 2
@@ -155,9 +187,25 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits(varied_bundle):
     # uvicorn (0.54 here) re-raises the signal once drained: exit status "killed by SIGTERM", as systemd expects;
     # older releases exit 0. Either way the request above was answered first.
     assert proc.returncode in (0, -signal.SIGTERM), err
-    assert "Traceback" not in err and "Shutting down" in err
+    assert "Traceback" not in err and "Waiting for connections to close" in err
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/health", timeout=2)
+
+
+def test_bertdeploy_serve_stops_on_sigterm(varied_bundle):
+    port = _free_port()
+    proc = _cli(str(varied_bundle), "--port", str(port), "--threads", "1")
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}")
+        assert httpx.post(f"http://127.0.0.1:{port}/predict", json={"inputs": "hello"}).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err and "Application shutdown complete" in err
 
 
 @pytest.mark.parametrize(

@@ -76,6 +76,7 @@ class DynamicBatcher:
         self._close_classifier = close_classifier
         self._pending: deque[_Job] = deque()
         self._queued_texts = 0
+        self._last_batch_requests = 0
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._main, name="bertdeploy-batcher", daemon=True)
@@ -143,14 +144,19 @@ class DynamicBatcher:
         log.info("ready in %.2f s: %r", self.warmup_seconds, self.classifier)
 
     def _next_batch(self) -> list[_Job] | None:
-        """Block until a batch is due; None once stopping with nothing left."""
+        """Block until a batch is due; None once stopping with nothing left.
+
+        The first request waits up to ``max_wait_ms`` for company only when requests are arriving together (the
+        previous batch held several, or several are queued): a lone client is never delayed. Requests that arrive
+        while a batch runs are queued and join the next one anyway.
+        """
         opts = self.options
         with self._cond:
             while not self._pending and not self._stopping:
                 self._cond.wait()
             if not self._pending:
                 return None
-            if opts.batching:
+            if opts.batching and (self._last_batch_requests > 1 or len(self._pending) > 1):
                 deadline = self._pending[0].queued_at + opts.max_wait_ms / 1000
                 while self._queued_texts < opts.max_batch_texts and not self._stopping:
                     remaining = deadline - time.perf_counter()
@@ -163,6 +169,7 @@ class DynamicBatcher:
                 jobs.append(self._pending.popleft())
                 total += len(jobs[-1].texts)
             self._queued_texts -= total
+            self._last_batch_requests = len(jobs)
             depth = len(self._pending)
         self._observe("queue_depth", depth)
         return jobs

@@ -20,7 +20,8 @@ class ServeOptions:
     """How ``bertdeploy serve`` batches and what it accepts."""
 
     max_wait_ms: float = 5.0
-    """How long the first request of a batch waits for others to join it (0: run at once with what is queued)."""
+    """How long the first request of a batch waits for others to join it, when requests arrive together (the previous
+    batch held several); 0: run at once with what is queued."""
     max_batch_texts: int = 64
     """At most this many texts per dynamic batch (a single larger request still runs alone). The batch is then cut
     into the runtime's length-sorted token-budget model calls (``batch_size`` / ``max_tokens``)."""
