@@ -51,6 +51,13 @@ def _resolve(future: asyncio.Future, value: Any, error: BaseException | None) ->
         future.set_result(value)
 
 
+def _deliver(job: _Job, value: Any, error: BaseException | None) -> None:
+    try:
+        job.loop.call_soon_threadsafe(_resolve, job.future, value, error)
+    except RuntimeError:  # the caller's event loop is closed: nobody is waiting any more
+        pass
+
+
 class DynamicBatcher:
     """Owns the classifier (built by ``loader`` on the worker thread) and the queue in front of it.
 
@@ -185,7 +192,7 @@ class DynamicBatcher:
         except Exception as e:  # delivered to every caller of the batch; the worker keeps serving
             log.exception("inference failed for a batch of %d texts", len(texts))
             for job in jobs:
-                job.loop.call_soon_threadsafe(_resolve, job.future, None, e)
+                _deliver(job, None, e)
             return
         self._observe("inference", time.perf_counter() - start)
         self._observe("batch", len(texts))
@@ -193,4 +200,4 @@ class DynamicBatcher:
         for job in jobs:
             part = logits[offset : offset + len(job.texts)]
             offset += len(job.texts)
-            job.loop.call_soon_threadsafe(_resolve, job.future, part, None)
+            _deliver(job, part, None)
