@@ -236,3 +236,25 @@ def test_bad_serve_options_are_one_line_and_exit_2(varied_bundle, args, needle):
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
     assert err.startswith("error: ") and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_workers_share_the_port_and_metrics_add_up(varied_bundle):
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _cli(str(varied_bundle), "--port", str(port), "--workers", "2", "--threads", "2", "--variant", "fp32")
+    seen: set[int] = set()
+    sent = 0
+
+    def until_both_workers_answered() -> None:
+        nonlocal sent
+        _wait_ready(url)
+        for _ in range(200):
+            assert httpx.post(f"{url}/predict", json={"inputs": ["a", "b"]}).status_code == 200
+            sent += 1
+            seen.add(httpx.get(f"{url}/info").json()["pid"])
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2, "one worker answered every request"
+        assert _metric(httpx.get(f"{url}/metrics").text, "bertdeploy_texts_total") == 2 * sent
+
+    _sigterm(proc, url, before=until_both_workers_answered)

@@ -241,11 +241,12 @@ def table(results: dict) -> str:
 
 def write_readme(results: dict) -> None:
     readme = HERE / "README.md"
-    m = results["machine"]
+    m, cfg = results["machine"], results["config"]
+    extra = f" (serve {cfg['serve_args']})" if cfg.get("serve_args") else ""
     head = (
         f"Measured {results['date']} on {m['cpu']} ({m['usable_cpus']} usable CPUs), {results['config']['threads']} "
         f"threads, variant {results['config']['variant']}, bundle `{results['config']['bundle']}`, client "
-        f"`{results['config']['client']}` {results['config']['serve_args']}, "
+        f"`{cfg['client']}`{extra}, "
         f"load average before / after: {results['load_before']} / {results['load_after']}; "
         f"onnxruntime {results['versions'].get('onnxruntime')}, uvicorn {results['versions'].get('uvicorn')}."
     )
@@ -258,8 +259,9 @@ def write_readme(results: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", required=True)
-    ap.add_argument("--data", required=True, type=Path, help="csv with a text column (every row is sent once)")
+    ap.add_argument("--bundle")
+    ap.add_argument("--data", type=Path, help="csv with a text column (every row is sent once)")
+    ap.add_argument("--report", type=Path, help="only rewrite the README table from this results.json")
     ap.add_argument("--variant", default="qint8")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clients", default="1,8,32")
@@ -270,6 +272,11 @@ def main() -> None:
     ap.add_argument("--serve-args", default="", help="more `bertdeploy serve` options, e.g. '--streams 1'")
     ap.add_argument("--out", type=Path, default=HERE / "results.json")
     args = ap.parse_args()
+    if args.report:
+        write_readme(json.loads(args.report.read_text(encoding="utf-8")))
+        return
+    if not args.bundle or not args.data:
+        ap.error("--bundle and --data are required")
     args.clients = [int(c) for c in args.clients.split(",")]
     texts = read_texts(args.data, args.texts)
     load_before = load_average()
