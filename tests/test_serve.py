@@ -201,3 +201,17 @@ def test_serve_options_are_validated():
         with pytest.raises(UserError):
             ServeOptions(**bad)
     assert np.isclose(ServeOptions(max_wait_ms=0).max_wait_ms, 0.0)
+
+
+def test_mounted_in_another_app_it_starts_on_its_first_request(varied_bundle):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    outer = Starlette(routes=[Mount("/clf", app=app(varied_bundle, LoadOptions(variant="fp32", threads=1)))])
+    with TestClient(outer) as c:  # runs the outer lifespan only
+        for _ in range(200):
+            if c.get("/clf/health").status_code == 200:
+                break
+            threading.Event().wait(0.05)
+        r = c.post("/clf/predict", json={"inputs": "mounted", "top_k": 1})
+        assert r.status_code == 200 and len(r.json()) == 1

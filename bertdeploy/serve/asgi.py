@@ -39,7 +39,8 @@ def app(
     """The ASGI app serving ``bundle`` (a bundle folder, or an already loaded :class:`Classifier`).
 
     The model is loaded (and warmed up) on the batching thread when the app starts (its lifespan), so
-    ``/health`` answers 503 until it is ready; stopping the app finishes the queued requests first.
+    ``/health`` answers 503 until it is ready; stopping the app finishes the queued requests first. Mounted in
+    another Starlette app (whose lifespan does not run a mounted app's), it starts on its first request instead.
 
     Args:
         bundle: a folder written by ``bertdeploy export``, or a :class:`Classifier` (not closed by the app).
@@ -107,6 +108,7 @@ class _Service:
         self.batcher, self.stats, self.options, self.name = batcher, metrics, options, name
 
     async def predict(self, request: Request) -> Response:
+        self.batcher.start()  # a no-op once started: for an app mounted without its lifespan
         start, error_type = time.perf_counter(), None
         try:
             check_content_type(request.headers.get("content-type"))
@@ -147,6 +149,7 @@ class _Service:
 
     async def health(self, request: Request) -> Response:
         b = self.batcher
+        b.start()
         if b.ready:
             self._count("health", 200)
             return JSONResponse({"status": "ready", "warmup_seconds": b.warmup_seconds})

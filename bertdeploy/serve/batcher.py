@@ -90,7 +90,10 @@ class DynamicBatcher:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        """Start the worker (it loads the model first); calling it again does nothing."""
+        with self._cond:
+            if self._thread.ident is None:
+                self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Finish every queued request, then stop the worker (and close the classifier it loaded)."""
