@@ -2,7 +2,7 @@
 # torch is installed first, pinned to the CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
 PYTHON ?= python3
 PIP = $(PYTHON) -m pip
-EXTRAS ?= cpu,ray,dev
+EXTRAS ?= cpu,train,serve,ray,dev
 
 .PHONY: install quickstart test lint
 install:

@@ -29,6 +29,8 @@ _LAZY = {
     "LoadOptions": ("bertdeploy.runtime", "LoadOptions"),
     "UserError": ("bertdeploy.errors", "UserError"),
 }
+#: the install profile each public function needs (checked before importing it: a missing one is named)
+_PROFILE = {"load": "cpu", "train": "train", "export": "train", "bench": "train"}
 # The implementing modules are named training / exporter / benchmark (not train / export / bench) so that
 # importing them never shadows the functions of the same name re-exported here.
 
@@ -39,6 +41,16 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
+        from bertdeploy.errors import missing_extra, require_extra
+
+        if name in _PROFILE:
+            require_extra(_PROFILE[name], f"bertdeploy.{name}")
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as e:  # the install profile lacks what this function needs: name the extra
+            missing = missing_extra(e, f"bertdeploy.{name}")
+            if missing is None:
+                raise
+            raise missing from None
     raise AttributeError(f"module 'bertdeploy' has no attribute {name!r}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import time
 from pathlib import Path
 
 ASSETS = Path(__file__).parent / "assets"
@@ -68,3 +69,22 @@ def build_tiny_model(path: Path, num_labels: int = 3, seed: int = 0, **config_ov
     model.save_pretrained(path, safe_serialization=True)
     tok.save_pretrained(path)
     return path
+
+
+class SlowClassifier:
+    """Wraps a runtime ``Classifier`` so that every model call after the first (the server's warm-up) first waits
+    for ``release`` (a ``threading.Event``) or ``delay`` seconds: a server test can then hold requests in flight."""
+
+    def __init__(self, classifier, release=None, delay: float = 0.0) -> None:
+        self._clf, self._release, self._delay, self.calls = classifier, release, delay, 0
+
+    def logits_encoded(self, encoded):
+        self.calls += 1
+        if self.calls > 1:
+            if self._release is not None:
+                self._release.wait(30)
+            time.sleep(self._delay)
+        return self._clf.logits_encoded(encoded)
+
+    def __getattr__(self, name: str):
+        return getattr(self._clf, name)

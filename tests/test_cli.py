@@ -7,7 +7,16 @@ from click.testing import CliRunner
 
 from bertdeploy.cli import cli
 
-COMMANDS = [["quickstart"], ["data", "stats"], ["train"], ["export"], ["predict"], ["bench"], ["bench", "compare"]]
+COMMANDS = [
+    ["quickstart"],
+    ["data", "stats"],
+    ["train"],
+    ["export"],
+    ["predict"],
+    ["serve"],
+    ["bench"],
+    ["bench", "compare"],
+]
 
 
 @pytest.mark.parametrize("args", COMMANDS, ids=lambda a: " ".join(a))

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bertdeploy"
 LIGHT = (
     "bertdeploy.runtime",
     "bertdeploy.package",
+    "bertdeploy.serve",
     "bertdeploy.bundle",
     "bertdeploy.outputs",
     "bertdeploy.variants",

@@ -8,12 +8,13 @@ import sys
 import click
 
 from bertdeploy import __version__
-from bertdeploy.errors import UserError
+from bertdeploy.errors import UserError, missing_extra
 
 
 class _Group(click.Group):
-    """Turns a :class:`UserError`, a bad option and a full disk into one line on stderr and exit code 2;
-    SIGTERM is handled like Ctrl-C (``cli/signals.py``): exit 143, resp. 130, after the cleanup ran."""
+    """Turns a :class:`UserError`, a bad option, a full disk and a missing optional dependency (the commands import
+    the heavy stack lazily: the line names the extra) into one line on stderr and exit code 2; SIGTERM is handled like
+    Ctrl-C (``cli/signals.py``): exit 143, resp. 130, after the cleanup ran."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         from bertdeploy.cli.signals import Terminated, sigterm_as_interrupt
@@ -34,6 +35,12 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {e.strerror}: {e.filename or 'while writing'}", err=True)
             ctx.exit(2)
+        except ImportError as e:
+            missing = missing_extra(e, f"bertdeploy {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "")
+            if missing is None:
+                raise
+            click.echo(f"error: {missing}", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt as e:
             click.echo("terminated" if isinstance(e, Terminated) else "interrupted", err=True)
             ctx.exit(143 if isinstance(e, Terminated) else 130)
@@ -46,9 +53,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from bertdeploy.cli import bench, data, export, package, predict, quickstart, train
+    from bertdeploy.cli import bench, data, export, package, predict, quickstart, serve, train
 
-    for module in (quickstart, data, train, export, predict, bench, package):
+    for module in (quickstart, data, train, export, predict, serve, bench, package):
         cli.add_command(module.command)
 
 

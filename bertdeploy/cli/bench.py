@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from bertdeploy.benchmark.config import BACKENDS, DEVICES, PADDINGS
+from bertdeploy.errors import require_extra
 
 
 class _BenchGroup(click.Group):
@@ -87,6 +88,7 @@ def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, *
     YAML file; options win over the file, KEY=VALUE over both.
     Compare two result folders with: bertdeploy bench compare A B
     """
+    require_extra("train", "bertdeploy bench")
     from bertdeploy.benchmark import BenchConfig, bench
 
     overrides = [t for t in targets if _is_override(t, BenchConfig)]

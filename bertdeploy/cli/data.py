@@ -6,6 +6,7 @@ import click
 from rich.table import Table
 
 from bertdeploy.cli import render
+from bertdeploy.errors import require_extra
 
 
 @click.group(name="data")
@@ -23,6 +24,7 @@ def command() -> None:
 )
 def stats(data: str, model: str, text_column: str, label_column: str, plot: str | None) -> None:
     """Rows, label counts, token-length percentiles and padding waste."""
+    require_extra("train", "bertdeploy data stats")
     from pathlib import Path
 
     from bertdeploy.training.data_stats import data_stats

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from bertdeploy import variants
+from bertdeploy.errors import require_extra
 from bertdeploy.machine import ISAS
 
 
@@ -120,6 +121,7 @@ def command(
     KEY=VALUE over both). Variants that fail the gate are left out and listed; the exit code is 1 when a variant
     you asked for explicitly (not via --all) was rejected.
     """
+    require_extra("train", "bertdeploy export")
     from rich.console import Console
 
     from bertdeploy.exporter import ExportConfig, export

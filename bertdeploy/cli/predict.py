@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from bertdeploy.errors import require_extra
+
 
 def render(result, console) -> None:  # noqa: ANN001 - PredictFileResult, rich Console (imported lazily)
     from rich.table import Table
@@ -73,6 +75,7 @@ def command(
     **load_options: Any,
 ) -> None:
     """Classify every text of --input with BUNDLE and write one prediction per row to --output."""
+    require_extra("cpu", "bertdeploy predict")
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bertdeploy.cli import render
+from bertdeploy.errors import require_extra
 
 
 @click.command(name="quickstart")
@@ -13,6 +14,7 @@ from bertdeploy.cli import render
 def command(output: str, epochs: float) -> None:
     """Fine-tune the packaged all-MiniLM-L6-v2 on the packaged sample dataset, export and validate its ONNX
     variants, benchmark them against PyTorch, and print the result table. Runs offline in a few minutes."""
+    require_extra("train", "bertdeploy quickstart")
     from bertdeploy.quickstart import quickstart
 
     result = quickstart(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from bertdeploy.cli import render
+from bertdeploy.errors import require_extra
 
 
 @click.command(name="train")
@@ -46,6 +47,7 @@ def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **opt
     bertdeploy train --model minilm-l6 --data ../shared/datasets/emotion --output runs/emotion
     bertdeploy train --recipe recipes/emotion_padding.yaml --offline epochs=1 train_size=2000
     """
+    require_extra("train", "bertdeploy train")
     from bertdeploy.training import Recipe, TrainConfig, load_recipe, run_recipe, train
 
     given = {k: v for k, v in options.items() if v is not None}

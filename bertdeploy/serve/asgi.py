@@ -1,0 +1,183 @@
+"""The ASGI app (Starlette): ``POST /predict`` (TEI shapes), ``GET /health``, ``GET /info``, ``GET /metrics``.
+
+Every error is a JSON body ``{"error", "error_type"}``: a 4xx naming the problem for anything the client sent, a
+503 with ``Retry-After`` while loading or when the queue is full; a 500 only for a bug.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bertdeploy import __version__
+from bertdeploy.machine import versions
+from bertdeploy.runtime import Classifier, LoadOptions, load_with
+from bertdeploy.serve.batcher import DynamicBatcher, NotReady, QueueFull
+from bertdeploy.serve.metrics import Metrics
+from bertdeploy.serve.options import ServeOptions, serving_load_options
+from bertdeploy.serve.protocol import RequestError, check_content_type, parse_json, parse_predict, render
+
+_VERSIONS = ("onnxruntime", "onnxruntime-gpu", "tokenizers", "numpy", "starlette", "uvicorn", "prometheus-client")
+
+
+def app(
+    bundle: str | os.PathLike[str] | Classifier,
+    load: LoadOptions | None = None,
+    options: ServeOptions | None = None,
+) -> Starlette:
+    """The ASGI app serving ``bundle`` (a bundle folder, or an already loaded :class:`Classifier`).
+
+    The model is loaded (and warmed up) on the batching thread when the app starts (its lifespan), so
+    ``/health`` answers 503 until it is ready; stopping the app finishes the queued requests first. Mounted in
+    another Starlette app (whose lifespan does not run a mounted app's), it starts on its first request instead.
+
+    Args:
+        bundle: a folder written by ``bertdeploy export``, or a :class:`Classifier` (not closed by the app).
+        load: how to load the bundle (variant, device, threads, model batch size); ignored for a Classifier.
+            Default: :func:`~bertdeploy.serve.options.serving_load_options` (batch size 8, one stream per thread).
+        options: limits and dynamic batching (:class:`ServeOptions`).
+
+    Mount it in your own service (``Mount("/classifier", app=...)``) or run it: ``uvicorn.run(app(...))``.
+    """
+    options = options or ServeOptions()
+    if isinstance(bundle, Classifier):
+        clf = bundle
+        loader: Callable[[], Classifier] = lambda: clf  # noqa: E731
+        name, owned = str(clf.bundle), False
+    else:
+        load = serving_load_options(load)
+        path = Path(bundle)
+        loader, name, owned = (lambda: load_with(path, load)), str(path), True
+    return _build(loader, name, options, owned)
+
+
+def _build(loader: Callable[[], Classifier], name: str, options: ServeOptions, owned: bool) -> Starlette:
+    metrics = Metrics()
+    batcher = DynamicBatcher(loader, options, metrics.observe, close_classifier=owned)
+    service = _Service(batcher, metrics, options, name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette):
+        batcher.start()
+        try:
+            yield
+        finally:  # in-flight requests have been answered by now (uvicorn drains connections first)
+            await run_in_threadpool(batcher.stop)
+
+    routes = [
+        Route("/predict", service.predict, methods=["POST"]),
+        Route("/health", service.health, methods=["GET"]),
+        Route("/info", service.info, methods=["GET"]),
+        Route("/metrics", service.metrics, methods=["GET"]),
+    ]
+    handlers = {HTTPException: _http_error, Exception: _server_error}
+    starlette = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)  # type: ignore[arg-type]
+    starlette.state.batcher = batcher
+    return starlette
+
+
+def _error(status: int, message: str, error_type: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "error_type": error_type}, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return _error(exc.status_code, message, "validation" if exc.status_code < 500 else "backend", exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _error(500, f"internal error ({type(exc).__name__}); see the server log", "backend")
+
+
+class _Service:
+    """The endpoints, over one batcher."""
+
+    def __init__(self, batcher: DynamicBatcher, metrics: Metrics, options: ServeOptions, name: str) -> None:
+        self.batcher, self.stats, self.options, self.name = batcher, metrics, options, name
+
+    async def predict(self, request: Request) -> Response:
+        self.batcher.start()  # a no-op once started: for an app mounted without its lifespan
+        start, error_type = time.perf_counter(), None
+        try:
+            check_content_type(request.headers.get("content-type"))
+            body = await self._body(request)
+            parsed = parse_predict(parse_json(body), self.options.max_request_texts)
+            logits = await self.batcher.submit(parsed.texts)
+            response: Response = JSONResponse(render(parsed, logits, self.batcher.classifier.labels))
+            self.stats.latency.observe(time.perf_counter() - start)
+        except RequestError as e:
+            response, error_type = _error(e.status, e.message, e.error_type), e.error_type
+        except QueueFull as e:
+            response, error_type = self._unavailable(f"overloaded: {e}; retry later", "overloaded"), "overloaded"
+        except NotReady as e:
+            response, error_type = self._unavailable(f"not ready: {e}", "unhealthy"), "unhealthy"
+        self._count("predict", response.status_code, error_type)
+        return response
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.options.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"the request body has {declared} bytes; at most {limit} are accepted")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"the request body is larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _unavailable(self, message: str, error_type: str) -> Response:
+        return _error(503, message, error_type, {"Retry-After": str(self.options.retry_after_s)})
+
+    def _count(self, endpoint: str, code: int, error_type: str | None = None) -> None:
+        self.stats.requests.labels(endpoint, str(code)).inc()
+        if error_type is not None:
+            self.stats.errors.labels(error_type).inc()
+
+    async def health(self, request: Request) -> Response:
+        b = self.batcher
+        b.start()
+        if b.ready:
+            self._count("health", 200)
+            return JSONResponse({"status": "ready", "warmup_seconds": b.warmup_seconds})
+        self._count("health", 503)
+        return self._unavailable(b.error or b.state, "unhealthy")
+
+    async def info(self, request: Request) -> Response:
+        clf, opts = self.batcher.classifier, self.options
+        body: dict[str, Any] = {"bundle": self.name, "state": self.batcher.state, "version": __version__}
+        if clf is not None:
+            body.update(
+                variant=clf.variant.name,
+                precision=clf.variant.precision,
+                labels=clf.labels,
+                max_input_length=clf.max_length,
+                providers=clf.providers,
+                batch_size=clf.policy.batch_size,
+                streams=clf.streams,
+                max_batch_tokens=clf.policy.max_tokens,
+            )
+        body.update(
+            max_client_batch_size=opts.max_request_texts,
+            serve=opts.to_dict(),
+            pid=os.getpid(),
+            versions={"bertdeploy": __version__, **versions(_VERSIONS)},
+        )
+        self._count("info", 200)
+        return JSONResponse(body)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.stats.render(), media_type=self.stats.content_type)
