@@ -16,6 +16,8 @@ COMMANDS = [
     ["serve"],
     ["bench"],
     ["bench", "compare"],
+    ["package", "triton"],
+    ["package", "wheel"],
 ]
 
 
