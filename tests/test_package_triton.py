@@ -20,7 +20,7 @@ from bertdeploy.package import triton_repository
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 
-TEXTS = ["good day", "the movie was terrible and slow", "", "love it " * 20, "app", "thanks for the fast help"]
+TEXTS = ["good day", "the movie was terrible and slow", "!", "love it " * 20, "app", "thanks for the fast help"]
 _ONNX_TYPES = {1: "TYPE_FP32", 7: "TYPE_INT64", 6: "TYPE_INT32", 10: "TYPE_FP16"}
 
 
@@ -186,8 +186,9 @@ def test_tokenizer_then_model_gives_the_runtime_logits(repo, varied_bundle, monk
 def test_tokenizer_answers_bad_text_with_an_error_response(repo, monkeypatch):
     model = _tokenizer_model(repo.repository / "emo_tokenizer", monkeypatch)
     bad = FakeRequest(FakeTensor("TEXT", np.array([[b"\xff\xfe"]], dtype=object)))
-    good, failed = model.execute([_request(["fine"]), bad])
+    good, failed, empty = model.execute([_request(["fine"]), bad, _request(["ok", "  "])])
     assert good.error is None and "UTF-8" in str(failed.error)
+    assert "empty" in str(empty.error)  # the one rule for texts: an empty text is never classified
 
 
 def test_gpu_tensorrt_block_and_default_variant(varied_bundle, tmp_path):

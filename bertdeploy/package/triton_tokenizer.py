@@ -79,11 +79,15 @@ class TritonPythonModel:
 
 
 def _as_text(value: Any) -> str:
+    """One text of the request: UTF-8, and not empty or blank (bertdeploy's one rule for texts: an empty text is
+    never classified, here as in ``Classifier.predict`` and ``bertdeploy serve``)."""
     if isinstance(value, bytes):
         try:
-            return value.decode("utf-8")
+            value = value.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("TEXT must be UTF-8 encoded") from None
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"TEXT must be strings (BYTES), got {type(value).__name__}")
+    if not isinstance(value, str):
+        raise TypeError(f"TEXT must be strings (BYTES), got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError("TEXT must not be empty or blank: bertdeploy does not classify empty texts")
+    return value
