@@ -8,6 +8,7 @@ transformers or optimum::
     clf.predict(["i feel great today"])
 
     bertdeploy.train(TrainConfig(...))                # transformers Trainer
+    bertdeploy.distill(DistillConfig(...))            # a small student on a teacher's soft labels
     bertdeploy.export(ExportConfig(...))              # Optimum ONNX export + validation gate
     bertdeploy.bench(BenchConfig(...))                # accuracy x latency x throughput sweep
 """
@@ -21,9 +22,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": ("bertdeploy.runtime", "load"),
     "train": ("bertdeploy.training", "train"),
+    "distill": ("bertdeploy.training", "distill"),
     "export": ("bertdeploy.exporter", "export"),
     "bench": ("bertdeploy.benchmark", "bench"),
-    "TrainConfig": ("bertdeploy.config", "TrainConfig"),
+    "TrainConfig": ("bertdeploy.training", "TrainConfig"),
+    "DistillConfig": ("bertdeploy.training", "DistillConfig"),
     "ExportConfig": ("bertdeploy.exporter", "ExportConfig"),
     "BenchConfig": ("bertdeploy.benchmark", "BenchConfig"),
     "UserError": ("bertdeploy.errors", "UserError"),
