@@ -14,7 +14,6 @@ loss (:func:`distillation_loss`) is a ``Trainer.compute_loss`` override::
 from __future__ import annotations
 
 import functools
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,12 +173,11 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     label_order(teacher.labels, prep.data.labels)  # a different label set fails before any work
     truncate_layers(prep.model, config.student_layers)
     prep.trainable = sum(p.numel() for p in prep.model.parameters() if p.requires_grad)
-    if prep.work.exists() and not config.resume:
-        shutil.rmtree(prep.work)  # a stale, unfinished run: start over (the cache goes with it)
-    info = _score(config, teacher, prep, unlabelled)
     recorder = EpochRecorder(on_epoch)
     trainer_class = functools.partial(_trainer_class(), temperature=config.temperature, alpha=config.alpha)
-    trainer = make_trainer(config, prep, [recorder], trainer_class=trainer_class)
+    trainer = make_trainer(config, prep, [recorder], trainer_class=trainer_class)  # clears a stale partial folder
+    info = _score(config, teacher, prep, unlabelled)  # so the logits cache is written after that
+    trainer.train_dataset = prep.datasets["train"]
     extra = {"distill": {"teacher": info, "temperature": config.temperature, "alpha": config.alpha}}
     result = fit(config, prep, trainer, recorder, extra)
     return DistillResult(**vars(result), teacher=info)
