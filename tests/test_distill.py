@@ -184,3 +184,21 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_data_dir, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.startswith("error: teacher not found")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _bench_row(target, variant, accuracy, p50_ms):
+    return {"target": target, "backend": "bertdeploy", "variant": variant, "padding": "bucketed", "batch_size": 32,
+            "status": "ok", "accuracy": accuracy, "f1_macro": accuracy, "e2e_p50_ms": p50_ms,
+            "e2e_seq_per_s": 32000 / p50_ms}  # fmt: skip
+
+
+def test_bench_pick_can_choose_a_student_over_its_teacher():
+    """Teacher and students benched together are one frontier: within the budget, the fastest student wins."""
+    from bertdeploy.benchmark.pick import pick
+    from bertdeploy.variants import BASE, auto_order
+
+    int8 = auto_order("cpu")[0]
+    rows = [_bench_row("teacher", BASE, 0.930, 80.0), _bench_row("teacher", int8, 0.927, 50.0),
+            _bench_row("student", BASE, 0.922, 25.0), _bench_row("student", int8, 0.921, 12.0)]  # fmt: skip
+    assert (pick(rows, 1.0)["target"], pick(rows, 1.0)["variant"]) == ("student", int8)
+    assert pick(rows, 0.5)["target"] == "teacher" and pick(rows, 0.5)["reference"]["target"] == "teacher"
