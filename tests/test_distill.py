@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import build_tiny_model
+from helpers import REPO, build_tiny_model
 
 from bertdeploy.errors import UserError
 from bertdeploy.training import DistillConfig, distill
@@ -184,6 +184,10 @@ def test_cli_bad_input_is_one_line_exit_2(tiny_data_dir, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.startswith("error: teacher not found")
     assert len(proc.stderr.strip().splitlines()) == 1
+    recipe = REPO / "recipes" / "distill_emotion.yaml"
+    cmd = [sys.executable, "-m", "bertdeploy.cli.__main__", "train", "--recipe", str(recipe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "is a distill recipe: run it with `bertdeploy distill" in proc.stderr
 
 
 def _bench_row(target, variant, accuracy, p50_ms):
