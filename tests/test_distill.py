@@ -151,6 +151,23 @@ def test_killed_run_resumes_with_the_cached_teacher_logits(tiny_model_dir, tiny_
     assert json.loads((tmp_path / "run" / "config.json").read_text())["num_hidden_layers"] == 1
 
 
+def test_a_restarted_run_keeps_the_teacher_logits_but_not_the_checkpoints(tiny_model_dir, tiny_data_dir, tmp_path):
+    class Kill(Exception):
+        pass
+
+    def die(row):
+        if row["epoch"] >= 2:  # epoch 1's checkpoint is saved after its evaluation: kill during epoch 2's
+            raise Kill
+
+    cfg = _cfg(tiny_model_dir, tiny_data_dir, tmp_path / "run", epochs=2, train_size=30)
+    with pytest.raises(Kill):
+        distill(cfg, on_epoch=die)
+    stale = tmp_path / "run.partial"
+    assert list(stale.glob("checkpoint-*")) and list(stale.glob("teacher_logits-*.npy"))
+    r = distill(cfg)  # no resume: starts over from epoch 1, yet does not score the texts again
+    assert r.teacher["cache"] == "hit" and [e["epoch"] for e in r.history] == [1.0, 2.0]
+
+
 def test_a_teacher_with_other_labels_is_refused_before_training(tiny_data_dir, tmp_path):
     teacher = build_tiny_model(tmp_path / "teacher4", num_labels=4)
     with pytest.raises(UserError, match="teacher's labels differ from the data's"):

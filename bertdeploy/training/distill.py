@@ -23,7 +23,7 @@ import numpy as np
 from bertdeploy.data import LoadedData
 from bertdeploy.errors import UserError
 from bertdeploy.training.config import DistillConfig
-from bertdeploy.training.teacher import Teacher, label_order, resolve_teacher, teacher_logits
+from bertdeploy.training.teacher import Teacher, caches_kept, label_order, resolve_teacher, teacher_logits
 from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare, tokenize
 
 #: the training-set column holding the teacher's logits
@@ -175,8 +175,9 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     prep.trainable = sum(p.numel() for p in prep.model.parameters() if p.requires_grad)
     recorder = EpochRecorder(on_epoch)
     trainer_class = functools.partial(_trainer_class(), temperature=config.temperature, alpha=config.alpha)
-    trainer = make_trainer(config, prep, [recorder], trainer_class=trainer_class)  # clears a stale partial folder
-    info = _score(config, teacher, prep, unlabelled)  # so the logits cache is written after that
+    with caches_kept(prep.work):  # make_trainer clears a stale partial folder; the teacher's logits stay valid
+        trainer = make_trainer(config, prep, [recorder], trainer_class=trainer_class)
+    info = _score(config, teacher, prep, unlabelled)
     trainer.train_dataset = prep.datasets["train"]
     extra = {"distill": {"teacher": info, "temperature": config.temperature, "alpha": config.alpha}}
     result = fit(config, prep, trainer, recorder, extra)

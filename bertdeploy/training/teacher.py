@@ -8,8 +8,10 @@ with ``allow_pickle=False``) named by a hash of the teacher's weights, its max_l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,10 +133,26 @@ def _score_run(teacher: Teacher, texts: list[str], batch_size: int) -> np.ndarra
     return out
 
 
+CACHE_GLOB = "teacher_logits-*.npy"
+
+
+@contextlib.contextmanager
+def caches_kept(folder: Path) -> Iterator[None]:
+    """Put back the logits caches of ``folder`` if the block deletes them (a restarted run clears its partial
+    folder, but the teacher's logits, keyed by a hash of teacher and texts, are still valid)."""
+    kept = {p.name: p.read_bytes() for p in folder.glob(CACHE_GLOB)} if folder.is_dir() else {}
+    yield
+    for name, data in kept.items():
+        if not (folder / name).is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            with _bundle.atomic_file(folder / name) as tmp:
+                tmp.write_bytes(data)
+
+
 def teacher_logits(teacher: Teacher, texts: list[str], cache_dir: Path, batch_size: int = 64) -> tuple[np.ndarray, str]:
     """The teacher's logits on ``texts`` (its own label order) and ``"hit"`` / ``"computed"``; cached in
-    ``cache_dir`` so that a resumed run does not score again."""
-    path = cache_dir / f"teacher_logits-{cache_key(teacher, texts)[:20]}.npy"
+    ``cache_dir`` so that a resumed or restarted run does not score again."""
+    path = cache_dir / CACHE_GLOB.replace("*", cache_key(teacher, texts)[:20])
     if path.is_file():
         cached = np.load(path, allow_pickle=False)
         if cached.shape == (len(texts), len(teacher.labels)):
