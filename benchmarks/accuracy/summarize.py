@@ -1,8 +1,8 @@
 """One committed summary per accuracy run: what a run folder's metrics.json / train_config.json say (not the
 weights), with the command that produced it, its wall time and the load average around it.
 
-    python benchmarks/distill/summarize.py /work/runs/RUN --command "bertdeploy distill ..." \
-        --wall-s 1234 --load "5.1 4.8 4.0" -o benchmarks/distill/runs/RUN.json
+    python benchmarks/accuracy/summarize.py /work/runs/RUN --command "bertdeploy distill ..." \
+        --wall-s 1234 --load "5.1 4.8 4.0" -o benchmarks/accuracy/runs/RUN.json
 """
 
 from __future__ import annotations

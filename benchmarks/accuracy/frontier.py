@@ -1,7 +1,7 @@
 """The distillation frontier: accuracy vs end-to-end texts/s of the teacher and its students (every accepted
 variant), from a ``bertdeploy bench`` results folder. matplotlib's object API (no pyplot).
 
-    python benchmarks/distill/frontier.py benchmarks/distill/bench -o benchmarks/distill/frontier.png
+    python benchmarks/accuracy/frontier.py benchmarks/accuracy/bench -o benchmarks/accuracy/frontier.png
 """
 
 from __future__ import annotations
