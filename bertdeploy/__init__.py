@@ -29,6 +29,7 @@ _LAZY = {
     "DistillConfig": ("bertdeploy.training", "DistillConfig"),
     "ExportConfig": ("bertdeploy.exporter", "ExportConfig"),
     "BenchConfig": ("bertdeploy.benchmark", "BenchConfig"),
+    "LoadOptions": ("bertdeploy.runtime", "LoadOptions"),
     "UserError": ("bertdeploy.errors", "UserError"),
 }
 # The implementing modules are named training / exporter / benchmark (not train / export / bench) so that

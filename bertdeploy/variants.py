@@ -46,6 +46,8 @@ class VariantSpec:
     """The ``bertdeploy export`` flag that asks for it (None: reachable via ``--optimize`` / ``--variants``)."""
     notes: tuple[str, ...] = ()
     """Notes recorded with the variant in the manifest."""
+    js_dtype: str | None = None
+    """The transformers.js ``dtype`` that loads :attr:`file` from the bundle folder (None: no dtype names it)."""
     help: str = ""
 
     def __post_init__(self) -> None:
@@ -63,7 +65,13 @@ class VariantSpec:
 _OPTIMIZED = "graph-optimized with ORTOptimizer"
 VARIANT_TABLE: tuple[VariantSpec, ...] = (
     VariantSpec(
-        "fp32", "onnx/model.onnx", "fp32", "export", auto_rank={"cpu": 5, "cuda": 4}, help="plain Optimum export"
+        "fp32",
+        "onnx/model.onnx",
+        "fp32",
+        "export",
+        auto_rank={"cpu": 5, "cuda": 4},
+        js_dtype="fp32",
+        help="plain Optimum export",
     ),
     VariantSpec(
         "O1",
@@ -103,17 +111,22 @@ VARIANT_TABLE: tuple[VariantSpec, ...] = (
         expect_fused=ATTENTION_OPS,
         auto_rank={"cuda": 0},
         cli_flag="--fp16",
+        js_dtype="fp16",
         notes=("fp16 is meant for CUDA: validated here on CPU, where expect no speed-up over fp32",),
         help="half precision (for CUDA; validated on CPU)",
     ),
+    # Dynamic int8 is written under the Hugging Face ONNX name for it (model_quantized.onnx: what transformers.js
+    # loads with dtype "q8"), so one file serves every runtime. Bundles exported before this name keep loading:
+    # the runtime reads each variant's file name from the manifest, never from this table.
     VariantSpec(
         "qint8",
-        "onnx/model_qint8.onnx",
+        "onnx/model_quantized.onnx",
         "int8",
         "dynamic_int8",
         min_agreement=None,
         auto_rank={"cpu": 0},
         cli_flag="--int8",
+        js_dtype="q8",
         help="dynamic int8 for this CPU's instruction set",
     ),
     VariantSpec(

@@ -149,7 +149,7 @@ def test_optimum_ortmodel_loads_the_bundle(full):
     result, _ = full
     tok = AutoTokenizer.from_pretrained(result.bundle)
     model = ORTModelForSequenceClassification.from_pretrained(
-        result.bundle, subfolder="onnx", file_name="model_qint8.onnx"
+        result.bundle, subfolder="onnx", file_name="model_quantized.onnx"
     )
     out = model(**tok(["good day", "bad"], padding=True, return_tensors="np"))
     assert out.logits.shape == (2, 3)
@@ -233,7 +233,7 @@ def test_dynamic_int8_quantizes_weights_only_as_signed_int8(full):
     import onnx
 
     result, _ = full
-    graph = onnx.load(str(result.bundle / "onnx/model_qint8.onnx")).graph
+    graph = onnx.load(str(result.bundle / "onnx/model_quantized.onnx")).graph
     inits = {i.name: i for i in graph.initializer}
     integer = [n for n in graph.node if n.op_type == "MatMulInteger"]
     names = [n.name for n in integer]

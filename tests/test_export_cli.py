@@ -149,7 +149,7 @@ def test_explicit_rejection_exits_1_and_keeps_the_rest(tiny_model_dir, tiny_data
     assert result.exit_code == 1, result.output
     assert "requested variant(s) rejected: O2" in result.stderr
     assert "REJECTED" in result.stdout and "accepted" in result.stdout and "pytorch" in result.stdout
-    assert (out / "onnx/model_qint8.onnx").is_file() and not (out / "onnx/model_O2.onnx").exists()
+    assert (out / "onnx/model_quantized.onnx").is_file() and not (out / "onnx/model_O2.onnx").exists()
 
 
 def test_sigterm_becomes_an_interrupt_during_export():

@@ -11,7 +11,14 @@ import pytest
 from bertdeploy import variants
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bertdeploy"
-LIGHT = ("bertdeploy.runtime", "bertdeploy.bundle", "bertdeploy.variants", "bertdeploy.errors", "bertdeploy.machine")
+LIGHT = (
+    "bertdeploy.runtime",
+    "bertdeploy.package",
+    "bertdeploy.bundle",
+    "bertdeploy.variants",
+    "bertdeploy.errors",
+    "bertdeploy.machine",
+)
 HEAVY = ("bertdeploy.training", "bertdeploy.exporter", "bertdeploy.benchmark", "bertdeploy.cli")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
@@ -138,3 +145,10 @@ def test_no_global_state_changed_by_library_code():
             if ".setLevel(" in body and "finally" not in body:
                 offenders.append(f"{m}.{fn.name}: sets a log level without restoring it")
     assert not offenders, "\n".join(offenders)
+
+
+def test_every_public_name_resolves():
+    import bertdeploy
+
+    for name in bertdeploy.__all__:
+        assert getattr(bertdeploy, name) is not None, name

@@ -32,9 +32,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from bertdeploy.cli import bench, data, distill, export, predict, quickstart, train
+    from bertdeploy.cli import bench, data, distill, export, package, predict, quickstart, train
 
-    for module in (quickstart, data, train, distill, export, predict, bench):
+    for module in (quickstart, data, train, distill, export, predict, bench, package):
         cli.add_command(module.command)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -41,13 +42,24 @@ def add_variant(root: Path, name: str, path: Path, row: dict[str, Any], **record
 
 
 def write_hf_files(source: Any, root: Path) -> list[str]:
-    """config.json (with id2label) and the fast tokenizer files, so Optimum's ORTModel can load the bundle."""
+    """config.json (with id2label) and the fast tokenizer files, so that Optimum's ORTModel and transformers.js
+    load the bundle folder as it is.
+
+    ``tokenizer_config.json`` gets ``model_max_length`` = the bundle's ``max_length``: transformers.js (and
+    ``AutoTokenizer``) truncate to it, so they cut texts where the runtime does and the export gate measured.
+    """
     before = {p.name for p in root.iterdir()}
     source.model.config.save_pretrained(root)
     source.tokenizer.save_pretrained(root)
     written = sorted(p.name for p in root.iterdir() if p.is_file() and p.name not in before)
     if not (root / "tokenizer.json").is_file():  # pragma: no cover - fast tokenizers always save it
         raise RuntimeError("the tokenizer did not save tokenizer.json")
+    config_path = root / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    tokenizer_config["model_max_length"] = source.max_length
+    bundle_mod.write_json(config_path, tokenizer_config)
+    if config_path.name not in written:
+        written = sorted([*written, config_path.name])
     return [f for f in written if f != "config.json"]
 
 

@@ -1,0 +1,66 @@
+"""``bertdeploy package triton|wheel BUNDLE ...``: parse, call :func:`bertdeploy.package.triton_repository` or
+:func:`bertdeploy.package.wheel.build_wheel`, print what was written."""
+
+from __future__ import annotations
+
+import click
+
+from bertdeploy.cli import render
+
+
+def _say(text: str) -> None:
+    render.console.print(text, markup=False, highlight=False, soft_wrap=True)  # "bertdeploy[cpu]" is no markup
+
+
+@click.group(name="package")
+def command() -> None:
+    """Package a bundle for another home: a Triton model repository or a pip-installable wheel."""
+
+
+@command.command(name="triton")
+@click.argument("bundle", type=click.Path())
+@click.option("--output", "-o", required=True, help="Model repository folder (created or added to).")
+@click.option("--variant", default="auto", show_default=True, help="Bundle variant (auto: see the README).")
+@click.option("--name", default=None, help="Model name (default: the bundle folder's name).")
+@click.option("--max-batch-size", type=int, default=32, show_default=True)
+@click.option("--instances", type=int, default=1, show_default=True, help="Instances of each model.")
+@click.option("--kind", type=click.Choice(["gpu", "cpu"]), default="gpu", show_default=True)
+@click.option("--tensorrt-fp16", is_flag=True, help="ONNX Runtime's TensorRT accelerator at FP16 (GPU).")
+@click.option(
+    "--pad-to-multiple", type=int, default=8, show_default=True, help="Tokenizer pads each request to a multiple."
+)
+@click.option("--overwrite", is_flag=True, help="Replace our three models if they exist (others are kept).")
+def triton(bundle: str, output: str, **options: object) -> None:
+    """Write a Triton model repository: NAME (onnxruntime), NAME_tokenizer (python), NAME_ensemble."""
+    from bertdeploy.package import triton_repository
+
+    result = triton_repository(bundle, output, **options)  # type: ignore[arg-type]
+    name, tokenizer, ensemble = result.models
+    inputs = ", ".join(f"{s.name} {s.data_type}" for s in result.inputs)
+    _say(f"wrote {result.repository} (variant {result.variant}, kind {result.kind})")
+    out = result.output
+    _say(f"  {name}: {inputs} -> {out.name} {out.data_type} {list(out.dims)}")
+    _say(f"  {tokenizer}: TEXT TYPE_STRING -> token ids")
+    _say(f"  {ensemble}: TEXT -> {tokenizer} -> {name} -> {result.output.name}")
+    if result.replaced:
+        _say(f"  replaced: {', '.join(result.replaced)}")
+
+
+@command.command(name="wheel")
+@click.argument("bundle", type=click.Path())
+@click.option("--name", required=True, help="Distribution name, e.g. emotion-classifier (import emotion_classifier).")
+@click.option("--version", "version", default="1.0.0", show_default=True, help="PEP 440 version of the wheel.")
+@click.option("--output", "-o", required=True, help="Folder the wheel is written to.")
+@click.option("--variants", default=None, help="Comma-separated variants to package (default: all in the bundle).")
+@click.option("--gpu", is_flag=True, help="Depend on bertdeploy[gpu] instead of bertdeploy[cpu].")
+@click.option("--overwrite", is_flag=True, help="Replace a wheel of the same name and version.")
+def wheel(bundle: str, name: str, version: str, output: str, variants: str | None, gpu: bool, overwrite: bool) -> None:
+    """Build a py3-none-any wheel holding BUNDLE: `import NAME; NAME.load().predict([...])`."""
+    from bertdeploy.package.wheel import build_wheel
+
+    chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
+    result = build_wheel(bundle, name, output, version=version, variants=chosen, gpu=gpu, overwrite=overwrite)
+    _say(f"wrote {result.path} ({result.bytes / 1e6:.2f} MB)")
+    _say(f"  variants: {', '.join(result.variants)} · requires: {', '.join(result.requires)}")
+    pkg = result.package
+    _say(f"  pip install {result.path.name} && python -c 'import {pkg}; print({pkg}.load().predict([\"hello\"]))'")

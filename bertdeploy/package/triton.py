@@ -1,0 +1,307 @@
+"""``bertdeploy package triton``: one bundle variant as a Triton Inference Server model repository.
+
+Layout (``N`` = the model name)::
+
+    REPO/N/config.pbtxt              onnxruntime backend: the graph's inputs (dims [-1]), logits [num_labels],
+    REPO/N/labels.txt                max_batch_size, dynamic batching, instance group, optional TensorRT FP16
+    REPO/N/1/model.onnx              the variant's file, checked against the manifest's sha256 first
+    REPO/N_tokenizer/config.pbtxt    python backend: TEXT (strings) -> the graph's inputs
+    REPO/N_tokenizer/1/model.py      bertdeploy/package/triton_tokenizer.py as it is
+    REPO/N_tokenizer/1/tokenizer.json, tokenizer_settings.json
+    REPO/N_ensemble/config.pbtxt     TEXT -> N_tokenizer -> N -> logits: clients send raw strings
+    REPO/N_ensemble/1/               (empty: Triton wants a version folder for an ensemble too)
+
+Only these three model folders are ours: other models in ``REPO`` are left alone, and ours are replaced only with
+``overwrite=True``. Everything is built in a temporary sibling of ``REPO`` and renamed into place, one whole model
+folder at a time (the whole repository at once when ``REPO`` did not exist).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertdeploy import bundle as _bundle
+from bertdeploy import variants
+from bertdeploy.errors import UserError
+from bertdeploy.package import triton_tokenizer
+from bertdeploy.package.pbtxt import Enum, render
+
+KINDS = ("gpu", "cpu")
+TEXT_INPUT = "TEXT"
+LABELS_FILE = "labels.txt"
+#: ONNX tensor type -> Triton data type
+TRITON_TYPES = {
+    "tensor(int64)": "TYPE_INT64",
+    "tensor(int32)": "TYPE_INT32",
+    "tensor(float)": "TYPE_FP32",
+    "tensor(float16)": "TYPE_FP16",
+}
+_NUMPY = {"TYPE_INT64": "int64", "TYPE_INT32": "int32"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    """What the repository's configs say; validated on construction (:class:`UserError`)."""
+
+    name: str
+    """The ONNX model's name; the tokenizer and the ensemble are ``NAME_tokenizer`` / ``NAME_ensemble``."""
+    variant: str = "auto"
+    """A variant of the bundle; auto: fp32 with ``tensorrt_fp16``, else the runtime's auto choice for the kind."""
+    max_batch_size: int = 32
+    instances: int = 1
+    """Instances of each model (``instance_group`` count)."""
+    kind: str = "gpu"
+    """``gpu`` | ``cpu``: where the ONNX model's instances run (the tokenizer always runs on the CPU)."""
+    tensorrt_fp16: bool = False
+    """Add the ONNX Runtime backend's TensorRT accelerator block with precision FP16 (GPU only)."""
+    queue_delay_us: int = 100
+    """``dynamic_batching.max_queue_delay_microseconds``: how long a request may wait for batch-mates."""
+    pad_to_multiple: int = 8
+    """The tokenizer pads each request to a multiple of this (at most max_length), so requests share shapes."""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise UserError(f"model name {self.name!r}: use letters, digits, '_', '-' or '.' (at most 100)")
+        if self.kind not in KINDS:
+            raise UserError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.tensorrt_fp16 and self.kind != "gpu":
+            raise UserError("--tensorrt-fp16 needs --kind gpu (TensorRT runs on NVIDIA GPUs only)")
+        for key in ("max_batch_size", "instances", "pad_to_multiple"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{key} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.queue_delay_us, int) or self.queue_delay_us < 0:
+            raise UserError(f"queue_delay_us must be an integer >= 0, got {self.queue_delay_us!r}")
+
+    @property
+    def models(self) -> tuple[str, str, str]:
+        """(onnx model, tokenizer, ensemble) names."""
+        return self.name, f"{self.name}_tokenizer", f"{self.name}_ensemble"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as Triton declares it (``dims`` without the batch dimension)."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+
+    def config(self, **extra: Any) -> dict[str, Any]:
+        return {"name": self.name, "data_type": Enum(self.data_type), "dims": list(self.dims), **extra}
+
+
+@dataclass
+class TritonRepository:
+    """What :func:`triton_repository` wrote."""
+
+    repository: Path
+    models: tuple[str, str, str]
+    """(onnx model, tokenizer, ensemble) names."""
+    variant: str
+    inputs: list[TensorSpec]
+    output: TensorSpec
+    kind: str
+    replaced: list[str] = field(default_factory=list)
+    """Our model folders that existed before and were replaced (``overwrite``)."""
+
+
+def graph_io(path: Path, num_labels: int) -> tuple[list[TensorSpec], TensorSpec]:
+    """The graph's inputs and its logits output, read with ONNX Runtime (no optimisation, CPU)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    inputs = []
+    for node in session.get_inputs():
+        if node.type not in TRITON_TYPES or len(node.shape) != 2:
+            raise UserError(f"{path.name}: input {node.name!r} ({node.type}, rank {len(node.shape)}) is not a token id")
+        inputs.append(TensorSpec(node.name, TRITON_TYPES[node.type], (-1,)))
+    outputs = {o.name: o for o in session.get_outputs()}
+    out = outputs.get("logits") or next(iter(outputs.values()))
+    fits = len(out.shape) == 2 and (out.shape[-1] == num_labels or not isinstance(out.shape[-1], int))
+    if out.type not in TRITON_TYPES or not fits:
+        raise UserError(f"{path.name}: output {out.name!r} {out.type} {out.shape} is not [batch, {num_labels}] logits")
+    return inputs, TensorSpec(out.name, TRITON_TYPES[out.type], (num_labels,))
+
+
+def choose_variant(manifest: _bundle.Manifest, options: TritonOptions) -> _bundle.Variant:
+    if options.variant != "auto":
+        variants.get(options.variant)  # a UserError naming the known variants for a typo
+        return manifest.variant(options.variant)
+    if options.tensorrt_fp16:  # TensorRT builds its own fp16 engine from the plain fp32 graph
+        names = {v.name for v in manifest.variants}
+        return manifest.variant(variants.BASE) if variants.BASE in names else manifest.auto_variant("cuda")
+    return manifest.auto_variant("cuda" if options.kind == "gpu" else "cpu")
+
+
+def onnx_config(options: TritonOptions, inputs: list[TensorSpec], output: TensorSpec) -> dict[str, Any]:
+    """The ONNX model's ``config.pbtxt`` as a dict (see :func:`bertdeploy.package.pbtxt.render`)."""
+    config: dict[str, Any] = {
+        "name": options.name,
+        "backend": "onnxruntime",
+        "max_batch_size": options.max_batch_size,
+        "input": [spec.config() for spec in inputs],
+        "output": [output.config(label_filename=LABELS_FILE)],
+        "dynamic_batching": {"max_queue_delay_microseconds": options.queue_delay_us},
+        "instance_group": [{"count": options.instances, "kind": Enum(f"KIND_{options.kind.upper()}")}],
+    }
+    if options.tensorrt_fp16:
+        params = {"precision_mode": "FP16", "max_workspace_size_bytes": str(1 << 30)}
+        accelerator = {"name": "tensorrt", "parameters": [{"key": k, "value": v} for k, v in params.items()]}
+        config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [accelerator]}}
+    return config
+
+
+def tokenizer_config(options: TritonOptions, inputs: list[TensorSpec]) -> dict[str, Any]:
+    return {
+        "name": options.models[1],
+        "backend": "python",
+        "max_batch_size": options.max_batch_size,
+        "input": [TensorSpec(TEXT_INPUT, "TYPE_STRING", (1,)).config()],
+        "output": [spec.config() for spec in inputs],
+        "instance_group": [{"count": options.instances, "kind": Enum("KIND_CPU")}],
+    }
+
+
+def ensemble_config(options: TritonOptions, inputs: list[TensorSpec], output: TensorSpec) -> dict[str, Any]:
+    onnx_name, tokenizer_name, ensemble_name = options.models
+    ids = [{"key": spec.name, "value": spec.name} for spec in inputs]
+    steps = [
+        {
+            "model_name": tokenizer_name,
+            "model_version": -1,
+            "input_map": [{"key": TEXT_INPUT, "value": TEXT_INPUT}],
+            "output_map": ids,
+        },
+        {
+            "model_name": onnx_name,
+            "model_version": -1,
+            "input_map": ids,
+            "output_map": [{"key": output.name, "value": output.name}],
+        },
+    ]
+    return {
+        "name": ensemble_name,
+        "platform": "ensemble",
+        "max_batch_size": options.max_batch_size,
+        "input": [TensorSpec(TEXT_INPUT, "TYPE_STRING", (1,)).config()],
+        "output": [output.config(label_filename=LABELS_FILE)],
+        "ensemble_scheduling": {"step": steps},
+    }
+
+
+def _write_models(
+    stage: Path, root: Path, manifest: _bundle.Manifest, chosen: _bundle.Variant, options: TritonOptions
+) -> tuple[list[TensorSpec], TensorSpec]:
+    """Write the three model folders into ``stage``; returns the graph's inputs and output."""
+    from bertdeploy.runtime.tokenize import TextEncoder
+
+    source = _bundle.verify_variant(root, chosen)
+    inputs, output = graph_io(source, len(manifest.labels))
+    onnx_dir, tok_dir, ens_dir = (stage / name for name in options.models)
+    labels = "".join(f"{label}\n" for label in manifest.labels)
+    (onnx_dir / "1").mkdir(parents=True)
+    shutil.copy2(source, onnx_dir / "1" / "model.onnx")
+    for data in source.parent.glob(f"{source.name}_data*"):  # external weights keep the name the graph refers to
+        shutil.copy2(data, onnx_dir / "1" / data.name)
+    (onnx_dir / LABELS_FILE).write_text(labels, encoding="utf-8")
+    (onnx_dir / "config.pbtxt").write_text(render(onnx_config(options, inputs, output)), encoding="utf-8")
+
+    (tok_dir / "1").mkdir(parents=True)
+    shutil.copy2(triton_tokenizer.__file__, tok_dir / "1" / "model.py")
+    shutil.copy2(root / manifest.tokenizer_file, tok_dir / "1" / "tokenizer.json")
+    encoder = TextEncoder(root / manifest.tokenizer_file, manifest.max_length)
+    settings = {
+        "text_input": TEXT_INPUT,
+        "tokenizer_file": "tokenizer.json",
+        "max_length": manifest.max_length,
+        "pad_id": encoder.pad_id,
+        "pad_to_multiple": options.pad_to_multiple,
+        "inputs": {spec.name: _NUMPY[spec.data_type] for spec in inputs},
+    }
+    (tok_dir / "1" / triton_tokenizer.SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", "utf-8")
+    (tok_dir / "config.pbtxt").write_text(render(tokenizer_config(options, inputs)), encoding="utf-8")
+
+    (ens_dir / "1").mkdir(parents=True)
+    (ens_dir / LABELS_FILE).write_text(labels, encoding="utf-8")
+    (ens_dir / "config.pbtxt").write_text(render(ensemble_config(options, inputs, output)), encoding="utf-8")
+    return inputs, output
+
+
+def _install(stage: Path, repo: Path, names: tuple[str, ...]) -> list[str]:
+    """Move the staged model folders into ``repo`` (the whole stage when ``repo`` does not exist yet)."""
+    if not repo.exists():
+        os.replace(stage, repo)
+        return []
+    replaced = []
+    for name in names:
+        target = repo / name
+        if target.exists():
+            old = stage / f".{name}.old"
+            os.replace(target, old)
+            replaced.append(name)
+        os.replace(stage / name, target)
+    return replaced
+
+
+def default_name(bundle: str | os.PathLike[str]) -> str:
+    """A model name from the bundle folder's name (characters Triton paths dislike become ``_``)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(bundle).resolve().name).lstrip("._-")
+    return name[:100] or "model"
+
+
+def triton_repository(
+    bundle: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    variant: str = "auto",
+    max_batch_size: int = 32,
+    instances: int = 1,
+    kind: str = "gpu",
+    tensorrt_fp16: bool = False,
+    pad_to_multiple: int = 8,
+    overwrite: bool = False,
+) -> TritonRepository:
+    """Write a Triton model repository for one variant of ``bundle`` into ``output`` (see the module docstring).
+
+    Raises :class:`UserError` for a bad bundle or option, and when one of our model folders already exists in
+    ``output`` without ``overwrite`` (nothing is written then).
+    """
+    options = TritonOptions(
+        name=name or default_name(bundle),
+        variant=variant,
+        max_batch_size=max_batch_size,
+        instances=instances,
+        kind=kind,
+        tensorrt_fp16=tensorrt_fp16,
+        pad_to_multiple=pad_to_multiple,
+    )
+    root = Path(bundle)
+    manifest = _bundle.read_manifest(root)
+    chosen = choose_variant(manifest, options)
+    repo = Path(output)
+    if repo.exists() and not repo.is_dir():
+        raise UserError(f"repository path exists and is a file: {repo}")
+    taken = [m for m in options.models if (repo / m).exists()]
+    if taken and not overwrite:
+        raise UserError(f"{repo} already holds {', '.join(taken)} (pass --overwrite to replace them)")
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
+    try:
+        inputs, out = _write_models(stage, root, manifest, chosen, options)
+        _bundle.usual_modes(stage)
+        replaced = _install(stage, repo, options.models)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return TritonRepository(repo, options.models, chosen.name, inputs, out, options.kind, replaced)
