@@ -16,7 +16,7 @@ from helpers import REPO, build_tiny_model
 
 from bertdeploy.errors import UserError
 from bertdeploy.training import DistillConfig, distill
-from bertdeploy.training.distill import distillation_loss, truncate_layers
+from bertdeploy.training.distill import distillation_loss, init_embeddings, truncate_layers
 from bertdeploy.training.teacher import label_order
 
 STUDENT = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 0.3], [-1.0, 3.0, 0.0]])
@@ -96,6 +96,28 @@ def test_truncating_the_student_keeps_its_first_layers(tiny_model_dir):
     assert model.config.num_hidden_layers == 1
     with pytest.raises(UserError, match="only 1 layers"):
         truncate_layers(model, 2)
+
+
+def test_student_embeddings_are_the_pretrained_ones_on_their_principal_axes(tiny_model_dir):
+    """A narrower student (hidden 16) gets the tiny model's (hidden 32) embeddings projected onto their top 16
+    principal components (compared as Gram matrices: the sign of a principal axis is arbitrary)."""
+    from transformers import AutoModel, BertConfig, BertForSequenceClassification
+
+    source = AutoModel.from_pretrained(tiny_model_dir)
+
+    def student(vocab_size):
+        return BertForSequenceClassification(BertConfig(vocab_size=vocab_size, hidden_size=16, num_hidden_layers=1,
+                                                        num_attention_heads=2, intermediate_size=32))  # fmt: skip
+
+    narrow = student(source.config.vocab_size)
+    assert init_embeddings(narrow, str(tiny_model_dir))["projected"] == "32 -> 16 (PCA)"
+    words = source.embeddings.word_embeddings.weight.detach()
+    centered = words - words.mean(0, keepdim=True)
+    expected = centered @ torch.linalg.svd(centered, full_matrices=False).Vh[:16].T
+    got = narrow.bert.embeddings.word_embeddings.weight.detach()
+    assert torch.allclose(got @ got.T, expected @ expected.T, atol=1e-4)
+    with pytest.raises(UserError, match="another vocabulary size"):
+        init_embeddings(student(50), str(tiny_model_dir))
 
 
 def _cfg(teacher, data, out, **kw) -> DistillConfig:

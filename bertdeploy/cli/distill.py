@@ -11,6 +11,7 @@ from bertdeploy.cli.train import common_options, run_command
 @click.option("--teacher", help="Teacher: a bundle (scored with the ONNX runtime) or a run folder (PyTorch).")
 @click.option("--student", "model", help="Student: a preset (bert-mini, bert-tiny …), a folder, or minilm-l6.")
 @click.option("--student-layers", type=int, help="Keep only the student's first N encoder layers.")
+@click.option("--student-embeddings", help="Initialise the student's embeddings from this model's (e.g. minilm-l6).")
 @click.option("--temperature", type=float, help="Softmax temperature of the soft targets (default 2).")
 @click.option("--alpha", type=float, help="Weight of the soft (KL) loss; 1 - alpha weighs the hard labels (0.5).")
 @click.option("--unlabelled", type=click.Path(dir_okay=False), help="Extra texts for the teacher to label.")

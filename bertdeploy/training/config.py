@@ -122,6 +122,8 @@ class DistillConfig(TrainConfig):
     """Bundle variant that scores the texts (fp32 by default: the teacher's own logits, not int8's)."""
     student_layers: int | None = None
     """Keep only the first N encoder layers of the student (e.g. ``minilm-l6`` cut to 3)."""
+    student_embeddings: str | None = None
+    """Initialise the student's embeddings from this pretrained model's (a folder or ``minilm-l6``; PCA-projected)."""
     temperature: float = 2.0
     """Softmax temperature of the soft targets (the KL term is scaled by T^2)."""
     alpha: float = 0.5

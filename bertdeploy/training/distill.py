@@ -112,6 +112,39 @@ def truncate_layers(model: Any, layers: int | None) -> None:
     model.config.num_hidden_layers = layers
 
 
+def init_embeddings(model: Any, spec: str | None) -> dict[str, Any] | None:
+    """Initialise the student's word / position / token-type embeddings from a pretrained model's (``spec``: a
+    folder or ``minilm-l6``), projected onto their top principal components when the student is narrower. A
+    from-scratch student then starts with a pretrained lexicon. The pretrained model needs the student's
+    vocabulary (its tokenizer)."""
+    if spec is None:
+        return None
+    import torch
+    from transformers import AutoModel
+
+    from bertdeploy.training.models import resolve
+
+    ms = resolve(spec)
+    if ms.kind != "local":
+        raise UserError(f"student_embeddings: {spec!r} must be a local folder or minilm-l6")
+    source = AutoModel.from_pretrained(ms.location, use_safetensors=True, local_files_only=True).embeddings
+    target = getattr(model, model.base_model_prefix).embeddings
+    if source.word_embeddings.weight.shape[0] != target.word_embeddings.weight.shape[0]:
+        raise UserError(f"student_embeddings: {spec!r} has another vocabulary size than the student")
+    words = source.word_embeddings.weight.detach()
+    mean = words.mean(0, keepdim=True)
+    width = target.word_embeddings.weight.shape[1]
+    basis = torch.linalg.svd(words - mean, full_matrices=False).Vh[:width].T  # [source width, student width]
+    with torch.no_grad():
+        for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+            src, dst = getattr(source, name, None), getattr(target, name, None)
+            if src is None or dst is None:
+                continue
+            rows = min(src.weight.shape[0], dst.weight.shape[0])
+            dst.weight[:rows] = (src.weight[:rows] - mean) @ basis
+    return {"from": spec, "location": ms.location, "projected": f"{words.shape[1]} -> {width} (PCA)"}
+
+
 def read_unlabelled(path: str, text_column: str) -> list[str]:
     """Texts of an unlabelled file (empty rows skipped): plain text one per line, or a table's ``text_column``."""
     from bertdeploy.runtime.readers import detect_format, iter_chunks
@@ -172,6 +205,7 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     prep = prepare(config)
     label_order(teacher.labels, prep.data.labels)  # a different label set fails before any work
     truncate_layers(prep.model, config.student_layers)
+    embeddings = init_embeddings(prep.model, config.student_embeddings)
     prep.trainable = sum(p.numel() for p in prep.model.parameters() if p.requires_grad)
     recorder = EpochRecorder(on_epoch)
     trainer_class = functools.partial(_trainer_class(), temperature=config.temperature, alpha=config.alpha)
@@ -179,6 +213,7 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
         trainer = make_trainer(config, prep, [recorder], trainer_class=trainer_class)
     info = _score(config, teacher, prep, unlabelled)
     trainer.train_dataset = prep.datasets["train"]
-    extra = {"distill": {"teacher": info, "temperature": config.temperature, "alpha": config.alpha}}
+    extra = {"distill": {"teacher": info, "temperature": config.temperature, "alpha": config.alpha,
+                         "student_embeddings": embeddings}}  # fmt: skip
     result = fit(config, prep, trainer, recorder, extra)
     return DistillResult(**vars(result), teacher=info)
