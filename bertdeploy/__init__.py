@@ -8,6 +8,7 @@ transformers or optimum::
     clf.predict(["i feel great today"])
 
     bertdeploy.train(TrainConfig(...))                # transformers Trainer
+    bertdeploy.distill(DistillConfig(...))            # a small student on a teacher's soft labels
     bertdeploy.export(ExportConfig(...))              # Optimum ONNX export + validation gate
     bertdeploy.bench(BenchConfig(...))                # accuracy x latency x throughput sweep
 """
@@ -21,16 +22,18 @@ __version__ = "0.1.0"
 _LAZY = {
     "load": ("bertdeploy.runtime", "load"),
     "train": ("bertdeploy.training", "train"),
+    "distill": ("bertdeploy.training", "distill"),
     "export": ("bertdeploy.exporter", "export"),
     "bench": ("bertdeploy.benchmark", "bench"),
     "TrainConfig": ("bertdeploy.training", "TrainConfig"),
+    "DistillConfig": ("bertdeploy.training", "DistillConfig"),
     "ExportConfig": ("bertdeploy.exporter", "ExportConfig"),
     "BenchConfig": ("bertdeploy.benchmark", "BenchConfig"),
     "LoadOptions": ("bertdeploy.runtime", "LoadOptions"),
     "UserError": ("bertdeploy.errors", "UserError"),
 }
 #: the install profile each public function needs (checked before importing it: a missing one is named)
-_PROFILE = {"load": "cpu", "train": "train", "export": "train", "bench": "train"}
+_PROFILE = {"load": "cpu", "train": "train", "distill": "train", "export": "train", "bench": "train"}
 # The implementing modules are named training / exporter / benchmark (not train / export / bench) so that
 # importing them never shadows the functions of the same name re-exported here.
 

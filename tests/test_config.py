@@ -55,13 +55,32 @@ def test_config_validation(field, value):
 def test_there_are_recipes_for_every_seed_experiment():
     names = {p.stem for p in RECIPES}
     assert {"emotion_padding", "tnews_subsets", "sst2_size_ladder", "warmup_ablation", "pretrained_vs_scratch"} <= names
+    assert {"distill_emotion", "distill_sst2", "distill_vs_hard_labels"} <= names
+
+
+def test_a_recipe_runs_with_its_own_command(tmp_path):
+    p = tmp_path / "d.yaml"
+    p.write_text("command: distill\nteacher: models/t\ndata: d\noutput: out\ngrid:\n  alpha: [0.0, 0.5]\n")
+    recipe = load_recipe(p, command="distill")
+    cells = recipe.cells()
+    assert [type(c).__name__ for _, c in cells] == ["DistillConfig"] * 2 and cells[0][1].teacher == "models/t"
+    assert cells[0][1].model == "bert-mini", "a distill recipe's default student"
+    with pytest.raises(UserError, match="is a distill recipe: run it with `bertdeploy distill"):
+        load_recipe(p, command="train")
+    p.write_text("teacher: models/t\ndata: d\n")
+    with pytest.raises(UserError, match="unknown recipe keys \\['teacher'\\]"):
+        load_recipe(p)
+    p.write_text("command: serve\n")
+    with pytest.raises(UserError, match="command must be one of"):
+        load_recipe(p)
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_parses_and_validates(path):
     text = path.read_text(encoding="utf-8")
-    assert text.startswith("# bertdeploy train --recipe recipes/" + path.name), "a recipe opens with its command"
     recipe = load_recipe(path)
+    command = f"# bertdeploy {recipe.command} --recipe recipes/{path.name}"
+    assert text.startswith(command), "a recipe opens with its command"
     for offline in (False, True):
         cells = recipe.cells(offline=offline)
         assert cells

@@ -1,4 +1,5 @@
-"""`TrainConfig` (what ``bertdeploy train`` needs) and YAML recipes, which may hold a grid of configs."""
+"""`TrainConfig` (what ``bertdeploy train`` needs), `DistillConfig` (``bertdeploy distill``: the same options plus
+the teacher's) and YAML recipes, which may hold a grid of configs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertdeploy import variants
 from bertdeploy.config import Config, read_yaml
 from bertdeploy.errors import UserError
 
@@ -50,6 +52,8 @@ class TrainConfig(Config):
     """AdamW weight decay."""
     warmup_ratio: float = 0.1
     """Share of the steps spent warming the learning rate up."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the cross entropy (transformers' ``label_smoothing_factor``; 0 = none)."""
     scheduler: str = "linear"
     """Learning-rate schedule after warm-up (transformers' ``lr_scheduler_type``)."""
     adam_beta1: float = 0.9
@@ -101,7 +105,7 @@ class TrainConfig(Config):
             if getattr(self, key) not in allowed:
                 raise UserError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         finite = ("epochs", "lr", "weight_decay", "warmup_ratio", "adam_beta1", "adam_beta2", "adam_epsilon",
-                  "max_grad_norm", "val_ratio", "test_ratio")  # fmt: skip
+                  "max_grad_norm", "val_ratio", "test_ratio", "label_smoothing")  # fmt: skip
         for key in finite:
             if not math.isfinite(getattr(self, key)):
                 raise UserError(f"{key} must be a finite number, got {getattr(self, key)}")
@@ -114,6 +118,7 @@ class TrainConfig(Config):
     def _check_ranges(self) -> None:
         ranges = (
             ("warmup_ratio", 0, 1, "[0, 1)"),
+            ("label_smoothing", 0, 1, "[0, 1)"),
             ("val_ratio", 0, 1, "(0, 1)"),
             ("test_ratio", 0, 1, "[0, 1)"),
             ("adam_beta1", 0, 1, "[0, 1)"),
@@ -140,6 +145,45 @@ class TrainConfig(Config):
 
 
 @dataclass
+class DistillConfig(TrainConfig):
+    """``bertdeploy distill``: every train option (``model`` is the student) plus the teacher and the loss."""
+
+    model: str = "bert-mini"
+    """The student: a preset (from scratch), a pretrained folder, or ``minilm-l6`` (see ``student_layers``)."""
+    teacher: str = ""
+    """The teacher: a bundle (scored with the ONNX runtime) or a run folder (scored with PyTorch)."""
+    teacher_variant: str = variants.BASE
+    """Bundle variant that scores the texts (fp32 by default: the teacher's own logits, not int8's)."""
+    student_layers: int | None = None
+    """Keep only the first N encoder layers of the student (e.g. ``minilm-l6`` cut to 3)."""
+    student_embeddings: str | None = None
+    """Initialise the student's embeddings from this pretrained model's (a folder or ``minilm-l6``; PCA-projected)."""
+    temperature: float = 2.0
+    """Softmax temperature of the soft targets (the KL term is scaled by T^2)."""
+    alpha: float = 0.5
+    """Weight of the KL term; ``1 - alpha`` weighs the hard-label cross entropy (0 = hard labels only)."""
+    unlabelled: str | None = None
+    """Extra texts (txt: one per line, or csv/tsv/jsonl/parquet with ``text_column``) the teacher labels."""
+    teacher_batch_size: int = 64
+    """Texts per teacher batch when scoring."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.temperature > 0 or not math.isfinite(self.temperature):
+            raise UserError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise UserError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.student_layers is not None and self.student_layers < 1:
+            raise UserError(f"student_layers must be >= 1, got {self.student_layers}")
+        if self.teacher_batch_size < 1:
+            raise UserError(f"teacher_batch_size must be >= 1, got {self.teacher_batch_size}")
+
+
+#: what a recipe's ``command`` key (default ``train``) runs, and the config its cells are
+COMMANDS: dict[str, type[TrainConfig]] = {"train": TrainConfig, "distill": DistillConfig}
+
+
+@dataclass
 class Recipe:
     """A YAML recipe: base settings plus an optional grid (every combination is one training run)."""
 
@@ -149,15 +193,18 @@ class Recipe:
     offline: dict[str, Any] = field(default_factory=dict)
     """Overrides that make the recipe run here without the Hub (``--offline``)."""
     description: str = ""
+    command: str = "train"
+    """``train`` or ``distill``: the command that runs the recipe (and the config class of its cells)."""
 
     def cells(self, overrides: dict[str, Any] | None = None, offline: bool = False) -> list[tuple[str, TrainConfig]]:
         """(cell name, config) for every grid combination; the output of a cell is ``<output>/<cell name>``."""
+        cls = COMMANDS[self.command]
         off = dict(self.offline) if offline else {}
         grid = {**self.grid, **off.pop("grid", {})}
         base = {**self.base, **off, **(overrides or {})}
         grid = {k: v for k, v in grid.items() if k not in (overrides or {})}
         if not grid:
-            return [(self.name, TrainConfig.from_dict(base))]
+            return [(self.name, cls.from_dict(base))]
         keys = list(grid)
         out = []
         for values in itertools.product(*(grid[k] for k in keys)):
@@ -165,7 +212,7 @@ class Recipe:
             name = "__".join(f"{k}={_short(v)}" for k, v in cell.items())
             cfg = {**base, **cell}
             cfg["output"] = str(Path(base.get("output") or f"runs/{self.name}") / name)
-            out.append((name, TrainConfig.from_dict(cfg)))
+            out.append((name, cls.from_dict(cfg)))
         return out
 
 
@@ -173,34 +220,42 @@ def _short(v: Any) -> str:
     return Path(str(v)).name if isinstance(v, str) and "/" in v else str(v)
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe file (unknown keys and bad values are errors)."""
+def load_recipe(path: str | Path, command: str | None = None) -> Recipe:
+    """Read and validate a recipe file (unknown keys and bad values are errors); with ``command``, a recipe meant
+    for another command is an error naming the right one."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"recipe not found: {path}")
     raw = read_yaml(path, "recipe")
-    fields = TrainConfig.fields()
-    extra = set(raw) - {"name", "description", "grid", "offline", *fields}
+    kind = str(raw.get("command", "train"))
+    if kind not in COMMANDS:
+        raise UserError(f"{path}: command must be one of {sorted(COMMANDS)}, got {kind!r}")
+    if command is not None and kind != command:
+        raise UserError(f"{path} is a {kind} recipe: run it with `bertdeploy {kind} --recipe {path}`")
+    cls = COMMANDS[kind]
+    fields = cls.fields()
+    extra = set(raw) - {"name", "description", "command", "grid", "offline", *fields}
     if extra:
         raise UserError(f"{path}: unknown recipe keys {sorted(extra)}")
-    base = {k: TrainConfig.coerce(k, v) for k, v in raw.items() if k in fields}
+    base = {k: cls.coerce(k, v) for k, v in raw.items() if k in fields}
     grid = raw.get("grid") or {}
     offline_raw = dict(raw.get("offline") or {})
     offline_grid = offline_raw.pop("grid", None) or {}
-    offline: dict[str, Any] = {k: TrainConfig.coerce(k, v) for k, v in offline_raw.items()}
+    offline: dict[str, Any] = {k: cls.coerce(k, v) for k, v in offline_raw.items()}
     if offline_grid:
         offline["grid"] = offline_grid
     for k, values in {**grid, **offline_grid}.items():
         if not isinstance(values, list) or not values:
             raise UserError(f"{path}: grid.{k} must be a non-empty list")
         for v in values:
-            TrainConfig.coerce(k, v)
+            cls.coerce(k, v)
     recipe = Recipe(
         name=str(raw.get("name", path.stem)),
         base=base,
         grid=grid,
         offline=offline,
         description=raw.get("description", ""),
+        command=kind,
     )
     for on in (False, True):  # validate every cell now, not midway through a grid
         recipe.cells(offline=on)

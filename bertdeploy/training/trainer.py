@@ -69,6 +69,7 @@ def _training_args(config: TrainConfig, work: Path):
         learning_rate=config.lr,
         weight_decay=config.weight_decay,
         warmup_ratio=config.warmup_ratio,
+        label_smoothing_factor=config.label_smoothing,
         lr_scheduler_type=config.scheduler,
         adam_beta1=config.adam_beta1,
         adam_beta2=config.adam_beta2,
@@ -262,14 +263,16 @@ def run_recipe(
     cells: list[tuple[str, TrainConfig]],
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_cell: Callable[[str], None] | None = None,
+    runner: Callable[..., TrainResult] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every cell of a recipe grid; one comparison row per cell (a failed cell is recorded, not fatal)."""
+    """Train every cell of a recipe grid with ``runner`` (default :func:`train`; ``distill`` for a distill
+    recipe); one comparison row per cell (a failed cell is recorded, not fatal)."""
     rows = []
     for name, cfg in cells:
         if on_cell:
             on_cell(name)
         try:
-            r = train(cfg, on_epoch=on_epoch)
+            r = (runner or train)(cfg, on_epoch=on_epoch)
         except UserError as e:
             rows.append({"cell": name, "status": f"failed: {e}"})
             continue

@@ -1,0 +1,33 @@
+"""``bertdeploy distill``: train a small student on a teacher's soft labels (or every cell of a distill recipe)."""
+
+from __future__ import annotations
+
+import click
+
+from bertdeploy.cli.train import common_options, run_command
+from bertdeploy.errors import require_extra
+
+
+@click.command(name="distill")
+@click.option("--teacher", help="Teacher: a bundle (scored with the ONNX runtime) or a run folder (PyTorch).")
+@click.option("--student", "model", help="Student: a preset (bert-mini, bert-tiny …), a folder, or minilm-l6.")
+@click.option("--student-layers", type=int, help="Keep only the student's first N encoder layers.")
+@click.option("--student-embeddings", help="Initialise the student's embeddings from this model's (e.g. minilm-l6).")
+@click.option("--temperature", type=float, help="Softmax temperature of the soft targets (default 2).")
+@click.option("--alpha", type=float, help="Weight of the soft (KL) loss; 1 - alpha weighs the hard labels (0.5).")
+@click.option("--unlabelled", type=click.Path(dir_okay=False), help="Extra texts for the teacher to label.")
+@click.option("--teacher-variant", help="Bundle variant that scores the texts (default fp32).")
+@common_options
+def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **options) -> None:
+    """Distil a teacher into a small student: KL on temperature-scaled logits + hard-label cross entropy.
+
+    \b
+    bertdeploy distill --teacher models/minilm-emotion --student bert-mini --data ../shared/datasets/emotion \\
+        --epochs 10 --output runs/bert-mini-distilled
+    bertdeploy distill --teacher runs/minilm-emotion --student minilm-l6 --student-layers 3 --data ... -o runs/l3
+    bertdeploy distill --recipe recipes/distill_emotion.yaml
+    """
+    require_extra("train", "bertdeploy distill")
+    from bertdeploy.training import distill
+
+    run_command("distill", distill, recipe, offline, overrides, options)

@@ -1,0 +1,219 @@
+"""Knowledge distillation: a small student trained on a teacher's soft labels, with transformers' Trainer.
+
+    from bertdeploy.training import DistillConfig, distill
+    distill(DistillConfig(teacher="models/minilm-emotion", model="bert-mini", data="data/emotion", output="runs/d"))
+
+The student is prepared exactly as ``train`` prepares a model (same options, same run folder, metrics, curves,
+``--resume``). The teacher's logits on the training texts (plus ``unlabelled`` texts, which widen the transfer
+set and count in the soft loss only) are computed once before training and cached in ``OUTPUT.partial``. The
+loss (:func:`distillation_loss`) is a ``Trainer.compute_loss`` override::
+
+    alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, labels)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bertdeploy.data import LoadedData
+from bertdeploy.errors import UserError
+from bertdeploy.training.config import DistillConfig
+from bertdeploy.training.teacher import Teacher, caches_kept, label_order, resolve_teacher, teacher_logits
+from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare, tokenize
+
+#: the training-set column holding the teacher's logits
+SOFT = "teacher_logits"
+#: the label of an unlabelled transfer text (ignored by the cross entropy, as in torch)
+UNLABELLED = -100
+
+
+@dataclass
+class DistillResult(TrainResult):
+    """A :class:`TrainResult` plus what the teacher was and how it scored on the eval split."""
+
+    teacher: dict[str, Any] = field(default_factory=dict)
+
+
+def distillation_loss(student, teacher, labels, temperature: float, alpha: float, label_smoothing: float = 0.0):
+    """``alpha * T^2 * KL(p_teacher^T || p_student^T) + (1 - alpha) * CE(student, labels)`` (torch tensors).
+
+    The KL term is averaged over every row; the cross entropy over the labelled rows only (label ``-100`` marks an
+    unlabelled transfer text). The ``T^2`` factor keeps the soft gradients' scale independent of ``T``
+    (Hinton et al., 2015).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    loss = student.new_zeros(())
+    if alpha > 0:
+        log_s = F.log_softmax(student.float() / temperature, dim=-1)
+        log_t = F.log_softmax(teacher.float() / temperature, dim=-1)
+        kl = F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
+        loss = loss + alpha * temperature**2 * kl
+    labelled = labels != UNLABELLED
+    if alpha < 1 and bool(torch.any(labelled)):
+        ce = F.cross_entropy(student[labelled].float(), labels[labelled], label_smoothing=label_smoothing)
+        loss = loss + (1 - alpha) * ce
+    return loss
+
+
+@functools.cache
+def _trainer_class():
+    """``Trainer`` with the distillation loss (built once, on first use: transformers is imported lazily)."""
+    import torch.nn.functional as F
+    from transformers import Trainer
+
+    class DistillTrainer(Trainer):
+        def __init__(self, *args: Any, temperature: float, alpha: float, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.temperature = temperature
+            self.alpha = alpha
+
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            if SOFT not in self._signature_columns:  # keep the teacher's logits: compute_loss reads them
+                self._signature_columns = [*self._signature_columns, SOFT]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = dict(inputs)
+            soft = inputs.pop(SOFT, None)
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            smoothing = self.args.label_smoothing_factor
+            if soft is None:  # evaluation: the plain cross entropy, comparable with `train`
+                loss = F.cross_entropy(outputs.logits.float(), labels, label_smoothing=smoothing)
+            else:
+                loss = distillation_loss(outputs.logits, soft, labels, self.temperature, self.alpha, smoothing)
+            return (loss, outputs) if return_outputs else loss
+
+    return DistillTrainer
+
+
+def truncate_layers(model: Any, layers: int | None) -> None:
+    """Keep the first ``layers`` encoder layers (dropping the top layers keeps most of a fine-tuned BERT's
+    accuracy; Sajjad et al., 2023, "On the effect of dropping layers of pre-trained transformer models")."""
+    if layers is None:
+        return
+    import torch
+
+    base = getattr(model, model.base_model_prefix)
+    body = getattr(base, "encoder", None) or getattr(base, "transformer", None)
+    stack = getattr(body, "layer", None)
+    if stack is None:
+        raise UserError(f"student_layers: cannot find the encoder layers of a {model.config.model_type} model")
+    if layers > len(stack):
+        raise UserError(f"student_layers={layers}, but the student has only {len(stack)} layers")
+    body.layer = torch.nn.ModuleList(list(stack)[:layers])
+    model.config.num_hidden_layers = layers
+
+
+def init_embeddings(model: Any, spec: str | None) -> dict[str, Any] | None:
+    """Initialise the student's word / position / token-type embeddings from a pretrained model's (``spec``: a
+    folder or ``minilm-l6``), projected onto their top principal components when the student is narrower. A
+    from-scratch student then starts with a pretrained lexicon. The pretrained model needs the student's
+    vocabulary (its tokenizer)."""
+    if spec is None:
+        return None
+    import torch
+    from transformers import AutoModel
+
+    from bertdeploy.training.models import resolve
+
+    ms = resolve(spec)
+    if ms.kind != "local":
+        raise UserError(f"student_embeddings: {spec!r} must be a local folder or minilm-l6")
+    source = AutoModel.from_pretrained(ms.location, use_safetensors=True, local_files_only=True).embeddings
+    target = getattr(model, model.base_model_prefix).embeddings
+    if source.word_embeddings.weight.shape[0] != target.word_embeddings.weight.shape[0]:
+        raise UserError(f"student_embeddings: {spec!r} has another vocabulary size than the student")
+    words = source.word_embeddings.weight.detach()
+    mean = words.mean(0, keepdim=True)
+    width = target.word_embeddings.weight.shape[1]
+    basis = torch.linalg.svd(words - mean, full_matrices=False).Vh[:width].T  # [source width, student width]
+    with torch.no_grad():
+        for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+            src, dst = getattr(source, name, None), getattr(target, name, None)
+            if src is None or dst is None:
+                continue
+            rows = min(src.weight.shape[0], dst.weight.shape[0])
+            dst.weight[:rows] = (src.weight[:rows] - mean) @ basis
+    return {"from": spec, "location": ms.location, "projected": f"{words.shape[1]} -> {width} (PCA)"}
+
+
+def read_unlabelled(path: str, text_column: str) -> list[str]:
+    """Texts of an unlabelled file (empty rows skipped): plain text one per line, or a table's ``text_column``."""
+    from bertdeploy.runtime.readers import detect_format, iter_chunks
+
+    texts = []
+    for chunk in iter_chunks(path, detect_format(path), text_column):
+        texts.extend(str(t) for t in chunk.texts if t is not None and str(t).strip())
+    if not texts:
+        raise UserError(f"--unlabelled {path}: no texts")
+    return texts
+
+
+def _transfer_set(config: DistillConfig, prep: Prepared, unlabelled: list[str], soft: np.ndarray):
+    """The training split with the teacher's logits, plus the unlabelled texts (label -100)."""
+    from datasets import concatenate_datasets
+
+    train = prep.datasets["train"]
+    n = len(train)
+    train = train.add_column(SOFT, soft[:n].tolist())
+    if not unlabelled:
+        return train
+    extra = LoadedData({"train": {"text": unlabelled, "label": [UNLABELLED] * len(unlabelled)}}, prep.data.labels, "")
+    extra_ds = tokenize(extra, prep.tokenizer, config.max_length, config.padding)["train"]
+    extra_ds = extra_ds.add_column(SOFT, soft[n : n + len(unlabelled)].tolist())
+    return concatenate_datasets([train, extra_ds.cast(train.features)])
+
+
+def _score(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: list[str]) -> dict[str, Any]:
+    """Teacher logits on train + unlabelled + eval texts (cached in the partial folder); the transfer set is put
+    in place of the training split, and the teacher's eval-split scores are returned."""
+    from bertdeploy.metrics import classification_metrics
+
+    order = label_order(teacher.labels, prep.data.labels)
+    splits = prep.data.splits
+    ev = prep.data.eval_split
+    texts = [*splits["train"]["text"], *unlabelled, *splits[ev]["text"]]
+    logits, cache = teacher_logits(teacher, texts, prep.work, config.teacher_batch_size)
+    logits = logits[:, order]
+    prep.datasets["train"] = _transfer_set(config, prep, unlabelled, logits)
+    eval_logits = logits[len(texts) - len(splits[ev]["text"]) :]
+    scores = classification_metrics(splits[ev]["label"], eval_logits.argmax(-1), prep.data.labels)
+    agree = float(np.mean(logits[: len(splits["train"]["text"])].argmax(-1) == np.asarray(splits["train"]["label"])))
+    return {**teacher.describe(), "cache": cache, "scored_texts": len(texts), "unlabelled_texts": len(unlabelled),
+            "train_agreement": round(agree, 4), "eval_split": ev,
+            "eval": {k: v for k, v in scores.items() if isinstance(v, float)}}  # fmt: skip
+
+
+def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> DistillResult:
+    """Train ``config.model`` (the student) on ``config.teacher``'s soft labels; write the run folder."""
+    from bertdeploy.training.callbacks import EpochRecorder
+
+    if not isinstance(config, DistillConfig):
+        raise UserError("distill() takes a DistillConfig")
+    teacher = resolve_teacher(config.teacher, config.teacher_variant)
+    unlabelled = read_unlabelled(config.unlabelled, config.text_column) if config.unlabelled else []
+    if config.alpha == 0:
+        unlabelled = []  # hard labels only: texts without a label would carry no loss
+    prep = prepare(config)
+    label_order(teacher.labels, prep.data.labels)  # a different label set fails before any work
+    truncate_layers(prep.model, config.student_layers)
+    embeddings = init_embeddings(prep.model, config.student_embeddings)
+    prep.trainable = sum(p.numel() for p in prep.model.parameters() if p.requires_grad)
+    recorder = EpochRecorder(on_epoch)
+    trainer_class = functools.partial(_trainer_class(), temperature=config.temperature, alpha=config.alpha)
+    with caches_kept(prep.work):  # make_trainer clears a stale partial folder; the teacher's logits stay valid
+        trainer = make_trainer(config, prep, [recorder], trainer_class=trainer_class)
+    info = _score(config, teacher, prep, unlabelled)
+    trainer.train_dataset = prep.datasets["train"]
+    extra = {"distill": {"teacher": info, "temperature": config.temperature, "alpha": config.alpha,
+                         "student_embeddings": embeddings}}  # fmt: skip
+    result = fit(config, prep, trainer, recorder, extra)
+    return DistillResult(**vars(result), teacher=info)
