@@ -11,6 +11,7 @@ COMMANDS = [
     ["quickstart"],
     ["data", "stats"],
     ["train"],
+    ["distill"],
     ["export"],
     ["predict"],
     ["serve"],
