@@ -169,7 +169,8 @@ def test_killed_run_resumes_with_the_cached_teacher_logits(tiny_model_dir, tiny_
     r = distill(_cfg(tiny_model_dir, tiny_data_dir, tmp_path / "run", epochs=2, model=str(tiny_model_dir),
                      student_layers=1, resume=True))  # fmt: skip
     assert r.teacher["cache"] == "hit" and r.teacher["kind"] == "run"
-    assert [e["epoch"] for e in r.history] == [2.0]
+    # epoch 1 is not trained again, and the history keeps it (read back from the checkpoint's trainer state)
+    assert [e["epoch"] for e in r.history] == [1.0, 2.0] and r.history[0].get("from_checkpoint")
     assert json.loads((tmp_path / "run" / "config.json").read_text())["num_hidden_layers"] == 1
 
 
