@@ -13,6 +13,7 @@ from bertdeploy.machine import cpu
 
 NO_BF16 = "bf16 skipped: no native bf16 on this CPU (no avx512_bf16 / amx_bf16); emulated bf16 times the emulation"
 NO_TORCH = "no PyTorch model for this target (pass the training run dir as a target)"
+NO_BUNDLE = "openvino reads a bundle's ONNX file: pass a bundle, or --export for a training run"
 TORCH_FP32 = REFERENCE_DTYPE
 
 
@@ -74,6 +75,10 @@ def _blocks(cfg: BenchConfig, target: Target, backend: str) -> list[Block]:
         return [Block(target, "pipeline", TORCH_FP32, skip=None if has_torch else NO_TORCH)]
     if backend == "ortmodel":
         return [Block(target, "ortmodel", TORCH_FP32)]
+    if backend == "openvino":
+        exportable = target.kind == "preset" or (target.kind == "run" and cfg.export)
+        no_bundle = None if target.kind == "bundle" or exportable else NO_BUNDLE
+        return [Block(target, "openvino", v, skip=no_bundle) for v in cfg.openvino_variants]
     wanted, why = bertdeploy_variants(cfg, target)
     return [Block(target, "bertdeploy", v, skip=why.get(v)) for v in wanted]
 
