@@ -16,6 +16,7 @@ import numpy as np
 
 from bertdeploy.benchmark.contract import Backend, BackendContext, Skip, need
 from bertdeploy.benchmark.openvino_backend import OpenVINOBackend
+from bertdeploy.benchmark.plan import NO_FP16
 from bertdeploy.errors import UserError
 
 __all__ = ["REGISTRY", "Backend", "BackendContext", "Skip", "make_backend"]
@@ -66,8 +67,8 @@ def _state_bytes(model: Any) -> int:
 
 
 class TorchBackend:
-    """PyTorch eager (``AutoModelForSequenceClassification``): fp32, bf16, or ``int8`` = dynamic int8 Linear
-    layers (:func:`torch_dynamic_int8`, CPU only)."""
+    """PyTorch eager (``AutoModelForSequenceClassification``): fp32, bf16, fp16 (CUDA), or ``int8`` = dynamic int8
+    Linear layers (:func:`torch_dynamic_int8`, CPU only)."""
 
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx
@@ -90,6 +91,10 @@ class TorchBackend:
                     "no avx512_bf16 / amx_bf16): emulated bf16 would only measure the emulation"
                 )
             dtype = torch.bfloat16
+        if self.ctx.variant == "fp16":
+            if not self.on_cuda:
+                raise Skip(NO_FP16)
+            dtype = torch.float16
         if self.ctx.variant == "int8" and self.on_cuda:
             raise Skip("PyTorch dynamic int8 (torch.ao.quantization.quantize_dynamic) runs on the CPU only")
         torch.set_num_threads(self.ctx.threads)

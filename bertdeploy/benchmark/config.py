@@ -11,7 +11,7 @@ from bertdeploy.errors import UserError
 
 BACKENDS = ("bertdeploy", "torch", "pipeline", "ortmodel", "openvino")
 PADDINGS = ("static", "dynamic", "bucketed")
-TORCH_DTYPES = ("fp32", "bf16", "int8")
+TORCH_DTYPES = ("fp32", "bf16", "fp16", "int8")
 OPENVINO_EXTRA = ("nncf",)
 DEVICES = ("cpu", "cuda", "auto")
 ISOLATIONS = ("process", "inline")
@@ -33,9 +33,9 @@ class BenchConfig(Config):
     backends: list[str] = field(default_factory=lambda: list(BACKENDS))
     variants: list[str] | None = None
     """bertdeploy variants to time (default: every accepted variant of the bundle)."""
-    torch_dtypes: list[str] = field(default_factory=lambda: list(TORCH_DTYPES))
-    """PyTorch eager precisions; bf16 is skipped (with the reason) on a CPU without native bf16; int8 is
-    ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (CPU only)."""
+    torch_dtypes: list[str] = field(default_factory=lambda: ["fp32", "bf16", "int8"])
+    """PyTorch eager precisions (of fp32, bf16, fp16, int8); bf16 is skipped (with the reason) on a CPU without native
+    bf16, fp16 on any CPU; int8 is ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (CPU only)."""
     openvino_variants: list[str] = field(default_factory=lambda: ["fp32", "nncf"])
     """What the openvino backend times: bundle variants (their ONNX files) and/or ``nncf`` (NNCF int8 of fp32)."""
     padding: list[str] = field(default_factory=lambda: list(PADDINGS))
