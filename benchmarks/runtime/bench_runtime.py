@@ -229,7 +229,17 @@ def gemm_peaks(threads: int, seconds: float = 1.0) -> dict:
 
 def serve(spec: str, args: argparse.Namespace) -> None:
     """Worker process: load the engine, warm up, then answer the driver's commands on stdin, one JSON line each:
-    "run" -> one timed pass over the whole file; "done" -> labels and accuracy, then exit."""
+    "run" -> one timed pass over the whole file; "lat N" -> batch-1 latencies; "done" -> labels and accuracy.
+    The protocol has file descriptor 1 to itself: everything else the engines print (NNCF progress bars, OpenVINO
+    logs) goes to stderr."""
+    proto = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def print(line: str, flush: bool = True) -> None:  # noqa: A001 - the protocol's print
+        proto.write(line + "\n")
+        proto.flush()
+
     if spec == "peak":
         print(json.dumps({"ready": True}), flush=True)
         for line in sys.stdin:
