@@ -140,3 +140,11 @@ def test_skip_layer_norm_fusion_is_off_by_default(tmp_path, monkeypatch):
     assert seen["disabled_optimizers"] == list(rs.DISABLED_OPTIMIZERS)
     rs.create_session(path, "cpu", 0, SessionConfig(threads=1, disabled_optimizers=()), False)
     assert seen["disabled_optimizers"] == []
+
+
+def test_torch_fp16_is_a_cuda_row(tiny_bundle, tmp_path):
+    from bertdeploy.benchmark.plan import NO_FP16
+
+    cfg = BenchConfig(targets=[str(tiny_bundle)], output=str(tmp_path / "o"), backends=["torch"], torch_dtypes="fp16")
+    (block,) = plan(cfg, resolve_target(str(tiny_bundle)))
+    assert block.variant == "fp16" and block.skip == NO_FP16

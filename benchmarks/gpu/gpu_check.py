@@ -27,24 +27,17 @@ from pathlib import Path
 STEPS: dict[str, dict] = {}
 
 
-def step(name: str, out: Path):
-    """Decorator: run the step, record seconds / result / error into OUT/results.json immediately."""
-
-    def wrap(fn):
-        def run(*args):
-            t0 = time.perf_counter()
-            try:
-                result, ok = fn(*args), True
-            except Exception as e:  # noqa: BLE001 - recorded; later steps decide whether they can go on
-                result, ok = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}, False
-            STEPS[name] = {"ok": ok, "seconds": round(time.perf_counter() - t0, 1), **result}
-            (out / "results.json").write_text(json.dumps(STEPS, indent=1, default=str) + "\n")
-            print(f"[{name}] {'ok' if ok else 'FAILED'} in {STEPS[name]['seconds']} s", flush=True)
-            return ok
-
-        return run
-
-    return wrap
+def step(name: str, out: Path, fn) -> bool:
+    """Run one step now; record seconds / result / error into OUT/results.json immediately; True when it worked."""
+    t0 = time.perf_counter()
+    try:
+        result, ok = fn(), True
+    except Exception as e:  # noqa: BLE001 - recorded; later steps decide whether they can go on
+        result, ok = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]}, False
+    STEPS[name] = {"ok": ok, "seconds": round(time.perf_counter() - t0, 1), **result}
+    (out / "results.json").write_text(json.dumps(STEPS, indent=1, default=str) + "\n")
+    print(f"[{name}] {'ok' if ok else 'FAILED'} in {STEPS[name]['seconds']} s", flush=True)
+    return ok
 
 
 def environment() -> dict:
@@ -128,25 +121,25 @@ def main() -> None:
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     run, bundle = work / "run", work / "bundle"
-    if not step("environment", out)(environment):
+    if not step("environment", out, environment):
         return
     train = ["train", "--model", "minilm-l6", "--data", args.data, "--epochs", "1", "--batch-size", "64"]
     train += ["--max-length", "128", "--padding", "dynamic", "--group-by-length", "--output", str(run), "--overwrite"]
-    if not step("train", out)(lambda: cli(*train)):
+    if not step("train", out, lambda: cli(*train)):
         return
-    exported = step("export", out)(lambda: cli("export", str(run), "-o", str(bundle), "--fp16", "--int8", "--force"))
-    step("optimum_fp16_cuda", out)(lambda: optimum_fp16(run, work / "optimum_fp16"))
+    exported = step("export", out, lambda: cli("export", str(run), "-o", str(bundle), "--fp16", "--int8", "--force"))
+    step("optimum_fp16_cuda", out, lambda: optimum_fp16(run, work / "optimum_fp16"))
     if not exported:
         return
     import csv
 
     with open(Path(args.data) / "test.csv", newline="", encoding="utf-8") as f:
         texts = [r["text"] for r in csv.DictReader(f)]
-    step("runtime", out)(lambda: runtime_providers(bundle, texts))
+    step("runtime", out, lambda: runtime_providers(bundle, texts))
     bench = ["bench", str(bundle), "--data", args.data, "--device", "cuda", "--backends", "bertdeploy,torch,ortmodel"]
     bench += ["--variants", "fp32,fp16", "--torch-dtypes", "fp32,fp16,bf16", "--padding", "bucketed"]
     bench += ["--batch-sizes", "1,32", "--min-seconds", "1", "--gemm-seconds", "0", "-o", str(out / "bench")]
-    step("bench", out)(lambda: cli(*bench, "--overwrite"))
+    step("bench", out, lambda: cli(*bench, "--overwrite"))
 
 
 if __name__ == "__main__":
