@@ -246,7 +246,7 @@ def main() -> None:
     ap.add_argument("--bundle512", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--engines", type=lambda s: s.split(","), default=None, help="override the whole-file engines")
-    ap.add_argument("--skip", default="", help="comma list of steps to skip: seq,bench")
+    ap.add_argument("--skip", default="", help="steps to skip: whole,seq,bench (all three: only rewrite the page)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--readme", action="store_true", help="also rewrite the README headline block")
     args = ap.parse_args()
@@ -257,7 +257,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    whole_file(args, out)
+    if "whole" not in args.skip:
+        whole_file(args, out)
     if "seq" not in args.skip:
         seq_lengths(args, out, bundle512(args))
     if "bench" not in args.skip:
