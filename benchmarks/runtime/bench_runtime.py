@@ -16,9 +16,9 @@ tokenizer and batches: ``bertdeploy.benchmark.openvino_backend``), ``bertdeploy:
 (k in batch_size, max_tokens, streams, spinning, graph_optimization, cpu_arena, threads, gelu_approximation,
 ``fusions=ort``: ORT's own fusion list, i.e. SkipLayerNormFusion back on), ``peak`` (GEMM peaks).
 
-``--data synthetic:L`` times texts of L/2..L tokens (emotion test texts glued together; needs a bundle exported
-with ``--max-length`` >= L) instead of a csv file. ``--latency N`` adds a batch-1 pass: every engine predicts the
-first N texts one call each (p50 / p90 ms, end to end).
+``--data synthetic:L[:N]`` times N (default 32768 // L) texts of L/2..L tokens (``--source`` texts glued together;
+needs a bundle exported with ``--max-length`` >= L) instead of a csv file. ``--latency N`` adds a batch-1 pass:
+every engine predicts the first N texts one call each (p50 / p90 ms, end to end).
 """
 
 from __future__ import annotations
@@ -54,9 +54,10 @@ DEFAULT_ENGINES = [
 
 
 def read_data(path: str, bundle: str = "", source: str = "") -> tuple[list[str], list[str]]:
-    """(texts, gold labels) of a csv, or ``synthetic:L`` texts glued from ``source`` (labels empty)."""
+    """(texts, gold labels) of a csv, or ``synthetic:L[:N]`` texts glued from ``source`` (labels empty)."""
     if path.startswith("synthetic:"):
-        return synthetic_texts(bundle, source, int(path.split(":")[1])), []
+        _, length, *n = path.split(":")
+        return synthetic_texts(bundle, source, int(length), int(n[0]) if n else None), []
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     return [r["text"] for r in rows], [r["label"] for r in rows]

@@ -88,7 +88,8 @@ def whole_file(args: argparse.Namespace, out: Path) -> None:
 def seq_lengths(args: argparse.Namespace, out: Path, bundle: Path) -> None:
     for length in SEQ_LENGTHS:
         cmd = [sys.executable, str(HERE / "bench_runtime.py"), f"--bundle={bundle}", f"--hf={args.hf}"]
-        cmd += [f"--data=synthetic:{length}", f"--source={Path(args.data) / 'test.csv'}", f"--threads={args.threads}"]
+        data = f"synthetic:{length}" + (f":{max(8, 4096 // length)}" if args.quick else "")
+        cmd += [f"--data={data}", f"--source={Path(args.data) / 'test.csv'}", f"--threads={args.threads}"]
         cmd += [f"--repeats={1 if args.quick else 3}", "--engines=" + ",".join(SEQ_ENGINES)]
         sh([*cmd, f"--out={out / f'seq_{length}.json'}"], out / "log.txt")
 
@@ -179,7 +180,7 @@ def seq_table(out: Path) -> str:
     lines = ["| tokens (L/2..L) | " + " | ".join(f"`{e.split(':', 1)[1]}` texts/s" for e in SEQ_ENGINES) + " |"]
     lines.append("|---:|" + "---:|" * len(SEQ_ENGINES))
     for length in SEQ_LENGTHS:
-        f = out / f"seq_{length}.json"
+        f = out / f"seq_{length}.json"  # texts/s of synthetic:L (N texts, see the JSON's "data")
         if f.is_file():
             runs = _rows(json.loads(f.read_text()))
             cells = [f"{runs[e]['texts_per_s']:.1f}" if e in runs else "-" for e in SEQ_ENGINES]
