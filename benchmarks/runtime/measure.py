@@ -172,6 +172,10 @@ def goal_table(whole: dict, bench_rows: list[dict]) -> list[tuple[str, str, str,
     return out
 
 
+def _met(ok: bool | None) -> str:
+    return "-" if ok is None else "yes" if ok else "NO"
+
+
 def _acc(r: dict) -> float:
     return r.get("accuracy") if r.get("accuracy") is not None else -1.0
 
@@ -205,8 +209,8 @@ def page(args: argparse.Namespace, out: Path, started: float) -> str:
         "## Whole file, end to end (bench_runtime.py)",
         br.report(whole),
         "## Goals",
-        "| goal | reached | from | met |\n|---|---:|---|---|",
-        "\n".join(f"| {g} | {v} | {how} | {'-' if ok is None else 'yes' if ok else 'NO'} |" for g, v, how, ok in goals),
+        "| goal | reached | from | met |\n|---|---:|---|---|\n"
+        + "\n".join(f"| {g} | {v} | {how} | {_met(ok)} |" for g, v, how, ok in goals),
         "## Sequence length (synthetic texts, 2 threads, bundle exported with max_length 512)",
         seq_table(out),
         "## `bertdeploy bench`: peers as backends (bucketed, best cell per block)",
