@@ -130,6 +130,17 @@ VARIANT_TABLE: tuple[VariantSpec, ...] = (
         help="dynamic int8 for this CPU's instruction set",
     ),
     VariantSpec(
+        "qint8_qkv",
+        "onnx/model_qint8_qkv.onnx",
+        "int8",
+        "dynamic_int8",
+        {"fuse_qkv": True},
+        min_agreement=None,
+        cli_flag="--int8-qkv",
+        notes=("Q/K/V projections fused into one MatMul before quantization (same int8 scales)",),
+        help="dynamic int8 with each layer's Q/K/V projections fused into one MatMul (experimental)",
+    ),
+    VariantSpec(
         "qint8_static",
         "onnx/model_qint8_static.onnx",
         "int8",

@@ -179,3 +179,18 @@ def test_accuracy_budget_is_points_everywhere():
     for bad in ("lots", -1, "nan", float("inf")):
         with pytest.raises(UserError):
             accuracy_points(bad)
+
+
+def test_latency_ticks_are_plain_milliseconds():
+    from matplotlib.figure import Figure
+
+    from bertdeploy.benchmark.plots import ENGINE_NAMES, ms_label, plain_ms_axis
+
+    assert [ms_label(v) for v in (0.2, 0.5, 1.0, 2.0, 10.0, 200.0)] == ["0.2", "0.5", "1", "2", "10", "200"]
+    ax = Figure().subplots()
+    ax.plot([1.7, 45.0], [1, 2])
+    plain_ms_axis(ax)
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert {"2", "5", "10", "20"} <= set(labels) and not any("10^" in t or "times" in t for t in labels)
+    assert ENGINE_NAMES["openvino"] == "OpenVINO"

@@ -20,7 +20,7 @@ class FallbackSession:
 
     requested: list[list[str]] = []
 
-    def __init__(self, path, sess_options=None, providers=None, provider_options=None):
+    def __init__(self, path, sess_options=None, providers=None, provider_options=None, **kwargs):
         FallbackSession.requested.append(list(providers))
         self._real = REAL_SESSION(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
 

@@ -9,56 +9,21 @@ Padding: ``static`` pads every row to max_length; ``dynamic`` and ``bucketed`` p
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from bertdeploy.benchmark.contract import Backend, BackendContext, Skip, need
+from bertdeploy.benchmark.openvino_backend import OpenVINOBackend
+from bertdeploy.benchmark.plan import NO_FP16
 from bertdeploy.errors import UserError
 
-
-class Skip(Exception):
-    """The backend cannot run here (e.g. bf16 on a CPU without native bf16); the message is the reason."""
-
-
-@dataclass
-class BackendContext:
-    hf_dir: Path | None
-    bundle: Path | None
-    labels: list[str]
-    max_length: int
-    variant: str
-    threads: int
-    device: str
-    max_batch_size: int
-
-
-class Backend(Protocol):
-    def load(self) -> dict[str, Any]:
-        """Load the model; return facts for the rows (file, bytes, precision, providers)."""
-
-    def predict(self, texts: list[str], padding: str) -> np.ndarray:
-        """Logits ``[len(texts), num_labels]``, end to end."""
-
-    def prepare(self, texts: list[str], padding: str) -> Any:
-        """Tokenized model input for :meth:`run`, or None when the engine cannot be timed without tokenization."""
-
-    def run(self, prepared: Any) -> Any:
-        """The model alone on a prepared batch."""
-
-    def sync(self) -> None:
-        """Wait for asynchronous device work (CUDA); no-op on CPU."""
+__all__ = ["REGISTRY", "Backend", "BackendContext", "Skip", "make_backend"]
 
 
 def _hf_padding(padding: str) -> str:
     return "max_length" if padding == "static" else "longest"
-
-
-def _need(path: Path | None, what: str) -> Path:
-    if path is None:
-        raise Skip(f"no {what} for this target")
-    return path
 
 
 def _dir_bytes(folder: Path, pattern: str) -> int:
@@ -77,8 +42,33 @@ def _cuda(device: str) -> bool:
     return True
 
 
+def torch_dynamic_int8(model: Any) -> Any:
+    """``model`` with every ``nn.Linear`` replaced by PyTorch's dynamic int8 Linear
+    (``torch.ao.quantization.quantize_dynamic``: int8 weights per tensor, activations quantized per batch), the
+    recipe of PyTorch's own BERT dynamic-quantization tutorial. CPU only."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch 2.13 marks torch.ao.quantization deprecated (moved to torchao)
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _state_bytes(model: Any) -> int:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
 class TorchBackend:
-    """PyTorch eager (``AutoModelForSequenceClassification``), fp32 or bf16."""
+    """PyTorch eager (``AutoModelForSequenceClassification``): fp32, bf16, fp16 (CUDA), or ``int8`` = dynamic int8
+    Linear layers (:func:`torch_dynamic_int8`, CPU only)."""
 
     def __init__(self, ctx: BackendContext) -> None:
         self.ctx = ctx
@@ -90,7 +80,7 @@ class TorchBackend:
 
         from bertdeploy.machine import cpu
 
-        hf = _need(self.ctx.hf_dir, "PyTorch model (pass the training run dir as a target)")
+        hf = need(self.ctx.hf_dir, "PyTorch model (pass the training run dir as a target)")
         self.on_cuda = _cuda(self.ctx.device)
         dtype = torch.float32
         if self.ctx.variant == "bf16":
@@ -101,18 +91,28 @@ class TorchBackend:
                     "no avx512_bf16 / amx_bf16): emulated bf16 would only measure the emulation"
                 )
             dtype = torch.bfloat16
+        if self.ctx.variant == "fp16":
+            if not self.on_cuda:
+                raise Skip(NO_FP16)
+            dtype = torch.float16
+        if self.ctx.variant == "int8" and self.on_cuda:
+            raise Skip("PyTorch dynamic int8 (torch.ao.quantization.quantize_dynamic) runs on the CPU only")
         torch.set_num_threads(self.ctx.threads)
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(hf)
         self.model = AutoModelForSequenceClassification.from_pretrained(hf, use_safetensors=True, dtype=dtype).eval()
         self.dev = "cuda" if self.on_cuda else "cpu"
         self.model.to(self.dev)
+        size = _dir_bytes(hf, "*.safetensors")
+        if self.ctx.variant == "int8":
+            self.model = torch_dynamic_int8(self.model)
+            size = _state_bytes(self.model)
         # a BERT tokenizer on a DistilBERT model: feed only what forward() takes (no token_type_ids)
         accepted = set(inspect.signature(self.model.forward).parameters)
         self.tok.model_input_names = [n for n in self.tok.model_input_names if n in accepted]
         return {
             "file": str(hf),
-            "bytes": _dir_bytes(hf, "*.safetensors"),
+            "bytes": size,
             "precision": self.ctx.variant,
             "providers": [self.dev],
         }
@@ -190,7 +190,7 @@ class ORTModelBackend:
             )
             size = (src / "onnx" / "model.onnx").stat().st_size
         else:
-            src = _need(self.ctx.hf_dir, "ONNX file or PyTorch model")
+            src = need(self.ctx.hf_dir, "ONNX file or PyTorch model")
             self.model = ORTModelForSequenceClassification.from_pretrained(
                 src, export=True, session_options=so, provider=provider
             )
@@ -228,7 +228,7 @@ class RuntimeBackend:
             from bertdeploy.runtime import load
 
             self.clfs[padding] = load(
-                _need(self.ctx.bundle, "bundle (bertdeploy.json)"),
+                need(self.ctx.bundle, "bundle (bertdeploy.json)"),
                 variant=self.ctx.variant,
                 device=self.ctx.device,
                 threads=self.ctx.threads,
@@ -242,7 +242,7 @@ class RuntimeBackend:
     def load(self) -> dict[str, Any]:
         from bertdeploy.bundle import read_manifest
 
-        bundle = _need(self.ctx.bundle, "bundle (bertdeploy.json): pass --export to export a training run")
+        bundle = need(self.ctx.bundle, "bundle (bertdeploy.json): pass --export to export a training run")
         manifest = read_manifest(bundle)
         names = [v.name for v in manifest.variants]
         if self.ctx.variant not in names:
@@ -267,12 +267,14 @@ class RuntimeBackend:
         return None
 
 
-#: backend name -> class (the ``torch`` variants are dtypes; ``bertdeploy`` variants are bundle variants)
+#: backend name -> class (the ``torch`` variants are dtypes; ``bertdeploy`` and ``openvino`` variants are bundle
+#: variants, plus ``nncf`` for OpenVINO)
 REGISTRY: dict[str, type] = {
     "torch": TorchBackend,
     "pipeline": PipelineBackend,
     "ortmodel": ORTModelBackend,
     "bertdeploy": RuntimeBackend,
+    "openvino": OpenVINOBackend,
 }
 
 

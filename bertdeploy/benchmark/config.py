@@ -10,9 +10,10 @@ from bertdeploy import variants as variant_table
 from bertdeploy.config import Config, accuracy_points, budget_field
 from bertdeploy.errors import UserError
 
-BACKENDS = ("bertdeploy", "torch", "pipeline", "ortmodel")
+BACKENDS = ("bertdeploy", "torch", "pipeline", "ortmodel", "openvino")
 PADDINGS = ("static", "dynamic", "bucketed")
-TORCH_DTYPES = ("fp32", "bf16")
+TORCH_DTYPES = ("fp32", "bf16", "fp16", "int8")
+OPENVINO_EXTRA = ("nncf",)
 DEVICES = ("cpu", "cuda", "auto")
 ISOLATIONS = ("process", "inline")
 
@@ -33,8 +34,11 @@ class BenchConfig(Config):
     backends: list[str] = field(default_factory=lambda: list(BACKENDS))
     variants: list[str] | None = None
     """bertdeploy variants to time (default: every accepted variant of the bundle)."""
-    torch_dtypes: list[str] = field(default_factory=lambda: list(TORCH_DTYPES))
-    """PyTorch eager precisions; bf16 is skipped (with the reason) on a CPU without native bf16."""
+    torch_dtypes: list[str] = field(default_factory=lambda: ["fp32", "bf16", "int8"])
+    """PyTorch eager precisions (of fp32, bf16, fp16, int8); bf16 is skipped (with the reason) on a CPU without native
+    bf16, fp16 on any CPU; int8 is ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (CPU only)."""
+    openvino_variants: list[str] = field(default_factory=lambda: ["fp32", "nncf"])
+    """What the openvino backend times: bundle variants (their ONNX files) and/or ``nncf`` (NNCF int8 of fp32)."""
     padding: list[str] = field(default_factory=lambda: list(PADDINGS))
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
     max_length: int | None = None
@@ -86,7 +90,8 @@ class BenchConfig(Config):
     def __post_init__(self) -> None:
         if not self.output:
             raise UserError("an output folder is required (--output DIR, or `output:` in the --config file)")
-        for key in ("targets", "backends", "torch_dtypes", "padding", "batch_sizes", "export_variants", "variants"):
+        lists = ("targets", "backends", "torch_dtypes", "padding", "batch_sizes", "export_variants", "variants")
+        for key in (*lists, "openvino_variants"):
             value = getattr(self, key)
             if isinstance(value, str):
                 setattr(self, key, [v.strip() for v in value.split(",") if v.strip()])
@@ -99,6 +104,7 @@ class BenchConfig(Config):
         _check_choices("torch dtype", self.torch_dtypes, TORCH_DTYPES)
         _check_choices("variant", self.variants or [], variant_table.NAMES)
         _check_choices("export variant", self.export_variants, variant_table.NAMES)
+        _check_choices("openvino variant", self.openvino_variants, (*variant_table.NAMES, *OPENVINO_EXTRA))
         _check_choices("device", [self.device], DEVICES)
         _check_choices("isolation", [self.isolation], ISOLATIONS)
         if not self.batch_sizes or min(self.batch_sizes) < 1:

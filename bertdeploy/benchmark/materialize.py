@@ -39,10 +39,30 @@ def prepare_target(sweep: Any, target: Target, tdir: Path) -> tuple[Path, dict[s
     dims = encoder_dims(target.model_config())
     texts_file = tdir / "texts.json"
     data = {"eval_texts": ev.texts, "eval_labels": ev.label_ids, "timing_texts": ev.timing_texts}
+    if "openvino" in cfg.backends:
+        data["calibration_texts"] = calibration_texts(cfg.data or target.data, cfg, target, ev.timing_texts)
     texts_file.write_text(json.dumps({**data, "timing_lengths": lengths}), encoding="utf-8")
     entry = sweep.report.targets.setdefault(target.name, {})
     entry.update(_target_record(target, ev, lengths, dims))
     return texts_file, dims
+
+
+def calibration_texts(path: str | None, cfg: Any, target: Target, fallback: list[str], n: int = 300) -> list[str]:
+    """A seeded sample of the data's training split (else validation) for engines that calibrate (NNCF);
+    ``fallback`` (the timing texts) when the data has neither or there is no data (synthetic, speed only)."""
+    import random
+
+    from bertdeploy.data import DataSpec, load_data
+
+    if path is None:
+        return fallback[:n]
+    tcol, lcol = cfg.text_column or target.text_column, cfg.label_column or target.label_column
+    splits = load_data(DataSpec(path=str(path), text_column=tcol, label_column=lcol)).splits
+    name = next((s for s in ("train", "validation") if s in splits), None)
+    if name is None:
+        return fallback[:n]
+    texts = list(splits[name]["text"])
+    return [texts[i] for i in sorted(random.Random(cfg.seed).sample(range(len(texts)), min(n, len(texts))))]
 
 
 def token_lengths(target: Target, texts: list[str]) -> list[int]:

@@ -12,7 +12,9 @@ from bertdeploy.errors import UserError
 from bertdeploy.machine import cpu
 
 NO_BF16 = "bf16 skipped: no native bf16 on this CPU (no avx512_bf16 / amx_bf16); emulated bf16 times the emulation"
+NO_FP16 = "fp16 skipped: PyTorch eager fp16 is timed on CUDA only (on a CPU it is emulated)"
 NO_TORCH = "no PyTorch model for this target (pass the training run dir as a target)"
+NO_BUNDLE = "openvino reads a bundle's ONNX file: pass a bundle, or --export for a training run"
 TORCH_FP32 = REFERENCE_DTYPE
 
 
@@ -66,14 +68,19 @@ def _blocks(cfg: BenchConfig, target: Target, backend: str) -> list[Block]:
     has_torch = target.hf_dir is not None or target.kind == "preset"
     if backend == "torch":
         bf16 = None if cfg.device != "cpu" or cpu().native_bf16 else NO_BF16
+        fp16 = NO_FP16 if cfg.device == "cpu" else None
         return [
-            Block(target, "torch", d, skip=(None if has_torch else NO_TORCH) or (bf16 if d == "bf16" else None))
+            Block(target, "torch", d, skip=(None if has_torch else NO_TORCH) or {"bf16": bf16, "fp16": fp16}.get(d))
             for d in cfg.torch_dtypes
         ]
     if backend == "pipeline":
         return [Block(target, "pipeline", TORCH_FP32, skip=None if has_torch else NO_TORCH)]
     if backend == "ortmodel":
         return [Block(target, "ortmodel", TORCH_FP32)]
+    if backend == "openvino":
+        exportable = target.kind == "preset" or (target.kind == "run" and cfg.export)
+        no_bundle = None if target.kind == "bundle" or exportable else NO_BUNDLE
+        return [Block(target, "openvino", v, skip=no_bundle) for v in cfg.openvino_variants]
     wanted, why = bertdeploy_variants(cfg, target)
     return [Block(target, "bertdeploy", v, skip=why.get(v)) for v in wanted]
 

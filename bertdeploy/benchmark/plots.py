@@ -9,7 +9,17 @@ from typing import Any
 from bertdeploy.benchmark.pick import pareto_front
 
 PAD_COLORS = {"static": "#9e9e9e", "dynamic": "#1f77b4", "bucketed": "#2ca02c"}
-BACKEND_MARKERS = {"bertdeploy": "o", "torch": "s", "pipeline": "^", "ortmodel": "D"}
+BACKEND_MARKERS = {"bertdeploy": "o", "torch": "s", "pipeline": "^", "ortmodel": "D", "openvino": "P"}
+#: what each backend is, as the legend names it
+ENGINE_NAMES = {
+    "bertdeploy": "bertdeploy runtime (ONNX Runtime)",
+    "torch": "PyTorch eager",
+    "pipeline": "transformers pipeline",
+    "ortmodel": "Optimum ORTModel",
+    "openvino": "OpenVINO",
+}
+#: tick positions on the log latency axis (1-2-5 per decade), labelled as plain milliseconds
+TICK_STEPS = (1.0, 2.0, 5.0)
 
 
 def _figure(width: float, height: float, rows: int, cols: int):
@@ -21,6 +31,23 @@ def _figure(width: float, height: float, rows: int, cols: int):
 
 def block_label(r: dict[str, Any]) -> str:
     return r["variant"] if r["backend"] == "bertdeploy" else f"{r['backend']}-{r['variant']}"
+
+
+def ms_label(value: float, _pos: Any = None) -> str:
+    """A latency tick as plain milliseconds: 0.5, 2, 10, 200 (no powers of ten)."""
+    if value >= 1:
+        return f"{value:.0f}"
+    return f"{value:.2g}"
+
+
+def plain_ms_axis(ax: Any) -> None:
+    """Log x axis with 1-2-5 major ticks labelled in plain ms and unlabelled minor ticks (no overlapping text)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=TICK_STEPS))
+    ax.xaxis.set_major_formatter(FuncFormatter(ms_label))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
@@ -63,15 +90,22 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
                 xytext=(4, 3),
                 textcoords="offset points",
             )
-        ax.set_xscale("log")
-        ax.set_xlabel(f"p50 latency, ms {'per sequence' if per_seq else 'per batch'} (batch {bs}, log)")
+        plain_ms_axis(ax)
+        ax.set_xlabel(f"p50 latency, ms {'per sequence' if per_seq else 'per batch'} (batch {bs}, log scale)")
         ax.set_ylabel("accuracy, %")
         ax.set_title(f"accuracy vs latency, batch {bs}")
         ax.grid(alpha=0.3, which="both")
     handles = [Line2D([], [], ls="", marker="o", color=cmap(i % 10), label=t) for i, t in enumerate(targets)]
-    handles += [Line2D([], [], ls="", marker=m, color="k", mfc="none", label=b) for b, m in BACKEND_MARKERS.items()]
+    used = {r["backend"] for r in ok}
+    handles += [
+        Line2D([], [], ls="", marker=m, color="k", mfc="none", label=ENGINE_NAMES.get(b, b))
+        for b, m in BACKEND_MARKERS.items()
+        if b in used
+    ]
     handles += [Line2D([], [], ls="", marker="o", mfc="w", mec=c, mew=2, label=p) for p, c in PAD_COLORS.items()]
-    axes[0][-1].legend(handles=handles, fontsize=7, loc="lower right")
+    axes[0][-1].legend(
+        handles=handles, fontsize=7, loc="lower right", title="model · engine · padding", title_fontsize=7
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

@@ -87,6 +87,8 @@ def run_group(job: dict[str, Any], emit: Emit) -> None:
     base = {"group": job["group"]}
     cells = job["cells"]
     s = job["settings"]
+    data = json.loads(Path(job["texts_file"]).read_text(encoding="utf-8"))
+    ctx.calibration = data.get("calibration_texts") or []
     try:
         t0 = time.perf_counter()
         backend = make_backend(job["backend"], ctx)
@@ -100,7 +102,6 @@ def run_group(job: dict[str, Any], emit: Emit) -> None:
         for c in cells:
             emit({**base, "type": "cell", **c, "status": "failed", "error": f"load: {_error(e)}"})
         return
-    data = json.loads(Path(job["texts_file"]).read_text(encoding="utf-8"))
     if s.get("eval"):
         emit({**base, "type": "eval", **_evaluate(backend, data, job, s["eval_padding"])})
     for c in cells:

@@ -122,7 +122,13 @@ def _half(spec: VariantSpec, ctx: BuildContext) -> Built:
 
 @builder("dynamic_int8")
 def _dynamic(spec: VariantSpec, ctx: BuildContext) -> Built:
-    path = quantize_dynamic(ctx.fp32_path.parent, ctx.isa, ctx.work, ctx.per_channel, ctx.int8_weights)
+    source, graph = ctx.fp32_path.parent, {}
+    if spec.options.get("fuse_qkv"):
+        from bertdeploy.exporter.fuse import fuse_file
+
+        source = ctx.work / f"{spec.name}_fused"
+        graph = {"graph_edits": {"fused_shared_input_matmuls": fuse_file(ctx.fp32_path, source / ONNX_NAME)}}
+    path = quantize_dynamic(source, ctx.isa, ctx.work / spec.name, ctx.per_channel, ctx.int8_weights)
     quantization = {
         "mode": "dynamic",
         "isa": ctx.isa,
@@ -131,7 +137,7 @@ def _dynamic(spec: VariantSpec, ctx: BuildContext) -> Built:
         "activations": "uint8",
         "activation_matmuls": "float",
     }
-    return Built(path, {"quantization": quantization}, [f"int8 configured for {ctx.isa}"])
+    return Built(path, {"quantization": quantization, **graph}, [f"int8 configured for {ctx.isa}"])
 
 
 @builder("static_int8")

@@ -62,14 +62,19 @@ def torch_logits(model: Any, batches: Batches) -> np.ndarray:
 
 
 def onnx_logits(path: Path, batches: Batches, threads: int | None = None) -> np.ndarray:
-    """Logits of one ONNX file through a plain ``onnxruntime.InferenceSession`` on the CPU provider."""
+    """Logits of one ONNX file on the CPU provider, in a session built as the runtime builds it (the same ORT
+    graph optimizations, :class:`bertdeploy.runtime.session.SessionConfig` defaults): the gate judges the
+    graph that will be served."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    from bertdeploy.runtime.session import SessionConfig, session_options
+
+    config = SessionConfig(threads=threads)
+    options = session_options(config)
     options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(config.disabled_optimizers)
+    )
     names = [i.name for i in session.get_inputs()]
     out: np.ndarray | None = None
     for feed, idx in zip(batches.feeds, batches.index, strict=True):

@@ -36,6 +36,10 @@ _NP_TYPES = {
 }
 
 
+#: ORT fusions that make this project's graphs slower on the CPU (measured; see SessionConfig.disabled_optimizers)
+DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """How to build the session. Every field has a measured default (benchmarks/runtime/README.md)."""
@@ -53,6 +57,10 @@ class SessionConfig:
     gelu_approximation: bool = False
     """let ORT replace erf-GELU by its tanh approximation (FastGelu): ~5-10 % faster on CPU, logits move by
     ~1e-3, so the served graph is no longer exactly the one the export gate validated. Off by default."""
+    disabled_optimizers: tuple[str, ...] = DISABLED_OPTIMIZERS
+    """ORT graph transformers not to run (``InferenceSession(disabled_optimizers=...)``). Default: ORT's
+    ``SkipLayerNormFusion``, whose CPU kernel in onnxruntime 1.31 is 3-5x slower than the Add + Add +
+    LayerNormalization it replaces (int8 MiniLM-L6: +10-20 % texts/s without it; benchmarks/runtime/README.md)."""
     extra: dict[str, str] = field(default_factory=dict)
     """additional ``add_session_config_entry`` pairs."""
 
@@ -200,6 +208,7 @@ def create_session(
             sess_options=session_options(config),
             providers=[p for p, _ in chain],
             provider_options=[o for _, o in chain],
+            disabled_optimizers=list(config.disabled_optimizers),
         )
     except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
         if type(e).__module__.startswith("onnxruntime"):

@@ -1,0 +1,50 @@
+"""The backend contract every engine of the bench implements, and the context a backend is built from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Skip(Exception):
+    """The backend cannot run here (e.g. bf16 on a CPU without native bf16); the message is the reason."""
+
+
+@dataclass
+class BackendContext:
+    hf_dir: Path | None
+    bundle: Path | None
+    labels: list[str]
+    max_length: int
+    variant: str
+    threads: int
+    device: str
+    max_batch_size: int
+    calibration: list[str] = field(default_factory=list)
+    """Texts an engine may calibrate on (NNCF's int8): training rows when the data has them."""
+
+
+class Backend(Protocol):
+    def load(self) -> dict[str, Any]:
+        """Load the model; return facts for the rows (file, bytes, precision, providers)."""
+
+    def predict(self, texts: list[str], padding: str) -> np.ndarray:
+        """Logits ``[len(texts), num_labels]``, end to end."""
+
+    def prepare(self, texts: list[str], padding: str) -> Any:
+        """Tokenized model input for :meth:`run`, or None when the engine cannot be timed without tokenization."""
+
+    def run(self, prepared: Any) -> Any:
+        """The model alone on a prepared batch."""
+
+    def sync(self) -> None:
+        """Wait for asynchronous device work (CUDA); no-op on CPU."""
+
+
+def need(path: Path | None, what: str) -> Path:
+    if path is None:
+        raise Skip(f"no {what} for this target")
+    return path

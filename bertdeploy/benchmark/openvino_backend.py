@@ -1,0 +1,118 @@
+"""OpenVINO as a bench peer: the bundle's own ONNX file read by the ``openvino`` runtime (variant = a bundle variant,
+e.g. ``fp32`` or ``qint8``), or that fp32 file quantized to int8 with NNCF's post-training quantization (variant
+``nncf``: ``nncf.quantize(..., model_type=TRANSFORMER)``, Intel's recipe for BERT), compiled for the CPU.
+
+Texts are tokenized and batched exactly as the bertdeploy runtime does it (the bundle's ``tokenizer.json``, the
+same length-sorted token-budget batches), so a row compares the inference engines, not the tokenizers. Needs the
+optional extra: ``pip install "bertdeploy[openvino]"`` (``openvino``; ``nncf`` for the ``nncf`` variant); without
+it the block is skipped with that line. Optimum-Intel is not used (it needs a newer optimum than the one pinned).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bertdeploy.benchmark.contract import BackendContext, Skip, need
+
+NNCF = "nncf"
+#: NNCF calibration rows (its default ``subset_size`` is 300)
+CALIBRATION_ROWS = 300
+EXTRA = 'pip install "bertdeploy[openvino]"'
+
+
+def _import(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise Skip(f"{module} is not installed ({EXTRA})") from None
+
+
+class OpenVINOBackend:
+    """OpenVINO (CPU plugin) on a bundle variant's ONNX file, or on an NNCF int8 model of the fp32 file."""
+
+    def __init__(self, ctx: BackendContext) -> None:
+        self.ctx = ctx
+
+    def load(self) -> dict[str, Any]:
+        from bertdeploy.bundle import read_manifest, verify_variant
+        from bertdeploy.errors import UserError
+        from bertdeploy.runtime.tokenize import TextEncoder
+
+        ov = _import("openvino")
+        if self.ctx.device not in ("cpu", "auto"):
+            raise Skip("the openvino backend is timed on the CPU plugin only")
+        bundle = need(self.ctx.bundle, "bundle (bertdeploy.json)")
+        manifest = read_manifest(bundle)
+        source = "fp32" if self.ctx.variant == NNCF else self.ctx.variant
+        try:
+            variant = manifest.variant(source)
+        except UserError as e:
+            raise Skip(str(e)) from None
+        path = verify_variant(bundle, variant)
+        self.encoder = TextEncoder(bundle / manifest.tokenizer_file, self.ctx.max_length)
+        core = ov.Core()
+        model = core.read_model(str(path))
+        self.specs = {inp.get_any_name(): np.int64 for inp in model.inputs}
+        precision = variant.precision
+        if self.ctx.variant == NNCF:
+            model, precision = self._nncf(model), "int8"
+        config = {
+            "INFERENCE_NUM_THREADS": int(self.ctx.threads),
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",  # no bf16 down-casting where the CPU has bf16
+        }
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.output = self.compiled.outputs[0]
+        return {
+            "file": str(path),
+            "bytes": variant.bytes if self.ctx.variant != NNCF else None,
+            "precision": precision,
+            "providers": [f"openvino {ov.get_version().split('-')[0]} CPU"],
+            "source_variant": source,
+        }
+
+    def _nncf(self, model: Any) -> Any:
+        """NNCF post-training int8 (MinMax ranges on calibration rows one at a time, transformer preset)."""
+        nncf = _import("nncf")
+        texts = self.ctx.calibration[:CALIBRATION_ROWS]
+        if not texts:
+            raise Skip("NNCF needs calibration texts (give the bench data with a train or validation split)")
+        encoded = self.encoder.encode(texts)
+        feeds = [self._feed(encoded, np.array([i]), int(encoded.lengths[i])) for i in range(len(encoded))]
+        return nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+
+    def _feed(self, encoded: Any, index: np.ndarray, padded: int) -> dict[str, np.ndarray]:
+        from bertdeploy.runtime.batching import make_feed
+
+        return make_feed(encoded, index, padded, self.specs, self.encoder.pad_id)
+
+    def prepare(self, texts: list[str], padding: str) -> Any:
+        from bertdeploy.runtime.batching import BatchPolicy, plan
+
+        encoded = self.encoder.encode(texts)
+        size = self.ctx.max_batch_size
+        policy = BatchPolicy(padding=padding, batch_size=size, max_tokens=size * self.ctx.max_length)
+        groups = plan(encoded.lengths, policy, self.ctx.max_length)
+        return len(encoded), [(idx, self._feed(encoded, idx, padded)) for idx, padded in groups]
+
+    def run(self, prepared: Any) -> np.ndarray:
+        n, batches = prepared
+        out: np.ndarray | None = None
+        for idx, feed in batches:
+            logits = self.request.infer(feed)[self.output]
+            if out is None:
+                out = np.empty((n, logits.shape[-1]), dtype=np.float32)
+            out[idx] = logits
+        return out if out is not None else np.empty((0, len(self.ctx.labels)), dtype=np.float32)
+
+    def predict(self, texts: list[str], padding: str) -> np.ndarray:
+        return self.run(self.prepare(texts, padding))
+
+    def sync(self) -> None:
+        return None
