@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from bertdeploy.exporter.fuse import fuse_file
 from bertdeploy.runtime import load
+from bertdeploy.variants import VARIANTS
 
 
 def _ops(path):
@@ -57,7 +58,7 @@ def test_qint8_qkv_variant_is_built_gated_and_loadable(tiny_model_dir, tiny_data
     assert result.accepted == ["fp32", "qint8", "qint8_qkv"]
     entry = next(v for v in result.manifest["variants"] if v["name"] == "qint8_qkv")
     assert entry["graph_edits"]["fused_shared_input_matmuls"] == 2
-    plain = _ops(result.bundle / "onnx" / "model_qint8.onnx")
+    plain = _ops(result.bundle / VARIANTS["qint8"].file)
     fused = _ops(result.bundle / entry["file"])
     assert fused["MatMulInteger"] == plain["MatMulInteger"] - 3 and fused["Split"] == plain.get("Split", 0) + 2
     texts = ["i feel fine today", "this is a longer sentence about nothing much at all", "ok"]

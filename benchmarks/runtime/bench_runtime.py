@@ -34,12 +34,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bertdeploy.variants import VARIANTS
+
 HERE = Path(__file__).resolve()
+#: the dynamic int8 file of a bundle exported now (the variant table names it; older bundles: model_qint8.onnx)
+INT8_FILE = Path(VARIANTS["qint8"].file).name
 DEFAULT_ENGINES = [
     "peak",
     "pipeline",
     "ortmodel:model.onnx",
-    "ortmodel:model_qint8.onnx",
+    f"ortmodel:{INT8_FILE}",
     "bertdeploy:fp32:bucketed",
     "bertdeploy:fp32:bucketed:streams=1",
     "bertdeploy:O2:bucketed",
@@ -405,7 +409,7 @@ def report(res: dict) -> str:
         gops = flops / (r["texts"] / tps) / 1e9
         int8 = is_int8(r)
         peak = peaks.get("int8" if int8 else "fp32")
-        ort_file = "model_qint8.onnx" if int8 else "model.onnx"
+        ort_file = INT8_FILE if int8 else "model.onnx"
         ortm = by.get(f"ortmodel:{ort_file}")
         same = sum(a == b for a, b in zip(r["labels"], base["labels"])) / len(r["labels"]) if base else None
         cells = [
