@@ -1,6 +1,6 @@
 """Build a tiny bundle (2-layer BERT, random weights, 3 labels) with the full install, for the light-venv CI job:
 
-    python .ci/make_tiny_bundle.py OUT_DIR        # writes OUT_DIR/bundle and OUT_DIR/texts.txt
+python .ci/make_tiny_bundle.py OUT_DIR        # writes OUT_DIR/bundle and OUT_DIR/texts.txt
 """
 
 from __future__ import annotations

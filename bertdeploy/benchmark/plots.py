@@ -102,12 +102,20 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
         for b, m in BACKEND_MARKERS.items()
         if b in used
     ]
-    handles += [Line2D([], [], ls="", marker="o", mfc="w", mec=c, mew=2, label=p) for p, c in PAD_COLORS.items()]
-    axes[0][-1].legend(
-        handles=handles, fontsize=7, loc="lower right", title="model · engine · padding", title_fontsize=7
+    pads = {r["padding"] for r in ok}
+    handles += [
+        Line2D([], [], ls="", marker="o", mfc="w", mec=c, mew=2, label=p) for p, c in PAD_COLORS.items() if p in pads
+    ]
+    axes[0][-1].legend(  # outside the last panel: it never hides a point
+        handles=handles,
+        fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        title="model · engine · padding",
+        title_fontsize=7,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 
