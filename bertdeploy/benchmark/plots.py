@@ -57,7 +57,6 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     if not ok:
         return None
     from matplotlib import colormaps
-    from matplotlib.lines import Line2D
 
     sizes = sorted({r["batch_size"] for r in ok})
     panels = [(sizes[0], False)] + ([(sizes[-1], True)] if len(sizes) > 1 else [])
@@ -95,6 +94,16 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
         ax.set_ylabel("accuracy, %")
         ax.set_title(f"accuracy vs latency, batch {bs}")
         ax.grid(alpha=0.3, which="both")
+    _pareto_legend(axes[0][-1], ok, targets, cmap)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def _pareto_legend(ax: Any, ok: list[dict[str, Any]], targets: list[str], cmap: Any) -> None:
+    """Models by colour, engines by marker, paddings by edge colour; outside the panel, so it hides no point."""
+    from matplotlib.lines import Line2D
+
     handles = [Line2D([], [], ls="", marker="o", color=cmap(i % 10), label=t) for i, t in enumerate(targets)]
     used = {r["backend"] for r in ok}
     handles += [
@@ -106,7 +115,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     handles += [
         Line2D([], [], ls="", marker="o", mfc="w", mec=c, mew=2, label=p) for p, c in PAD_COLORS.items() if p in pads
     ]
-    axes[0][-1].legend(  # outside the last panel: it never hides a point
+    ax.legend(
         handles=handles,
         fontsize=7,
         loc="upper left",
@@ -114,9 +123,6 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
         title="model · engine · padding",
         title_fontsize=7,
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
 
 
 def throughput_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
