@@ -11,6 +11,7 @@ from pathlib import Path
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from bertdeploy.benchmark.compare import load_results
 from bertdeploy.benchmark.pick import pareto_front
@@ -43,6 +44,9 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
     for i, t in enumerate(targets):
         ax.scatter([], [], color=cmap(i % 10), label=t)
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _pos: f"{v:,.0f}")  # 200, 500, 1,000: not 2x10^2
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}" if f"{v:.0f}"[0] in "235" else ""))
     ax.set_xlabel(f"end-to-end texts/s (tokenization included, batch {batch}, best padding, log)")
     ax.set_ylabel("accuracy, %")
     ax.set_title(title)
