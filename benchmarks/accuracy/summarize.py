@@ -31,7 +31,8 @@ def summarize(run: Path, command: str, wall_s: float | None, load: str | None) -
         "load_average": load,
         "final": {"split": final["split"], **{k: final[k] for k in SCORES if k in final}},
         "epochs": epochs,
-        "best_checkpoint": metrics.get("best_checkpoint"),
+        "best_step": metrics.get("best_step"),  # the checkpoint the run kept (best validation metric)
+        "best_metric": metrics.get("best_metric"),
         "speed": metrics.get("speed"),
         "config": {k: config[k] for k in KEEP_CONFIG if k in config},
         "model_info": config.get("model_info"),
