@@ -19,6 +19,14 @@ TEACHER_KEYS = ("kind", "path", "variant", "eval_split", "eval", "cache", "score
 SCORES = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "n")
 
 
+def _best_step(metrics: dict) -> int | None:
+    """The kept checkpoint's step: `best_step`, or, in run folders from before it, `best_checkpoint`'s suffix."""
+    if metrics.get("best_step") is not None:
+        return metrics["best_step"]
+    checkpoint = metrics.get("best_checkpoint")
+    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None
+
+
 def summarize(run: Path, command: str, wall_s: float | None, load: str | None) -> dict:
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     config = json.loads((run / "train_config.json").read_text(encoding="utf-8"))
@@ -31,7 +39,7 @@ def summarize(run: Path, command: str, wall_s: float | None, load: str | None) -
         "load_average": load,
         "final": {"split": final["split"], **{k: final[k] for k in SCORES if k in final}},
         "epochs": epochs,
-        "best_step": metrics.get("best_step"),  # the checkpoint the run kept (best validation metric)
+        "best_step": _best_step(metrics),  # the checkpoint the run kept (best validation metric)
         "best_metric": metrics.get("best_metric"),
         "speed": metrics.get("speed"),
         "config": {k: config[k] for k in KEEP_CONFIG if k in config},
