@@ -166,6 +166,10 @@ class DistillConfig(TrainConfig):
     """Extra texts (txt: one per line, or csv/tsv/jsonl/parquet with ``text_column``) the teacher labels."""
     teacher_batch_size: int = 64
     """Texts per teacher batch when scoring."""
+    hidden_loss: float = 0.0
+    """Weight of a TinyBERT-style hidden-state loss (MSE of the projected student layers on the teacher's; 0 = off)."""
+    hidden_teacher: str | None = None
+    """Run folder of the PyTorch teacher for ``hidden_loss`` (default: ``teacher`` when it is a run folder)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -177,6 +181,8 @@ class DistillConfig(TrainConfig):
             raise UserError(f"student_layers must be >= 1, got {self.student_layers}")
         if self.teacher_batch_size < 1:
             raise UserError(f"teacher_batch_size must be >= 1, got {self.teacher_batch_size}")
+        if not self.hidden_loss >= 0 or not math.isfinite(self.hidden_loss):
+            raise UserError(f"hidden_loss must be >= 0, got {self.hidden_loss}")
 
 
 #: what a recipe's ``command`` key (default ``train``) runs, and the config its cells are

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,10 +70,35 @@ def _trainer_class():
     from transformers import Trainer
 
     class DistillTrainer(Trainer):
-        def __init__(self, *args: Any, temperature: float, alpha: float, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, temperature: float, alpha: float, hidden: Any = None,
+                     hidden_weight: float = 0.0, **kwargs: Any) -> None:  # fmt: skip
             super().__init__(*args, **kwargs)
             self.temperature = temperature
             self.alpha = alpha
+            self.hidden, self.hidden_weight = hidden, hidden_weight
+
+        def create_optimizer(self):
+            optimizer = super().create_optimizer()
+            if self.hidden is not None and not any(g.get("bertdeploy_hidden") for g in optimizer.param_groups):
+                optimizer.add_param_group({"params": list(self.hidden.parameters()), "weight_decay": 0.0,
+                                           "bertdeploy_hidden": True})  # fmt: skip
+            return optimizer
+
+        def _save_checkpoint(self, model, trial):
+            super()._save_checkpoint(model, trial)
+            if self.hidden is not None:
+                from bertdeploy.training import hidden as _hidden
+
+                folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+                if folder.is_dir():
+                    _hidden.save(self.hidden, folder)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            if self.hidden is not None and model is None:
+                from bertdeploy.training import hidden as _hidden
+
+                _hidden.load(self.hidden, resume_from_checkpoint)
 
         def _set_signature_columns_if_needed(self) -> None:
             super()._set_signature_columns_if_needed()
@@ -83,12 +109,15 @@ def _trainer_class():
             inputs = dict(inputs)
             soft = inputs.pop(SOFT, None)
             labels = inputs.pop("labels")
-            outputs = model(**inputs)
+            with_hidden = soft is not None and self.hidden is not None
+            outputs = model(**inputs, output_hidden_states=True) if with_hidden else model(**inputs)
             smoothing = self.args.label_smoothing_factor
             if soft is None:  # evaluation: the plain cross entropy, comparable with `train`
                 loss = F.cross_entropy(outputs.logits.float(), labels, label_smoothing=smoothing)
             else:
                 loss = distillation_loss(outputs.logits, soft, labels, self.temperature, self.alpha, smoothing)
+            if with_hidden:
+                loss = loss + self.hidden_weight * self.hidden(outputs.hidden_states, inputs)
             return (loss, outputs) if return_outputs else loss
 
     return DistillTrainer
@@ -192,6 +221,29 @@ def _score(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: 
             "eval": {k: v for k, v in scores.items() if isinstance(v, float)}}  # fmt: skip
 
 
+def _hidden_teacher(config: DistillConfig, teacher: Teacher) -> str | None:
+    """The PyTorch teacher of the hidden-state term (``hidden_loss > 0``), checked before any work."""
+    if config.hidden_loss == 0:
+        return None
+    from bertdeploy.training import hidden
+
+    spec = config.hidden_teacher or (str(teacher.path) if teacher.kind == "run" else "")
+    if not spec:
+        raise UserError("--hidden-loss needs a PyTorch teacher: a run-folder --teacher, or --hidden-teacher RUN")
+    hidden.check_folder(spec)
+    return spec
+
+
+def _hidden_distiller(spec: str | None, prep: Prepared):
+    """The hidden-state term's module: the teacher in PyTorch plus the projections (None without the term)."""
+    if spec is None:
+        return None
+    from bertdeploy.training import hidden
+
+    sample = list(prep.data.splits["train"]["text"][:256])
+    return hidden.build(spec, prep.model, prep.tokenizer, sample)
+
+
 def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> DistillResult:
     """Train ``config.model`` (the student) on ``config.teacher``'s soft labels; write the run folder."""
     from bertdeploy.training.callbacks import EpochRecorder
@@ -202,18 +254,22 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     unlabelled = read_unlabelled(config.unlabelled, config.text_column) if config.unlabelled else []
     if config.alpha == 0:
         unlabelled = []  # hard labels only: texts without a label would carry no loss
+    hidden_spec = _hidden_teacher(config, teacher)
     prep = prepare(config)
     label_order(teacher.labels, prep.data.labels)  # a different label set fails before any work
     truncate_layers(prep.model, config.student_layers)
     embeddings = init_embeddings(prep.model, config.student_embeddings)
     prep.trainable = sum(p.numel() for p in prep.model.parameters() if p.requires_grad)
     recorder = EpochRecorder(on_epoch)
-    trainer_class = functools.partial(_trainer_class(), temperature=config.temperature, alpha=config.alpha)
+    hidden = _hidden_distiller(hidden_spec, prep)
+    trainer_class = functools.partial(_trainer_class(), temperature=config.temperature, alpha=config.alpha,
+                                      hidden=hidden, hidden_weight=config.hidden_loss)  # fmt: skip
     with caches_kept(prep.work):  # make_trainer clears a stale partial folder; the teacher's logits stay valid
         trainer = make_trainer(config, prep, [recorder], trainer_class=trainer_class)
     info = _score(config, teacher, prep, unlabelled)
     trainer.train_dataset = prep.datasets["train"]
+    hidden_info = None if hidden is None else {"weight": config.hidden_loss, **hidden.describe()}
     extra = {"distill": {"teacher": info, "temperature": config.temperature, "alpha": config.alpha,
-                         "student_embeddings": embeddings}}  # fmt: skip
+                         "student_embeddings": embeddings, "hidden_loss": hidden_info}}  # fmt: skip
     result = fit(config, prep, trainer, recorder, extra)
     return DistillResult(**vars(result), teacher=info)
