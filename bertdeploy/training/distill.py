@@ -9,6 +9,8 @@ set and count in the soft loss only) are computed once before training and cache
 loss (:func:`distillation_loss`) is a ``Trainer.compute_loss`` override::
 
     alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, labels)
+
+plus, with ``hidden_loss > 0``, the hidden-state term of :mod:`bertdeploy.training.hidden` (TinyBERT).
 """
 
 from __future__ import annotations
