@@ -13,7 +13,8 @@ from pathlib import Path
 
 KEEP_CONFIG = ("model", "teacher", "student_layers", "temperature", "alpha", "unlabelled", "epochs", "batch_size",
                "lr", "weight_decay", "warmup_ratio", "label_smoothing", "scheduler", "max_length", "padding",
-               "group_by_length", "train_size", "seed", "metric", "from_scratch")  # fmt: skip
+               "group_by_length", "train_size", "seed", "metric", "from_scratch", "hidden_loss",
+               "hidden_teacher")  # fmt: skip
 TEACHER_KEYS = ("kind", "path", "variant", "eval_split", "eval", "cache", "scored_texts", "unlabelled_texts",
                 "train_agreement")  # fmt: skip
 SCORES = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "n")
@@ -49,6 +50,8 @@ def summarize(run: Path, command: str, wall_s: float | None, load: str | None) -
     if "distill" in config:
         teacher = config["distill"]["teacher"]
         out["teacher"] = {k: teacher.get(k) for k in TEACHER_KEYS}
+        if config["distill"].get("hidden_loss"):
+            out["hidden_loss"] = config["distill"]["hidden_loss"]
     return out
 
 
