@@ -25,6 +25,7 @@ import numpy as np
 
 from bertdeploy.data import LoadedData
 from bertdeploy.errors import UserError
+from bertdeploy.training import hidden
 from bertdeploy.training.config import DistillConfig
 from bertdeploy.training.teacher import Teacher, caches_kept, label_order, resolve_teacher, teacher_logits
 from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare, tokenize
@@ -89,18 +90,14 @@ def _trainer_class():
         def _save_checkpoint(self, model, trial):
             super()._save_checkpoint(model, trial)
             if self.hidden is not None:
-                from bertdeploy.training import hidden as _hidden
-
                 folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
                 if folder.is_dir():
-                    _hidden.save(self.hidden, folder)
+                    hidden.save(self.hidden, folder)
 
         def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
             if self.hidden is not None and model is None:
-                from bertdeploy.training import hidden as _hidden
-
-                _hidden.load(self.hidden, resume_from_checkpoint)
+                hidden.load(self.hidden, resume_from_checkpoint)
 
         def _set_signature_columns_if_needed(self) -> None:
             super()._set_signature_columns_if_needed()
@@ -227,8 +224,6 @@ def _hidden_teacher(config: DistillConfig, teacher: Teacher) -> str | None:
     """The PyTorch teacher of the hidden-state term (``hidden_loss > 0``), checked before any work."""
     if config.hidden_loss == 0:
         return None
-    from bertdeploy.training import hidden
-
     spec = config.hidden_teacher or (str(teacher.path) if teacher.kind == "run" else "")
     if not spec:
         raise UserError("--hidden-loss needs a PyTorch teacher: a run-folder --teacher, or --hidden-teacher RUN")
@@ -240,8 +235,6 @@ def _hidden_distiller(spec: str | None, prep: Prepared):
     """The hidden-state term's module: the teacher in PyTorch plus the projections (None without the term)."""
     if spec is None:
         return None
-    from bertdeploy.training import hidden
-
     sample = list(prep.data.splits["train"]["text"][:256])
     return hidden.build(spec, prep.model, prep.tokenizer, sample)
 
@@ -263,14 +256,14 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     embeddings = init_embeddings(prep.model, config.student_embeddings)
     prep.trainable = sum(p.numel() for p in prep.model.parameters() if p.requires_grad)
     recorder = EpochRecorder(on_epoch)
-    hidden = _hidden_distiller(hidden_spec, prep)
+    term = _hidden_distiller(hidden_spec, prep)
     trainer_class = functools.partial(_trainer_class(), temperature=config.temperature, alpha=config.alpha,
-                                      hidden=hidden, hidden_weight=config.hidden_loss)  # fmt: skip
+                                      hidden=term, hidden_weight=config.hidden_loss)  # fmt: skip
     with caches_kept(prep.work):  # make_trainer clears a stale partial folder; the teacher's logits stay valid
         trainer = make_trainer(config, prep, [recorder], trainer_class=trainer_class)
     info = _score(config, teacher, prep, unlabelled)
     trainer.train_dataset = prep.datasets["train"]
-    hidden_info = None if hidden is None else {"weight": config.hidden_loss, **hidden.describe()}
+    hidden_info = None if term is None else {"weight": config.hidden_loss, **term.describe()}
     extra = {"distill": {"teacher": info, "temperature": config.temperature, "alpha": config.alpha,
                          "student_embeddings": embeddings, "hidden_loss": hidden_info}}  # fmt: skip
     result = fit(config, prep, trainer, recorder, extra)

@@ -65,9 +65,7 @@ def build(spec: str, student: Any, student_tok: Any, sample: list[str]):
             f"--hidden-teacher {spec}: its tokenizer gives other token ids than the student's; the hidden-state "
             "loss compares the two models token by token (train the student with the teacher's tokenizer)"
         )
-    module = _module_class()(teacher, student.config)
-    module.source = str(Path(spec).expanduser().resolve())
-    return module
+    return _module_class()(teacher, student.config, str(Path(spec).expanduser().resolve()))
 
 
 def _module_class():
@@ -77,8 +75,9 @@ def _module_class():
         """Projections student width -> teacher width, one per student hidden state; the frozen teacher is held
         outside the module's parameters (not trained, not saved)."""
 
-        def __init__(self, teacher: Any, student_config: Any) -> None:
+        def __init__(self, teacher: Any, student_config: Any, source: str) -> None:
             super().__init__()
+            self.source = source
             self.__dict__["teacher"] = teacher  # not a submodule: kept out of parameters() and state_dict()
             accepted = inspect.signature(teacher.forward).parameters
             self.inputs = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted]
@@ -88,7 +87,7 @@ def _module_class():
             self.proj = torch.nn.ModuleList(torch.nn.Linear(width_s, width_t) for _ in range(n_student + 1))
 
         def describe(self) -> dict[str, Any]:
-            return {"teacher": getattr(self, "source", None), "teacher_layers": self.mapping,
+            return {"teacher": self.source, "teacher_layers": self.mapping,
                     "width": [self.proj[0].in_features, self.proj[0].out_features]}  # fmt: skip
 
         def forward(self, student_hidden: tuple, inputs: dict[str, Any]) -> Any:
