@@ -13,6 +13,9 @@ from bertdeploy.errors import require_extra
 @click.option("--student", "model", help="Student: a preset (bert-mini, bert-tiny …), a folder, or minilm-l6.")
 @click.option("--student-layers", type=int, help="Keep only the student's first N encoder layers.")
 @click.option("--student-embeddings", help="Initialise the student's embeddings from this model's (e.g. minilm-l6).")
+@click.option(
+    "--student-init", help="Start the student from this BERT (run folder, folder, minilm-l6), pruned to size."
+)
 @click.option("--temperature", type=float, help="Softmax temperature of the soft targets (default 2).")
 @click.option("--alpha", type=float, help="Weight of the soft (KL) loss; 1 - alpha weighs the hard labels (0.5).")
 @click.option("--unlabelled", type=click.Path(dir_okay=False), help="Extra texts for the teacher to label.")
@@ -27,6 +30,7 @@ def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **opt
     bertdeploy distill --teacher models/minilm-emotion --student bert-mini --data ../shared/datasets/emotion \\
         --epochs 10 --output runs/bert-mini-distilled
     bertdeploy distill --teacher runs/minilm-emotion --student minilm-l6 --student-layers 3 --data ... -o runs/l3
+    bertdeploy distill --teacher models/minilm-emotion --student bert-mini --student-init runs/minilm-emotion ...
     bertdeploy distill --teacher models/minilm-emotion --hidden-teacher runs/minilm-emotion --hidden-loss 1 ...
     bertdeploy distill --recipe recipes/distill_emotion.yaml
     """

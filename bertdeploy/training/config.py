@@ -158,6 +158,9 @@ class DistillConfig(TrainConfig):
     """Keep only the first N encoder layers of the student (e.g. ``minilm-l6`` cut to 3)."""
     student_embeddings: str | None = None
     """Initialise the student's embeddings from this pretrained model's (a folder or ``minilm-l6``; PCA-projected)."""
+    student_init: str | None = None
+    """Start the student from this BERT (a run folder, a pretrained folder or ``minilm-l6``) pruned to the student's
+    shape: first layers, most active channels / heads / neurons (:mod:`bertdeploy.training.prune`)."""
     temperature: float = 2.0
     """Softmax temperature of the soft targets (the KL term is scaled by T^2)."""
     alpha: float = 0.5
@@ -179,6 +182,10 @@ class DistillConfig(TrainConfig):
             raise UserError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.student_layers is not None and self.student_layers < 1:
             raise UserError(f"student_layers must be >= 1, got {self.student_layers}")
+        if self.student_init and (self.student_layers is not None or self.student_embeddings):
+            raise UserError(
+                "student_init sets the whole student: it does not combine with student_layers / _embeddings"
+            )
         if self.teacher_batch_size < 1:
             raise UserError(f"teacher_batch_size must be >= 1, got {self.teacher_batch_size}")
         if not self.hidden_loss >= 0 or not math.isfinite(self.hidden_loss):

@@ -25,7 +25,7 @@ import numpy as np
 
 from bertdeploy.data import LoadedData
 from bertdeploy.errors import UserError
-from bertdeploy.training import hidden
+from bertdeploy.training import hidden, prune
 from bertdeploy.training.config import DistillConfig
 from bertdeploy.training.teacher import Teacher, caches_kept, label_order, resolve_teacher, teacher_logits
 from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare, tokenize
@@ -239,6 +239,19 @@ def _hidden_distiller(spec: str | None, prep: Prepared):
     return hidden.build(spec, prep.model, prep.tokenizer, sample)
 
 
+def _student_init(config: DistillConfig, prep: Prepared) -> dict[str, Any] | None:
+    """Replace the prepared student by ``student_init`` pruned to its shape (None without the option)."""
+    if not config.student_init:
+        return None
+    from bertdeploy.training.models import freeze
+
+    texts = list(prep.data.splits["train"]["text"])
+    prep.model, info = prune.prune_into(prep.model, prep.tokenizer, config.student_init, prep.data.labels, texts,
+                                        config.max_length)  # fmt: skip
+    freeze(prep.model, config.freeze)
+    return info
+
+
 def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> DistillResult:
     """Train ``config.model`` (the student) on ``config.teacher``'s soft labels; write the run folder."""
     from bertdeploy.training.callbacks import EpochRecorder
@@ -250,10 +263,13 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     if config.alpha == 0:
         unlabelled = []  # hard labels only: texts without a label would carry no loss
     hidden_spec = _hidden_teacher(config, teacher)
+    if config.student_init:
+        prune.check_source(config.student_init)
     prep = prepare(config)
     label_order(teacher.labels, prep.data.labels)  # a different label set fails before any work
     truncate_layers(prep.model, config.student_layers)
     embeddings = init_embeddings(prep.model, config.student_embeddings)
+    pruned = _student_init(config, prep)
     prep.trainable = sum(p.numel() for p in prep.model.parameters() if p.requires_grad)
     recorder = EpochRecorder(on_epoch)
     term = _hidden_distiller(hidden_spec, prep)
@@ -265,6 +281,7 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     trainer.train_dataset = prep.datasets["train"]
     hidden_info = None if term is None else {"weight": config.hidden_loss, **term.describe()}
     extra = {"distill": {"teacher": info, "temperature": config.temperature, "alpha": config.alpha,
-                         "student_embeddings": embeddings, "hidden_loss": hidden_info}}  # fmt: skip
+                         "student_embeddings": embeddings, "student_init": pruned,
+                         "hidden_loss": hidden_info}}  # fmt: skip
     result = fit(config, prep, trainer, recorder, extra)
     return DistillResult(**vars(result), teacher=info)
