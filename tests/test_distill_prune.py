@@ -127,3 +127,17 @@ def test_bad_sources_are_refused(tmp_path, tiny_data_dir):
     assert "no model.safetensors" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_the_output_may_not_be_the_source_or_the_teacher(tmp_path, tiny_data_dir):
+    """--overwrite replaces only what is ours: never the folder the student is cut from, nor the teacher."""
+    for name in ("src", "other"):
+        _source(tmp_path / name, layers=3, hidden=256, heads=8, inter=640)
+    before = sorted(p.name for p in (tmp_path / "src").iterdir())
+    for teacher, init in (("src", "other"), ("other", "src")):
+        cfg = DistillConfig(teacher=str(tmp_path / teacher), student_init=str(tmp_path / init), model="bert-tiny",
+                            data=str(tiny_data_dir), output=str(tmp_path / "src"), overwrite=True, epochs=1,
+                            report_to=["none"])  # fmt: skip
+        with pytest.raises(UserError, match="is the input"):
+            distill(cfg)
+    assert sorted(p.name for p in (tmp_path / "src").iterdir()) == before

@@ -120,8 +120,9 @@ class Sweep:
             raise
 
     def _discard_if_nothing_measured(self) -> None:
-        """A sweep refused before its first cell (bad data, a bad column) leaves nothing behind."""
-        if self.previous is not None or self.report.cells:
+        """A sweep refused before its first measured cell (bad data, a bad column) leaves nothing behind; cells
+        recorded as skipped without running (a backend this machine lacks) are not measurements."""
+        if self.previous is not None or any(c.status != "skipped" for c in self.report.cells):
             return
         for name in OUTPUTS:
             p = self.out / name

@@ -117,8 +117,10 @@ class Prepared:
 
 
 def inputs(config: TrainConfig) -> list[str | None]:
-    """What the run folder (and its work folder) must not be, contain or lie inside."""
-    return [config.data, config.model, config.tokenizer]
+    """What the run folder (and its work folder) must not be, contain or lie inside (distill adds its teacher,
+    pruning source, hidden-state teacher and unlabelled texts)."""
+    extra = [getattr(config, k, None) for k in ("teacher", "student_init", "hidden_teacher", "unlabelled")]
+    return [config.data, config.model, config.tokenizer, *extra]
 
 
 def prepare(config: TrainConfig) -> Prepared:
