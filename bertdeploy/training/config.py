@@ -98,6 +98,10 @@ class TrainConfig(Config):
     num_workers: int = 0
     """DataLoader worker processes."""
 
+    def inputs(self) -> list[str | None]:
+        """What the run folder (and its work folder) must not be, contain or lie inside."""
+        return [self.data, self.model, self.tokenizer]
+
     def __post_init__(self) -> None:
         choices = (("padding", PADDING), ("freeze", FREEZE), ("metric", METRICS), ("scheduler", SCHEDULERS),
                    ("unseen_labels", UNSEEN_LABELS))  # fmt: skip
@@ -173,6 +177,10 @@ class DistillConfig(TrainConfig):
     """Weight of a TinyBERT-style hidden-state loss (MSE of the projected student layers on the teacher's; 0 = off)."""
     hidden_teacher: str | None = None
     """Run folder of the PyTorch teacher for ``hidden_loss`` (default: ``teacher`` when it is a run folder)."""
+
+    def inputs(self) -> list[str | None]:
+        """Train's inputs plus the teacher, the pruning source, the hidden-state teacher and the unlabelled texts."""
+        return [*super().inputs(), self.teacher, self.student_init, self.hidden_teacher, self.unlabelled]
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -116,13 +116,6 @@ class Prepared:
     """Checkpoints of the work folder a kill left half-written (removed before training)."""
 
 
-def inputs(config: TrainConfig) -> list[str | None]:
-    """What the run folder (and its work folder) must not be, contain or lie inside (distill adds its teacher,
-    pruning source, hidden-state teacher and unlabelled texts)."""
-    extra = [getattr(config, k, None) for k in ("teacher", "student_init", "hidden_teacher", "unlabelled")]
-    return [config.data, config.model, config.tokenizer, *extra]
-
-
 def prepare(config: TrainConfig) -> Prepared:
     """Every check that can fail on the user's input, then data, model, tokenizer and tokenized splits."""
     from bertdeploy.training.models import check_hub, freeze, load_classifier
@@ -132,8 +125,8 @@ def prepare(config: TrainConfig) -> Prepared:
     out = Path(config.output)
     work = out.with_name(out.name + ".partial")
     if _is_rank0():
-        check_output_dir(out, config.overwrite, "output", kind="run", inputs=inputs(config))
-        check_inputs(work, inputs(config))
+        check_output_dir(out, config.overwrite, "output", kind="run", inputs=config.inputs())
+        check_inputs(work, config.inputs())
     last, incomplete = checkpoints.find(work)
     if config.resume and last is None:
         skipped = f" ({', '.join(incomplete)} incomplete: killed while saving)" if incomplete else ""
@@ -236,7 +229,7 @@ def _write_run(result: TrainResult, trainer: Any, config: TrainConfig, prep: Pre
         "data": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
     }
     train_config = {**resolved, "labels": data.labels, "model_info": prep.model_info, "versions": versions()}
-    with atomic_dir(result.output, overwrite=config.overwrite, kind="run", inputs=inputs(config)) as tmp:
+    with atomic_dir(result.output, overwrite=config.overwrite, kind="run", inputs=config.inputs()) as tmp:
         trainer.save_model(str(tmp))
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: the run folder ships none
         prep.tokenizer.save_pretrained(str(tmp))
