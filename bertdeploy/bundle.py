@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertdeploy import variants
+from bertdeploy import tasks, variants
 from bertdeploy.errors import UserError
 from bertdeploy.outputs import atomic_dir, atomic_file, check_output_dir, usual_modes, write_json
 
@@ -97,7 +97,7 @@ class Manifest:
     labels: list[str]
     max_length: int
     variants: list[Variant]
-    task: str = "text-classification"
+    task: str = tasks.DEFAULT
     tokenizer_file: str = "tokenizer.json"
     model_inputs: list[str] = field(default_factory=lambda: ["input_ids", "attention_mask"])
     rejected: list[dict[str, Any]] = field(default_factory=list)
@@ -178,9 +178,11 @@ def _manifest_fields(raw: dict[str, Any], root: Path) -> dict[str, Any]:
     rejected = raw.get("rejected", [])
     if not isinstance(rejected, list) or not all(isinstance(r, dict) for r in rejected):
         raise UserError(f"rejected must be a list of objects, got {_short(rejected)}")
-    task = raw.get("task", "text-classification")
+    task = raw.get("task", tasks.DEFAULT)  # bundles written before the task table are text classifiers
     if not isinstance(task, str):
         raise UserError(f"task must be a string, got {_short(task)}")
+    if task not in tasks.TASKS:
+        raise UserError(f"unknown task {task!r} (this bertdeploy knows {', '.join(tasks.NAMES)}); upgrade bertdeploy")
     return dict(labels=list(labels), max_length=max_length, variants=found, task=task,
                 tokenizer_file=tokenizer_file, model_inputs=list(inputs), rejected=list(rejected))  # fmt: skip
 

@@ -6,7 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import SHARED_DATASETS, TINY_LABELS, build_tiny_model, tiny_texts, write_csv
+from helpers import (
+    SHARED_DATASETS,
+    TINY_LABELS,
+    TINY_TAGS,
+    build_tiny_model,
+    build_tiny_tagger,
+    tiny_texts,
+    tiny_token_sentences,
+    write_csv,
+    write_token_jsonl,
+)
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +28,23 @@ def tiny_data_dir(tmp_path_factory) -> Path:
     write_csv(root / "test.csv", tiny_texts(30, seed=3))
     (root / "labels.txt").write_text("\n".join(TINY_LABELS) + "\n", encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_token_dir(tmp_path_factory) -> Path:
+    """A folder with train/validation/test token JSONL ({"tokens", "tags"}) and labels.txt (:data:`TINY_TAGS`)."""
+    root = tmp_path_factory.mktemp("tiny_tokens")
+    for split, n, seed in (("train", 120, 1), ("validation", 30, 2), ("test", 30, 3)):
+        write_token_jsonl(root / f"{split}.jsonl", tiny_token_sentences(n, seed=seed))
+    (root / "labels.txt").write_text("\n".join(TINY_TAGS) + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_tagger_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight BERT token classifier (:data:`TINY_TAGS`, initializer_range 0.5 so that its tags vary
+    from token to token) saved as an HF folder."""
+    return build_tiny_tagger(tmp_path_factory.mktemp("tiny_tagger"), initializer_range=0.5)
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,69 @@ def build_tiny_model(path: Path, num_labels: int = 3, seed: int = 0, **config_ov
     return path
 
 
+TINY_TAGS = ["O", "B-ITEM", "I-ITEM", "B-TIME", "I-TIME"]
+_ENTITIES = {"ITEM": [["movie"], ["food", "service"], ["book"], ["app", "login"], ["film"]], "TIME": [["today"],
+             ["night"], ["this", "day"], ["work", "time"]]}  # fmt: skip
+_FILLER = ["i", "love", "the", "my", "hate", "was", "good", "bad", "at", "for", "it", "is", "so", "very", "and"]
+
+
+def tiny_token_sentences(n: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    """``n`` (tokens, BIO tags) sentences whose tags follow from the words (a tiny model can learn them); every
+    sentence holds at least one entity."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        tokens: list[str] = []
+        tags: list[str] = []
+        for _ in range(rng.randint(1, 3)):
+            for _ in range(rng.randint(0, 3)):
+                tokens.append(rng.choice(_FILLER))
+                tags.append("O")
+            kind = rng.choice(sorted(_ENTITIES))
+            words = rng.choice(_ENTITIES[kind])
+            tokens.extend(words)
+            tags.extend([f"B-{kind}"] + [f"I-{kind}"] * (len(words) - 1))
+        out.append((tokens, tags))
+    return out
+
+
+def write_token_jsonl(path: Path, sentences: list[tuple[list[str], list[str]]]) -> Path:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for tokens, tags in sentences:
+            f.write(json.dumps({"tokens": tokens, "tags": tags}) + "\n")
+    return path
+
+
+def build_tiny_tagger(path: Path, labels: list[str] | None = None, seed: int = 0, **config_overrides) -> Path:
+    """Save a 2-layer, hidden-32 BertForTokenClassification (tags ``labels``, default :data:`TINY_TAGS`) + fast
+    tokenizer to ``path``; ``config_overrides`` go to BertConfig (e.g. ``initializer_range=0.5`` for predictions
+    that vary from token to token)."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
+
+    torch.manual_seed(seed)
+    labels = labels or TINY_TAGS
+    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True, model_max_length=128)
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        **config_overrides,
+    )
+    BertForTokenClassification(config).eval().save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
 class SlowClassifier:
     """Wraps a runtime ``Classifier`` so that every model call after the first (the server's warm-up) first waits
     for ``release`` (a ``threading.Event``) or ``delay`` seconds: a server test can then hold requests in flight."""
@@ -78,13 +141,13 @@ class SlowClassifier:
     def __init__(self, classifier, release=None, delay: float = 0.0) -> None:
         self._clf, self._release, self._delay, self.calls = classifier, release, delay, 0
 
-    def logits_encoded(self, encoded):
+    def forward(self, encoded):
         self.calls += 1
         if self.calls > 1:
             if self._release is not None:
                 self._release.wait(30)
             time.sleep(self._delay)
-        return self._clf.logits_encoded(encoded)
+        return self._clf.forward(encoded)
 
     def __getattr__(self, name: str):
         return getattr(self._clf, name)

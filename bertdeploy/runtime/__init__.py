@@ -3,16 +3,21 @@
 from bertdeploy.runtime import load
 clf = load("models/emotion")                 # best accepted variant for the device
 clf.predict(["i feel great today"])          # [Prediction(label='joy', score=0.97)]
+tagger = load("models/slots")                # a token-classification bundle: a Tagger
+tagger.predict(["book a table at the ritz in paris"])   # [[Entity(entity_group='restaurant_name', ...), ...]]
 """
 
 from __future__ import annotations
 
 from bertdeploy.runtime.batching import PADDING_MODES, Batch, BatchPolicy
-from bertdeploy.runtime.classifier import Classifier, Prediction, load, load_with, softmax
+from bertdeploy.runtime.classifier import Classifier, Prediction, softmax
 from bertdeploy.runtime.filejob import PredictFileResult
 from bertdeploy.runtime.files import predict_file
+from bertdeploy.runtime.loader import load, load_with
 from bertdeploy.runtime.options import LoadOptions
+from bertdeploy.runtime.predictor import Predictor
 from bertdeploy.runtime.session import SessionConfig
+from bertdeploy.runtime.tagger import Entity, Tagger
 from bertdeploy.runtime.tokenize import Encoded
 
 __all__ = [
@@ -21,10 +26,13 @@ __all__ = [
     "BatchPolicy",
     "Classifier",
     "Encoded",
+    "Entity",
     "LoadOptions",
     "Prediction",
     "PredictFileResult",
+    "Predictor",
     "SessionConfig",
+    "Tagger",
     "load",
     "load_with",
     "predict_file",

@@ -98,7 +98,8 @@ def _options(given: dict[str, Any]) -> LoadOptions:
 
 
 def _predict_local(job: FileJob, options: LoadOptions, progress: ProgressFn | None) -> PredictFileResult:
-    from bertdeploy.runtime.classifier import load_with, softmax
+    from bertdeploy.runtime.classifier import softmax
+    from bertdeploy.runtime.loader import load_with
 
     clf = load_with(job.bundle, options)
     result = PredictFileResult(job.input, job.output, "local", clf.variant.name, clf.providers)

@@ -40,7 +40,7 @@ class RayPredictor:
     """The actor: loads the bundle once, then classifies batches ({column: numpy array})."""
 
     def __init__(self, bundle: str, options: LoadOptions, text_column: str, id_column: str | None) -> None:
-        from bertdeploy.runtime.classifier import load_with
+        from bertdeploy.runtime.loader import load_with
 
         self.clf = load_with(bundle, options)
         self.text_column = text_column

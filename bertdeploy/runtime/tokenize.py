@@ -75,3 +75,66 @@ class TextEncoder:
             np.cumsum(lengths[:-1], out=offsets[1:])
         truncated = sum(1 for e in encodings if e.overflowing)
         return Encoded(ids=ids, offsets=offsets, lengths=lengths, truncated=truncated)
+
+
+@dataclass(frozen=True)
+class TokenEncoded(Encoded):
+    """:class:`Encoded` windows of texts, with what token classification needs to map tokens back to characters.
+
+    A text longer than ``max_length`` becomes several rows (windows overlapping by ``stride`` tokens); rows of one
+    text are consecutive. Per token (aligned with ``ids``): ``spans`` its character offsets ``[start, end)`` into
+    the text (special tokens ``(0, 0)``), ``words`` the index of the word it belongs to (-1 for special tokens).
+    """
+
+    spans: np.ndarray
+    words: np.ndarray
+    text_of_row: np.ndarray
+    """The index of the text each row (window) belongs to."""
+    texts: tuple[str, ...]
+
+    @property
+    def n_texts(self) -> int:
+        return len(self.texts)
+
+
+class TokenEncoder(TextEncoder):
+    """:class:`TextEncoder` that keeps character offsets and word ids, and windows a long text with ``stride``
+    tokens of overlap instead of truncating it (the tokenizers library's own overflow)."""
+
+    def __init__(self, path: str | Path | Tokenizer, max_length: int, stride: int | None = None) -> None:
+        super().__init__(path, max_length)
+        room = max(1, max_length - self._tok.num_special_tokens_to_add(False))
+        self.stride = min(room - 1, max(0, room // 4 if stride is None else stride))
+        self._tok.enable_truncation(max_length, stride=self.stride)
+
+    def encode(self, texts: Sequence[str]) -> TokenEncoded:  # type: ignore[override]
+        encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
+        rows, text_of_row = [], []
+        for i, e in enumerate(encodings):
+            rows.append(e)
+            rows.extend(e.overflowing)
+            text_of_row.extend([i] * (1 + len(e.overflowing)))
+        lengths = np.fromiter((len(r.ids) for r in rows), dtype=np.int64, count=len(rows))
+        total = int(lengths.sum())
+        chain = itertools.chain.from_iterable
+        ids = np.fromiter(chain(r.ids for r in rows), dtype=np.int64, count=total)
+        spans = np.fromiter(chain(chain(r.offsets for r in rows)), dtype=np.int64, count=2 * total).reshape(total, 2)
+        words = np.fromiter(
+            (-1 if w is None else w for w in chain(r.word_ids for r in rows)), dtype=np.int64, count=total
+        )
+        special = np.fromiter(chain(r.special_tokens_mask for r in rows), dtype=bool, count=total)
+        words[special] = -1
+        offsets = np.zeros(len(lengths), dtype=np.int64)
+        if len(lengths) > 1:
+            np.cumsum(lengths[:-1], out=offsets[1:])
+        windowed = sum(1 for e in encodings if e.overflowing)
+        return TokenEncoded(
+            ids=ids,
+            offsets=offsets,
+            lengths=lengths,
+            truncated=windowed,
+            spans=spans,
+            words=words,
+            text_of_row=np.asarray(text_of_row, dtype=np.int64),
+            texts=tuple(texts),
+        )

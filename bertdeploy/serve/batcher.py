@@ -1,6 +1,6 @@
 """Dynamic batching across requests: a bounded queue of requests -> one worker thread that joins the requests
 waiting together (up to ``max_batch_texts``, waiting at most ``max_wait_ms`` for company) -> the runtime's own
-batcher (:meth:`Classifier.encode` + :meth:`Classifier.logits_encoded`: length-sorted token-budget model calls,
+batcher (:meth:`Predictor.encode` + :meth:`Predictor.forward`: length-sorted token-budget model calls,
 order restored) -> each request's future, resolved on its event loop.
 
 Inference runs on the worker thread, never on the event loop. The worker also loads and warms the model, so the
@@ -147,7 +147,7 @@ class DynamicBatcher:
         start = time.perf_counter()
         self.classifier = self._loader()
         if self.options.warmup:
-            self.classifier.logits_encoded(self.classifier.encode(["warm up"]))
+            self.classifier.forward(self.classifier.encode(["warm up"]))
         self.warmup_seconds = time.perf_counter() - start
         with self._cond:
             self.state = "ready"
@@ -191,7 +191,7 @@ class DynamicBatcher:
         texts = [t for job in jobs for t in job.texts]
         try:
             clf = self.classifier
-            logits = clf.logits_encoded(clf.encode(texts))
+            logits = clf.forward(clf.encode(texts))
         except Exception as e:  # delivered to every caller of the batch; the worker keeps serving
             log.exception("inference failed for a batch of %d texts", len(texts))
             for job in jobs:

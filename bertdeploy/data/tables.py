@@ -1,4 +1,4 @@
-"""Datasets: load (folder | file | Hub id) → label map → validation carve-out → subset → tokenize.
+"""Text-classification data: load (folder | file | Hub id) → label map → validation carve-out → subset.
 
 A *folder* holds ``train`` / ``validation`` (or ``val`` / ``dev``) / ``test`` files in csv, tsv, jsonl, json or
 parquet, and optionally ``labels.txt`` (one label name per line, in id order). A *single file* is split by
@@ -9,54 +9,13 @@ Labels may be names or integers. Every problem with the input is a :class:`UserE
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertdeploy.data.common import SPLIT_NAMES, DataSpec, LoadedData, find_split_files, read_labels_txt
 from bertdeploy.errors import UserError
 
 EXTENSIONS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
-SPLIT_NAMES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
-
-
-@dataclass
-class DataSpec:
-    """Where the data is and how to read it."""
-
-    path: str
-    """Folder, file, or Hugging Face dataset id."""
-    text_column: str = "text"
-    label_column: str = "label"
-    val_ratio: float = 0.1
-    """Share of train carved out (stratified) as validation when there is no validation split."""
-    test_ratio: float = 0.0
-    """For a single file: share held out as test."""
-    train_size: int | None = None
-    """Stratified, seeded subset of the training split."""
-    seed: int = 42
-    unseen_labels: str = "error"
-    """Validation / test labels absent from training: ``error``, ``keep`` (label space from labels.txt, else from
-    every split) or ``drop`` (the rows are removed and counted); see :func:`check_trainable`."""
-
-
-@dataclass
-class LoadedData:
-    """Splits as ``{"train"|"validation"|"test": {"text": [...], "label": [ids]}}`` plus the label names."""
-
-    splits: dict[str, dict[str, list[Any]]]
-    labels: list[str]
-    source: str
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def eval_split(self) -> str:
-        """The split final scores are reported on: test when present, else validation."""
-        return "test" if "test" in self.splits else "validation"
-
-    def to_datasets(self):  # -> datasets.DatasetDict
-        from datasets import Dataset, DatasetDict
-
-        return DatasetDict({k: Dataset.from_dict(v) for k, v in self.splits.items()})
 
 
 # ---------------------------------------------------------------- reading files
@@ -91,30 +50,6 @@ def read_table(path: Path, columns: tuple[str, str] | None = None) -> dict[str, 
                 have = ", ".join(map(str, df.columns))
                 raise UserError(f"{path}: no column {col!r} (columns: {have}); use --text-column/--label-column")
     return {str(c): df[c].tolist() for c in df.columns}
-
-
-def _find_split_files(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for split, names in SPLIT_NAMES.items():
-        for name in names:
-            hits = [folder / f"{name}{ext}" for ext in EXTENSIONS if (folder / f"{name}{ext}").is_file()]
-            if hits:
-                found[split] = hits[0]
-                break
-    return found
-
-
-def _read_labels_txt(path: Path) -> list[str]:
-    try:
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not valid UTF-8") from None
-    if len(set(names)) != len(names):
-        raise UserError(f"{path} lists a label twice")
-    return names
-
-
-# ---------------------------------------------------------------- label mapping and checks
 
 
 def _as_label_name(value: Any) -> str:
@@ -183,7 +118,7 @@ def stratified_split(labels: list[int], ratio: float, seed: int) -> tuple[list[i
     return sorted(kept), sorted(held)
 
 
-def _take(split: dict[str, list[Any]], idx: list[int]) -> dict[str, list[Any]]:
+def take(split: dict[str, list[Any]], idx: list[int]) -> dict[str, list[Any]]:
     return {k: [v[i] for i in idx] for k, v in split.items()}
 
 
@@ -195,7 +130,7 @@ def subset(split: dict[str, list[Any]], n: int, seed: int) -> dict[str, list[Any
     if n < 1:
         raise UserError(f"--train-size must be positive, got {n}")
     kept, _ = stratified_split(split["label"], 1 - n / total, seed)
-    return _take(split, kept)
+    return take(split, kept)
 
 
 # ---------------------------------------------------------------- entry points
@@ -205,17 +140,17 @@ def _load_raw(spec: DataSpec) -> tuple[dict[str, dict[str, list[Any]]], list[str
     cols = (spec.text_column, spec.label_column)
     path = Path(spec.path).expanduser()
     if path.is_dir():
-        files = _find_split_files(path)
+        files = find_split_files(path, EXTENSIONS)
         if "train" not in files and "test" not in files and "validation" not in files:
             raise UserError(f"{path}: no train/validation/test file ({', '.join(EXTENSIONS)})")
         raw = {split: read_table(f, cols) for split, f in files.items()}
         labels_txt = path / "labels.txt"
-        return raw, (_read_labels_txt(labels_txt) if labels_txt.is_file() else None), str(path)
+        return raw, (read_labels_txt(labels_txt) if labels_txt.is_file() else None), str(path)
     if path.is_file():
         labels_txt = path.with_name("labels.txt")
         return (
             {"train": read_table(path, cols)},
-            (_read_labels_txt(labels_txt) if labels_txt.is_file() else None),
+            (read_labels_txt(labels_txt) if labels_txt.is_file() else None),
             str(path),
         )
     looks_local = spec.path.startswith((".", "/", "~")) or Path(spec.path).suffix.lower() in EXTENSIONS
@@ -258,8 +193,9 @@ def _load_hub(spec: DataSpec) -> tuple[dict[str, dict[str, list[Any]]], list[str
     return raw, labels, f"hub:{spec.path}"
 
 
-def load_data(spec: DataSpec, labels: list[str] | None = None) -> LoadedData:
-    """Load, label-map, validate and split a dataset. ``labels`` (e.g. a trained model's) fixes the label order."""
+def load_table_data(spec: DataSpec, labels: list[str] | None = None) -> LoadedData:
+    """Load, label-map, validate and split a text-classification dataset. ``labels`` (e.g. a trained model's)
+    fixes the label order."""
     raw, file_labels, source = _load_raw(spec)
     notes: list[str] = []
     inferred = labels is None and file_labels is None
@@ -288,59 +224,16 @@ def load_data(spec: DataSpec, labels: list[str] | None = None) -> LoadedData:
         splits[name] = {"text": [texts[i] for i in kept], "label": ids}
     if "train" in splits and len(splits) == 1 and spec.test_ratio > 0:
         kept, held = stratified_split(splits["train"]["label"], spec.test_ratio, spec.seed)
-        splits["test"] = _take(splits["train"], held)
-        splits["train"] = _take(splits["train"], kept)
+        splits["test"] = take(splits["train"], held)
+        splits["train"] = take(splits["train"], kept)
         notes.append(f"test split carved out of the file: {len(held)} rows ({spec.test_ratio:.0%}, stratified)")
     if "train" in splits and "validation" not in splits:
         kept, held = stratified_split(splits["train"]["label"], spec.val_ratio, spec.seed)
-        splits["validation"] = _take(splits["train"], held)
-        splits["train"] = _take(splits["train"], kept)
+        splits["validation"] = take(splits["train"], held)
+        splits["train"] = take(splits["train"], kept)
         notes.append(f"validation carved out of train: {len(held)} rows ({spec.val_ratio:.0%}, stratified)")
     if spec.train_size and "train" in splits:
         before = len(splits["train"]["label"])
         splits["train"] = subset(splits["train"], spec.train_size, spec.seed)
         notes.append(f"train subset: {len(splits['train']['label'])} of {before} rows (stratified, seed {spec.seed})")
     return LoadedData(splits=splits, labels=list(labels), source=source, notes=notes)
-
-
-def check_trainable(data: LoadedData, unseen_labels: str = "error") -> LoadedData:
-    """Errors that make training meaningless: no train split, a single class; and validation / test labels that
-    never appear in training, handled by ``unseen_labels``: ``error`` (refuse), ``keep`` (the rows stay and count
-    as errors), ``drop`` (the rows are removed from ``data`` and counted in its notes)."""
-    if "train" not in data.splits:
-        raise UserError(f"{data.source}: no training split")
-    seen = set(data.splits["train"]["label"])
-    if len(seen) < 2:
-        raise UserError(f"{data.source}: the training set has a single class ({data.labels[next(iter(seen))]!r})")
-    for name in ("validation", "test"):
-        if name not in data.splits:
-            continue
-        split = data.splits[name]
-        unseen = sorted(set(split["label"]) - seen)
-        if not unseen:
-            continue
-        names = [data.labels[i] for i in unseen]
-        rows = [i for i, y in enumerate(split["label"]) if y not in seen]
-        if unseen_labels == "error":
-            raise UserError(
-                f"{data.source}: {name} label(s) {names} never appear in training ({len(rows)} rows); pass "
-                "--unseen-labels keep (the rows count as errors) or drop (the rows are removed)"
-            )
-        if unseen_labels == "drop":
-            if len(rows) == len(split["label"]):
-                raise UserError(f"{data.source}: every {name} row has a label that never appears in training")
-            data.splits[name] = _take(split, [i for i, y in enumerate(split["label"]) if y in seen])
-            data.notes.append(f"{name}: dropped {len(rows)} row(s) with label(s) {names} never seen in training")
-        else:
-            data.notes.append(f"{name}: kept {len(rows)} row(s) with label(s) {names} never seen in training")
-    return data
-
-
-def load_eval_split(
-    path: str, labels: list[str], text_column: str = "text", label_column: str = "label"
-) -> tuple[list[str], list[int], str]:
-    """The evaluation split (test, else validation) of ``path`` mapped onto ``labels`` (a model's label order)."""
-    data = load_data(DataSpec(path=path, text_column=text_column, label_column=label_column), labels=labels)
-    name = data.eval_split if data.eval_split in data.splits else next(iter(data.splits))
-    split = data.splits[name]
-    return split["text"], split["label"], name

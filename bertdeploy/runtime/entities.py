@@ -1,0 +1,132 @@
+"""Token scores -> entities, with the semantics of the transformers ``token-classification`` pipeline
+(``aggregation_strategy`` none | simple | first | average | max, ``ignore_labels``), numpy only.
+
+Two deliberate differences from the pipeline, both for raw production text:
+
+* ``word`` is always ``text[start:end]``, the characters of the original text (the pipeline rebuilds it from the
+  tokens: lower-cased by an uncased vocabulary, spaces put between Chinese characters, ``[UNK]`` for unknown ones);
+* the words of the word-level strategies are the tokenizer's pre-tokenized words (its ``word_ids``); the pipeline
+  guesses them from token lengths, which makes an ``[UNK]`` a sub-word of the token before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bertdeploy.errors import UserError
+
+AGGREGATIONS = ("none", "simple", "first", "average", "max")
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One entity (or, with ``aggregation="none"``, one token) of a text: ``word == text[start:end]``."""
+
+    entity_group: str
+    """The entity type (``PER``); with aggregation ``none`` the token's tag (``B-PER``)."""
+    score: float
+    word: str
+    start: int
+    end: int
+    index: int | None = None
+    """Aggregation ``none`` only: the token's position (1 = the first token after ``[CLS]``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The transformers pipeline's dict: ``entity_group`` (or ``entity`` and ``index`` for ``none``)."""
+        if self.index is not None:
+            return {"entity": self.entity_group, "score": self.score, "index": self.index, "word": self.word,
+                    "start": self.start, "end": self.end}  # fmt: skip
+        return {"entity_group": self.entity_group, "score": self.score, "word": self.word, "start": self.start,
+                "end": self.end}  # fmt: skip
+
+
+def check_aggregation(aggregation: Any) -> str:
+    if not isinstance(aggregation, str) or aggregation.lower() not in AGGREGATIONS:
+        raise UserError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
+    return aggregation.lower()
+
+
+def check_ignore(ignore_labels: Any) -> frozenset[str]:
+    if ignore_labels is None:
+        return frozenset()
+    if isinstance(ignore_labels, str) or not all(isinstance(x, str) for x in ignore_labels):
+        raise UserError(f"ignore_labels must be a list of label names, got {ignore_labels!r}")
+    return frozenset(ignore_labels)
+
+
+def _tag(name: str) -> tuple[str, str]:
+    """(B | I, type) as the pipeline reads a tag: anything but ``B-`` / ``I-`` continues like ``I-``."""
+    if name.startswith("B-"):
+        return "B", name[2:]
+    if name.startswith("I-"):
+        return "I", name[2:]
+    return "I", name
+
+
+def _group(items: list[tuple[str, float, int, int]], text: str) -> list[Entity]:
+    """The pipeline's ``group_entities``: adjacent items of one type merge unless the next one is ``B-``."""
+    out: list[Entity] = []
+    run: list[tuple[str, float, int, int]] = []
+
+    def close() -> None:
+        group = run[0][0].split("-", 1)[-1]
+        score = float(np.mean([s for _, s, _, _ in run]))
+        start, end = run[0][2], run[-1][3]
+        out.append(Entity(group, score, text[start:end], start, end))
+
+    for item in items:
+        if run:
+            bi, kind = _tag(item[0])
+            if not (kind == _tag(run[-1][0])[1] and bi != "B"):
+                close()
+                run = []
+        run.append(item)
+    if run:
+        close()
+    return out
+
+
+def _words(words: np.ndarray) -> list[slice]:
+    """Slices of consecutive tokens of one word."""
+    if not len(words):
+        return []
+    cuts = np.flatnonzero(np.diff(words) != 0) + 1
+    bounds = [0, *cuts.tolist(), len(words)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def aggregate(
+    text: str,
+    scores: np.ndarray,
+    spans: np.ndarray,
+    words: np.ndarray,
+    labels: Sequence[str],
+    aggregation: str = "simple",
+    ignore: frozenset[str] = frozenset({"O"}),
+) -> list[Entity]:
+    """The entities of one text from its tokens (special tokens removed, in text order): ``scores`` the softmax
+    ``[tokens, labels]``, ``spans`` the ``[start, end)`` character offsets, ``words`` the word index of each."""
+    if aggregation in ("none", "simple"):
+        best = scores.argmax(axis=1) if len(scores) else np.zeros(0, dtype=np.int64)
+        top = scores[np.arange(len(best)), best].tolist()
+        items = [(labels[b], s, int(a), int(e)) for b, s, (a, e) in zip(best.tolist(), top, spans.tolist())]
+        if aggregation == "none":
+            found = [Entity(n, s, text[a:e], a, e, i + 1) for i, (n, s, a, e) in enumerate(items)]
+            return [x for x in found if x.entity_group not in ignore]
+    else:
+        items = []
+        for part in _words(words):
+            block = scores[part]
+            if aggregation == "first":
+                vector = block[0]
+            elif aggregation == "max":
+                vector = block[int(block.max(axis=1).argmax())]
+            else:
+                vector = block.mean(axis=0)
+            b = int(vector.argmax())
+            items.append((labels[b], float(vector[b]), int(spans[part][0, 0]), int(spans[part][-1, 1])))
+    return [x for x in _group(items, text) if x.entity_group not in ignore]

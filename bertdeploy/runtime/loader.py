@@ -1,0 +1,124 @@
+"""``load(bundle)``: read the manifest, pick the variant and the device, build the session, and return the head of
+the bundle's task (:mod:`bertdeploy.runtime.heads`)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bertdeploy import bundle as _bundle
+from bertdeploy.errors import UserError
+from bertdeploy.machine import usable_cpus
+from bertdeploy.runtime import session as _session
+from bertdeploy.runtime.heads import head_for
+from bertdeploy.runtime.options import LoadOptions
+
+
+def load(
+    bundle: str | os.PathLike[str],
+    variant: str = "auto",
+    device: str = "auto",
+    threads: int | None = None,
+    batch_size: int = 64,
+    max_tokens: int = 8192,
+    padding: str = "bucketed",
+    allow_fallback: bool = False,
+    *,
+    streams: int | None = None,
+    session_config: _session.SessionConfig | None = None,
+) -> Any:
+    """Load a bundle variant into an ONNX Runtime session; returns the predictor of the bundle's task (a
+    :class:`~bertdeploy.runtime.classifier.Classifier` for text classification, a
+    :class:`~bertdeploy.runtime.tagger.Tagger` for token classification).
+
+    Args:
+        bundle: a folder written by ``bertdeploy export`` (has ``bertdeploy.json``).
+        variant: a variant name from the manifest, or "auto" (the best accepted one for the device:
+            int8 on CPU, fp16 on CUDA).
+        device: "auto" | "cpu" | "cuda" | "cuda:N" | "tensorrt". An explicitly requested GPU that does not
+            attach raises :class:`UserError` (a warning instead with ``allow_fallback=True``); "auto" quietly
+            takes the best device that works.
+        threads: CPU threads in total (None: the cores this process may use).
+        batch_size, max_tokens, padding: see :class:`bertdeploy.runtime.batching.BatchPolicy`.
+        streams: batches run concurrently, each with ``threads // streams`` intra-op threads. None = 1: one
+            session call at a time using every thread (the lowest latency of a single text or batch, and within
+            run-to-run noise of the best throughput on an idle machine). ``streams=threads`` runs single-threaded
+            batches in parallel: steadier throughput on a busy machine, but one text then uses one core
+            (benchmarks/runtime/README.md).
+        session_config: fine-grained ONNX Runtime settings (its ``threads`` is ignored: see above).
+
+    The same settings as one object: :class:`~bertdeploy.runtime.options.LoadOptions` and :func:`load_with`.
+    """
+    options = LoadOptions(
+        variant=variant,
+        device=device,
+        threads=threads,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        padding=padding,
+        allow_fallback=allow_fallback,
+        streams=streams,
+        session_config=session_config,
+    )
+    return load_with(bundle, options)
+
+
+def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Any:
+    """:func:`load` with its settings as a :class:`~bertdeploy.runtime.options.LoadOptions`."""
+    manifest = _bundle.read_manifest(bundle)  # first: it also checks that ``bundle`` is a path
+    root = Path(bundle)
+    if not isinstance(options, LoadOptions):
+        raise UserError(f"options must be a LoadOptions, got {type(options).__name__}")
+    name, device_id = _session.parse_device(options.device)
+    tokenizer_path = _bundle.resolve_inside(root, manifest.tokenizer_file, "tokenizer file")
+    if not tokenizer_path.is_file():
+        raise UserError(f"bundle {root} has no tokenizer file {manifest.tokenizer_file}")
+    head = head_for(manifest.task)  # an unknown or unsupported task fails before any session is built
+    encoder = head.make_encoder(tokenizer_path, manifest.max_length)
+    target = _session.resolve_device(name)
+    if name == "auto" and target != "cpu":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            built = _build(root, manifest, options, target, device_id, True)
+        if built[1].get_providers()[0] == _session.CPU:  # type: ignore[attr-defined]
+            warnings.warn(
+                f"device='auto': {target} is installed but did not attach; running on the CPU",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            built = _build(root, manifest, options, "cpu", device_id, True)
+    else:
+        built = _build(root, manifest, options, target, device_id, options.allow_fallback)
+    chosen, sess, config = built
+    streams = options.streams or 1
+    return head(root, manifest, chosen, sess, encoder, options.policy, device_id, config.cpu_arena, streams)
+
+
+def _build(
+    root: Path, manifest: _bundle.Manifest, options: LoadOptions, target: str, device_id: int, fallback: bool
+) -> tuple[_bundle.Variant, object, _session.SessionConfig]:
+    """The chosen variant (checked against its sha256) in a session on ``target``."""
+    gpu = target in ("cuda", "tensorrt")
+    streams = options.streams or 1
+    total = options.threads or usable_cpus()
+    intra = None if gpu and options.threads is None else max(1, total // streams)
+    config = replace(options.session_config or _session.SessionConfig(), threads=intra)
+    if options.variant == "auto":
+        chosen = manifest.auto_variant("cuda" if gpu else "cpu")
+    else:
+        chosen = manifest.variant(options.variant)
+    path = _bundle.verify_variant(root, chosen)
+    sess = _session.create_session(
+        path,
+        target,
+        device_id,
+        config,
+        fallback,
+        precision=chosen.precision,
+        max_shape=(options.batch_size, manifest.max_length),
+        input_names=tuple(manifest.model_inputs),
+    )
+    return chosen, sess, config
