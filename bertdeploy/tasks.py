@@ -130,7 +130,6 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         labelled=False,
         metrics=("f1", "exact_match"),
         pipeline="question-answering",
-        available=False,
     ),
     TaskSpec(
         "multiple-choice",
@@ -144,7 +143,6 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         head="chooser",
         labelled=False,
         metrics=("accuracy",),
-        available=False,
     ),
 )
 
