@@ -44,3 +44,25 @@ class Batches:
         tok = self.tokens
         end = int(tok.offsets[rows - 1] + tok.lengths[rows - 1]) if rows else 0
         return np.flatnonzero(tok.words[:end] >= 0)
+
+
+def runtime_encoder(tokenizer: Any, max_length: int, cls: Any = None, **kw: Any) -> Any:
+    """The runtime's encoder (``cls``, default :class:`~bertdeploy.runtime.tokenize.TextEncoder`) over the fast
+    tokenizer's own ``tokenizers`` backend, as the bundle ships it."""
+    from tokenizers import Tokenizer
+
+    from bertdeploy.runtime.tokenize import TextEncoder
+
+    return (cls or TextEncoder)(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), max_length, **kw)
+
+
+def cut(encoded: Any, pad_id: int, max_length: int, batch_size: int, **kw: Any) -> Batches:
+    """Length-sorted batches of ``encoded``'s rows padded to their longest row, exactly as the runtime cuts them."""
+    from bertdeploy.runtime.batching import BatchPolicy, make_feed, plan
+
+    policy = BatchPolicy(padding="bucketed", batch_size=batch_size, max_tokens=batch_size * max_length)
+    feeds, index = [], []
+    for idx, padded in plan(encoded.lengths, policy, max_length):
+        feeds.append(make_feed(encoded, idx, padded, MODEL_INPUTS, pad_id))
+        index.append(idx)
+    return Batches(feeds, index, len(encoded.lengths), **kw)

@@ -17,45 +17,23 @@ from typing import Any
 import numpy as np
 
 from bertdeploy import variants
-from bertdeploy.exporter.batches import MODEL_INPUTS, Batches
+from bertdeploy.exporter.batches import MODEL_INPUTS, Batches, cut, runtime_encoder
 
 __all__ = ["MODEL_INPUTS", "Batches", "judge", "make_batches", "onnx_logits", "parity", "scores", "torch_logits"]
 
 
 def make_batches(tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64) -> Batches:
-    """Tokenize with the runtime's encoder (the fast tokenizer's own ``tokenizers`` backend, as the bundle ships
-    it) and cut length-sorted batches padded to their longest row, exactly as ``Classifier.predict`` does."""
-    from tokenizers import Tokenizer
-
-    from bertdeploy.runtime.batching import BatchPolicy, make_feed, plan
-    from bertdeploy.runtime.tokenize import TextEncoder
-
-    encoder = TextEncoder(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), max_length)
-    encoded = encoder.encode(list(texts))
-    policy = BatchPolicy(padding="bucketed", batch_size=batch_size, max_tokens=batch_size * max_length)
-    feeds, index = [], []
-    for idx, padded in plan(encoded.lengths, policy, max_length):
-        feeds.append(make_feed(encoded, idx, padded, MODEL_INPUTS, encoder.pad_id))
-        index.append(idx)
-    return Batches(feeds, index, len(encoded))
+    """Text classification: the texts encoded and cut as ``Classifier.predict`` does."""
+    encoder = runtime_encoder(tokenizer, max_length)
+    return cut(encoder.encode(list(texts)), encoder.pad_id, max_length, batch_size)
 
 
 def make_token_batches(tokenizer: Any, words: list[list[str]], max_length: int, batch_size: int = 64) -> Batches:
     """Token classification: the pre-split words of each sentence encoded as training encodes them
     (``is_pretokenized``, truncated to ``max_length``), with each token's word id, cut like :func:`make_batches`."""
-    from tokenizers import Tokenizer
-
-    from bertdeploy.runtime.batching import BatchPolicy, make_feed, plan
-    from bertdeploy.runtime.tokenize import TextEncoder
-
-    encoder = TextEncoder(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), max_length)
+    encoder = runtime_encoder(tokenizer, max_length)
     encoded = encoder.encode_words(words)
-    policy = BatchPolicy(padding="bucketed", batch_size=batch_size, max_tokens=batch_size * max_length)
-    feeds, index = [], []
-    for idx, padded in plan(encoded.lengths, policy, max_length):
-        feeds.append(make_feed(encoded, idx, padded, MODEL_INPUTS, encoder.pad_id))
-        index.append(idx)
-    return Batches(feeds, index, len(encoded), tokens=encoded, kind="tokens")
+    return cut(encoded, encoder.pad_id, max_length, batch_size, tokens=encoded, kind="tokens")
 
 
 def _outputs(out: Any) -> np.ndarray:

@@ -15,29 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from bertdeploy.exporter.batches import MODEL_INPUTS, Batches
+from bertdeploy.exporter.batches import MODEL_INPUTS, Batches, cut, runtime_encoder
 
 
 def _encoder(tokenizer: Any, max_length: int, **kw: Any) -> Any:
-    from tokenizers import Tokenizer
-
     from bertdeploy.runtime.tokenize import PairEncoder
 
-    return PairEncoder(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), max_length, **kw)
+    return runtime_encoder(tokenizer, max_length, PairEncoder, **kw)
 
 
 def make_span_batches(tokenizer: Any, pairs: list[tuple[str, str]], max_length: int, batch_size: int = 64) -> Batches:
     """Question answering: (question, context) windows with the reader's ``doc_stride``, cut like the runtime."""
-    from bertdeploy.runtime.batching import BatchPolicy, make_feed, plan
-
     encoder = _encoder(tokenizer, max_length, stride=min(max_length // 2, 128))
     encoded = encoder.encode_pairs(pairs)
-    policy = BatchPolicy(padding="bucketed", batch_size=batch_size, max_tokens=batch_size * max_length)
-    feeds, index = [], []
-    for idx, padded in plan(encoded.lengths, policy, max_length):
-        feeds.append(make_feed(encoded, idx, padded, MODEL_INPUTS, encoder.pad_id))
-        index.append(idx)
-    return Batches(feeds, index, len(encoded.lengths), tokens=encoded, kind="spans")
+    return cut(encoded, encoder.pad_id, max_length, batch_size, tokens=encoded, kind="spans")
 
 
 def make_choice_batches(
