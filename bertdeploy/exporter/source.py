@@ -120,7 +120,7 @@ def load_source(run_dir: str | Path, max_length: int | None = None) -> Source:
     archs = list(getattr(config, "architectures", None) or [])
     task = tasks.from_architectures(archs)
     if task is None:
-        kinds = ", ".join(f"*{t.architecture}" for t in tasks.TASK_TABLE if t.available)
+        kinds = ", ".join(f"*{tasks.TASKS[t].architecture}" for t in tasks.supported("export"))
         raise UserError(
             f"{path} is not a model of a supported task (architectures: {', '.join(archs) or 'none'}; "
             f"exportable: {kinds}); fine-tune it with `bertdeploy train` first"
