@@ -62,11 +62,10 @@ def predict_file(
     or a column named "id" when present) or the 1-based record number ("row"), then
 
     * text classification: the label, its score and with ``probabilities`` one column per label;
-    * token classification: ``entities``, the text's list of ``{entity_group, score, word, start, end}``
-      (``Tagger.predict``'s, as dicts; in csv / tsv a JSON string column). ``aggregation`` (default ``simple``) and
-      ``ignore_labels`` (default ``["O"]``; ``[]`` keeps everything) as in the transformers pipeline. A jsonl /
-      parquet record may hold pre-split words (a list of strings) instead of a text: they are joined with single
-      spaces and the offsets point into that joined text.
+    * token classification: ``entities``, ``Tagger.predict``'s ``{entity_group, score, word, start, end}`` list
+      (in csv / tsv a JSON string column); ``aggregation`` (default ``simple``), ``ignore_labels`` (default
+      ``["O"]``; ``[]`` keeps all) as in the transformers pipeline. A jsonl / parquet record may hold pre-split
+      words (a list of strings): joined with single spaces, the offsets point into the joined text.
 
     ``engine="ray"`` runs the same on Ray Data with ``workers`` actors (one session each).
     """
