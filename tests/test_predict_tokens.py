@@ -153,3 +153,17 @@ def test_cli_bad_options_are_one_line(tiny_token_bundle, varied_bundle, tmp_path
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.stderr
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_pre_split_words_in_parquet(tiny_token_bundle, tagger, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    words = [["The", "Food", "Service"], [], ["my", "app", "login", "was", "slow"]]
+    pq.write_table(pa.Table.from_pylist([{"id": i, "text": w} for i, w in enumerate(words)]), tmp_path / "in.parquet")
+    res = _run(tiny_token_bundle, tmp_path / "in.parquet", tmp_path / "out.jsonl", aggregation="average")
+    assert (res.rows, res.skipped_lines) == (2, [2])
+    got = _jsonl(tmp_path / "out.jsonl")
+    assert [r["id"] for r in got] == [0, 2]
+    expected = tagger.predict([words[0], words[2]], aggregation="average")
+    assert [r["entities"] for r in got] == [_dicts(e) for e in expected]
