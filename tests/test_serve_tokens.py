@@ -131,6 +131,7 @@ def test_inference_client_text_classification(text_url, varied_bundle):
     "body, status, message",
     [
         ({"inputs": ["a", "b"], "parameters": {"top_k": 1}}, 200, None),
+        ({"inputs": ["good day"] * 12}, 200, None),  # more than INLINE_DECODE_TEXTS: decoded on a worker thread
         ({"inputs": "x", "parameters": {"aggregation_strategy": "simple"}}, 422, "unknown parameter(s) 'agg"),
         ({"inputs": "x", "parameters": {"function_to_apply": "relu"}}, 422, "'function_to_apply' must be one of"),
         ({"inputs": "x", "parameters": [1]}, 422, "'parameters' must be an object"),
