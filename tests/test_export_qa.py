@@ -71,3 +71,15 @@ def test_the_cli_shows_em_and_f1(tmp_path, tiny_reader_dir, tiny_qa_dir):
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "EM" in result.output and "F1" in result.output and "accuracy" not in result.output
+
+
+def test_stages_that_do_not_answer_questions_yet_say_so(tmp_path, tiny_qa_bundle, tiny_mc_bundle):
+    from bertdeploy.runtime import predict_file
+    from bertdeploy.serve import app
+
+    with pytest.raises(UserError, match=r"task 'question-answering' is not supported by `bertdeploy serve` yet"):
+        app(tiny_qa_bundle)
+    (tmp_path / "in.txt").write_text("where is the movie?\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"task 'multiple-choice' is not supported by `bertdeploy predict` yet"):
+        predict_file(tiny_mc_bundle, str(tmp_path / "in.txt"), str(tmp_path / "out.jsonl"))
+    assert not (tmp_path / "out.jsonl").exists()
