@@ -153,9 +153,16 @@ def resolve_inside(bundle: str | os.PathLike[str], rel: Any, what: str) -> Path:
 
 def _manifest_fields(raw: dict[str, Any], root: Path) -> dict[str, Any]:
     """The typed fields of :class:`Manifest` from the raw JSON (UserError on any wrong type or value)."""
-    labels = raw.get("labels")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise UserError(f"labels must be a non-empty list of strings, got {_short(labels)}")
+    task = raw.get("task", tasks.DEFAULT)  # bundles written before the task table are text classifiers
+    if not isinstance(task, str):
+        raise UserError(f"task must be a string, got {_short(task)}")
+    if task not in tasks.TASKS:
+        raise UserError(f"unknown task {task!r} (this bertdeploy knows {', '.join(tasks.NAMES)}); upgrade bertdeploy")
+    labelled = tasks.TASKS[task].labelled  # question answering and multiple choice have no label set
+    labels = raw.get("labels", None if labelled else [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or (labelled and not labels):
+        kind = "a non-empty list" if labelled else "a list"
+        raise UserError(f"labels must be {kind} of strings, got {_short(labels)}")
     if len(set(labels)) != len(labels):
         raise UserError("labels lists a label twice")
     max_length = raw.get("max_length")
@@ -178,11 +185,6 @@ def _manifest_fields(raw: dict[str, Any], root: Path) -> dict[str, Any]:
     rejected = raw.get("rejected", [])
     if not isinstance(rejected, list) or not all(isinstance(r, dict) for r in rejected):
         raise UserError(f"rejected must be a list of objects, got {_short(rejected)}")
-    task = raw.get("task", tasks.DEFAULT)  # bundles written before the task table are text classifiers
-    if not isinstance(task, str):
-        raise UserError(f"task must be a string, got {_short(task)}")
-    if task not in tasks.TASKS:
-        raise UserError(f"unknown task {task!r} (this bertdeploy knows {', '.join(tasks.NAMES)}); upgrade bertdeploy")
     return dict(labels=list(labels), max_length=max_length, variants=found, task=task,
                 tokenizer_file=tokenizer_file, model_inputs=list(inputs), rejected=list(rejected))  # fmt: skip
 

@@ -23,6 +23,8 @@ from bertdeploy.errors import UserError
 BATCH, SEQUENCE, CHOICES, LABELS = "batch_size", "sequence_length", "num_choices", "num_labels"
 #: how the gate compares a float variant with PyTorch
 PARITY_RULES = ("argmax", "token_argmax", "span", "choice")
+#: the stages a task may be supported in (``TaskSpec.stages``; ``get(name, stage=...)`` checks)
+STAGES = ("data", "train", "distill", "export", "runtime", "predict", "serve", "bench", "package")
 
 
 @dataclass(frozen=True)
@@ -67,14 +69,21 @@ class TaskSpec:
     """The other scalar metrics it reports (``--metric`` choices for the best checkpoint)."""
     pipeline: str = ""
     """The transformers / transformers.js pipeline name that runs it."""
-    available: bool = True
-    """False while a stage is still missing: such a task is refused with one line instead of half-working."""
+    stages: tuple[str, ...] = STAGES
+    """The stages that support it; the others refuse it with one line instead of half-working."""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.parity not in PARITY_RULES:
             raise ValueError(f"{self.name}: parity must be one of {PARITY_RULES}")
+        if not set(self.stages) <= set(STAGES):
+            raise ValueError(f"{self.name}: stages must be among {STAGES}")
         object.__setattr__(self, "outputs", MappingProxyType(dict(self.outputs)))
+
+    @property
+    def available(self) -> bool:
+        """Supported in every stage."""
+        return set(self.stages) == set(STAGES)
 
     @property
     def output(self) -> str:
@@ -130,7 +139,7 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         labelled=False,
         metrics=("f1", "exact_match"),
         pipeline="question-answering",
-        available=False,
+        stages=("data", "export", "runtime"),
     ),
     TaskSpec(
         "multiple-choice",
@@ -144,7 +153,7 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         head="chooser",
         labelled=False,
         metrics=("accuracy",),
-        available=False,
+        stages=("data", "export", "runtime"),
     ),
 )
 
@@ -156,17 +165,30 @@ DEFAULT = "text-classification"
 AVAILABLE: tuple[str, ...] = tuple(t.name for t in TASK_TABLE if t.available)
 
 
+def supported(stage: str) -> tuple[str, ...]:
+    """The tasks ``stage`` (one of :data:`STAGES`) supports."""
+    return tuple(t.name for t in TASK_TABLE if stage in t.stages)
+
+
+def _stage_key(stage: str) -> str:
+    """ "the runtime" -> "runtime", "package triton" -> "package": the :data:`STAGES` key of a stage's display name."""
+    words = stage.removeprefix("the ").split()
+    return words[0] if words else ""
+
+
 def get(name: str | None, *, stage: str = "") -> TaskSpec:
-    """The spec of ``name`` (None: :data:`DEFAULT`); :class:`UserError` for an unknown task, or one that is not
-    available yet (``stage`` names what was asked: "export", "the runtime" ...)."""
+    """The spec of ``name`` (None: :data:`DEFAULT`); :class:`UserError` for an unknown task, or one that ``stage``
+    (a :data:`STAGES` key or a display name: "export", "the runtime", "package triton" ...) does not support yet."""
     if name is None:
         name = DEFAULT
     spec = TASKS.get(name) if isinstance(name, str) else None
     if spec is None:
-        raise UserError(f"unknown task {name!r}; choose from {', '.join(AVAILABLE)}")
-    if not spec.available:
-        where = f" in {stage}" if stage else ""
-        raise UserError(f"task {name!r} is not supported{where} yet; supported: {', '.join(AVAILABLE)}")
+        raise UserError(f"unknown task {name!r}; choose from {', '.join(NAMES)}")
+    key = _stage_key(stage)
+    if stage and key in STAGES and key not in spec.stages:
+        where = stage if stage.startswith("the ") or key == "runtime" else f"`bertdeploy {stage}`"
+        where = "the runtime" if key == "runtime" else where
+        raise UserError(f"task {name!r} is not supported by {where} yet; it works in: {', '.join(spec.stages)}")
     return spec
 
 

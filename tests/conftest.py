@@ -11,10 +11,14 @@ from helpers import (
     TINY_LABELS,
     TINY_TAGS,
     build_tiny_model,
+    build_tiny_reader,
     build_tiny_tagger,
+    tiny_mc_records,
+    tiny_qa_records,
     tiny_texts,
     tiny_token_sentences,
     write_csv,
+    write_jsonl,
     write_token_jsonl,
 )
 
@@ -126,3 +130,55 @@ def tiny_token_bundle(tmp_path_factory, tiny_tagger_dir, tiny_token_dir) -> Path
         )
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qa_dir(tmp_path_factory) -> Path:
+    """Flattened SQuAD JSONL train/validation/test (60/20/20 questions) over the tiny vocabulary."""
+    root = tmp_path_factory.mktemp("tiny_qa")
+    for split, n, seed in (("train", 60, 1), ("validation", 20, 2), ("test", 20, 3)):
+        write_jsonl(root / f"{split}.jsonl", tiny_qa_records(n, seed))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_mc_dir(tmp_path_factory) -> Path:
+    """Multiple-choice JSONL train/validation/test (60/20/20 questions, 3 choices each)."""
+    root = tmp_path_factory.mktemp("tiny_mc")
+    for split, n, seed in (("train", 60, 1), ("validation", 20, 2), ("test", 20, 3)):
+        write_jsonl(root / f"{split}.jsonl", tiny_mc_records(n, seed))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_reader_dir(tmp_path_factory) -> Path:
+    """A tiny random BertForQuestionAnswering (initializer_range 0.5: answers vary from question to question)."""
+    return build_tiny_reader(tmp_path_factory.mktemp("tiny_reader"), initializer_range=0.5)
+
+
+@pytest.fixture(scope="session")
+def tiny_chooser_dir(tmp_path_factory) -> Path:
+    """A tiny random BertForMultipleChoice (initializer_range 0.5)."""
+    return build_tiny_reader(tmp_path_factory.mktemp("tiny_chooser"), task="multiple-choice", initializer_range=0.5)
+
+
+def _export_tiny(tmp_path_factory, name: str, model: Path, data: Path, **kw) -> Path:
+    from bertdeploy.exporter import ExportConfig, export
+
+    out = tmp_path_factory.mktemp(name) / "bundle"
+    export(ExportConfig(run_dir=str(model), output=str(out), data=str(data), max_accuracy_drop=100.0, **kw))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qa_bundle(tmp_path_factory, tiny_reader_dir, tiny_qa_dir) -> Path:
+    """``tiny_reader_dir`` exported (fp32, qint8) with max_length 32: contexts of the tiny data need windows."""
+    return _export_tiny(tmp_path_factory, "tiny_qa_bundle", tiny_reader_dir, tiny_qa_dir, variants=["qint8"],
+                        max_length=32)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_mc_bundle(tmp_path_factory, tiny_chooser_dir, tiny_mc_dir) -> Path:
+    """``tiny_chooser_dir`` exported (fp32, qint8) with max_length 32."""
+    return _export_tiny(tmp_path_factory, "tiny_mc_bundle", tiny_chooser_dir, tiny_mc_dir, variants=["qint8"],
+                        max_length=32)  # fmt: skip

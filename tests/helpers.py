@@ -134,6 +134,65 @@ def build_tiny_tagger(path: Path, labels: list[str] | None = None, seed: int = 0
     return path
 
 
+_QA_WORDS = ["movie", "book", "food", "app", "film", "service", "delivery", "account", "price", "friend", "home"]
+
+
+def tiny_qa_records(n: int, seed: int = 0) -> list[dict]:
+    """``n`` flattened SQuAD rows over the tiny vocabulary: the answer is the word the question names after
+    "where is" (a copy task a tiny model can learn); every answer offset is right."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = [rng.choice(_FILLER) for _ in range(rng.randint(4, 30))]
+        target = rng.choice(_QA_WORDS)
+        pos = rng.randrange(len(words) + 1)
+        words.insert(pos, target)
+        context = " ".join(words)
+        start = len(" ".join(words[:pos])) + (1 if pos else 0)
+        assert context[start : start + len(target)] == target
+        rows.append({"id": f"q{seed}-{i}", "question": f"where is the {target}?", "context": context,
+                     "answers": {"text": [target], "answer_start": [start]}})  # fmt: skip
+    return rows
+
+
+def tiny_mc_records(n: int, seed: int = 0, choices: int = 3) -> list[dict]:
+    """``n`` multiple-choice rows: the right choice repeats the question's topic word."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        topic, *others = rng.sample(_QA_WORDS, choices)
+        options = [f"{rng.choice(_FILLER)} {w} {rng.choice(_FILLER)}" for w in [topic, *others]]
+        order = list(range(choices))
+        rng.shuffle(order)
+        rows.append({"id": f"m{seed}-{i}", "question": f"i love the {topic}", "choices": [options[j] for j in order],
+                     "label": order.index(0)})  # fmt: skip
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def build_tiny_reader(path: Path, seed: int = 0, task: str = "question-answering", **config_overrides) -> Path:
+    """Save a 2-layer, hidden-32 BertForQuestionAnswering (``task="multiple-choice"``: BertForMultipleChoice) +
+    fast tokenizer to ``path``."""
+    import torch
+    from transformers import BertConfig, BertForMultipleChoice, BertForQuestionAnswering, BertTokenizerFast
+
+    torch.manual_seed(seed)
+    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True, model_max_length=128)
+    config = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, **config_overrides)  # fmt: skip
+    cls = BertForMultipleChoice if task == "multiple-choice" else BertForQuestionAnswering
+    cls(config).eval().save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path
+
+
 class SlowClassifier:
     """Wraps a runtime ``Classifier`` so that every model call after the first (the server's warm-up) first waits
     for ``release`` (a ``threading.Event``) or ``delay`` seconds: a server test can then hold requests in flight."""

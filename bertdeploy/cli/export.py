@@ -16,15 +16,20 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-_TEXT_SCORES = (("accuracy", "accuracy"), ("f1_macro", "F1 macro"))
+#: the score columns of the table, per task (keys of the rows / of the PyTorch baseline)
+_SCORES = {
+    "text-classification": (("accuracy", "accuracy"), ("f1_macro", "F1 macro")),
+    "token-classification": (("f1", "entity F1"), ("token_accuracy", "token acc")),
+    "question-answering": (("exact_match", "EM"), ("f1", "F1")),
+    "multiple-choice": (("accuracy", "accuracy"),),
+}
 
 
 def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Console (imported lazily)
     from rich.table import Table
 
     base = result.baseline
-    per_token = result.manifest.get("task") == "token-classification"
-    scores = (("f1", "entity F1"), ("token_accuracy", "token acc")) if per_token else _TEXT_SCORES
+    scores = _SCORES.get(result.manifest.get("task"), _SCORES["text-classification"])
     table = Table(title=f"bundle {result.bundle}", title_justify="left")
     for col in ("variant", "size MB", "max diff", "agree", *(label for _, label in scores), "verdict"):
         table.add_column(col, justify="left" if col in ("variant", "verdict") else "right", no_wrap=True)

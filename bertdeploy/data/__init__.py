@@ -2,7 +2,9 @@
 
 * text classification (:mod:`bertdeploy.data.tables`): csv / tsv / jsonl / json / parquet tables with a text and a
   label column, or a Hugging Face dataset id;
-* token classification (:mod:`bertdeploy.data.tokens`): token JSONL or CoNLL files.
+* token classification (:mod:`bertdeploy.data.tokens`): token JSONL or CoNLL files;
+* question answering and multiple choice (:mod:`bertdeploy.data.qa`): SQuAD JSON, flattened JSONL,
+  multiple-choice JSONL, and the paragraph-id layout (``context.json``), which serves both.
 
 A *folder* holds ``train`` / ``validation`` (or ``val`` / ``dev``) / ``test`` files and optionally ``labels.txt``
 (one label / tag name per line, in id order); a *single file* is split by ratios (seeded). The task is read from
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from bertdeploy import tasks
 from bertdeploy.data.common import SPLIT_NAMES, DataSpec, LoadedData, read_labels_txt
+from bertdeploy.data.qa import detect as _detect_qa
+from bertdeploy.data.qa import load_qa_data
 from bertdeploy.data.tables import EXTENSIONS, load_table_data, read_table, stratified_split, subset, take
 from bertdeploy.data.tokens import detect_task as _detect_tokens
 from bertdeploy.data.tokens import load_token_data
@@ -28,6 +32,7 @@ __all__ = [
     "LoadedData",
     "check_trainable",
     "detect_task",
+    "detect_tasks",
     "load_data",
     "load_eval_split",
     "read_labels_txt",
@@ -38,29 +43,60 @@ __all__ = [
 ]
 
 
+def detect_tasks(path: str) -> list[str]:
+    """The tasks a data path can serve by its layout, first the one it means when nothing else is said: SQuAD /
+    QA JSONL → question answering, multiple-choice JSONL → multiple choice, the paragraph-id layout → both, token
+    files (token JSONL, CoNLL) → token classification, everything else (tables, Hub ids) text classification."""
+    return _detect_qa(path) or [_detect_tokens(path) or tasks.DEFAULT]
+
+
 def detect_task(path: str) -> str:
-    """The task a data path holds by its layout: token files (token JSONL, CoNLL) are token classification,
-    everything else (tables, Hub ids) text classification."""
-    return _detect_tokens(path) or tasks.DEFAULT
+    """The first of :func:`detect_tasks`."""
+    return detect_tasks(path)[0]
 
 
 def resolve_task(spec: DataSpec) -> str:
-    """``spec.task`` checked against the table, or the layout's task when it is None; a task that contradicts a
-    local layout (token files for text classification and the reverse) is a :class:`UserError`."""
-    found = detect_task(spec.path)
+    """``spec.task`` checked against the table and the layout, or the layout's task when it is None. A task the
+    local layout does not hold (token files for text classification and the reverse), or no task for a layout that
+    serves two, is a :class:`UserError`."""
+    found = detect_tasks(spec.path)
     if spec.task is None:
-        return found
+        if len(found) > 1:
+            raise UserError(f"{spec.path} serves {' and '.join(found)}: pass --task {' or --task '.join(found)}")
+        return found[0]
     task = tasks.get(spec.task).name
-    if task != found and Path(spec.path).expanduser().exists():
-        raise UserError(f"{spec.path} holds {found} data, but the task is {task}; pass --task {found}")
+    if task not in found and Path(spec.path).expanduser().exists() and not _has_files_for(spec.path, task):
+        raise UserError(f"{spec.path} holds {found[0]} data, but the task is {task}; pass --task {found[0]}")
     return task
+
+
+def _has_files_for(path: str, task: str) -> bool:
+    """True when ``path`` has split files with the extensions ``task``'s reader takes (its reader then names what is
+    wrong in them; a layout that only looked like text classification is not refused outright)."""
+    from bertdeploy.data import qa, tokens
+    from bertdeploy.data.common import find_split_files
+
+    extensions = {"token-classification": tokens.EXTENSIONS, "question-answering": qa.EXTENSIONS,
+                  "multiple-choice": qa.EXTENSIONS}.get(task)  # fmt: skip
+    if extensions is None or found_other(path):
+        return False
+    p = Path(path).expanduser()
+    return p.suffix.lower() in extensions if p.is_file() else bool(find_split_files(p, extensions))
+
+
+def found_other(path: str) -> bool:
+    """True when the layout of ``path`` was recognised as a task of its own (not the text-classification default)."""
+    return _detect_qa(path) != [] or _detect_tokens(path) is not None
 
 
 def load_data(spec: DataSpec, labels: list[str] | None = None) -> LoadedData:
     """Load, label-map, validate and split a dataset of the spec's task. ``labels`` (e.g. a trained model's) fixes
-    the label (tag) order."""
-    if resolve_task(spec) == "token-classification":
+    the label (tag) order of the classification tasks."""
+    task = resolve_task(spec)
+    if task == "token-classification":
         return load_token_data(spec, labels)
+    if task in ("question-answering", "multiple-choice"):
+        return load_qa_data(spec, task)
     return load_table_data(spec, labels)
 
 

@@ -88,3 +88,38 @@ def find_split_files(folder: Path, extensions: tuple[str, ...]) -> dict[str, Pat
                 found[split] = hits[0]
                 break
     return found
+
+
+def split_off(split: dict[str, list[Any]], ratio: float, seed: int) -> tuple[dict[str, list[Any]], dict]:
+    """(kept, held out): ``ratio`` of the rows of a ``{column: values}`` split held out at random (seeded)."""
+    import random
+
+    n = len(next(iter(split.values())))
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    held = sorted(order[: max(1, round(n * ratio))])
+    kept = sorted(set(range(n)) - set(held))
+    return {k: [v[i] for i in kept] for k, v in split.items()}, {k: [v[i] for i in held] for k, v in split.items()}
+
+
+def carve(splits: dict[str, dict[str, list[Any]]], spec: DataSpec, unit: str) -> list[str]:
+    """Random (seeded) carve-outs for layouts without stratification: a test split out of a single file
+    (``test_ratio``), a validation split out of train when there is none, and the ``train_size`` subset. Changes
+    ``splits`` in place; returns the notes (``unit``: what a row is, e.g. "questions")."""
+    notes = []
+    if "train" in splits and len(splits) == 1 and spec.test_ratio > 0:
+        splits["train"], splits["test"] = split_off(splits["train"], spec.test_ratio, spec.seed)
+        notes.append(f"test split carved out of the file: {_rows(splits['test'])} {unit} (seeded)")
+    if "train" in splits and "validation" not in splits:
+        splits["train"], splits["validation"] = split_off(splits["train"], spec.val_ratio, spec.seed)
+        notes.append(f"validation carved out of train: {_rows(splits['validation'])} {unit} (seeded)")
+    if spec.train_size and "train" in splits:
+        before = _rows(splits["train"])
+        if spec.train_size < before:
+            splits["train"], _ = split_off(splits["train"], 1 - spec.train_size / before, spec.seed)
+        notes.append(f"train subset: {_rows(splits['train'])} of {before} {unit} (seed {spec.seed})")
+    return notes
+
+
+def _rows(split: dict[str, list[Any]]) -> int:
+    return len(next(iter(split.values())))

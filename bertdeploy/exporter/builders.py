@@ -143,6 +143,8 @@ def _dynamic(spec: VariantSpec, ctx: BuildContext) -> Built:
 @builder("static_int8")
 def _static(spec: VariantSpec, ctx: BuildContext) -> Built:
     src = ctx.source
+    if src.spec.input_axes != src.spec.input_axes[:1] + src.spec.input_axes[-1:]:
+        raise ValueError(f"static int8 calibration is not implemented for {src.spec.name} inputs")
     path = quantize_static(
         ctx.fp32_path.parent, ctx.isa, src.tokenizer, ctx.calibration, src.max_length, ctx.work, ctx.per_channel
     )

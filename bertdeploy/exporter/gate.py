@@ -17,77 +17,30 @@ from typing import Any
 import numpy as np
 
 from bertdeploy import variants
+from bertdeploy.exporter.batches import MODEL_INPUTS, Batches, cut, runtime_encoder
 
-MODEL_INPUTS = {"input_ids": np.int64, "attention_mask": np.int64, "token_type_ids": np.int64}
-
-
-@dataclass
-class Batches:
-    """Tokenized rows cut into length-sorted batches; ``index`` maps each batch row back to its input row.
-
-    Per token (``tokens`` set, token classification): outputs are kept flat, row ``i``'s tokens at
-    ``offsets[i]:offsets[i] + lengths[i]``, and ``tokens.words`` gives each token's word (-1: special token)."""
-
-    feeds: list[dict[str, np.ndarray]]
-    index: list[np.ndarray]
-    n: int
-    tokens: Any = None  # bertdeploy.runtime.tokenize.Encoded with ``words`` (token classification)
-
-    def empty(self, width: int) -> np.ndarray:
-        rows = self.n if self.tokens is None else len(self.tokens.ids)
-        return np.zeros((rows, width), dtype=np.float32)
-
-    def store(self, out: np.ndarray, idx: np.ndarray, logits: np.ndarray) -> None:
-        """Put one batch's logits (``[rows, labels]`` or ``[rows, padded, labels]``) into ``out``."""
-        if self.tokens is None:
-            out[idx] = logits
-            return
-        lengths = self.tokens.lengths[idx]
-        steps = np.arange(logits.shape[1])
-        mask = steps[None, :] < lengths[:, None]
-        out[(self.tokens.offsets[idx][:, None] + steps[None, :])[mask]] = logits[mask]
-
-    def real_tokens(self, rows: int) -> np.ndarray:
-        """Flat indices of the real (non-special) tokens of the first ``rows`` rows."""
-        tok = self.tokens
-        end = int(tok.offsets[rows - 1] + tok.lengths[rows - 1]) if rows else 0
-        return np.flatnonzero(tok.words[:end] >= 0)
+__all__ = ["MODEL_INPUTS", "Batches", "judge", "make_batches", "onnx_logits", "parity", "scores", "torch_logits"]
 
 
 def make_batches(tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64) -> Batches:
-    """Tokenize with the runtime's encoder (the fast tokenizer's own ``tokenizers`` backend, as the bundle ships
-    it) and cut length-sorted batches padded to their longest row, exactly as ``Classifier.predict`` does."""
-    from tokenizers import Tokenizer
-
-    from bertdeploy.runtime.batching import BatchPolicy, make_feed, plan
-    from bertdeploy.runtime.tokenize import TextEncoder
-
-    encoder = TextEncoder(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), max_length)
-    encoded = encoder.encode(list(texts))
-    policy = BatchPolicy(padding="bucketed", batch_size=batch_size, max_tokens=batch_size * max_length)
-    feeds, index = [], []
-    for idx, padded in plan(encoded.lengths, policy, max_length):
-        feeds.append(make_feed(encoded, idx, padded, MODEL_INPUTS, encoder.pad_id))
-        index.append(idx)
-    return Batches(feeds, index, len(encoded))
+    """Text classification: the texts encoded and cut as ``Classifier.predict`` does."""
+    encoder = runtime_encoder(tokenizer, max_length)
+    return cut(encoder.encode(list(texts)), encoder.pad_id, max_length, batch_size)
 
 
 def make_token_batches(tokenizer: Any, words: list[list[str]], max_length: int, batch_size: int = 64) -> Batches:
     """Token classification: the pre-split words of each sentence encoded as training encodes them
     (``is_pretokenized``, truncated to ``max_length``), with each token's word id, cut like :func:`make_batches`."""
-    from tokenizers import Tokenizer
-
-    from bertdeploy.runtime.batching import BatchPolicy, make_feed, plan
-    from bertdeploy.runtime.tokenize import TextEncoder
-
-    encoder = TextEncoder(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), max_length)
+    encoder = runtime_encoder(tokenizer, max_length)
     encoded = encoder.encode_words(words)
-    policy = BatchPolicy(padding="bucketed", batch_size=batch_size, max_tokens=batch_size * max_length)
-    feeds, index = [], []
-    for idx, padded in plan(encoded.lengths, policy, max_length):
-        feeds.append(make_feed(encoded, idx, padded, MODEL_INPUTS, encoder.pad_id))
-        index.append(idx)
-    return Batches(feeds, index, len(encoded), tokens=encoded)
+    return cut(encoded, encoder.pad_id, max_length, batch_size, tokens=encoded, kind="tokens")
+
+
+def _outputs(out: Any) -> np.ndarray:
+    """The model's logits as one array: QA's start / end logits stacked as a last axis of 2."""
+    if hasattr(out, "start_logits"):
+        return np.stack([out.start_logits.float().numpy(), out.end_logits.float().numpy()], axis=-1)
+    return out.logits.float().numpy()
 
 
 def torch_logits(model: Any, batches: Batches) -> np.ndarray:
@@ -101,7 +54,7 @@ def torch_logits(model: Any, batches: Batches) -> np.ndarray:
     with torch.inference_mode():
         for feed, idx in zip(batches.feeds, batches.index, strict=True):
             args = {k: torch.from_numpy(v) for k, v in feed.items() if k in accepted}
-            logits = model(**args).logits.float().numpy()
+            logits = _outputs(model(**args))
             if out is None:
                 out = batches.empty(logits.shape[-1])
             batches.store(out, idx, logits)
@@ -127,7 +80,8 @@ def onnx_logits(path: Path, batches: Batches, threads: int | None = None) -> np.
     for feed, idx in zip(batches.feeds, batches.index, strict=True):
         shape = feed["input_ids"].shape
         inputs = {n: feed[n] if n in feed else np.zeros(shape, dtype=np.int64) for n in names}
-        logits = np.asarray(session.run(None, inputs)[0], dtype=np.float32)
+        results = session.run(None, inputs)
+        logits = np.asarray(results[0] if len(results) == 1 else np.stack(results[:2], axis=-1), dtype=np.float32)
         if out is None:
             out = batches.empty(logits.shape[-1])
         batches.store(out, idx, logits)
@@ -136,7 +90,11 @@ def onnx_logits(path: Path, batches: Batches, threads: int | None = None) -> np.
 
 def parity(reference: np.ndarray, logits: np.ndarray, rows: int, batches: Batches | None = None) -> dict[str, Any]:
     """max / mean |logit diff| and argmax agreement on the first ``rows`` rows (token classification: on the real
-    tokens of those rows)."""
+    tokens of those rows; question answering: :func:`bertdeploy.exporter.gate_qa.span_parity`)."""
+    if batches is not None and batches.kind == "spans":
+        from bertdeploy.exporter.gate_qa import span_parity
+
+        return span_parity(reference, logits, rows, batches)
     if batches is not None and batches.tokens is not None:
         keep = batches.real_tokens(rows)
         ref, got = reference[keep], logits[keep]
@@ -160,6 +118,10 @@ def scores(logits: np.ndarray, label_ids: list[Any] | None, labels: list[str], b
         return {}
     from bertdeploy.metrics import classification_metrics, summary
 
+    if batches is not None and batches.kind == "spans":
+        from bertdeploy.exporter.gate_qa import span_scores
+
+        return span_scores(logits, label_ids, batches)
     if batches is not None and batches.tokens is not None:
         return token_scores(logits, label_ids, labels, batches)
     m = classification_metrics(label_ids, logits.argmax(1).tolist(), labels)

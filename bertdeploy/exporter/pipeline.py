@@ -81,8 +81,8 @@ def _inputs(config: ExportConfig) -> list[str | None]:
 
 
 def _row(name: str, **kw: Any) -> dict[str, Any]:
-    keys = ("reason", "size_mb", "max_diff", "agreement", "accuracy", "f1_macro", "f1", "token_accuracy", "metric",
-            "seconds", "eval_seconds")  # fmt: skip
+    keys = ("reason", "size_mb", "max_diff", "agreement", "accuracy", "f1_macro", "f1", "token_accuracy",
+            "exact_match", "metric", "seconds", "eval_seconds")  # fmt: skip
     row: dict[str, Any] = {"name": name, "accepted": False, **dict.fromkeys(keys), "fused_nodes": {}, "notes": []}
     row["reason"] = ""
     row.update(kw)
@@ -114,15 +114,33 @@ def load_reference(config: ExportConfig, run_dir: Path, say: Callable[[str], Non
     data = load_eval_data(source, config.data, config.calibration_size)
     say(f"PyTorch reference on {len(data.texts)} {data.split} rows")
     start = time.perf_counter()
-    if data.words is not None:
-        batches = gate.make_token_batches(source.tokenizer, data.words, source.max_length, config.batch_size)
-    else:
-        batches = gate.make_batches(source.tokenizer, data.texts, source.max_length, config.batch_size)
+    batches = _batches(source, data, config.batch_size)
     logits = gate.torch_logits(source.model, batches)
     seconds = round(time.perf_counter() - start, 2)
-    baseline = gate.scores(logits, data.label_ids, source.labels, batches)
+    baseline = gate.scores(logits, data.label_ids, score_labels(source, data), batches)
     k = min(config.parity_rows or len(data.texts), len(data.texts))
     return source, Reference(data, batches, logits, baseline, seconds, k)
+
+
+def _batches(source: Any, data: Any, batch_size: int) -> Any:
+    """The gate's batches for the source's task (:mod:`bertdeploy.exporter.gate`, :mod:`~.gate_qa`)."""
+    from bertdeploy.exporter import gate, gate_qa
+
+    tok, n = source.tokenizer, source.max_length
+    if data.words is not None:
+        return gate.make_token_batches(tok, data.words, n, batch_size)
+    if data.pairs is not None:
+        return gate_qa.make_span_batches(tok, data.pairs, n, batch_size)
+    if data.choices is not None:
+        return gate_qa.make_choice_batches(tok, data.texts, data.choices, n, batch_size)
+    return gate.make_batches(tok, data.texts, n, batch_size)
+
+
+def score_labels(source: Any, data: Any) -> list[str]:
+    """The label names scores are computed over: the model's, or the choice positions for multiple choice."""
+    if data.choices is not None:
+        return [str(i) for i in range(len(data.choices[0]) if data.choices else 0)]
+    return source.labels
 
 
 def build_and_judge(
@@ -149,7 +167,7 @@ def build_and_judge(
         return _row(spec.name, reason=reason, fused_nodes=info["fused_nodes"]), None, {}
     evaluated = time.perf_counter() - start - seconds
     par = gate.parity(ref.logits, logits, ref.parity_rows, ref.batches)
-    metrics = gate.scores(logits, ref.data.label_ids, ctx.source.labels, ref.batches)
+    metrics = gate.scores(logits, ref.data.label_ids, score_labels(ctx.source, ref.data), ref.batches)
     key = ctx.source.spec.metric.key
     verdict = gate.judge(spec.name, par, metrics, ref.baseline, config.max_accuracy_drop, config.min_agreement, key)
     row = _row(
@@ -163,6 +181,7 @@ def build_and_judge(
         f1_macro=metrics.get("f1_macro"),
         f1=metrics.get("f1"),
         token_accuracy=metrics.get("token_accuracy"),
+        exact_match=metrics.get("exact_match"),
         metric=metrics.get(key),
         fused_nodes=info["fused_nodes"],
         notes=[*variant_notes(spec, info["fused_nodes"]), *built.notes],

@@ -61,7 +61,9 @@ class EvalData:
     """Evaluation rows (labelled when ``label_ids`` is not None) and calibration rows.
 
     Token classification: ``words`` holds each sentence's pre-split words, ``label_ids`` its tag ids per word and
-    ``texts`` the words joined with spaces (what static int8 calibrates on)."""
+    ``texts`` the words joined with spaces (what static int8 calibrates on). Question answering: ``pairs`` holds
+    (question, context) pairs and ``label_ids`` the reference answers; multiple choice: ``texts`` the questions,
+    ``choices`` their choices and ``label_ids`` the right choice's index."""
 
     texts: list[str]
     label_ids: list[Any] | None
@@ -70,6 +72,8 @@ class EvalData:
     calibration: list[str]
     notes: list[str] = field(default_factory=list)
     words: list[list[str]] | None = None
+    pairs: list[tuple[str, str]] | None = None
+    choices: list[list[str]] | None = None
 
 
 def _read_train_config(path: Path) -> dict[str, Any]:
@@ -116,7 +120,7 @@ def load_source(run_dir: str | Path, max_length: int | None = None) -> Source:
     archs = list(getattr(config, "architectures", None) or [])
     task = tasks.from_architectures(archs)
     if task is None:
-        kinds = ", ".join(f"*{t.architecture}" for t in tasks.TASK_TABLE if t.available)
+        kinds = ", ".join(f"*{tasks.TASKS[t].architecture}" for t in tasks.supported("export"))
         raise UserError(
             f"{path} is not a model of a supported task (architectures: {', '.join(archs) or 'none'}; "
             f"exportable: {kinds}); fine-tune it with `bertdeploy train` first"
@@ -141,7 +145,7 @@ def load_source(run_dir: str | Path, max_length: int | None = None) -> Source:
             f"{path}: the weights lack {len(missing)} parameter(s) (e.g. {missing[0]}); not a trained {task.name} model"
         )
     model.eval()
-    labels = [str(config.id2label[i]) for i in range(config.num_labels)]
+    labels = [str(config.id2label[i]) for i in range(config.num_labels)] if task.labelled else []
     train_config = _read_train_config(path)
     if max_length is None:
         max_length = int(train_config.get("max_length") or 0) or None
@@ -181,6 +185,8 @@ def load_eval_data(source: Source, data: str | None, calibration_size: int, seed
     from bertdeploy.data import DataSpec, load_data
 
     tc = source.train_config
+    if data is None and not tc.get("data") and not source.spec.labelled:
+        raise UserError(f"exporting a {source.spec.name} model needs evaluation data: pass --data")
     if data is None and not tc.get("data"):
         note = (
             "no evaluation data (no --data and no train_config.json): accuracy not measured; parity on "
@@ -198,6 +204,8 @@ def load_eval_data(source: Source, data: str | None, calibration_size: int, seed
     name = loaded.eval_split if loaded.eval_split in loaded.splits else next(iter(loaded.splits))
     split = loaded.splits[name]
     pool_name = "train" if "train" in loaded.splits else name
+    if loaded.task in ("question-answering", "multiple-choice"):
+        return _qa_eval_data(loaded, name, calibration_size, seed)
     per_token = loaded.task == "token-classification"
     pool = [" ".join(w) for w in loaded.splits[pool_name]["tokens"]] if per_token else loaded.splits[pool_name]["text"]
     rng = random.Random(seed)
@@ -209,3 +217,19 @@ def load_eval_data(source: Source, data: str | None, calibration_size: int, seed
         texts = [" ".join(w) for w in split["tokens"]]
         return EvalData(texts, split["tags"], name, loaded.source, calibration, notes, words=split["tokens"])
     return EvalData(split["text"], split["label"], name, loaded.source, calibration, notes)
+
+
+def _qa_eval_data(loaded: Any, name: str, calibration_size: int, seed: int) -> EvalData:
+    """Question answering / multiple choice: the eval split's records and calibration pairs from training."""
+    split = loaded.splits[name]
+    pool = loaded.splits.get("train", split)
+    rng = random.Random(seed)
+    picks = rng.sample(range(len(pool["id"])), min(calibration_size, len(pool["id"])))
+    if loaded.task == "multiple-choice":
+        calibration = [f"{pool['question'][i]} {pool['choices'][i][0]}" for i in picks]
+        return EvalData(list(split["question"]), list(split["label"]), name, loaded.source, calibration,
+                        list(loaded.notes), choices=list(split["choices"]))  # fmt: skip
+    calibration = [f"{pool['question'][i]} {pool['context'][i]}" for i in picks]
+    pairs = list(zip(split["question"], split["context"]))
+    return EvalData([q for q, _ in pairs], list(split["answers"]), name, loaded.source, calibration,
+                    list(loaded.notes), pairs=pairs)  # fmt: skip

@@ -93,7 +93,10 @@ def make_feed(
         elif name == "attention_mask":
             feed[name] = mask.astype(dtype)
         elif name == "token_type_ids":
-            feed[name] = np.zeros(mask.shape, dtype=dtype)
+            if encoded.type_ids is None:
+                feed[name] = np.zeros(mask.shape, dtype=dtype)
+            else:
+                feed[name] = np.where(mask, encoded.type_ids[pos], 0).astype(dtype, copy=False)
         elif name == "position_ids":
             feed[name] = np.broadcast_to(steps.astype(dtype), mask.shape).copy()
         else:

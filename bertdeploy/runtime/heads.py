@@ -18,7 +18,12 @@ from bertdeploy.errors import UserError
 #: head name -> Predictor subclass (filled by ``@register`` when the head's module is imported)
 HEADS: dict[str, type] = {}
 #: the modules that register the built-in heads
-_MODULES = ("bertdeploy.runtime.classifier", "bertdeploy.runtime.tagger")
+_MODULES = (
+    "bertdeploy.runtime.classifier",
+    "bertdeploy.runtime.tagger",
+    "bertdeploy.runtime.reader",
+    "bertdeploy.runtime.chooser",
+)
 
 
 def register(name: str) -> Callable[[type], type]:

@@ -68,10 +68,13 @@ class Predictor:
         self._encoder = encoder
         self._specs = _session.input_specs(session)  # type: ignore[arg-type]
         outputs = [o.name for o in session.get_outputs()]  # type: ignore[attr-defined]
-        output = self.task.output if self.task.output in outputs else outputs[0]
-        width = session.get_outputs()[outputs.index(output)].shape[-1]  # type: ignore[attr-defined]
+        wanted = [name for name in self.task.outputs if name in outputs] or outputs[:1]
+        if len(wanted) < len(self.task.outputs) and len(outputs) >= len(self.task.outputs):
+            wanted = outputs[: len(self.task.outputs)]  # other names, same order (Optimum's are the table's)
+        width = session.get_outputs()[outputs.index(wanted[0])].shape[-1]  # type: ignore[attr-defined]
         if self.task.labelled and isinstance(width, int) and width != len(self.labels):
             raise UserError(f"the manifest lists {len(self.labels)} labels but the model outputs {width} logits")
+        output = wanted[0] if len(wanted) == 1 else wanted
         self._run = _session.Runner(session, output, device_id, shrink_arena)  # type: ignore[arg-type]
         self.streams = streams
         self._pool = ThreadPoolExecutor(streams, thread_name_prefix="bertdeploy") if streams > 1 else None

@@ -238,10 +238,12 @@ class Runner:
     """
 
     def __init__(
-        self, session: ort.InferenceSession, output_name: str, device_id: int = 0, shrink_arena: bool = True
+        self, session: ort.InferenceSession, output_name: str | list[str], device_id: int = 0, shrink_arena: bool = True
     ) -> None:
         self.session = session
-        self.output_name = output_name
+        #: one output, or several of the same shape stacked on a new last axis (QA's start / end logits)
+        self.output_names = [output_name] if isinstance(output_name, str) else list(output_name)
+        self.output_name = self.output_names[0]
         self.device_id = device_id
         self.on_gpu = session.get_providers()[0] in (CUDA, TENSORRT)
         # Return the arenas' free chunks after every call, so one long batch does not pin its peak forever.
@@ -256,14 +258,19 @@ class Runner:
     def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         if self.on_gpu:
             return self._run_bound(feed)
-        out = self.session.run([self.output_name], feed, self._run_options())[0]
-        return np.asarray(out, dtype=np.float32)
+        return self._join(self.session.run(self.output_names, feed, self._run_options()))
+
+    def _join(self, outputs: list[Any]) -> np.ndarray:
+        if len(outputs) == 1:
+            return np.asarray(outputs[0], dtype=np.float32)
+        return np.stack([np.asarray(o, dtype=np.float32) for o in outputs], axis=-1)
 
     def _run_bound(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         binding = self.session.io_binding()  # one binding per call: thread-safe
         for name, array in feed.items():
             value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), "cuda", self.device_id)
             binding.bind_ortvalue_input(name, value)
-        binding.bind_output(self.output_name, "cuda", self.device_id)
+        for name in self.output_names:
+            binding.bind_output(name, "cuda", self.device_id)
         self.session.run_with_iobinding(binding, self._run_options())
-        return np.asarray(binding.copy_outputs_to_cpu()[0], dtype=np.float32)
+        return self._join(binding.copy_outputs_to_cpu())

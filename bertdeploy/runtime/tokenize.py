@@ -29,6 +29,8 @@ class Encoded:
     lengths: np.ndarray
     truncated: int
     """how many texts were longer than ``max_length`` and were cut."""
+    type_ids: np.ndarray | None = None
+    """Segment ids aligned with ``ids`` (text pairs: 0 for the first text, 1 for the second); None: all 0."""
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -85,7 +87,7 @@ class TextEncoder:
         return _token_encoded(encodings, list(range(len(encodings))), texts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TokenEncoded(Encoded):
     """:class:`Encoded` windows of texts, with what token classification needs to map tokens back to characters.
 
@@ -136,6 +138,7 @@ def _token_encoded(rows: list, text_of_row: list[int], texts: tuple[str, ...]) -
     words = np.fromiter((-1 if w is None else w for w in chain(r.word_ids for r in rows)), dtype=np.int64, count=total)
     special = np.fromiter(chain(r.special_tokens_mask for r in rows), dtype=bool, count=total)
     words[special] = -1
+    types = np.fromiter(chain(r.type_ids for r in rows), dtype=np.int64, count=total)
     offsets = np.zeros(len(lengths), dtype=np.int64)
     if len(lengths) > 1:
         np.cumsum(lengths[:-1], out=offsets[1:])
@@ -144,8 +147,49 @@ def _token_encoded(rows: list, text_of_row: list[int], texts: tuple[str, ...]) -
         offsets=offsets,
         lengths=lengths,
         truncated=sum(1 for r in rows if r.overflowing),
+        type_ids=types if types.any() else None,
         spans=spans,
         words=words,
         text_of_row=np.asarray(text_of_row, dtype=np.int64),
         texts=texts,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairEncoded(TokenEncoded):
+    """:class:`TokenEncoded` of (first, second) text pairs (question / context, question / choice): ``texts`` are
+    the second texts, ``spans`` of second-text tokens point into them, and ``sequence`` tells per token which text it
+    comes from (0 first, 1 second, -1 special)."""
+
+    sequence: np.ndarray
+    firsts: tuple[str, ...]
+
+
+class PairEncoder(TextEncoder):
+    """Encodes (first, second) pairs; a second text too long for ``max_length`` is cut into windows that overlap by
+    ``stride`` tokens, the first text repeated in each (the tokenizers library's ``only_second`` overflow, as the
+    transformers question-answering pipeline encodes), or with ``windows=False`` truncated like training's
+    ``truncation=True`` (``longest_first``)."""
+
+    def __init__(self, path: str | Path | Tokenizer, max_length: int, stride: int = 0, windows: bool = True) -> None:
+        super().__init__(path, max_length)
+        self.stride = stride
+        self.windows = windows
+        strategy = "only_second" if windows else "longest_first"
+        self._tok.enable_truncation(max_length, stride=stride if windows else 0, strategy=strategy)
+
+    def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> PairEncoded:
+        """Encode ``pairs``; with windows, a pair may become several consecutive rows (``text_of_row``)."""
+        encodings = self._tok.encode_batch([(a, b) for a, b in pairs], add_special_tokens=True)
+        rows, text_of_row = [], []
+        for i, e in enumerate(encodings):
+            extra = e.overflowing if self.windows else []
+            rows.extend([e, *extra])
+            text_of_row.extend([i] * (1 + len(extra)))
+        base = _token_encoded(rows, text_of_row, tuple(b for _, b in pairs))
+        chain = itertools.chain.from_iterable
+        total = len(base.ids)
+        sequence = np.fromiter((-1 if s is None else s for s in chain(r.sequence_ids for r in rows)), np.int64, total)
+        fields = {name: getattr(base, name) for name in base.__dataclass_fields__}
+        fields["truncated"] = sum(1 for e in encodings if e.overflowing)
+        return PairEncoded(**fields, sequence=sequence, firsts=tuple(a for a, _ in pairs))

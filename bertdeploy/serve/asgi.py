@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bertdeploy import __version__
+from bertdeploy import __version__, tasks
+from bertdeploy.bundle import read_manifest
 from bertdeploy.machine import versions
 from bertdeploy.runtime import LoadOptions, Predictor, load_with
 from bertdeploy.serve.batcher import DynamicBatcher, NotReady, QueueFull
@@ -60,11 +61,13 @@ def app(
     options = options or ServeOptions()
     if isinstance(bundle, Predictor):
         clf = bundle
+        tasks.get(clf.task.name, stage="serve")
         loader: Callable[[], Predictor] = lambda: clf  # noqa: E731
         name, owned = str(clf.bundle), False
     else:
         load = serving_load_options(load)
         path = Path(bundle)
+        tasks.get(read_manifest(path).task, stage="serve")  # a task serve cannot answer fails before starting
         loader, name, owned = (lambda: load_with(path, load)), str(path), True
     return _build(loader, name, options, owned)
 

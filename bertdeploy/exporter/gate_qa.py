@@ -1,0 +1,93 @@
+"""The gate's question-answering and multiple-choice parts.
+
+Question answering: the windows of every (question, context) encoded as the runtime's reader encodes them, the
+start / end logits kept flat per token (two columns, like a two-tag token classifier), and the **end-to-end
+answers** judged: each variant's logits go through the reader's own answer search (:mod:`bertdeploy.runtime.
+spans`), parity is the share of questions whose best answer span equals PyTorch's, and the metric is EM / F1
+against the reference answers (:mod:`bertdeploy.metrics_qa`). Multiple choice: each question's choices are
+encoded as (question, choice) pairs, batched as ``[questions, choices, tokens]``; parity is choice agreement and the
+metric accuracy (the text-classification rules, one "label" per choice position).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bertdeploy.exporter.batches import MODEL_INPUTS, Batches, cut, runtime_encoder
+
+
+def _encoder(tokenizer: Any, max_length: int, **kw: Any) -> Any:
+    from bertdeploy.runtime.tokenize import PairEncoder
+
+    return runtime_encoder(tokenizer, max_length, PairEncoder, **kw)
+
+
+def make_span_batches(tokenizer: Any, pairs: list[tuple[str, str]], max_length: int, batch_size: int = 64) -> Batches:
+    """Question answering: (question, context) windows with the reader's ``doc_stride``, cut like the runtime."""
+    encoder = _encoder(tokenizer, max_length, stride=min(max_length // 2, 128))
+    encoded = encoder.encode_pairs(pairs)
+    return cut(encoded, encoder.pad_id, max_length, batch_size, tokens=encoded, kind="spans")
+
+
+def make_choice_batches(
+    tokenizer: Any, questions: list[str], choices: list[list[str]], max_length: int, batch_size: int = 64
+) -> Batches:
+    """Multiple choice: every (question, choice) pair, truncated like training (``longest_first``), batched as
+    ``[questions, choices, tokens]`` (a question's rows padded together)."""
+    from bertdeploy.runtime.batching import BatchPolicy, plan
+    from bertdeploy.runtime.chooser import choice_feed
+
+    width = len(choices[0]) if choices else 1
+    encoder = _encoder(tokenizer, max_length, windows=False)
+    encoded = encoder.encode_pairs([(q, c) for q, cs in zip(questions, choices) for c in cs])
+    lengths = encoded.lengths.reshape(-1, width).max(axis=1) if len(questions) else encoded.lengths
+    policy = BatchPolicy(padding="bucketed", batch_size=batch_size, max_tokens=batch_size * max_length)
+    feeds, index = [], []
+    for idx, padded in plan(lengths, policy, max_length):
+        feeds.append(choice_feed(encoded, idx, width, padded, MODEL_INPUTS, encoder.pad_id))
+        index.append(idx)
+    return Batches(feeds, index, len(questions), kind="choices")
+
+
+def best_spans(logits: np.ndarray, batches: Batches) -> list[Any]:
+    """The best answer (:class:`~bertdeploy.runtime.spans.Answer`) of each question from flat start / end logits."""
+    from bertdeploy.runtime.reader import span_logits
+    from bertdeploy.runtime.spans import Answer, answers
+
+    spans = span_logits(batches.tokens, logits)
+    out = []
+    for i, context in enumerate(spans.contexts):
+        found = answers(context, spans.windows(i))
+        out.append(found[0] if found else Answer("", 0.0, 0, 0))
+    return out
+
+
+def span_parity(reference: np.ndarray, logits: np.ndarray, rows: int, batches: Batches) -> dict[str, Any]:
+    """max / mean |logit diff| over the context tokens of the first ``rows`` questions, and the share of those
+    questions whose best answer span is PyTorch's."""
+    from bertdeploy.runtime.reader import span_logits
+
+    ours = best_spans(logits, batches)[:rows]
+    theirs = best_spans(reference, batches)[:rows]
+    spans = span_logits(batches.tokens, logits)[:rows]
+    tokens = np.flatnonzero(spans.context)
+    finite = bool(np.isfinite(logits).all())
+    diff = np.abs(reference[tokens] - logits[tokens]) if finite else np.full((len(tokens), 2), np.inf)
+    same = [(a.start, a.end) == (b.start, b.end) for a, b in zip(ours, theirs)]
+    return {
+        "rows": len(same),
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "agreement": float(np.mean(same)) if same else 1.0,
+        "finite": finite,
+    }
+
+
+def span_scores(logits: np.ndarray, answers: list[dict[str, list[Any]]], batches: Batches) -> dict[str, Any]:
+    """Exact match and F1 of the best answers against the reference answers (SQuAD / CMRC 2018 rules)."""
+    from bertdeploy.metrics_qa import qa_metrics
+
+    predicted = [a.answer for a in best_spans(logits, batches)]
+    return qa_metrics(predicted, [list(a["text"]) for a in answers])

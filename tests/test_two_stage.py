@@ -1,0 +1,68 @@
+"""The two-stage reader: the selection bundle picks a paragraph, the QA bundle answers in it; evaluated like the
+course report (selection accuracy, QA on gold paragraphs, end to end)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from helpers import tiny_qa_records
+
+from bertdeploy.errors import UserError
+from bertdeploy.runtime import load
+from bertdeploy.runtime.two_stage import TwoStageReader, evaluate
+
+
+@pytest.fixture(scope="module")
+def paragraph_ids(tmp_path_factory):
+    """The paragraph-id layout over tiny QA records: each question, its paragraph and two others."""
+    root = tmp_path_factory.mktemp("paragraph_ids")
+    records = tiny_qa_records(12, seed=4)
+    contexts = [r["context"] for r in records]
+    rng = random.Random(0)
+    rows = []
+    for i, r in enumerate(records):
+        ids = [i, *rng.sample([j for j in range(len(records)) if j != i], 2)]
+        rng.shuffle(ids)
+        answer = {"text": r["answers"]["text"][0], "start": r["answers"]["answer_start"][0]}
+        rows.append({"id": r["id"], "question": r["question"], "paragraphs": ids, "relevant": i, "answer": answer})
+    (root / "context.json").write_text(json.dumps(contexts), encoding="utf-8")
+    for split in ("train", "test"):
+        (root / f"{split}.json").write_text(json.dumps(rows), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def two_stage(tiny_mc_bundle, tiny_qa_bundle):
+    reader = TwoStageReader(load(tiny_mc_bundle, variant="fp32"), load(tiny_qa_bundle, variant="fp32"))
+    yield reader
+    reader.close()
+
+
+def test_the_answer_comes_from_the_selected_paragraph(two_stage):
+    others = ["i love the movie", "the food was bad at night"]
+    records = [{"question": r["question"], "paragraphs": [r["context"], *others]} for r in tiny_qa_records(6, seed=8)]
+    found = two_stage.predict(records)
+    for record, f in zip(records, found, strict=True):
+        paragraph = record["paragraphs"][f.paragraph]
+        assert f.answer == paragraph[f.start : f.end] and 0 < f.paragraph_score <= 1
+        [alone] = two_stage.reader.predict([(record["question"], paragraph)])
+        assert (alone.answer, alone.start) == (f.answer, f.start)
+    assert set(found[0].to_dict()) == {"answer", "score", "start", "end", "paragraph", "paragraph_score"}
+
+
+def test_evaluate_reports_selection_qa_alone_and_end_to_end(two_stage, paragraph_ids):
+    report = evaluate(two_stage, paragraph_ids)
+    assert report["questions"] == 12 and 0 <= report["selection_accuracy"] <= 1
+    assert report["qa_on_gold_paragraphs"]["n"] == report["end_to_end"]["n"] == 12
+    if report["selection_accuracy"] == 1.0:
+        assert report["end_to_end"] == report["qa_on_gold_paragraphs"]
+
+
+def test_the_heads_must_be_of_the_right_tasks(tiny_mc_bundle, tiny_token_bundle):
+    with load(tiny_mc_bundle) as select, load(tiny_token_bundle) as tagger:
+        with pytest.raises(UserError, match="the answer model must be a question-answering bundle, got token-"):
+            TwoStageReader(select, tagger)
+        with pytest.raises(UserError, match="the selection model must be a multiple-choice bundle"):
+            TwoStageReader(tagger, select)
