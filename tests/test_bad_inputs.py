@@ -42,6 +42,8 @@ def ws(tmp_path_factory, tiny_model_dir, tiny_data_dir, tiny_bundle) -> dict[str
         "empty.csv": "",
         "blank.csv": 'text\n""\n" "\n',
         "header_only.csv": "text\n",
+        "surrogate.jsonl": '{"text": "fine"}\n{"text": "lone \\ud800 here"}\n',
+        "surrogate_id.jsonl": '{"id": "a\\udc00", "text": "fine"}\n',
     }
     for name, text in files.items():
         (w / name).write_text(text, encoding="utf-8")
@@ -208,6 +210,15 @@ CLI_CASES = {
     "predict only blank texts": ([*PREDICT[:3], "{w}/blank.csv", *PREDICT[4:]], "no non-empty text"),
     "predict not UTF-8": ([*PREDICT[:3], "{w}/latin1.csv", *PREDICT[4:]], "is not UTF-8 text"),
     "predict no arguments": (["predict"], "Missing argument 'BUNDLE'"),
+    # ---- issue 25: no input is silently misread
+    "predict JSONL lone surrogate": (
+        [*PREDICT[:3], "{w}/surrogate.jsonl", *PREDICT[4:]],
+        "the text at line 2 holds a lone surrogate U+D800 at character 5",
+    ),  # fmt: skip
+    "predict JSONL id lone surrogate": (
+        [*PREDICT[:3], "{w}/surrogate_id.jsonl", *PREDICT[4:]],
+        "the id at line 1 holds a lone surrogate U+DC00 at character 1",
+    ),  # fmt: skip
     # ---- bench options
     "bench --batch-sizes a": ([*BENCH, "--batch-sizes", "a"], "bad value for batch_sizes"),
     "bench --batch-sizes 0": ([*BENCH, "--batch-sizes", "0"], "batch sizes must be positive"),
@@ -253,6 +264,8 @@ def test_cli_bad_input_is_one_line_exit_2_and_changes_nothing(ws, name):
 
 
 def _api_cases(bundle: str) -> dict:
+    import pandas as pd
+
     from bertdeploy.benchmark import BenchConfig
     from bertdeploy.exporter import ExportConfig
     from bertdeploy.runtime import LoadOptions, load_with, predict_file
@@ -294,6 +307,12 @@ def _api_cases(bundle: str) -> dict:
         "predict_iter(None)": (lambda: list(clf.predict_iter(None)), "texts must be an iterable of strings"),
         "predict_iter(chunk_size=0)": (lambda: list(clf.predict_iter(["a"], chunk_size=0)), "chunk_size must be"),
         "predict_iter([1])": (lambda: list(clf.predict_iter(iter([1]))), "text #0 is int"),
+        "predict(lone surrogate)": (lambda: clf.predict(["ok", "a\ud800"]), "text #1 holds a lone surrogate U+D800"),
+        "predict_proba(lone surrogate)": (lambda: clf.predict_proba("\udfff"), "text #0 holds a lone surrogate"),
+        "predict_iter(lone surrogate)": (lambda: list(clf.predict_iter(["\ud83d"])), "holds a lone surrogate"),
+        "predict(dict)": (lambda: clf.predict({"good": 1}), "texts is a dict (a mapping): its keys or its values?"),
+        "predict_iter(dict)": (lambda: list(clf.predict_iter({"good": 1})), "(a mapping)"),
+        "predict(DataFrame)": (lambda: clf.predict(pd.DataFrame({"x": ["a"]})), "DataFrame without a 'text' column"),
         "predict_file(None, ...)": (lambda: predict_file(None, str(good), out), "bundle must be a path"),
         "predict_file(input=5)": (lambda: predict_file(bundle, 5, out), "input must be a path"),
         "predict_file(chunk_size=True)": (lambda: predict_file(bundle, str(good), out, chunk_size=True), "chunk_size"),

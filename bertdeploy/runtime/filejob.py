@@ -14,6 +14,7 @@ from typing import IO, Any
 from bertdeploy.bundle import atomic_file
 from bertdeploy.errors import UserError
 from bertdeploy.outputs import check_inputs
+from bertdeploy.runtime.predictor import invalid_unicode
 from bertdeploy.runtime.readers import Chunk
 
 ENGINES = ("local", "ray")
@@ -64,10 +65,11 @@ class PredictFileResult:
 def split_empty(chunk: Chunk, result: PredictFileResult) -> tuple[list[str], list[Any]]:
     """The texts of ``chunk`` that are classified, and their keys.
 
-    The rule for texts (the same as the API's, :func:`bertdeploy.runtime.classifier.check_texts`): an empty or
+    The rule for texts (the same as the API's, :func:`bertdeploy.runtime.predictor.check_texts`): an empty or
     blank text, a missing one (JSON ``null``, a parquet null) is never classified: it is skipped and its line
     recorded in ``result``. A value that is not a string (a JSON number, list or object; a numeric parquet
-    column) is a :class:`UserError` naming its line; ``str`` subclasses are taken as text.
+    column) and a text or id that is not valid Unicode (a lone surrogate from a JSON ``"\\ud800"``) are a
+    :class:`UserError` naming its line; ``str`` subclasses are taken as text.
     """
     texts, keys = [], []
     for text, key, line in zip(chunk.texts, chunk.keys, chunk.lines):
@@ -83,6 +85,9 @@ def split_empty(chunk: Chunk, result: PredictFileResult) -> tuple[list[str], lis
             if len(result.skipped_lines) < MAX_REPORTED:
                 result.skipped_lines.append(line)
             continue
+        for what, value in (("text", text), ("id", key)):
+            if isinstance(value, str) and (wrong := invalid_unicode(value)) is not None:
+                raise UserError(f"{result.input}: the {what} at {result.skipped_unit} {line} {wrong}")
         texts.append(text if type(text) is str else str(text))
         keys.append(key)
     return texts, keys
