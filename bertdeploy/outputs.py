@@ -152,8 +152,8 @@ def scratch_dir(kind: str) -> Iterator[Path]:
     same kind (their process is gone) are removed first."""
     sweep_scratch(kind)
     with (
-        disk_errors("scratch files", probe=tempfile.gettempdir()),
         tempfile.TemporaryDirectory(prefix=_scratch_prefix(kind)) as tmp,
+        disk_errors(f"scratch files in {tempfile.gettempdir()}", probe=tmp, only_here=True),  # before the cleanup
     ):
         yield Path(tmp)
 
@@ -165,26 +165,49 @@ NEARLY_FULL = 1 << 20
 
 def nearly_full(path: str | os.PathLike[str]) -> bool:
     """True when the file system holding ``path`` (or its nearest existing parent) has almost no space left."""
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
     try:
-        st = os.statvfs(probe)
+        st = os.statvfs(_existing(path))
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < NEARLY_FULL
 
 
+def _existing(path: str | os.PathLike[str]) -> Path:
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def _here(error: OSError, probe: str | os.PathLike[str]) -> bool:
+    """Whether the disk error ``error`` is known to have happened on the file system of ``probe``: by the file it
+    names (the destination of a copy or a rename), else by that file system being full."""
+    name = error.filename2 or error.filename
+    if isinstance(name, (str, os.PathLike)):
+        with contextlib.suppress(OSError):
+            return os.stat(_existing(name)).st_dev == os.stat(_existing(probe)).st_dev
+    return error.errno == errno.ENOSPC and nearly_full(probe)
+
+
 @contextlib.contextmanager
-def disk_errors(what: str | os.PathLike[str], probe: str | os.PathLike[str] | None = None) -> Iterator[None]:
+def disk_errors(
+    what: str | os.PathLike[str], probe: str | os.PathLike[str] | None = None, only_here: bool = False
+) -> Iterator[None]:
     """Turn a full disk / quota / read-only file system inside the block into one :class:`UserError` line; with
-    ``probe`` (a folder written to), any error raised while that file system is full counts as one too."""
+    ``probe`` (a folder written to), any error raised while that file system is full counts as one too.
+
+    With ``only_here`` (a scratch folder inside an output's block) a disk error is blamed on ``what`` only when it is
+    known to have happened on ``probe``'s file system; any other is left to the enclosing output's handler, so that a
+    full output disk is not reported as the scratch folder's.
+    """
     try:
         yield
     except UserError:
         raise
     except Exception as e:
         if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            if only_here and probe is not None and not _here(e, probe):
+                raise
             raise UserError(f"cannot write {what}: {os.strerror(e.errno)}") from None
         if probe is not None and nearly_full(probe):
             raise UserError(f"cannot write {what}: {os.strerror(errno.ENOSPC)}") from None
@@ -297,6 +320,44 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 
 
 @contextlib.contextmanager
+def staging_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary sibling folder of ``path`` (``.NAME.bertdeploy-PID.XXXX.tmp``, on the same file system, so that
+    what is built there can be renamed into place), removed afterwards unless it was renamed away. The leftovers of
+    writers of ``path`` that no longer run are swept first (:func:`sweep_siblings`)."""
+    target = _real(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_siblings(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _park(target: Path) -> Path:
+    """Move ``target`` aside as ``.NAME.bertdeploy-PID.old`` (put back by :func:`sweep_siblings` after a kill)."""
+    old = target.with_name(f".{target.name}.{TAG}-{os.getpid()}.old")
+    os.replace(target, old)
+    return old
+
+
+def install_dir(folder: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
+    """Rename the finished ``folder`` (a sibling of ``path``, e.g. from :func:`staging_dir`) to ``path``. An existing
+    ``path`` is parked for the instant between the two renames, then removed: a kill there leaves it parked, and the
+    next writer of ``path`` puts it back. True when an existing folder was replaced. The one mechanism of every
+    folder bertdeploy replaces (bundles, runs, bench results, Triton model folders)."""
+    target = _real(path)
+    if not os.path.lexists(target):
+        os.replace(folder, target)
+        return False
+    old = _park(target)
+    os.replace(folder, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+@contextlib.contextmanager
 def atomic_dir(
     path: str | os.PathLike[str], overwrite: bool = False, kind: str | None = None, inputs: Iterable[Any] = ()
 ) -> Iterator[Path]:
@@ -308,21 +369,9 @@ def atomic_dir(
     """
     check_output_dir(path, overwrite, kind=kind, inputs=inputs)
     target = _real(path)
-    with disk_errors(path, probe=target.parent):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        sweep_siblings(target)
-        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
-        try:
-            yield tmp
-            usual_modes(tmp)
-            if target.exists():
-                check_output_dir(path, overwrite, kind=kind)  # it may have changed while the block ran
-                old = target.with_name(f".{target.name}.{TAG}-{os.getpid()}.old")
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    with disk_errors(path, probe=target.parent), staging_dir(target) as tmp:
+        yield tmp
+        usual_modes(tmp)
+        if target.exists():
+            check_output_dir(path, overwrite, kind=kind)  # it may have changed while the block ran
+        install_dir(tmp, target)

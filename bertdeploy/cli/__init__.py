@@ -33,7 +33,8 @@ class _Group(click.Group):
         except OSError as e:
             if e.errno not in DISK_ERRNOS:
                 raise
-            click.echo(f"error: {e.strerror}: {e.filename or 'while writing'}", err=True)
+            where = e.filename2 or e.filename or "while writing"  # a copy's destination, not its source
+            click.echo(f"error: {e.strerror}: {where}", err=True)
             ctx.exit(2)
         except ImportError as e:
             missing = missing_extra(e, f"bertdeploy {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "")
