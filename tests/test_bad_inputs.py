@@ -226,6 +226,7 @@ CLI_CASES = {
     "bench --min-seconds nan": ([*BENCH, "--min-seconds", "nan"], "min_seconds must be a finite number"),
     "bench --max-seconds 0": ([*BENCH, "--max-seconds", "0"], "max_seconds > 0"),
     "bench --threads 0": ([*BENCH, "--threads", "0"], "threads must be >= 1"),
+    "bench --threads 1000000": ([*BENCH, "--threads", "1000000"], "(the CPUs this process may use), got 1000000"),
     "bench --seed -1": ([*BENCH, "--seed", "-1"], "seed must be >= 0"),
     "bench --backends onnx": ([*BENCH, "--backends", "onnx"], "unknown backend 'onnx'"),
     "bench --variants bogus": ([*BENCH, "--variants", "bogus"], "unknown variant 'bogus'"),

@@ -46,3 +46,13 @@ def test_ray_equals_local(varied_bundle, tmp_path, local_ray):
     predict_file(varied_bundle, str(txt), str(tmp_path / "l.csv"), **kw)
     predict_file(varied_bundle, str(txt), str(tmp_path / "r.csv"), engine="ray", **kw)
     assert (tmp_path / "l.csv").read_text() == (tmp_path / "r.csv").read_text()
+
+
+def test_more_workers_than_the_cluster_has_cpus_are_refused(varied_bundle, tmp_path, local_ray):
+    from bertdeploy.errors import UserError
+
+    src = tmp_path / "in.txt"
+    src.write_text("good day\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"workers must be <= 2 \(the CPUs of the Ray cluster\), got 3"):
+        predict_file(varied_bundle, str(src), str(tmp_path / "o.jsonl"), engine="ray", workers=3, threads=1)
+    assert not (tmp_path / "o.jsonl").exists()

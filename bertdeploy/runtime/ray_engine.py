@@ -180,6 +180,8 @@ def predict_file_ray(
     threads = options.threads or 1
     cpus = _start_ray()
     workers = workers or max(1, int(cpus // threads))
+    if workers > cpus:  # each actor holds a session: more than the cluster's CPUs only queue or exhaust memory
+        raise UserError(f"workers must be <= {int(cpus)} (the CPUs of the Ray cluster), got {workers}")
     # Logical CPUs per actor: its thread count, minus room for the read tasks (ORT's threads are set apart).
     actor_cpus = max(0.1, min(float(threads), (cpus - READ_CPUS) / workers))
     id_col = None if key_name == "row" and job.id_column != "row" else key_name  # None: number the rows
