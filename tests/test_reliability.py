@@ -64,3 +64,72 @@ def test_the_tagger_reads_its_inputs_by_the_same_rule():
         as_inputs(["fine", "my \ud800 movie"])
     assert as_inputs(pd.DataFrame({"text": ["my movie today"]})) == ["my movie today"]
     assert as_inputs([["my", "movie"]]) == ["my movie"]
+
+
+def _copy(bundle, dest):
+    import shutil
+
+    shutil.copytree(bundle, dest)
+    return dest
+
+
+def _seven_word_tokenizer(path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad", "day"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(path))
+
+
+def test_every_file_besides_the_variants_has_its_sha256_in_the_manifest(tiny_bundle):
+    from pathlib import Path
+
+    from bertdeploy.bundle import MANIFEST_NAME, read_manifest, sha256_file
+
+    manifest = read_manifest(tiny_bundle)
+    root = Path(tiny_bundle)
+    others = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    others -= {MANIFEST_NAME, *(v.file for v in manifest.variants)}
+    assert {"tokenizer.json", "config.json", "tokenizer_config.json"} <= others == set(manifest.files)
+    assert all(sha256_file(root / rel) == digest for rel, digest in manifest.files.items())
+
+
+@pytest.mark.parametrize("name", ["tokenizer.json", "config.json", "vocab.txt"])
+def test_a_swapped_tokenizer_or_config_is_refused_on_load_and_by_package(tiny_bundle, tmp_path, name):
+    from bertdeploy.errors import UserError
+    from bertdeploy.package import triton_repository
+    from bertdeploy.package.wheel import build_wheel
+
+    b = _copy(tiny_bundle, tmp_path / "b")
+    if name == "tokenizer.json":
+        _seven_word_tokenizer(b / name)  # loads fine, and would label every text alike
+    else:
+        (b / name).write_text((b / name).read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match=f"sha256 mismatch for {name} "):
+        bertdeploy.load(b, variant="fp32")
+    with pytest.raises(UserError, match=f"sha256 mismatch for {name} "):
+        triton_repository(b, tmp_path / "repo", variant="fp32", kind="cpu")
+    with pytest.raises(UserError, match=f"sha256 mismatch for {name} "):
+        build_wheel(b, "x", tmp_path / "dist")
+    (b / name).unlink()
+    with pytest.raises(UserError, match=f"file missing: {name}|no tokenizer file"):
+        bertdeploy.load(b, variant="fp32")
+    assert not (tmp_path / "repo").exists() and list((tmp_path / "dist").iterdir()) == []
+
+
+def test_an_older_bundle_without_file_checksums_loads_with_one_warning(tiny_bundle, tmp_path):
+    import json
+
+    b = _copy(tiny_bundle, tmp_path / "old")
+    manifest = json.loads((b / "bertdeploy.json").read_text(encoding="utf-8"))
+    del manifest["files"]
+    (b / "bertdeploy.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.warns(UserWarning, match="has no sha256 for its tokenizer and config") as seen:
+        assert bertdeploy.load(b, variant="fp32").predict(["good"])
+    assert len(seen) == 1 and seen[0].filename == __file__
+    src = tmp_path / "in.txt"
+    src.write_text("good day\n", encoding="utf-8")
+    r = CliRunner().invoke(cli, ["predict", str(b), "-i", str(src), "-o", "-", "-q", "--variant", "fp32"])
+    assert r.exit_code == 0 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("warning: bundle ") and "re-export it to have them checked" in r.stderr

@@ -209,6 +209,7 @@ def _write_models(
     from bertdeploy.runtime.tokenize import TextEncoder
 
     source = _bundle.verify_variant(root, chosen)
+    _bundle.verify_files(root, manifest)  # the tokenizer copied below
     inputs, output = graph_io(source, len(manifest.labels))
     onnx_dir, tok_dir, ens_dir = (stage / name for name in options.models)
     labels = "".join(f"{label}\n" for label in manifest.labels)

@@ -110,7 +110,9 @@ def _copy_bundle(root: Path, dest: Path, manifest: _bundle.Manifest, chosen: lis
     raw = dict(manifest.raw)
     raw["variants"] = [v for v in raw.get("variants", []) if v.get("file") in keep]
     (dest / _bundle.MANIFEST_NAME).write_text(json.dumps(raw, indent=2, default=str) + "\n", encoding="utf-8")
-    for variant in _bundle.read_manifest(dest).variants:
+    copied = _bundle.read_manifest(dest)
+    _bundle.verify_files(dest, copied)
+    for variant in copied.variants:
         _bundle.verify_variant(dest, variant)
 
 

@@ -76,6 +76,7 @@ def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Any:
     tokenizer_path = _bundle.resolve_inside(root, manifest.tokenizer_file, "tokenizer file")
     if not tokenizer_path.is_file():
         raise UserError(f"bundle {root} has no tokenizer file {manifest.tokenizer_file}")
+    _bundle.verify_files(root, manifest)  # the tokenizer and config are checked like the variant's ONNX file
     head = head_for(manifest.task)  # an unknown or unsupported task fails before any session is built
     encoder = head.make_encoder(tokenizer_path, manifest.max_length)
     target = _session.resolve_device(name)

@@ -3,12 +3,10 @@ file predictor, the Ray actors and the CLI pass the same object instead of re-sp
 
 from __future__ import annotations
 
-import os
-import sys
 import warnings
 from dataclasses import dataclass
 
-from bertdeploy.errors import UserError
+from bertdeploy.errors import UserError, outside_stacklevel
 from bertdeploy.machine import usable_cpus
 from bertdeploy.runtime.batching import BatchPolicy
 from bertdeploy.runtime.session import SessionConfig, parse_device
@@ -52,7 +50,7 @@ class LoadOptions:
                 warnings.warn(
                     f"{name}={value} is more than the {limit} CPUs this process may use; using {limit}",
                     RuntimeWarning,
-                    stacklevel=_callers_level(),
+                    stacklevel=outside_stacklevel(),
                 )
                 object.__setattr__(self, name, limit)
         self.policy  # noqa: B018 - validates batch_size / max_tokens / padding
@@ -60,15 +58,3 @@ class LoadOptions:
     @property
     def policy(self) -> BatchPolicy:
         return BatchPolicy(padding=self.padding, batch_size=self.batch_size, max_tokens=self.max_tokens)
-
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _callers_level() -> int:
-    """The ``stacklevel`` that points a warning at the first caller outside bertdeploy (and the generated
-    dataclass ``__init__``), whether it built :class:`LoadOptions` itself or called ``load()``."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE) or frame.f_code.co_filename[0] == "<"):
-        frame, level = frame.f_back, level + 1
-    return level
