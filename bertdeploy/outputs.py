@@ -12,7 +12,9 @@
   the same kind (:data:`KINDS`: a bundle manifest, a run's ``train_config.json``, a bench ``results.json``);
   anything else is a :class:`UserError` naming what is in the way. An output never is, contains or lies inside an
   input (:func:`check_inputs`).
-- **Disk errors.** A full disk, a quota or a read-only file system while writing is one :class:`UserError` line.
+- **Disk errors.** A full disk, a quota or a read-only file system while writing is one :class:`UserError` line
+  (:mod:`bertdeploy.disk`).
+- **Special files.** An output that is a pipe or a character device is written in place (:func:`atomic_file`).
 
 Standard library only: the runtime depends on it.
 """
@@ -20,23 +22,22 @@ Standard library only: the runtime depends on it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertdeploy.disk import disk_errors
 from bertdeploy.errors import UserError
 
 #: in the name of every temporary file / folder bertdeploy creates, followed by ``-PID``
 TAG = "bertdeploy"
-#: errno values that mean "the disk said no", shown as one line instead of a traceback
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 @dataclass(frozen=True)
@@ -158,62 +159,6 @@ def scratch_dir(kind: str) -> Iterator[Path]:
         yield Path(tmp)
 
 
-#: below this many free bytes a failed write is blamed on the full disk (libraries that write through their own
-#: I/O, such as safetensors or torch.save, raise their own error types instead of OSError(ENOSPC))
-NEARLY_FULL = 1 << 20
-
-
-def nearly_full(path: str | os.PathLike[str]) -> bool:
-    """True when the file system holding ``path`` (or its nearest existing parent) has almost no space left."""
-    try:
-        st = os.statvfs(_existing(path))
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < NEARLY_FULL
-
-
-def _existing(path: str | os.PathLike[str]) -> Path:
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return probe
-
-
-def _here(error: OSError, probe: str | os.PathLike[str]) -> bool:
-    """Whether the disk error ``error`` is known to have happened on the file system of ``probe``: by the file it
-    names (the destination of a copy or a rename), else by that file system being full."""
-    name = error.filename2 or error.filename
-    if isinstance(name, (str, os.PathLike)):
-        with contextlib.suppress(OSError):
-            return os.stat(_existing(name)).st_dev == os.stat(_existing(probe)).st_dev
-    return error.errno == errno.ENOSPC and nearly_full(probe)
-
-
-@contextlib.contextmanager
-def disk_errors(
-    what: str | os.PathLike[str], probe: str | os.PathLike[str] | None = None, only_here: bool = False
-) -> Iterator[None]:
-    """Turn a full disk / quota / read-only file system inside the block into one :class:`UserError` line; with
-    ``probe`` (a folder written to), any error raised while that file system is full counts as one too.
-
-    With ``only_here`` (a scratch folder inside an output's block) a disk error is blamed on ``what`` only when it is
-    known to have happened on ``probe``'s file system; any other is left to the enclosing output's handler, so that a
-    full output disk is not reported as the scratch folder's.
-    """
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as e:
-        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
-            if only_here and probe is not None and not _here(e, probe):
-                raise
-            raise UserError(f"cannot write {what}: {os.strerror(e.errno)}") from None
-        if probe is not None and nearly_full(probe):
-            raise UserError(f"cannot write {what}: {os.strerror(errno.ENOSPC)}") from None
-        raise
-
-
 def check_inputs(output: str | os.PathLike[str], inputs: Iterable[Any], what: str = "output") -> None:
     """Refuse an ``output`` that is, contains or lies inside one of ``inputs`` (paths that do not exist, such as
     Hub ids, and None are ignored). Symlinks are followed."""
@@ -294,9 +239,41 @@ def _temp_prefix(target: Path) -> str:
     return f".{target.name}.{TAG}-{os.getpid()}."
 
 
+def special_kind(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file nor a folder (symlinks followed): "pipe" (a
+    FIFO, a shell's ``<(...)``, ``/dev/stdout`` on a pipe), "device" (a character device: ``/dev/null``, a
+    terminal; or any file reached through ``/dev/`` or ``/proc/``, such as ``/dev/stdout`` redirected to a file),
+    "block device" or "socket"; else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    kinds = (
+        (stat.S_ISFIFO, "pipe"),
+        (stat.S_ISCHR, "device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), None)
+    if kind is None and stat.S_ISREG(mode) and os.path.abspath(path).startswith(("/dev/", "/proc/")):
+        return "device"  # /dev/stdout onto a redirected file: written through the descriptor, never replaced
+    return kind
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it into place on success, delete it on failure."""
+    """Yield a temporary sibling of ``path``; rename it into place on success, delete it on failure.
+
+    A pipe or a character device (``mkfifo out.jsonl``, ``/dev/null``, ``/dev/stdout``) is written in place
+    instead: renaming over it would replace it with a regular file, and its reader would get nothing. A block device
+    or a socket is refused."""
+    kind = special_kind(path)
+    if kind in ("block device", "socket"):
+        raise UserError(f"refusing to write to {path}: it is a {kind}")
+    if kind is not None:
+        with disk_errors(path):
+            yield Path(path)
+        return
     target = _real(path)
     with disk_errors(path, probe=target.parent):
         target.parent.mkdir(parents=True, exist_ok=True)

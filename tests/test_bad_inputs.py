@@ -43,6 +43,11 @@ def ws(tmp_path_factory, tiny_model_dir, tiny_data_dir, tiny_bundle) -> dict[str
         "blank.csv": 'text\n""\n" "\n',
         "header_only.csv": "text\n",
         "surrogate.jsonl": '{"text": "fine"}\n{"text": "lone \\ud800 here"}\n',
+        "open_quote.csv": 'text\n"hello\nworld\n',
+        "after_quote.csv": 'text,label\n"a"b,c\n',
+        "extra_field.csv": "text,label\nhello,positive\nworld,neutral,extra\n",
+        "long_id.jsonl": '{"id": ' + "1" * 5001 + ', "text": "fine"}\n',
+        "deep.jsonl": '{"text": "fine", "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
         "surrogate_id.jsonl": '{"id": "a\\udc00", "text": "fine"}\n',
     }
     for name, text in files.items():
@@ -215,6 +220,18 @@ CLI_CASES = {
         [*PREDICT[:3], "{w}/surrogate.jsonl", *PREDICT[4:]],
         "the text at line 2 holds a lone surrogate U+D800 at character 5",
     ),  # fmt: skip
+    "predict CSV quote never closed": (
+        [*PREDICT[:3], "{w}/open_quote.csv", *PREDICT[4:]],
+        "malformed csv at line 3: unexpected end of data (a quote that is never closed)",
+    ),  # fmt: skip
+    "predict CSV text after a quote": ([*PREDICT[:3], "{w}/after_quote.csv", *PREDICT[4:]], "',' expected after"),
+    "predict CSV more fields than the header": (
+        [*PREDICT[:3], "{w}/extra_field.csv", *PREDICT[4:]],
+        "record 2 (ending on line 3) has 3 fields, the header 2",
+    ),  # fmt: skip
+    "predict JSONL 5001-digit id": ([*PREDICT[:3], "{w}/long_id.jsonl", *PREDICT[4:]], ":1: unreadable JSON (Exceeds"),
+    "predict JSONL nested 100k deep": ([*PREDICT[:3], "{w}/deep.jsonl", *PREDICT[4:]], ":1: JSON nested too deeply"),
+    "predict input is a folder": ([*PREDICT[:3], "{notes}", *PREDICT[4:]], "input is a folder, not a file"),
     "predict JSONL id lone surrogate": (
         [*PREDICT[:3], "{w}/surrogate_id.jsonl", *PREDICT[4:]],
         "the id at line 1 holds a lone surrogate U+DC00 at character 1",

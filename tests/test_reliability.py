@@ -3,10 +3,17 @@ would not give the texts (mappings, data frames) refused or read by their text c
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
 import warnings
 
 import pytest
 from click.testing import CliRunner
+from helpers import REPO
 
 import bertdeploy
 from bertdeploy.cli import cli
@@ -119,8 +126,6 @@ def test_a_swapped_tokenizer_or_config_is_refused_on_load_and_by_package(tiny_bu
 
 
 def test_an_older_bundle_without_file_checksums_loads_with_one_warning(tiny_bundle, tmp_path):
-    import json
-
     b = _copy(tiny_bundle, tmp_path / "old")
     manifest = json.loads((b / "bertdeploy.json").read_text(encoding="utf-8"))
     del manifest["files"]
@@ -133,3 +138,87 @@ def test_an_older_bundle_without_file_checksums_loads_with_one_warning(tiny_bund
     r = CliRunner().invoke(cli, ["predict", str(b), "-i", str(src), "-o", "-", "-q", "--variant", "fp32"])
     assert r.exit_code == 0 and len(r.stderr.splitlines()) == 1, r.stderr
     assert r.stderr.startswith("warning: bundle ") and "re-export it to have them checked" in r.stderr
+
+
+def _cli_shell(command: str, tmp_path) -> subprocess.CompletedProcess:
+    """``bertdeploy`` run by a shell (for redirections such as ``<&-`` and ``<(...)``)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    bd = f"{sys.executable} -m bertdeploy.cli.__main__"
+    return subprocess.run(["bash", "-c", command.replace("bertdeploy", bd)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+
+
+def test_closed_stdin_and_stdout_are_one_error_line(tiny_bundle, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("good day\n", encoding="utf-8")
+    for command, message in [
+        (f"bertdeploy predict {tiny_bundle} -i - -o out.jsonl <&-", "error: stdin is closed"),
+        (f"bertdeploy predict {tiny_bundle} -i {src} -o - >&-", "error: stdout is closed"),
+    ]:
+        r = _cli_shell(command, tmp_path)
+        assert r.returncode == 2 and r.stderr.startswith(message) and len(r.stderr.splitlines()) == 1, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_pipes_and_devices_are_read_and_written_in_place(tiny_bundle, tmp_path):
+    """A FIFO output is written into (not replaced by a regular file); a FIFO, ``<(...)`` or ``/dev/null`` input is
+    read, not "not found"; an output without a known suffix that is a pipe or a device gets jsonl."""
+    clf = bertdeploy.load(tiny_bundle)
+    fifo = tmp_path / "preds.jsonl"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.extend(fifo.read_text(encoding="utf-8").splitlines()), daemon=True)
+    reader.start()
+    r = _cli_shell(f"bertdeploy predict {tiny_bundle} -i <(printf 'good day\\nbad day\\n') -o {fifo} -q", tmp_path)
+    reader.join(60)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode), "the FIFO is still a FIFO"
+    assert [json.loads(line)["label"] for line in got] == [p.label for p in clf.predict(["good day", "bad day"])]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.jsonl"], "no temporary sibling left"
+
+    r = _cli_shell(f"bertdeploy predict {tiny_bundle} -i <(printf 'good day\\n') -o /dev/null -q", tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = _cli_shell(f"bertdeploy predict {tiny_bundle} -i /dev/null -o - -q", tmp_path)
+    assert r.returncode == 2 and r.stderr.splitlines() == ["error: input is empty (no records): /dev/null"], r.stderr
+    source = tmp_path / "in.fifo"
+    os.mkfifo(source)
+    writer = threading.Thread(target=lambda: source.write_text("text\ngood day\n", encoding="utf-8"), daemon=True)
+    writer.start()
+    r = _cli_shell(f"bertdeploy predict {tiny_bundle} -i {source} --input-format csv -o - -q", tmp_path)
+    writer.join(60)
+    assert r.returncode == 0 and json.loads(r.stdout)["label"] == clf.predict(["good day"])[0].label, r.stderr
+
+
+def _restamped(bundle, dest, edit):
+    """A copy of ``bundle`` changed by ``edit(folder)``, its manifest's sha256 recomputed (as if exported so)."""
+    from bertdeploy.bundle import file_digests, read_manifest
+
+    b = _copy(bundle, dest)
+    edit(b)
+    manifest = json.loads((b / "bertdeploy.json").read_text(encoding="utf-8"))
+    manifest["files"] = file_digests(b, [v.file for v in read_manifest(b).variants])
+    (b / "bertdeploy.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return b
+
+
+def test_a_model_smaller_than_the_tokenizer_or_max_length_fails_at_load(tiny_bundle, tmp_path):
+    from bertdeploy.errors import UserError
+
+    def more_words(b) -> None:
+        tok = json.loads((b / "tokenizer.json").read_text(encoding="utf-8"))
+        first = len(tok["model"]["vocab"])
+        tok["model"]["vocab"].update({f"extra{i}": first + i for i in range(400)})
+        (b / "tokenizer.json").write_text(json.dumps(tok), encoding="utf-8")
+
+    def longer(b) -> None:
+        manifest = json.loads((b / "bertdeploy.json").read_text(encoding="utf-8"))
+        manifest["max_length"] = 200  # the tiny model has 128 positions
+        (b / "bertdeploy.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+    vocab = _restamped(tiny_bundle, tmp_path / "vocab", more_words)
+    length = _restamped(tiny_bundle, tmp_path / "length", longer)
+    for variant in ("fp32", "qint8"):
+        with pytest.raises(UserError, match=r"vocabulary \(\d+ ids\) is more than the model takes \(indices element"):
+            bertdeploy.load(vocab, variant=variant)
+        with pytest.raises(UserError, match=r"max_length 200 is more than the model takes \(.*128 by 200\)"):
+            bertdeploy.load(length, variant=variant)

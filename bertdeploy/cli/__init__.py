@@ -19,7 +19,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         from bertdeploy.cli.signals import Terminated, sigterm_as_interrupt
-        from bertdeploy.outputs import DISK_ERRNOS
+        from bertdeploy.disk import DISK_ERRNOS
 
         try:
             with sigterm_as_interrupt(), warnings.catch_warnings():

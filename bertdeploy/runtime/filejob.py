@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from bertdeploy.bundle import atomic_file
 from bertdeploy.errors import UserError
-from bertdeploy.outputs import check_inputs
+from bertdeploy.outputs import check_inputs, special_kind
 from bertdeploy.runtime.predictor import invalid_unicode
 from bertdeploy.runtime.readers import Chunk
 
@@ -108,10 +108,13 @@ def open_output(path: str) -> Iterator[IO[str]]:
 
 
 def check_paths(input: str, output: str, bundle: str | None = None) -> None:
-    """The output must not be the input nor lie inside the bundle; its folder must exist and be writable."""
+    """The output must not be the input nor lie inside the bundle; its folder must exist and be writable (a pipe or
+    a device is written in place); stdin / stdout must be open when they are used."""
+    if output == "-" and sys.stdout is None:
+        raise UserError("stdout is closed: nowhere to write --output -")
     if input != "-" and output != "-" and Path(input).resolve() == Path(output).resolve():
         raise UserError("output would overwrite the input; choose another --output")
-    if output != "-":
+    if output != "-" and special_kind(output) is None:
         check_inputs(output, [bundle], "output")
         parent = Path(output).resolve().parent
         if not parent.is_dir():

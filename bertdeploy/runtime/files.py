@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from bertdeploy.errors import UserError
@@ -23,7 +22,7 @@ from bertdeploy.runtime.filejob import (
     split_empty,
 )
 from bertdeploy.runtime.options import LoadOptions
-from bertdeploy.runtime.readers import count_rows, detect_format, iter_chunks
+from bertdeploy.runtime.readers import check_input, count_rows, detect_format, iter_chunks
 from bertdeploy.runtime.writers import RowWriter, resolve_output_format
 
 
@@ -80,8 +79,7 @@ def predict_file(
         chunk_size,
     )
     check_paths(input, output, job.bundle)
-    if input != "-" and not Path(input).is_file():
-        raise UserError(f"input not found: {input}")
+    check_input(input)
     if engine == "ray":
         from bertdeploy.runtime.ray_engine import predict_file_ray
 

@@ -95,7 +95,14 @@ def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Any:
         built = _build(root, manifest, options, target, device_id, options.allow_fallback)
     chosen, sess, config = built
     streams = options.streams or 1
-    return head(root, manifest, chosen, sess, encoder, options.policy, device_id, config.cpu_arena, streams)
+    predictor = head(root, manifest, chosen, sess, encoder, options.policy, device_id, config.cpu_arena, streams)
+    if _session.TENSORRT not in predictor.providers:  # TensorRT would build an engine for each probe shape
+        try:
+            predictor.check_limits()
+        except BaseException:
+            predictor.close()
+            raise
+    return predictor
 
 
 def _build(

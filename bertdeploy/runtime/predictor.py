@@ -150,6 +150,25 @@ class Predictor:
             done, future = pending.popleft()
             store(done, future.result())
 
+    def check_limits(self) -> None:
+        """Run the model once on each extreme the bundle promises, so that a bundle whose model cannot take them
+        fails at load with one line instead of at the first text that reaches them: the tokenizer's largest id (an
+        embedding table smaller than the tokenizer's vocabulary) and a row of ``max_length`` tokens (fewer position
+        embeddings than the manifest's ``max_length``)."""
+        top = self._encoder.vocab_size - 1
+        for what, ids in (
+            (f"the tokenizer's vocabulary ({top + 1} ids)", np.full(min(8, self.max_length), top, dtype=np.int64)),
+            (f"max_length {self.max_length}", np.full(self.max_length, self._encoder.pad_id, dtype=np.int64)),
+        ):
+            one = Encoded(ids=ids, offsets=np.zeros(1, dtype=np.int64), lengths=np.array([len(ids)]), truncated=0)
+            batch = next(iter_batches(one, self.policy, self.max_length, self._specs, self._encoder.pad_id))
+            try:
+                self._run.probe(batch.feed)
+            except Exception as e:  # ONNX Runtime's own error types (InvalidArgument, RuntimeException, Fail)
+                said = str(e).split("Status Message:")[-1].strip().splitlines()[0]
+                said = ". ".join(said.rsplit(". ", 2)[-2:])[-160:] or type(e).__name__  # its last two sentences
+                raise UserError(f"bundle {self.bundle}: {what} is more than the model takes ({said})") from None
+
     def forward_texts(self, texts: Sequence[str]) -> Any:
         """``forward(encode(texts))``, ``SORT_WINDOW`` texts at a time, concatenated."""
         texts = as_texts(texts)

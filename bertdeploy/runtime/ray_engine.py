@@ -30,7 +30,7 @@ from bertdeploy.runtime.filejob import (
     split_empty,
 )
 from bertdeploy.runtime.options import LoadOptions
-from bertdeploy.runtime.readers import Chunk, count_rows, iter_chunks
+from bertdeploy.runtime.readers import Chunk, count_rows, is_stream, iter_chunks
 from bertdeploy.runtime.writers import RowWriter
 
 _KEY = "__key"
@@ -172,8 +172,8 @@ def predict_file_ray(
     require("ray", "ray")
     from bertdeploy.bundle import read_manifest
 
-    if job.input == "-":
-        raise UserError("--engine ray reads files; stdin is only supported by --engine local")
+    if is_stream(job.input):
+        raise UserError("--engine ray reads files; stdin and pipes are only supported by --engine local")
     # Validate the input (column, encoding of the start, emptiness) and the bundle before starting Ray.
     key_name = next(iter_chunks(job.input, job.fmt, job.text_column, job.id_column, chunk_size=1)).key_name
     labels = read_manifest(job.bundle).labels
