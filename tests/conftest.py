@@ -107,3 +107,22 @@ def varied_bundle(tmp_path_factory, tiny_data_dir) -> Path:
         )
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_token_bundle(tmp_path_factory, tiny_tagger_dir, tiny_token_dir) -> Path:
+    """``tiny_tagger_dir`` exported with variants fp32, O2 and qint8, validated on ``tiny_token_dir`` (random
+    weights: the int8 budget is relaxed; the token gate itself is tested in tests/test_export_tokens.py)."""
+    from bertdeploy.exporter import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("tiny_token_bundle") / "bundle"
+    export(
+        ExportConfig(
+            run_dir=str(tiny_tagger_dir),
+            output=str(out),
+            data=str(tiny_token_dir),
+            variants=["fp32", "O2", "qint8"],
+            max_accuracy_drop=100.0,
+        )
+    )
+    return out

@@ -41,7 +41,7 @@ def test_missing_and_non_folder_run_dir(tmp_path):
     _assert_user_error(_run([tmp_path, "-o", out]), "no config.json", out)
 
 
-def test_not_a_sequence_classifier(tiny_model_dir, tmp_path):
+def test_not_a_model_of_a_supported_task(tiny_model_dir, tmp_path):
     from transformers import BertConfig, BertModel
 
     d = tmp_path / "encoder"
@@ -50,7 +50,11 @@ def test_not_a_sequence_classifier(tiny_model_dir, tmp_path):
     for f in TOKENIZER_FILES:
         shutil.copy(tiny_model_dir / f, d / f)
     out = tmp_path / "out"
-    _assert_user_error(_run([d, "-o", out]), "is not a sequence classifier (architectures: BertModel)", out)
+    _assert_user_error(
+        _run([d, "-o", out]),
+        "is not a model of a supported task (architectures: BertModel;",
+        out,
+    )
 
 
 def test_unsupported_architecture(tiny_model_dir, tmp_path):

@@ -16,23 +16,27 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+_TEXT_SCORES = (("accuracy", "accuracy"), ("f1_macro", "F1 macro"))
+
+
 def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Console (imported lazily)
     from rich.table import Table
 
     base = result.baseline
+    per_token = result.manifest.get("task") == "token-classification"
+    scores = (("f1", "entity F1"), ("token_accuracy", "token acc")) if per_token else _TEXT_SCORES
     table = Table(title=f"bundle {result.bundle}", title_justify="left")
-    for col in ("variant", "size MB", "max diff", "agree", "accuracy", "F1 macro", "verdict"):
+    for col in ("variant", "size MB", "max diff", "agree", *(label for _, label in scores), "verdict"):
         table.add_column(col, justify="left" if col in ("variant", "verdict") else "right", no_wrap=True)
     if base:
-        table.add_row("pytorch", "", "", "", _fmt(base["accuracy"], ".4f"), _fmt(base["f1_macro"], ".4f"), "ref")
+        table.add_row("pytorch", "", "", "", *(_fmt(base.get(k), ".4f") for k, _ in scores), "ref")
     for r in result.rows:
         table.add_row(
             r["name"],
             _fmt(r["size_mb"], ".2f"),
             _fmt(r["max_diff"], ".1e"),
             _fmt(r["agreement"], ".2%"),
-            _fmt(r["accuracy"], ".4f"),
-            _fmt(r["f1_macro"], ".4f"),
+            *(_fmt(r.get(k), ".4f") for k, _ in scores),
             "[green]accepted[/]" if r["accepted"] else "[red]REJECTED[/]",
         )
     console.print(table)

@@ -157,8 +157,9 @@ def _static(spec: VariantSpec, ctx: BuildContext) -> Built:
     return Built(path, {"quantization": quantization}, [f"int8 configured for {ctx.isa}"])
 
 
-def export_fp32(model: Any, tokenizer: Any, work: Path, opset: int | None) -> Path:
-    """Export the PyTorch model with Optimum; returns ``work/fp32/model.onnx`` (config + tokenizer beside it)."""
+def export_fp32(model: Any, tokenizer: Any, work: Path, opset: int | None, task: str = "text-classification") -> Path:
+    """Export the PyTorch model with Optimum for ``task`` (an Optimum task name, :mod:`bertdeploy.tasks`); returns
+    ``work/fp32/model.onnx`` (config + tokenizer beside it)."""
     from optimum.exporters.onnx import onnx_export_from_model
 
     out = work / "fp32"
@@ -171,7 +172,7 @@ def export_fp32(model: Any, tokenizer: Any, work: Path, opset: int | None) -> Pa
             model,
             out,
             opset=opset,
-            task="text-classification",
+            task=task,
             do_validation=False,  # the gate validates every variant on real rows
             preprocessors=[tokenizer],
         )

@@ -1,7 +1,12 @@
 """The validation gate: logits of PyTorch and of each ONNX artifact on the same length-sorted, per-batch padded
 rows (cut by the runtime's own batcher, :mod:`bertdeploy.runtime.batching`); parity (max |logit diff|, argmax
-agreement) on the first K rows and accuracy / F1 on the whole split; and the accept / reject rule per variant,
-whose thresholds come from the variant table."""
+agreement) on the first K rows and the task's metrics on the whole split; and the accept / reject rule per variant,
+whose thresholds come from the variant table and whose metric comes from the task table.
+
+Text classification: one logit row per text, argmax agreement, accuracy / F1. Token classification: one logit row
+per *token* (kept flat, like the runtime's tagger), agreement of the argmax over real tokens (no special or
+padding tokens), and entity F1 (seqeval) on per-word tags taken from each word's first sub-token
+(:func:`bertdeploy.metrics.word_tags`, the rule training scores with)."""
 
 from __future__ import annotations
 
@@ -18,11 +23,35 @@ MODEL_INPUTS = {"input_ids": np.int64, "attention_mask": np.int64, "token_type_i
 
 @dataclass
 class Batches:
-    """Tokenized rows cut into length-sorted batches; ``index`` maps each batch row back to its input row."""
+    """Tokenized rows cut into length-sorted batches; ``index`` maps each batch row back to its input row.
+
+    Per token (``tokens`` set, token classification): outputs are kept flat, row ``i``'s tokens at
+    ``offsets[i]:offsets[i] + lengths[i]``, and ``tokens.words`` gives each token's word (-1: special token)."""
 
     feeds: list[dict[str, np.ndarray]]
     index: list[np.ndarray]
     n: int
+    tokens: Any = None  # bertdeploy.runtime.tokenize.Encoded with ``words`` (token classification)
+
+    def empty(self, width: int) -> np.ndarray:
+        rows = self.n if self.tokens is None else len(self.tokens.ids)
+        return np.zeros((rows, width), dtype=np.float32)
+
+    def store(self, out: np.ndarray, idx: np.ndarray, logits: np.ndarray) -> None:
+        """Put one batch's logits (``[rows, labels]`` or ``[rows, padded, labels]``) into ``out``."""
+        if self.tokens is None:
+            out[idx] = logits
+            return
+        lengths = self.tokens.lengths[idx]
+        steps = np.arange(logits.shape[1])
+        mask = steps[None, :] < lengths[:, None]
+        out[(self.tokens.offsets[idx][:, None] + steps[None, :])[mask]] = logits[mask]
+
+    def real_tokens(self, rows: int) -> np.ndarray:
+        """Flat indices of the real (non-special) tokens of the first ``rows`` rows."""
+        tok = self.tokens
+        end = int(tok.offsets[rows - 1] + tok.lengths[rows - 1]) if rows else 0
+        return np.flatnonzero(tok.words[:end] >= 0)
 
 
 def make_batches(tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 64) -> Batches:
@@ -43,6 +72,24 @@ def make_batches(tokenizer: Any, texts: list[str], max_length: int, batch_size: 
     return Batches(feeds, index, len(encoded))
 
 
+def make_token_batches(tokenizer: Any, words: list[list[str]], max_length: int, batch_size: int = 64) -> Batches:
+    """Token classification: the pre-split words of each sentence encoded as training encodes them
+    (``is_pretokenized``, truncated to ``max_length``), with each token's word id, cut like :func:`make_batches`."""
+    from tokenizers import Tokenizer
+
+    from bertdeploy.runtime.batching import BatchPolicy, make_feed, plan
+    from bertdeploy.runtime.tokenize import TextEncoder
+
+    encoder = TextEncoder(Tokenizer.from_str(tokenizer.backend_tokenizer.to_str()), max_length)
+    encoded = encoder.encode_words(words)
+    policy = BatchPolicy(padding="bucketed", batch_size=batch_size, max_tokens=batch_size * max_length)
+    feeds, index = [], []
+    for idx, padded in plan(encoded.lengths, policy, max_length):
+        feeds.append(make_feed(encoded, idx, padded, MODEL_INPUTS, encoder.pad_id))
+        index.append(idx)
+    return Batches(feeds, index, len(encoded), tokens=encoded)
+
+
 def torch_logits(model: Any, batches: Batches) -> np.ndarray:
     """Reference logits from the PyTorch model (CPU, float32)."""
     import inspect
@@ -56,8 +103,8 @@ def torch_logits(model: Any, batches: Batches) -> np.ndarray:
             args = {k: torch.from_numpy(v) for k, v in feed.items() if k in accepted}
             logits = model(**args).logits.float().numpy()
             if out is None:
-                out = np.zeros((batches.n, logits.shape[1]), dtype=np.float32)
-            out[idx] = logits
+                out = batches.empty(logits.shape[-1])
+            batches.store(out, idx, logits)
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -82,14 +129,19 @@ def onnx_logits(path: Path, batches: Batches, threads: int | None = None) -> np.
         inputs = {n: feed[n] if n in feed else np.zeros(shape, dtype=np.int64) for n in names}
         logits = np.asarray(session.run(None, inputs)[0], dtype=np.float32)
         if out is None:
-            out = np.zeros((batches.n, logits.shape[1]), dtype=np.float32)
-        out[idx] = logits
+            out = batches.empty(logits.shape[-1])
+        batches.store(out, idx, logits)
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def parity(reference: np.ndarray, logits: np.ndarray, rows: int) -> dict[str, Any]:
-    """max / mean |logit diff| and argmax agreement on the first ``rows`` rows."""
-    ref, got = reference[:rows], logits[:rows]
+def parity(reference: np.ndarray, logits: np.ndarray, rows: int, batches: Batches | None = None) -> dict[str, Any]:
+    """max / mean |logit diff| and argmax agreement on the first ``rows`` rows (token classification: on the real
+    tokens of those rows)."""
+    if batches is not None and batches.tokens is not None:
+        keep = batches.real_tokens(rows)
+        ref, got = reference[keep], logits[keep]
+    else:
+        ref, got = reference[:rows], logits[:rows]
     finite = bool(np.isfinite(got).all())
     diff = np.abs(ref - got) if finite else np.full_like(ref, np.inf)
     return {
@@ -101,14 +153,33 @@ def parity(reference: np.ndarray, logits: np.ndarray, rows: int) -> dict[str, An
     }
 
 
-def scores(logits: np.ndarray, label_ids: list[int] | None, labels: list[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1 … of ``logits`` against the labels (empty when the rows are unlabelled)."""
+def scores(logits: np.ndarray, label_ids: list[Any] | None, labels: list[str], batches: Batches | None = None):
+    """Accuracy, macro-F1 … of ``logits`` against the labels (empty when the rows are unlabelled); token
+    classification: entity F1 / precision / recall, per type, and token accuracy on per-word tags."""
     if label_ids is None:
         return {}
     from bertdeploy.metrics import classification_metrics, summary
 
+    if batches is not None and batches.tokens is not None:
+        return token_scores(logits, label_ids, labels, batches)
     m = classification_metrics(label_ids, logits.argmax(1).tolist(), labels)
     return {**summary(m), "per_class": m["per_class"], "confusion_matrix": m["confusion_matrix"]}
+
+
+def token_scores(logits: np.ndarray, tag_ids: list[list[int]], labels: list[str], batches: Batches) -> dict:
+    """Entity-level scores of per-token ``logits`` against the gold tags of each sentence's words."""
+    from bertdeploy.metrics import entity_metrics, word_tags
+
+    tok = batches.tokens
+    best = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=np.int64)
+    outside = labels.index("O") if "O" in labels else 0
+    gold, pred = [], []
+    for i, tags in enumerate(tag_ids):
+        sl = slice(int(tok.offsets[i]), int(tok.offsets[i] + tok.lengths[i]))
+        words = word_tags(tok.words[sl].tolist(), best[sl].tolist(), len(tags), outside)
+        gold.append([labels[t] for t in tags])
+        pred.append([labels[t] for t in words])
+    return entity_metrics(gold, pred)
 
 
 @dataclass
@@ -125,6 +196,7 @@ def judge(
     baseline: dict[str, Any],
     max_accuracy_drop: float,
     min_agreement: dict[str, float] | None = None,
+    metric: str = "accuracy",
 ) -> Verdict:
     """Accept or reject the variant ``name`` by the rule of its :class:`~bertdeploy.variants.VariantSpec`.
 
@@ -138,7 +210,7 @@ def judge(
         return Verdict(False, "non-finite logits (NaN/inf)")
     agreement = par["agreement"]
     if spec.min_agreement is None:
-        return _judge_accuracy(agreement, metrics, baseline, max_accuracy_drop)
+        return _judge_accuracy(agreement, metrics, baseline, max_accuracy_drop, metric)
     need = (min_agreement or {}).get(name, spec.min_agreement)
     check = {"min_agreement": need}
     if agreement < need:
@@ -146,13 +218,17 @@ def judge(
     return Verdict(True, "", check)
 
 
-def _judge_accuracy(agreement: float, metrics: dict[str, Any], baseline: dict[str, Any], max_drop: float) -> Verdict:
+def _judge_accuracy(
+    agreement: float, metrics: dict[str, Any], baseline: dict[str, Any], max_drop: float, metric: str = "accuracy"
+) -> Verdict:
     if metrics and baseline:
         # rounded: 100 * (0.925 - 0.915) is 1.0000000000000009 in floating point, and 1.0 must pass a 1.0 limit
-        drop = round(100.0 * (baseline["accuracy"] - metrics["accuracy"]), 9)
-        check = {"accuracy_drop_points": round(drop, 3), "max_accuracy_drop": max_drop}
+        drop = round(100.0 * (baseline[metric] - metrics[metric]), 9)
+        check = {f"{metric}_drop_points": round(drop, 3), "max_accuracy_drop": max_drop, "metric": metric}
+        if metric == "accuracy":
+            check = {"accuracy_drop_points": round(drop, 3), "max_accuracy_drop": max_drop}
         if drop > max_drop:
-            return Verdict(False, f"accuracy drop {drop:.2f} points > {max_drop:g}", check)
+            return Verdict(False, f"{metric} drop {drop:.2f} points > {max_drop:g}", check)
         return Verdict(True, "", check)
     need = 1.0 - max_drop / 100.0
     check = {"min_agreement": need}

@@ -1,8 +1,9 @@
-"""``export``: a trained classifier → validated ONNX variants → a deployable bundle.
+"""``export``: a trained model of a task in :mod:`bertdeploy.tasks` → validated ONNX variants → a deployable bundle.
 
-Every variant of the table (:mod:`bertdeploy.variants`) is built from the plain Optimum export (of a BERT whose
-last layer is computed for [CLS] only: :mod:`bertdeploy.exporter.prune`, same logits), run with ONNX Runtime on
-the evaluation rows, compared with the PyTorch model and scored (:func:`build_and_judge`); only variants that
+Every variant of the table (:mod:`bertdeploy.variants`) is built from the plain Optimum export for the model's task
+(for a text classifier, of a BERT whose last layer is computed for [CLS] only: :mod:`bertdeploy.exporter.prune`,
+same logits; tasks that read every position keep every position), run with ONNX Runtime on the evaluation rows,
+compared with the PyTorch model and scored on the task's metric (:func:`build_and_judge`); only variants that
 pass the gate (:mod:`bertdeploy.exporter.gate`) go into the bundle, the others are listed under ``rejected``
 (:func:`manifest_record`). The bundle is built in a temporary sibling and renamed into place
 (:func:`bertdeploy.bundle.atomic_dir`).
@@ -35,8 +36,9 @@ class ExportResult:
 
     bundle: Path
     rows: list[dict[str, Any]]
-    """One per variant: name, accepted, reason, size_mb, max_diff, agreement, accuracy, f1_macro, fused_nodes, notes,
-    seconds (build), eval_seconds (ONNX Runtime on the eval rows)."""
+    """One per variant: name, accepted, reason, size_mb, max_diff, agreement, accuracy, f1_macro (text
+    classification) / f1 (token classification), metric (the task's primary metric), fused_nodes, notes, seconds
+    (build), eval_seconds (ONNX Runtime on the eval rows)."""
     baseline: dict[str, Any]
     """PyTorch scores on the same rows (``{}`` when unlabelled)."""
     manifest: dict[str, Any]
@@ -79,7 +81,8 @@ def _inputs(config: ExportConfig) -> list[str | None]:
 
 
 def _row(name: str, **kw: Any) -> dict[str, Any]:
-    keys = ("reason", "size_mb", "max_diff", "agreement", "accuracy", "f1_macro", "seconds", "eval_seconds")
+    keys = ("reason", "size_mb", "max_diff", "agreement", "accuracy", "f1_macro", "f1", "token_accuracy", "metric",
+            "seconds", "eval_seconds")  # fmt: skip
     row: dict[str, Any] = {"name": name, "accepted": False, **dict.fromkeys(keys), "fused_nodes": {}, "notes": []}
     row["reason"] = ""
     row.update(kw)
@@ -111,10 +114,13 @@ def load_reference(config: ExportConfig, run_dir: Path, say: Callable[[str], Non
     data = load_eval_data(source, config.data, config.calibration_size)
     say(f"PyTorch reference on {len(data.texts)} {data.split} rows")
     start = time.perf_counter()
-    batches = gate.make_batches(source.tokenizer, data.texts, source.max_length, config.batch_size)
+    if data.words is not None:
+        batches = gate.make_token_batches(source.tokenizer, data.words, source.max_length, config.batch_size)
+    else:
+        batches = gate.make_batches(source.tokenizer, data.texts, source.max_length, config.batch_size)
     logits = gate.torch_logits(source.model, batches)
     seconds = round(time.perf_counter() - start, 2)
-    baseline = gate.scores(logits, data.label_ids, source.labels)
+    baseline = gate.scores(logits, data.label_ids, source.labels, batches)
     k = min(config.parity_rows or len(data.texts), len(data.texts))
     return source, Reference(data, batches, logits, baseline, seconds, k)
 
@@ -142,9 +148,10 @@ def build_and_judge(
         reason = f"onnxruntime cannot run it: {_first_line(e)}"
         return _row(spec.name, reason=reason, fused_nodes=info["fused_nodes"]), None, {}
     evaluated = time.perf_counter() - start - seconds
-    par = gate.parity(ref.logits, logits, ref.parity_rows)
-    metrics = gate.scores(logits, ref.data.label_ids, ctx.source.labels)
-    verdict = gate.judge(spec.name, par, metrics, ref.baseline, config.max_accuracy_drop, config.min_agreement)
+    par = gate.parity(ref.logits, logits, ref.parity_rows, ref.batches)
+    metrics = gate.scores(logits, ref.data.label_ids, ctx.source.labels, ref.batches)
+    key = ctx.source.spec.metric.key
+    verdict = gate.judge(spec.name, par, metrics, ref.baseline, config.max_accuracy_drop, config.min_agreement, key)
     row = _row(
         spec.name,
         accepted=verdict.accepted,
@@ -154,6 +161,9 @@ def build_and_judge(
         agreement=par["agreement"],
         accuracy=metrics.get("accuracy"),
         f1_macro=metrics.get("f1_macro"),
+        f1=metrics.get("f1"),
+        token_accuracy=metrics.get("token_accuracy"),
+        metric=metrics.get(key),
         fused_nodes=info["fused_nodes"],
         notes=[*variant_notes(spec, info["fused_nodes"]), *built.notes],
         seconds=round(seconds, 2),
@@ -174,8 +184,12 @@ def _export_base(config: ExportConfig, source: Any, work: Path, say: Callable[[s
     from bertdeploy.exporter.prune import cls_only_copy
 
     say("exporting fp32 with Optimum")
-    model, not_pruned = cls_only_copy(source.model) if config.cls_only else (source.model, "disabled")
-    return export_fp32(model, source.tokenizer, work, config.opset), not_pruned
+    task = source.spec
+    if not task.cls_only:
+        model, not_pruned = source.model, None  # every position is read: nothing to prune, nothing to note
+    else:
+        model, not_pruned = cls_only_copy(source.model) if config.cls_only else (source.model, "disabled")
+    return export_fp32(model, source.tokenizer, work, config.opset, task.name), not_pruned
 
 
 def export(config: ExportConfig, progress: Callable[[str], None] | None = None) -> ExportResult:
@@ -234,14 +248,17 @@ def manifest_record(
     from bertdeploy.machine import versions
 
     data = ref.data
+    task = source.spec
+    last_layer = "all positions" if info["not_pruned"] or not task.cls_only else "cls only"
     return {
-        "task": "text-classification",
+        "task": task.name,
+        "metric": task.metric.key,
         "model_type": source.config.model_type,
         "labels": source.labels,
         "max_length": source.max_length,
         "tokenizer": {"file": "tokenizer.json", "files": info["tokenizer"]},
         "model_inputs": info["inputs"],
-        "graph": {"last_layer": "all positions" if info["not_pruned"] else "cls only"},
+        "graph": {"last_layer": last_layer},
         "variants": entries,
         "rejected": write.rejected_entries(rows),
         "required": list(config.required or []),

@@ -1,6 +1,6 @@
-"""What ``export`` starts from: a run folder (or any HF sequence-classification folder) checked and loaded, and
-the evaluation / calibration texts. Every problem with the input is a :class:`UserError` raised before anything
-is written."""
+"""What ``export`` starts from: a run folder (or any HF folder of a task in :mod:`bertdeploy.tasks`: a sequence or
+token classifier) checked and loaded, and the evaluation / calibration rows. Every problem with the input is a
+:class:`UserError` raised before anything is written."""
 
 from __future__ import annotations
 
@@ -47,18 +47,29 @@ class Source:
     labels: list[str]
     max_length: int
     train_config: dict[str, Any] = field(default_factory=dict)
+    task: Any = None  # bertdeploy.tasks.TaskSpec (text classification when None)
+
+    @property
+    def spec(self) -> Any:
+        from bertdeploy import tasks
+
+        return self.task or tasks.get(tasks.DEFAULT)
 
 
 @dataclass
 class EvalData:
-    """Evaluation rows (labelled when ``label_ids`` is not None) and calibration rows."""
+    """Evaluation rows (labelled when ``label_ids`` is not None) and calibration rows.
+
+    Token classification: ``words`` holds each sentence's pre-split words, ``label_ids`` its tag ids per word and
+    ``texts`` the words joined with spaces (what static int8 calibrates on)."""
 
     texts: list[str]
-    label_ids: list[int] | None
+    label_ids: list[Any] | None
     split: str
     source: str
     calibration: list[str]
     notes: list[str] = field(default_factory=list)
+    words: list[list[str]] | None = None
 
 
 def _read_train_config(path: Path) -> dict[str, Any]:
@@ -93,19 +104,25 @@ def check_folder(run_dir: str | Path) -> Path:
 def load_source(run_dir: str | Path, max_length: int | None = None) -> Source:
     """Load config, tokenizer and PyTorch model; raise :class:`UserError` for anything the exporter cannot take."""
     path = check_folder(run_dir)
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
+
+    from bertdeploy import tasks
 
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=True)
     except Exception as e:  # noqa: BLE001 - transformers raises many types for a bad config
         raise UserError(f"unreadable config.json in {path}: {str(e).splitlines()[0]}") from None
     archs = list(getattr(config, "architectures", None) or [])
-    if not any(a.endswith("ForSequenceClassification") for a in archs):
+    task = tasks.from_architectures(archs)
+    if task is None:
+        kinds = ", ".join(f"*{t.architecture}" for t in tasks.TASK_TABLE if t.available)
         raise UserError(
-            f"{path} is not a sequence classifier (architectures: {', '.join(archs) or 'none'}); "
-            "fine-tune it with `bertdeploy train` first"
+            f"{path} is not a model of a supported task (architectures: {', '.join(archs) or 'none'}; "
+            f"exportable: {kinds}); fine-tune it with `bertdeploy train` first"
         )
-    _check_supported(config.model_type)
+    tasks.get(task.name, stage="export")
+    _check_supported(config.model_type, task.name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=True)
     except Exception as e:  # noqa: BLE001
@@ -113,7 +130,7 @@ def load_source(run_dir: str | Path, max_length: int | None = None) -> Source:
     if not getattr(tokenizer, "is_fast", False):
         raise UserError(f"the tokenizer of {path} has no fast (tokenizers) version; the runtime needs tokenizer.json")
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
+        model, info = getattr(transformers, task.auto_model).from_pretrained(
             path, use_safetensors=True, local_files_only=True, output_loading_info=True
         )
     except Exception as e:  # noqa: BLE001 - corrupt safetensors, shape mismatch, ...
@@ -121,8 +138,7 @@ def load_source(run_dir: str | Path, max_length: int | None = None) -> Source:
     missing = list(info.get("missing_keys") or [])
     if missing:
         raise UserError(
-            f"{path}: the weights lack {len(missing)} parameter(s) (e.g. {missing[0]}); "
-            "not a trained sequence classifier"
+            f"{path}: the weights lack {len(missing)} parameter(s) (e.g. {missing[0]}); not a trained {task.name} model"
         )
     model.eval()
     labels = [str(config.id2label[i]) for i in range(config.num_labels)]
@@ -134,10 +150,10 @@ def load_source(run_dir: str | Path, max_length: int | None = None) -> Source:
         if isinstance(tokenizer.model_max_length, int) and tokenizer.model_max_length > 0:
             limits.append(tokenizer.model_max_length)
         max_length = min(limits)
-    return Source(path, config, model, tokenizer, labels, int(max_length), train_config)
+    return Source(path, config, model, tokenizer, labels, int(max_length), train_config, task)
 
 
-def _check_supported(model_type: str) -> None:
+def _check_supported(model_type: str, task: str = "text-classification") -> None:
     import optimum.exporters.onnx.model_configs  # noqa: F401 - registers the ONNX configs with the TasksManager
     from optimum.exporters.tasks import TasksManager
 
@@ -147,8 +163,8 @@ def _check_supported(model_type: str) -> None:
         )
     except Exception:  # noqa: BLE001 - KeyError / ValueError depending on the optimum version
         tasks = {}
-    if "text-classification" not in tasks:
-        raise UserError(f"model type {model_type!r} is not supported by the Optimum ONNX exporter")
+    if task not in tasks:
+        raise UserError(f"model type {model_type!r} is not supported by the Optimum ONNX exporter for {task}")
 
 
 def _resolve_data_path(data: str, run_dir: Path) -> str:
@@ -170,19 +186,26 @@ def load_eval_data(source: Source, data: str | None, calibration_size: int, seed
             "no evaluation data (no --data and no train_config.json): accuracy not measured; parity on "
             f"{len(SAMPLE_SENTENCES)} built-in sentences; int8 gated on argmax agreement instead"
         )
-        return EvalData(list(SAMPLE_SENTENCES), None, "samples", "built-in", list(SAMPLE_SENTENCES), [note])
+        samples = list(SAMPLE_SENTENCES)
+        words = [s.split() for s in samples] if source.spec.per_token else None
+        return EvalData(samples, None, "samples", "built-in", samples, [note], words=words)
     path = data if data is not None else _resolve_data_path(str(tc["data"]), source.path)
     text_col = tc.get("text_column") or "text"  # --text-column / --label-column are merged into tc by export()
     label_col = tc.get("label_column") or "label"
-    spec = DataSpec(path=path, text_column=text_col, label_column=label_col, seed=int(tc.get("seed", seed) or seed))
+    seed = int(tc.get("seed", seed) or seed)
+    spec = DataSpec(path=path, text_column=text_col, label_column=label_col, seed=seed, task=source.spec.name)
     loaded = load_data(spec, labels=source.labels)
     name = loaded.eval_split if loaded.eval_split in loaded.splits else next(iter(loaded.splits))
     split = loaded.splits[name]
     pool_name = "train" if "train" in loaded.splits else name
-    pool = loaded.splits[pool_name]["text"]
+    per_token = loaded.task == "token-classification"
+    pool = [" ".join(w) for w in loaded.splits[pool_name]["tokens"]] if per_token else loaded.splits[pool_name]["text"]
     rng = random.Random(seed)
     calibration = rng.sample(pool, min(calibration_size, len(pool)))
     notes = list(loaded.notes)
     if pool_name != "train":
         notes.append(f"no training split: calibration uses {len(calibration)} rows of {pool_name}")
+    if per_token:
+        texts = [" ".join(w) for w in split["tokens"]]
+        return EvalData(texts, split["tags"], name, loaded.source, calibration, notes, words=split["tokens"])
     return EvalData(split["text"], split["label"], name, loaded.source, calibration, notes)

@@ -74,8 +74,8 @@ def source_info(run_dir: Path) -> dict[str, Any]:
 
 
 def rejected_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keep = ("name", "reason", "max_diff", "agreement", "accuracy")
-    return [{k: r[k] for k in keep} for r in rows if not r["accepted"]]
+    keep = ("name", "reason", "max_diff", "agreement", "accuracy", "metric")
+    return [{k: r.get(k) for k in keep} for r in rows if not r["accepted"]]
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +81,14 @@ class TextEncoder:
         truncated = sum(1 for e in encodings if e.overflowing)
         return Encoded(ids=ids, offsets=offsets, lengths=lengths, truncated=truncated)
 
+    def encode_words(self, sentences: Sequence[Sequence[str]]) -> TokenEncoded:
+        """Encode pre-split words (``is_pretokenized``, truncated to ``max_length``, no windows), keeping each
+        token's word index: how training and the export gate see token-classification data. ``spans`` are offsets
+        inside each word; ``texts`` the words joined with spaces."""
+        encodings = self._tok.encode_batch([list(s) for s in sentences], is_pretokenized=True)
+        texts = tuple(" ".join(s) for s in sentences)
+        return _token_encoded(encodings, list(range(len(encodings))), texts)
+
 
 @dataclass(frozen=True)
 class TokenEncoded(Encoded):
@@ -119,27 +127,30 @@ class TokenEncoder(TextEncoder):
             rows.append(e)
             rows.extend(e.overflowing)
             text_of_row.extend([i] * (1 + len(e.overflowing)))
-        lengths = np.fromiter((len(r.ids) for r in rows), dtype=np.int64, count=len(rows))
-        total = int(lengths.sum())
-        chain = itertools.chain.from_iterable
-        ids = np.fromiter(chain(r.ids for r in rows), dtype=np.int64, count=total)
-        spans = np.fromiter(chain(chain(r.offsets for r in rows)), dtype=np.int64, count=2 * total).reshape(total, 2)
-        words = np.fromiter(
-            (-1 if w is None else w for w in chain(r.word_ids for r in rows)), dtype=np.int64, count=total
-        )
-        special = np.fromiter(chain(r.special_tokens_mask for r in rows), dtype=bool, count=total)
-        words[special] = -1
-        offsets = np.zeros(len(lengths), dtype=np.int64)
-        if len(lengths) > 1:
-            np.cumsum(lengths[:-1], out=offsets[1:])
-        windowed = sum(1 for e in encodings if e.overflowing)
-        return TokenEncoded(
-            ids=ids,
-            offsets=offsets,
-            lengths=lengths,
-            truncated=windowed,
-            spans=spans,
-            words=words,
-            text_of_row=np.asarray(text_of_row, dtype=np.int64),
-            texts=tuple(texts),
-        )
+        encoded = _token_encoded(rows, text_of_row, tuple(texts))
+        return replace(encoded, truncated=sum(1 for e in encodings if e.overflowing))
+
+
+def _token_encoded(rows: list, text_of_row: list[int], texts: tuple[str, ...]) -> TokenEncoded:
+    """:class:`TokenEncoded` of tokenizers ``Encoding`` rows (``truncated`` counts rows that overflowed)."""
+    lengths = np.fromiter((len(r.ids) for r in rows), dtype=np.int64, count=len(rows))
+    total = int(lengths.sum())
+    chain = itertools.chain.from_iterable
+    ids = np.fromiter(chain(r.ids for r in rows), dtype=np.int64, count=total)
+    spans = np.fromiter(chain(chain(r.offsets for r in rows)), dtype=np.int64, count=2 * total).reshape(total, 2)
+    words = np.fromiter((-1 if w is None else w for w in chain(r.word_ids for r in rows)), dtype=np.int64, count=total)
+    special = np.fromiter(chain(r.special_tokens_mask for r in rows), dtype=bool, count=total)
+    words[special] = -1
+    offsets = np.zeros(len(lengths), dtype=np.int64)
+    if len(lengths) > 1:
+        np.cumsum(lengths[:-1], out=offsets[1:])
+    return TokenEncoded(
+        ids=ids,
+        offsets=offsets,
+        lengths=lengths,
+        truncated=sum(1 for r in rows if r.overflowing),
+        spans=spans,
+        words=words,
+        text_of_row=np.asarray(text_of_row, dtype=np.int64),
+        texts=texts,
+    )
