@@ -1,5 +1,6 @@
 """transformers.js: the bundle folder loads as it is in ``@huggingface/transformers`` (Node, tests/js) and labels like
-the Python runtime: fp32 identically, dynamic int8 (dtype q8 -> onnx/model_quantized.onnx) on >= 99 % of texts.
+the Python runtime: fp32 identically, dynamic int8 (dtype q8 -> onnx/model_quantized.onnx) on >= 99 % of texts; a
+token-classification bundle in its ``token-classification`` pipeline tags every token like ``aggregation="none"``.
 The file-name and config checks run everywhere; the Node ones skip without ``node`` (CI has it and installs
 tests/js with ``npm ci --ignore-scripts``)."""
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import tiny_texts
+from helpers import tiny_texts, tiny_token_sentences
 from tokenizers import Tokenizer
 
 from bertdeploy import load, variants
@@ -67,6 +68,11 @@ def test_older_bundles_with_the_old_int8_name_keep_loading(varied_bundle, tmp_pa
 
 
 def _node(bundle: Path, dtype: str, texts: list[str], tmp_path: Path, one_by_one: bool = False) -> dict:
+    return _run_script("classify.mjs", bundle, dtype, texts, tmp_path, *(["--one-by-one"] if one_by_one else []))
+
+
+def _run_script(script: str, bundle: Path, dtype: str, texts: list[str], tmp_path: Path, *args: str):
+    """``node tests/js/SCRIPT BUNDLE DTYPE TEXTS.json ARGS...``'s JSON answer (skipped without node)."""
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
     if not (JS_DIR / "node_modules" / "@huggingface" / "transformers").is_dir():
@@ -76,8 +82,7 @@ def _node(bundle: Path, dtype: str, texts: list[str], tmp_path: Path, one_by_one
         pytest.skip(why)
     path = tmp_path / "texts.json"
     path.write_text(json.dumps(texts), encoding="utf-8")
-    mode = ["--one-by-one"] if one_by_one else []
-    cmd = ["node", str(JS_DIR / "classify.mjs"), str(bundle), dtype, str(path), *mode]
+    cmd = ["node", str(JS_DIR / script), str(bundle), dtype, str(path), *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
@@ -119,3 +124,33 @@ def test_transformers_js_q8_agrees_with_the_runtime_int8(varied_bundle, tmp_path
     ours = load(varied_bundle, variant=int8, batch_size=1).predict(texts)
     agreement = np.mean([a == b.label for a, b in zip(js["labels"], ours)])
     assert len(texts) >= 200 and agreement >= 0.99
+
+
+def _token_texts() -> list[str]:
+    """Texts of in-vocabulary words (transformers.js drops ``[UNK]`` tokens: it decodes them as special tokens)."""
+    return [" ".join(words) for words, _ in tiny_token_sentences(60, seed=9)] + ["The Food Service was good today"]
+
+
+def test_transformers_js_token_classification_tags_like_the_runtime(tiny_token_bundle, tmp_path):
+    """fp32, every label kept, all texts padded into one call: per token the runtime's tag (``aggregation="none"``)
+    at the same index, scores within 1e-4; ``simple`` groups like the runtime's. transformers.js sets no
+    ``start`` / ``end`` (its issues #359 / #633): only bertdeploy's entities carry offsets into the text."""
+    texts = _token_texts()
+    tagger = load(tiny_token_bundle, variant="fp32", threads=1)
+    tokens = _run_script("tag.mjs", tiny_token_bundle, "fp32", texts, tmp_path, "none")
+    ours = tagger.predict(texts, aggregation="none", ignore_labels=None)
+    assert [[(t["index"], t["entity"]) for t in js] for js in tokens] == [
+        [(e.index, e.entity_group) for e in found] for found in ours
+    ]
+    scores = [t["score"] for js in tokens for t in js]
+    np.testing.assert_allclose(scores, [e.score for found in ours for e in found], atol=1e-4)
+    assert len({t["entity"] for js in tokens for t in js}) > 2 and len(scores) > 200
+    assert all("start" not in t and "end" not in t for js in tokens for t in js)
+    groups = _run_script("tag.mjs", tiny_token_bundle, "fp32", texts, tmp_path, "simple")
+    ours = tagger.predict(texts, aggregation="simple", ignore_labels=None)
+    assert [[(g["entity_group"], g["word"]) for g in js] for js in groups] == [
+        [(e.entity_group, e.word.lower()) for e in found]
+        for found in ours  # its words are decoded tokens
+    ]
+    scores = [g["score"] for js in groups for g in js]
+    np.testing.assert_allclose(scores, [e.score for found in ours for e in found], atol=1e-4)

@@ -121,23 +121,40 @@ if len(sys.argv) > 2:  # bertdeploy.package runs on the light runtime too
 """
 
 
-def test_wheel_installs_into_a_fresh_venv_and_predicts_like_the_bundle(model_wheel, varied_bundle, tmp_path):
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory) -> Path:
+    """A fresh venv holding bertdeploy and the light runtime only; returns its python (the model wheels of the tests
+    are installed into it)."""
     house = _wheelhouse()
+    tmp_path = tmp_path_factory.mktemp("runtime_venv")
     own = _pip("wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp_path / "own"), str(REPO))
     assert own.returncode == 0, own.stderr
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
     # bertdeploy itself without its dependencies (its base still lists the training stack until the light
-    # runtime extra lands), the runtime's dependencies from the wheelhouse, then the model wheel
+    # runtime extra lands), then the runtime's dependencies from the wheelhouse
     steps = [
         ("install", "--no-index", "--no-deps", *map(str, (tmp_path / "own").glob("bertdeploy-*.whl"))),
         ("install", *CONSTRAINTS, "--no-index", "--find-links", str(house), *RUNTIME_DEPS),
-        ("install", "--no-index", "--no-deps", "--find-links", str(model_wheel.path.parent), "emotion-classifier"),
     ]
     for step in steps:
         done = _pip(*step, python=python)
         assert done.returncode == 0, f"pip {' '.join(step)}: {done.stderr}"
+    return python
+
+
+def _install(python: Path, wheel: Path, name: str) -> None:
+    step = ("install", "--no-index", "--no-deps", "--find-links", str(wheel.parent), name)
+    done = _pip(*step, python=python)
+    assert done.returncode == 0, f"pip {' '.join(step)}: {done.stderr}"
+
+
+def test_wheel_installs_into_a_fresh_venv_and_predicts_like_the_bundle(model_wheel, varied_bundle, runtime_venv,
+                                                                       tmp_path):  # fmt: skip
+    python = runtime_venv
+    env_dir = python.parent.parent
+    _install(python, model_wheel.path, "emotion-classifier")
     repo = tmp_path / "repo"
     run = subprocess.run(
         [str(python), "-c", CHECK, json.dumps(TEXTS), str(repo)], capture_output=True, text=True, check=False
@@ -174,3 +191,36 @@ def test_cli_builds_the_wheel(varied_bundle, tmp_path):
         ]
     bad = CliRunner().invoke(cli, [*args, "--version", "latest"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
+
+
+TAGGER_CHECK = """
+import importlib.util, json, sys
+import slot_tagger as m
+tagger = m.load(variant="fp32", threads=1)
+found = tagger.predict(json.loads(sys.argv[1]), aggregation=sys.argv[2])
+print(json.dumps({"head": type(tagger).__name__, "task": m.manifest["task"], "labels": m.labels,
+    "entities": [[e.to_dict() for e in text] for text in found],
+    "heavy": [n for n in ("torch", "transformers", "optimum") if importlib.util.find_spec(n) is not None]}))
+"""
+
+
+def test_a_token_bundle_wheel_predicts_entities(tiny_token_bundle, runtime_venv, tmp_path):
+    """A token-classification bundle's wheel: its load() is a Tagger whose entities are the bundle's."""
+    texts = ["i love the movie at night", "The Food Service was good today, thanks!", "今天的food service很好"]
+    wheel = build_wheel(tiny_token_bundle, "slot-tagger", tmp_path / "dist", variants=["fp32"])
+    assert "token-classification" in _metadata(wheel.path)["Summary"]
+    _install(runtime_venv, wheel.path, "slot-tagger")
+    ref = load(tiny_token_bundle, variant="fp32", threads=1)
+    for aggregation in ("simple", "none"):
+        run = subprocess.run([str(runtime_venv), "-c", TAGGER_CHECK, json.dumps(texts), aggregation],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        got = json.loads(run.stdout)
+        assert (got["head"], got["task"], got["heavy"]) == ("Tagger", "token-classification", [])
+        assert got["labels"] == ref.labels
+        expected = [[e.to_dict() for e in text] for text in ref.predict(texts, aggregation=aggregation)]
+        assert [[{**d, "score": 0} for d in t] for t in got["entities"]] == [
+            [{**d, "score": 0} for d in t] for t in expected
+        ]
+        scores = [d["score"] for t in got["entities"] for d in t]
+        assert scores == pytest.approx([d["score"] for t in expected for d in t], abs=1e-6) and len(scores) > 3

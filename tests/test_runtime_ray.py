@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from helpers import tiny_texts
+from helpers import tiny_texts, tiny_token_sentences
 
 from bertdeploy.runtime import predict_file
 
@@ -56,3 +56,29 @@ def test_more_workers_than_the_cluster_has_cpus_are_refused(varied_bundle, tmp_p
     with pytest.raises(UserError, match=r"workers must be <= 2 \(the CPUs of the Ray cluster\), got 3"):
         predict_file(varied_bundle, str(src), str(tmp_path / "o.jsonl"), engine="ray", workers=3, threads=1)
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_ray_equals_local_for_a_token_bundle(tiny_token_bundle, tmp_path, local_ray):
+    """Entities: the same rows, byte for byte, from raw texts (csv) and from pre-split words (jsonl)."""
+    texts = [" ".join(words) for words, _ in tiny_token_sentences(120, seed=5)]
+    texts[9] = " "
+    src = tmp_path / "in.csv"
+    with open(src, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("id", "text"), *((f"d{i}", t) for i, t in enumerate(texts))])
+    kw = dict(variant="fp32", threads=1, chunk_size=32, aggregation="average")
+    local = predict_file(tiny_token_bundle, str(src), str(tmp_path / "local.jsonl"), **kw)
+    far = predict_file(tiny_token_bundle, str(src), str(tmp_path / "ray.jsonl"), engine="ray", workers=2, **kw)
+    assert (far.rows, far.skipped, far.task) == (local.rows, local.skipped, local.task)
+    assert (local.rows, local.task) == (119, "token-classification")
+    assert (local.skipped_lines, far.skipped_lines) == ([11], [10])  # line 11 of the csv (a header), its row 10
+    assert (tmp_path / "local.jsonl").read_text() == (tmp_path / "ray.jsonl").read_text()
+    rows = _jsonl(tmp_path / "ray.jsonl")
+    assert rows[0]["id"] == "d0" and sum(len(r["entities"]) for r in rows) > 100
+
+    words = tmp_path / "words.jsonl"
+    words.write_text("".join(json.dumps({"text": w}) + "\n" for w, _ in tiny_token_sentences(40, seed=6)), "utf-8")
+    kw = dict(variant="fp32", threads=1, aggregation="none", ignore_labels=[])
+    predict_file(tiny_token_bundle, str(words), str(tmp_path / "l.csv"), **kw)
+    predict_file(tiny_token_bundle, str(words), str(tmp_path / "r.csv"), engine="ray", **kw)
+    assert (tmp_path / "l.csv").read_text() == (tmp_path / "r.csv").read_text()
+    assert (tmp_path / "l.csv").read_text().count("\n") == 41

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from bertdeploy.cli import render
+from bertdeploy.cli.predict import AGGREGATIONS
 
 
 def _say(text: str) -> None:
@@ -29,19 +30,28 @@ def command() -> None:
 @click.option(
     "--pad-to-multiple", type=int, default=8, show_default=True, help="Tokenizer pads each request to a multiple."
 )
-@click.option("--overwrite", is_flag=True, help="Replace our three models if they exist (others are kept).")
-def triton(bundle: str, output: str, **options: object) -> None:
-    """Write a Triton model repository: NAME (onnxruntime), NAME_tokenizer (python), NAME_ensemble."""
+@click.option("--aggregation", type=click.Choice(AGGREGATIONS), help="Token classification: the entities step's.")
+@click.option("--ignore-labels", help="Token classification: comma-separated groups left out ('' keeps all).")
+@click.option("--overwrite", is_flag=True, help="Replace our models if they exist (others are kept).")
+def triton(bundle: str, output: str, ignore_labels: str | None, **options: object) -> None:
+    """Write a Triton model repository: NAME (onnxruntime), NAME_tokenizer (python), NAME_ensemble (and, for a
+    token-classification bundle, NAME_entities (python))."""
     from bertdeploy.package import triton_repository
 
-    result = triton_repository(bundle, output, **options)  # type: ignore[arg-type]
+    ignore = None if ignore_labels is None else [x.strip() for x in ignore_labels.split(",") if x.strip()]
+    result = triton_repository(bundle, output, ignore_labels=ignore, **options)  # type: ignore[arg-type]
     name, tokenizer, ensemble = result.models
     inputs = ", ".join(f"{s.name} {s.data_type}" for s in result.inputs)
-    _say(f"wrote {result.repository} (variant {result.variant}, kind {result.kind})")
+    _say(f"wrote {result.repository} (variant {result.variant}, kind {result.kind}, {result.task})")
     out = result.output
     _say(f"  {name}: {inputs} -> {out.name} {out.data_type} {list(out.dims)}")
-    _say(f"  {tokenizer}: TEXT TYPE_STRING -> token ids")
-    _say(f"  {ensemble}: TEXT -> {tokenizer} -> {name} -> {result.output.name}")
+    if result.entities is None:
+        _say(f"  {tokenizer}: TEXT TYPE_STRING -> token ids")
+        _say(f"  {ensemble}: TEXT -> {tokenizer} -> {name} -> {result.output.name}")
+    else:
+        _say(f"  {tokenizer}: TEXT TYPE_STRING -> token ids, OFFSETS, WORD_IDS")
+        _say(f"  {result.entities}: TEXT, {out.name}, OFFSETS, WORD_IDS -> ENTITIES (JSON per text)")
+        _say(f"  {ensemble}: TEXT -> {tokenizer} -> {name} -> {result.entities} -> ENTITIES")
     if result.replaced:
         _say(f"  replaced: {', '.join(result.replaced)}")
 

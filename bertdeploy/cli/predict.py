@@ -9,6 +9,11 @@ import click
 
 from bertdeploy.errors import require_extra
 
+#: bertdeploy.runtime.entities.AGGREGATIONS (not imported here: the CLI starts without numpy)
+AGGREGATIONS = ("none", "simple", "first", "average", "max")
+_AGGREGATION_HELP = "Token classification: how tokens become entities (the pipeline's strategies). [default: simple]"
+_IGNORE_HELP = "Token classification: comma-separated entity groups left out ('' keeps all). [default: O]"
+
 
 def render(result, console) -> None:  # noqa: ANN001 - PredictFileResult, rich Console (imported lazily)
     from rich.table import Table
@@ -21,7 +26,8 @@ def render(result, console) -> None:  # noqa: ANN001 - PredictFileResult, rich C
     table.add_row("engine", f"{result.engine}: {', '.join(result.providers)}")
     table.add_row("rows predicted", f"{result.rows:,}")
     table.add_row("empty rows skipped", f"{result.skipped:,}")
-    table.add_row("texts truncated", f"{result.truncated:,}")
+    windowed = result.task == "token-classification"  # a long text is cut into windows, not truncated
+    table.add_row("texts windowed" if windowed else "texts truncated", f"{result.truncated:,}")
     table.add_row("time", f"{result.seconds:.2f} s ({result.texts_per_second:,.0f} texts/s)")
     console.print(table)
     if result.skipped:
@@ -54,7 +60,9 @@ def render(result, console) -> None:  # noqa: ANN001 - PredictFileResult, rich C
     show_default=True,
     help="bucketed: sort by length; dynamic: input order; static: pad to max_length.",
 )
-@click.option("--probabilities", is_flag=True, help="Also write the probability of every label.")
+@click.option("--probabilities", is_flag=True, help="Also write the probability of every label (text classification).")
+@click.option("--aggregation", type=click.Choice(AGGREGATIONS), help=_AGGREGATION_HELP)
+@click.option("--ignore-labels", help=_IGNORE_HELP)
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--workers", type=int, default=None, help="Ray actors (default: CPUs / threads).")
 @click.option("--chunk-size", type=int, default=4096, show_default=True, help="Records read and sorted together.")
@@ -68,13 +76,16 @@ def command(
     id_column: str | None,
     input_format: str | None,
     probabilities: bool,
+    aggregation: str | None,
+    ignore_labels: str | None,
     engine: str,
     workers: int | None,
     chunk_size: int,
     quiet: bool,
     **load_options: Any,
 ) -> None:
-    """Classify every text of --input with BUNDLE and write one prediction per row to --output."""
+    """Predict every text of --input with BUNDLE and write one row per record to --output: its label and score (a
+    text-classification bundle) or its entities (a token-classification bundle)."""
     require_extra("cpu", "bertdeploy predict")
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -107,6 +118,8 @@ def command(
             id_column=id_column,
             input_format=input_format,
             probabilities=probabilities,
+            aggregation=aggregation,
+            ignore_labels=None if ignore_labels is None else [x.strip() for x in ignore_labels.split(",") if x.strip()],
             engine=engine,
             workers=workers,
             chunk_size=chunk_size,

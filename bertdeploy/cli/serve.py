@@ -60,13 +60,15 @@ def command(
     access_log: bool,
     **load_options: Any,
 ) -> None:
-    """Serve BUNDLE over HTTP: POST /predict (text-embeddings-inference shapes), GET /health, /info, /metrics.
+    """Serve BUNDLE over HTTP: POST / (the Hugging Face Inference API of the bundle's task), POST /predict
+    (text-embeddings-inference shapes; entities for a token-classification bundle), GET /health, /info, /metrics.
 
     SIGTERM (or Ctrl-C) drains the requests in flight and exits 0: the normal way to stop a server.
 
     \b
     bertdeploy serve models/emotion --port 8080
     curl -s localhost:8080/predict -H 'Content-Type: application/json' -d '{"inputs": "i feel great"}'
+    curl -s localhost:8080/ -H 'Content-Type: application/json' -d '{"inputs": "so great", "parameters": {"top_k": 2}}'
     """
     require_extra("serve", "bertdeploy serve")
     from bertdeploy.runtime import LoadOptions

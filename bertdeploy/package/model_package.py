@@ -7,6 +7,9 @@ package's ``__init__.py``; inside bertdeploy it is only a template)::
     emotion_classifier.labels                # label names, in logit order
     emotion_classifier.variants              # the packaged variants
     emotion_classifier.manifest              # the bundle's bertdeploy.json as a dict
+
+The head is the bundle task's: for a token-classification bundle ``load()`` is a ``Tagger`` and
+``predict(texts, aggregation="simple")`` returns the entities of each text.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def __getattr__(name: str) -> Any:
 
 
 def load(variant: str = "auto", device: str = "auto", **options: Any) -> Any:
-    """The packaged bundle in bertdeploy's runtime: ``bertdeploy.load(BUNDLE, variant, device, **options)``."""
+    """The packaged bundle in bertdeploy's runtime: ``bertdeploy.load(BUNDLE, variant, device, **options)`` (the
+    head of the bundle's task: a ``Classifier``, a ``Tagger``)."""
     from bertdeploy.runtime import load as _load
 
     return _load(BUNDLE, variant=variant, device=device, **options)

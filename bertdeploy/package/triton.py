@@ -11,6 +11,11 @@ Layout (``N`` = the model name)::
     REPO/N_ensemble/config.pbtxt     TEXT -> N_tokenizer -> N -> logits: clients send raw strings
     REPO/N_ensemble/1/               (empty: Triton wants a version folder for an ensemble too)
 
+The output dims come from the task table (:mod:`bertdeploy.tasks`): ``[num_labels]`` for text classification,
+``[-1, num_labels]`` (per token) for token classification, whose repository also has ``N_entities`` (Python
+backend: the runtime's entity aggregation) and whose ensemble answers ``ENTITIES`` (JSON per text) instead of the
+logits: :mod:`bertdeploy.package.triton_tokens`.
+
 Only these three model folders are ours: other models in ``REPO`` are left alone, and ours are replaced only with
 ``overwrite=True``. Everything is built in a temporary sibling of ``REPO`` and renamed into place, one whole model
 folder at a time (the whole repository at once when ``REPO`` did not exist), by the outputs module's one mechanism
@@ -24,15 +29,16 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bertdeploy import bundle as _bundle
-from bertdeploy import variants
+from bertdeploy import tasks, variants
 from bertdeploy.errors import UserError
 from bertdeploy.outputs import disk_errors, install_dir, staging_dir, sweep_siblings
-from bertdeploy.package import triton_tokenizer
+from bertdeploy.package import triton_tokenizer, triton_tokens
 from bertdeploy.package.pbtxt import Enum, render
 
 KINDS = ("gpu", "cpu")
@@ -68,6 +74,10 @@ class TritonOptions:
     """``dynamic_batching.max_queue_delay_microseconds``: how long a request may wait for batch-mates."""
     pad_to_multiple: int = 8
     """The tokenizer pads each request to a multiple of this (at most max_length), so requests share shapes."""
+    aggregation: str | None = None
+    """Token classification: the entities step's aggregation (default ``simple``)."""
+    ignore_labels: tuple[str, ...] | None = None
+    """Token classification: entity groups the entities step leaves out (default ``("O",)``)."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -82,11 +92,22 @@ class TritonOptions:
                 raise UserError(f"{key} must be an integer >= 1, got {value!r}")
         if not isinstance(self.queue_delay_us, int) or self.queue_delay_us < 0:
             raise UserError(f"queue_delay_us must be an integer >= 0, got {self.queue_delay_us!r}")
+        if self.aggregation is not None or self.ignore_labels is not None:
+            from bertdeploy.runtime.entities import check_aggregation, check_ignore
+
+            object.__setattr__(self, "aggregation", check_aggregation(self.aggregation or "simple"))
+            ignore = ("O",) if self.ignore_labels is None else self.ignore_labels
+            object.__setattr__(self, "ignore_labels", tuple(sorted(check_ignore(ignore))))
 
     @property
     def models(self) -> tuple[str, str, str]:
         """(onnx model, tokenizer, ensemble) names."""
         return self.name, f"{self.name}_tokenizer", f"{self.name}_ensemble"
+
+    @property
+    def entities(self) -> str:
+        """The entities step of a token-classification repository."""
+        return f"{self.name}_entities"
 
 
 @dataclass(frozen=True)
@@ -114,10 +135,14 @@ class TritonRepository:
     kind: str
     replaced: list[str] = field(default_factory=list)
     """Our model folders that existed before and were replaced (``overwrite``)."""
+    task: str = tasks.DEFAULT
+    entities: str | None = None
+    """Token classification: the entities step's model name (the ensemble then answers ``ENTITIES``)."""
 
 
-def graph_io(path: Path, num_labels: int) -> tuple[list[TensorSpec], TensorSpec]:
-    """The graph's inputs and its logits output, read with ONNX Runtime (no optimisation, CPU)."""
+def graph_io(path: Path, num_labels: int, task: str = tasks.DEFAULT) -> tuple[list[TensorSpec], TensorSpec]:
+    """The graph's inputs and its logits output, read with ONNX Runtime (no optimisation, CPU); the output's axes
+    are the task table's (``[batch, num_labels]``, per token ``[batch, sequence, num_labels]``)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -128,12 +153,16 @@ def graph_io(path: Path, num_labels: int) -> tuple[list[TensorSpec], TensorSpec]
         if node.type not in TRITON_TYPES or len(node.shape) != 2:
             raise UserError(f"{path.name}: input {node.name!r} ({node.type}, rank {len(node.shape)}) is not a token id")
         inputs.append(TensorSpec(node.name, TRITON_TYPES[node.type], (-1,)))
+    spec = tasks.get(task, stage="package triton")
+    axes = spec.outputs[spec.output]
     outputs = {o.name: o for o in session.get_outputs()}
-    out = outputs.get("logits") or next(iter(outputs.values()))
-    fits = len(out.shape) == 2 and (out.shape[-1] == num_labels or not isinstance(out.shape[-1], int))
+    out = outputs.get(spec.output) or next(iter(outputs.values()))
+    fits = len(out.shape) == len(axes) and (out.shape[-1] == num_labels or not isinstance(out.shape[-1], int))
     if out.type not in TRITON_TYPES or not fits:
-        raise UserError(f"{path.name}: output {out.name!r} {out.type} {out.shape} is not [batch, {num_labels}] logits")
-    return inputs, TensorSpec(out.name, TRITON_TYPES[out.type], (num_labels,))
+        shape = ", ".join(num_labels if a == tasks.LABELS else a for a in axes)  # type: ignore[misc]
+        raise UserError(f"{path.name}: output {out.name!r} {out.type} {out.shape} is not [{shape}] logits")
+    dims = tuple(num_labels if a == tasks.LABELS else -1 for a in axes[1:])
+    return inputs, TensorSpec(out.name, TRITON_TYPES[out.type], dims)
 
 
 def choose_variant(manifest: _bundle.Manifest, options: TritonOptions) -> _bundle.Variant:
@@ -153,7 +182,7 @@ def onnx_config(options: TritonOptions, inputs: list[TensorSpec], output: Tensor
         "backend": "onnxruntime",
         "max_batch_size": options.max_batch_size,
         "input": [spec.config() for spec in inputs],
-        "output": [output.config(label_filename=LABELS_FILE)],
+        "output": [_labelled(output)],
         "dynamic_batching": {"max_queue_delay_microseconds": options.queue_delay_us},
         "instance_group": [{"count": options.instances, "kind": Enum(f"KIND_{options.kind.upper()}")}],
     }
@@ -164,20 +193,34 @@ def onnx_config(options: TritonOptions, inputs: list[TensorSpec], output: Tensor
     return config
 
 
-def tokenizer_config(options: TritonOptions, inputs: list[TensorSpec]) -> dict[str, Any]:
+def _labelled(output: TensorSpec) -> dict[str, Any]:
+    """An output's config; ``[num_labels]`` logits name ``labels.txt`` (Triton's classification extension)."""
+    return output.config(label_filename=LABELS_FILE) if len(output.dims) == 1 else output.config()
+
+
+def tokenizer_config(options: TritonOptions, inputs: list[TensorSpec], offsets: bool = False) -> dict[str, Any]:
+    outputs = inputs + (triton_tokens.token_outputs(TensorSpec) if offsets else [])
     return {
         "name": options.models[1],
         "backend": "python",
         "max_batch_size": options.max_batch_size,
         "input": [TensorSpec(TEXT_INPUT, "TYPE_STRING", (1,)).config()],
-        "output": [spec.config() for spec in inputs],
+        "output": [spec.config() for spec in outputs],
         "instance_group": [{"count": options.instances, "kind": Enum("KIND_CPU")}],
     }
 
 
-def ensemble_config(options: TritonOptions, inputs: list[TensorSpec], output: TensorSpec) -> dict[str, Any]:
+def ensemble_config(
+    options: TritonOptions, inputs: list[TensorSpec], output: TensorSpec, entities: bool = False
+) -> dict[str, Any]:
+    """TEXT -> tokenizer -> model -> logits (``entities``: -> the entities step -> ``ENTITIES``)."""
     onnx_name, tokenizer_name, ensemble_name = options.models
     ids = [{"key": spec.name, "value": spec.name} for spec in inputs]
+    if entities:
+        names = (*options.models, options.entities)
+        steps = triton_tokens.ensemble_steps(names, ids, output, TEXT_INPUT)
+        answer = {"name": triton_tokens.ENTITIES, "data_type": Enum("TYPE_STRING"), "dims": [1]}
+        return _ensemble(options, steps, answer)
     steps = [
         {
             "model_name": tokenizer_name,
@@ -192,12 +235,16 @@ def ensemble_config(options: TritonOptions, inputs: list[TensorSpec], output: Te
             "output_map": [{"key": output.name, "value": output.name}],
         },
     ]
+    return _ensemble(options, steps, _labelled(output))
+
+
+def _ensemble(options: TritonOptions, steps: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
     return {
-        "name": ensemble_name,
+        "name": options.models[2],
         "platform": "ensemble",
         "max_batch_size": options.max_batch_size,
         "input": [TensorSpec(TEXT_INPUT, "TYPE_STRING", (1,)).config()],
-        "output": [output.config(label_filename=LABELS_FILE)],
+        "output": [output],
         "ensemble_scheduling": {"step": steps},
     }
 
@@ -205,12 +252,11 @@ def ensemble_config(options: TritonOptions, inputs: list[TensorSpec], output: Te
 def _write_models(
     stage: Path, root: Path, manifest: _bundle.Manifest, chosen: _bundle.Variant, options: TritonOptions
 ) -> tuple[list[TensorSpec], TensorSpec]:
-    """Write the three model folders into ``stage``; returns the graph's inputs and output."""
-    from bertdeploy.runtime.tokenize import TextEncoder
-
+    """Write our model folders into ``stage``; returns the graph's inputs and output."""
     source = _bundle.verify_variant(root, chosen)
     _bundle.verify_files(root, manifest)  # the tokenizer copied below
-    inputs, output = graph_io(source, len(manifest.labels))
+    inputs, output = graph_io(source, len(manifest.labels), manifest.task)
+    tokens = _per_token(manifest)
     onnx_dir, tok_dir, ens_dir = (stage / name for name in options.models)
     labels = "".join(f"{label}\n" for label in manifest.labels)
     (onnx_dir / "1").mkdir(parents=True)
@@ -219,10 +265,27 @@ def _write_models(
         shutil.copy2(data, onnx_dir / "1" / data.name)
     (onnx_dir / LABELS_FILE).write_text(labels, encoding="utf-8")
     (onnx_dir / "config.pbtxt").write_text(render(onnx_config(options, inputs, output)), encoding="utf-8")
+    _write_tokenizer(tok_dir, root, manifest, options, inputs, tokens)
+    (ens_dir / "1").mkdir(parents=True)
+    if not tokens:
+        (ens_dir / LABELS_FILE).write_text(labels, encoding="utf-8")
+    config = ensemble_config(options, inputs, output, entities=tokens)
+    (ens_dir / "config.pbtxt").write_text(render(config), encoding="utf-8")
+    if tokens:
+        config = triton_tokens.entities_model(options.entities, options, output, TEXT_INPUT)
+        ignore = ("O",) if options.ignore_labels is None else options.ignore_labels
+        aggregation = options.aggregation or "simple"
+        triton_tokens.write_entities_model(stage / options.entities, config, manifest.labels, aggregation, ignore)
+    return inputs, output
 
-    (tok_dir / "1").mkdir(parents=True)
-    shutil.copy2(triton_tokenizer.__file__, tok_dir / "1" / "model.py")
-    shutil.copy2(root / manifest.tokenizer_file, tok_dir / "1" / "tokenizer.json")
+
+def _write_tokenizer(folder: Path, root: Path, manifest: _bundle.Manifest, options: TritonOptions,
+                     inputs: list[TensorSpec], offsets: bool) -> None:  # fmt: skip
+    from bertdeploy.runtime.tokenize import TextEncoder
+
+    (folder / "1").mkdir(parents=True)
+    shutil.copy2(triton_tokenizer.__file__, folder / "1" / "model.py")
+    shutil.copy2(root / manifest.tokenizer_file, folder / "1" / "tokenizer.json")
     encoder = TextEncoder(root / manifest.tokenizer_file, manifest.max_length)
     settings = {
         "text_input": TEXT_INPUT,
@@ -231,14 +294,15 @@ def _write_models(
         "pad_id": encoder.pad_id,
         "pad_to_multiple": options.pad_to_multiple,
         "inputs": {spec.name: _NUMPY[spec.data_type] for spec in inputs},
+        "offsets": offsets,
     }
-    (tok_dir / "1" / triton_tokenizer.SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", "utf-8")
-    (tok_dir / "config.pbtxt").write_text(render(tokenizer_config(options, inputs)), encoding="utf-8")
+    (folder / "1" / triton_tokenizer.SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", "utf-8")
+    (folder / "config.pbtxt").write_text(render(tokenizer_config(options, inputs, offsets)), encoding="utf-8")
 
-    (ens_dir / "1").mkdir(parents=True)
-    (ens_dir / LABELS_FILE).write_text(labels, encoding="utf-8")
-    (ens_dir / "config.pbtxt").write_text(render(ensemble_config(options, inputs, output)), encoding="utf-8")
-    return inputs, output
+
+def _per_token(manifest: _bundle.Manifest) -> bool:
+    """Whether the bundle's task tags tokens (its repository then has the entities step)."""
+    return tasks.get(manifest.task, stage="package triton").head == "tagger"
 
 
 def _install(stage: Path, repo: Path, names: tuple[str, ...]) -> list[str]:
@@ -268,6 +332,8 @@ def triton_repository(
     kind: str = "gpu",
     tensorrt_fp16: bool = False,
     pad_to_multiple: int = 8,
+    aggregation: str | None = None,
+    ignore_labels: Sequence[str] | None = None,
     overwrite: bool = False,
 ) -> TritonRepository:
     """Write a Triton model repository for one variant of ``bundle`` into ``output`` (see the module docstring).
@@ -283,20 +349,29 @@ def triton_repository(
         kind=kind,
         tensorrt_fp16=tensorrt_fp16,
         pad_to_multiple=pad_to_multiple,
+        aggregation=aggregation,
+        ignore_labels=None if ignore_labels is None else tuple(ignore_labels),
     )
     root = Path(bundle)
     manifest = _bundle.read_manifest(root)
+    tokens = _per_token(manifest)
+    if not tokens and (aggregation is not None or ignore_labels is not None):
+        raise UserError(f"aggregation / ignore_labels apply to token-classification bundles; {root} is {manifest.task}")
+    ours = (*options.models, options.entities) if tokens else options.models
     chosen = choose_variant(manifest, options)
     repo = Path(output)
     if repo.exists() and not repo.is_dir():
         raise UserError(f"repository path exists and is a file: {repo}")
-    for model in options.models:  # a killed run's parked model folder goes back first (then it is "taken")
+    for model in ours:  # a killed run's parked model folder goes back first (then it is "taken")
         sweep_siblings(repo / model)
-    taken = [m for m in options.models if (repo / m).exists()]
+    taken = [m for m in ours if (repo / m).exists()]
     if taken and not overwrite:
         raise UserError(f"{repo} already holds {', '.join(taken)} (pass --overwrite to replace them)")
     with disk_errors(repo, probe=repo.parent), staging_dir(repo) as stage:
         inputs, out = _write_models(stage, root, manifest, chosen, options)
         _bundle.usual_modes(stage)
-        replaced = _install(stage, repo, options.models)
-    return TritonRepository(repo, options.models, chosen.name, inputs, out, options.kind, replaced)
+        replaced = _install(stage, repo, ours)
+    entities = options.entities if tokens else None
+    return TritonRepository(
+        repo, options.models, chosen.name, inputs, out, options.kind, replaced, manifest.task, entities
+    )

@@ -8,6 +8,11 @@ It encodes like the bertdeploy runtime: special tokens added, truncation to ``ma
 the pad id, ``attention_mask`` 1 on real tokens, ``token_type_ids`` 0. Each request is padded to its longest
 row rounded up to ``pad_to_multiple`` (at most ``max_length``): Triton's dynamic batcher only merges requests
 whose shapes are equal, so a few length buckets let it batch single-text requests.
+
+For a token-classification bundle (``"offsets": true`` in the settings) it also returns, per token, ``OFFSETS``
+(its ``[start, end)`` characters in the text; ``(0, 0)`` for special and padding tokens) and ``WORD_IDS`` (its
+word's index, -1 for special and padding tokens): what the entities step needs to map tags back to the text.
+A text longer than ``max_length`` is truncated here (the bertdeploy runtime windows it instead).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 
 SETTINGS_FILE = "tokenizer_settings.json"
+OFFSETS, WORD_IDS = "OFFSETS", "WORD_IDS"
 
 
 class TritonPythonModel:
@@ -36,6 +42,7 @@ class TritonPythonModel:
         self.max_length = int(settings["max_length"])
         self.pad_id = int(settings["pad_id"])
         self.multiple = max(1, int(settings.get("pad_to_multiple", 1)))
+        self.offsets = bool(settings.get("offsets", False))
         tokenizer = Tokenizer.from_file(str(here / settings["tokenizer_file"]))
         tokenizer.no_padding()
         tokenizer.enable_truncation(self.max_length)
@@ -57,7 +64,10 @@ class TritonPythonModel:
             "token_type_ids": np.zeros_like(ids),
             "position_ids": np.broadcast_to(np.arange(width, dtype=np.int64), ids.shape),
         }
-        return {name: np.ascontiguousarray(columns[name], dtype=dtype) for name, dtype in self.inputs.items()}
+        feed = {name: np.ascontiguousarray(columns[name], dtype=dtype) for name, dtype in self.inputs.items()}
+        if self.offsets:
+            feed.update(_offsets(encodings, width))
+        return feed
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request; a request whose text cannot be read gets an error response."""
@@ -76,6 +86,20 @@ class TritonPythonModel:
 
     def finalize(self) -> None:
         self.tokenizer = None
+
+
+def _offsets(encodings: list[Any], width: int) -> dict[str, np.ndarray]:
+    """``OFFSETS`` ``[n, width, 2]`` and ``WORD_IDS`` ``[n, width]`` of the encodings (special tokens and padding:
+    offsets ``(0, 0)``, word -1)."""
+    offsets = np.zeros((len(encodings), width, 2), dtype=np.int64)
+    words = np.full((len(encodings), width), -1, dtype=np.int64)
+    for row, encoding in enumerate(encodings):
+        n = len(encoding.ids)
+        offsets[row, :n] = np.asarray(encoding.offsets, dtype=np.int64).reshape(n, 2)
+        ids = [-1 if w is None or special else w for w, special in zip(encoding.word_ids, encoding.special_tokens_mask)]
+        words[row, :n] = ids
+    offsets[words < 0] = 0
+    return {OFFSETS: offsets, WORD_IDS: words}
 
 
 def _as_text(value: Any) -> str:

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from bertdeploy.errors import UserError
+# Standard library and numpy only at import: `bertdeploy package triton` copies this file, as it is, beside the
+# entities step of a token-classification repository, where Triton's Python backend runs it without bertdeploy.
 
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 
@@ -45,12 +46,16 @@ class Entity:
 
 
 def check_aggregation(aggregation: Any) -> str:
+    from bertdeploy.errors import UserError
+
     if not isinstance(aggregation, str) or aggregation.lower() not in AGGREGATIONS:
         raise UserError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
     return aggregation.lower()
 
 
 def check_ignore(ignore_labels: Any) -> frozenset[str]:
+    from bertdeploy.errors import UserError
+
     if ignore_labels is None:
         return frozenset()
     if isinstance(ignore_labels, str) or not all(isinstance(x, str) for x in ignore_labels):

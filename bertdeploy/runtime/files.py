@@ -1,4 +1,6 @@
-"""``predict_file``: classify every record of a csv / tsv / jsonl / parquet / text file into jsonl / csv / tsv.
+"""``predict_file``: predict every record of a csv / tsv / jsonl / parquet / text file into jsonl / csv / tsv: a
+label and its score per record for a text-classification bundle, the record's entities for a token-classification
+one.
 
 Streams in chunks (memory stays flat on any input size), skips empty texts and reports them by line, and
 writes the output to a temporary sibling that is renamed into place only when everything succeeded. The local
@@ -9,21 +11,28 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
+from bertdeploy import tasks
+from bertdeploy.bundle import read_manifest
 from bertdeploy.errors import UserError
+from bertdeploy.runtime.entities import check_aggregation, check_ignore
 from bertdeploy.runtime.filejob import (
     ENGINES,
+    TOKENS,
     FileJob,
     PredictFileResult,
     ProgressFn,
     check_paths,
+    make_writer,
     open_output,
+    predict_rows,
     split_empty,
 )
 from bertdeploy.runtime.options import LoadOptions
 from bertdeploy.runtime.readers import check_input, count_rows, detect_format, iter_chunks
-from bertdeploy.runtime.writers import RowWriter, resolve_output_format
+from bertdeploy.runtime.writers import resolve_output_format
 
 
 def predict_file(
@@ -37,19 +46,27 @@ def predict_file(
     input_format: str | None = None,
     output_format: str | None = None,
     probabilities: bool = False,
+    aggregation: str | None = None,
+    ignore_labels: Sequence[str] | None = None,
     engine: str = "local",
     chunk_size: int = 4096,
     workers: int | None = None,
     progress: ProgressFn | None = None,
     **load_options: Any,
 ) -> PredictFileResult:
-    """Classify every record of ``input`` ("-": stdin) and write ``output`` ("-": stdout).
+    """Predict every record of ``input`` ("-": stdin) and write ``output`` ("-": stdout).
 
     ``options`` says how the bundle is loaded (variant, device, threads, batching); its fields may instead be
     given as keywords (``variant="fp32", threads=1``). Output rows carry the input's id column (``id_column``,
-    or a column named "id" when present) or the 1-based record number ("row"), the label, its score and with
-    ``probabilities`` one column per label. ``engine="ray"`` runs the same on Ray Data with ``workers`` actors
-    (one session each).
+    or a column named "id" when present) or the 1-based record number ("row"), then
+
+    * text classification: the label, its score and with ``probabilities`` one column per label;
+    * token classification: ``entities``, ``Tagger.predict``'s ``{entity_group, score, word, start, end}`` list
+      (in csv / tsv a JSON string column); ``aggregation`` (default ``simple``), ``ignore_labels`` (default
+      ``["O"]``; ``[]`` keeps all) as in the transformers pipeline. A jsonl / parquet record may hold pre-split
+      words (a list of strings): joined with single spaces, the offsets point into the joined text.
+
+    ``engine="ray"`` runs the same on Ray Data with ``workers`` actors (one session each).
     """
     for name, value in (("bundle", bundle), ("input", input), ("output", output)):
         if not isinstance(value, (str, os.PathLike)) or str(value) == "":
@@ -67,24 +84,32 @@ def predict_file(
     if options is not None and load_options:
         raise UserError(f"pass either options= or load keywords, not both ({', '.join(load_options)})")
     options = options or _options(load_options)
-    job = FileJob(
-        str(bundle),
-        input,
-        output,
-        detect_format(input, input_format),
-        resolve_output_format(output, output_format),
-        text_column,
-        id_column,
-        probabilities,
-        chunk_size,
-    )
-    check_paths(input, output, job.bundle)
+    formats = detect_format(input, input_format), resolve_output_format(output, output_format)
+    check_paths(input, output, str(bundle))
     check_input(input)
+    head = _head_options(bundle, probabilities, aggregation, ignore_labels)
+    job = FileJob(str(bundle), input, output, *formats, text_column, id_column, probabilities, chunk_size, **head)
     if engine == "ray":
         from bertdeploy.runtime.ray_engine import predict_file_ray
 
         return predict_file_ray(job, options, workers, progress)
     return _predict_local(job, options, progress)
+
+
+def _head_options(
+    bundle: str | os.PathLike[str], probabilities: bool, aggregation: Any, ignore_labels: Any
+) -> dict[str, Any]:
+    """The task of ``bundle`` and its output options, checked: each option belongs to one task."""
+    task = tasks.get(read_manifest(bundle).task, stage="predict").name
+    if task != TOKENS:
+        for name, value in (("aggregation", aggregation), ("ignore_labels", ignore_labels)):
+            if value is not None:
+                raise UserError(f"{name} applies to token-classification bundles; {bundle} is {task}")
+        return {"task": task}
+    if probabilities:
+        raise UserError(f"probabilities apply to text-classification bundles; {bundle} is {task} (rows hold entities)")
+    ignore = check_ignore(["O"] if ignore_labels is None else ignore_labels)
+    return {"task": task, "aggregation": check_aggregation(aggregation or "simple"), "ignore_labels": tuple(ignore)}
 
 
 def _options(given: dict[str, Any]) -> LoadOptions:
@@ -96,11 +121,10 @@ def _options(given: dict[str, Any]) -> LoadOptions:
 
 
 def _predict_local(job: FileJob, options: LoadOptions, progress: ProgressFn | None) -> PredictFileResult:
-    from bertdeploy.runtime.classifier import softmax
     from bertdeploy.runtime.loader import load_with
 
     clf = load_with(job.bundle, options)
-    result = PredictFileResult(job.input, job.output, "local", clf.variant.name, clf.providers)
+    result = PredictFileResult(job.input, job.output, "local", clf.variant.name, clf.providers, task=job.task)
     if job.fmt == "parquet":
         result.skipped_unit = "row"
     total = count_rows(job.input, job.fmt)
@@ -110,13 +134,12 @@ def _predict_local(job: FileJob, options: LoadOptions, progress: ProgressFn | No
         writer = None
         for chunk in iter_chunks(job.input, job.fmt, job.text_column, job.id_column, job.chunk_size):
             if writer is None:
-                writer = RowWriter(f, job.ofmt, chunk.key_name, clf.labels, job.probabilities)
-            texts, keys = split_empty(chunk, result)
+                writer = make_writer(f, job, chunk.key_name, clf.labels)
+            texts, keys = split_empty(chunk, result, job.words)
             if texts:
-                encoded = clf.encode(texts)
-                result.truncated += encoded.truncated
-                proba = softmax(clf.logits_encoded(encoded))
-                writer.write(keys, proba.argmax(axis=1), proba)
+                columns, truncated = predict_rows(clf, texts, job)
+                writer.write_columns(keys, columns)
+                result.truncated += truncated
                 result.rows += len(texts)
             done += len(chunk.texts)
             if progress is not None:

@@ -26,43 +26,46 @@ from bertdeploy.runtime.filejob import (
     FileJob,
     PredictFileResult,
     ProgressFn,
+    blank_columns,
+    make_writer,
     open_output,
+    predict_rows,
     split_empty,
 )
 from bertdeploy.runtime.options import LoadOptions
 from bertdeploy.runtime.readers import Chunk, count_rows, is_stream, iter_chunks
-from bertdeploy.runtime.writers import RowWriter
 
 _KEY = "__key"
 
 
 class RayPredictor:
-    """The actor: loads the bundle once, then classifies batches ({column: numpy array})."""
+    """The actor: loads the bundle once, then predicts batches ({column: numpy array}) into the job's columns
+    (:func:`~bertdeploy.runtime.filejob.predict_rows`, as the local engine)."""
 
-    def __init__(self, bundle: str, options: LoadOptions, text_column: str, id_column: str | None) -> None:
+    def __init__(self, job: FileJob, options: LoadOptions, text_column: str, id_column: str | None) -> None:
         from bertdeploy.runtime.loader import load_with
 
-        self.clf = load_with(bundle, options)
+        self.clf = load_with(job.bundle, options)
+        self.job = job
         self.text_column = text_column
         self.id_column = id_column
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from bertdeploy.runtime.classifier import softmax
-
-        raw = batch[self.text_column].tolist()
+        # a list column (pre-split words) arrives as numpy arrays: back to lists, as the local readers give them
+        raw = [v.tolist() if isinstance(v, np.ndarray) else v for v in batch[self.text_column].tolist()]
         n = len(raw)
         probe = PredictFileResult("", "", "ray", "", [])
-        texts, positions = split_empty(Chunk(texts=raw, keys=list(range(n)), lines=list(range(n))), probe)
-        labels = np.full(n, -1, dtype=np.int64)
-        proba = np.zeros((n, len(self.clf.labels)), dtype=np.float32)
+        chunk = Chunk(texts=raw, keys=list(range(n)), lines=list(range(n)))
+        texts, positions = split_empty(chunk, probe, self.job.words)
+        out = blank_columns(self.job, n, len(self.clf.labels))
+        out["ok"] = np.zeros(n, dtype=bool)
         truncated = 0
         if texts:
-            encoded = self.clf.encode(texts)
-            truncated = encoded.truncated
-            p = softmax(self.clf.logits_encoded(encoded))
-            proba[positions] = p
-            labels[positions] = p.argmax(axis=1)
-        out = {"label": labels, "proba": proba, "truncated": np.full(n, truncated, dtype=np.int64)}
+            columns, truncated = predict_rows(self.clf, texts, self.job)
+            for name, values in columns.items():
+                out[name][positions] = values
+            out["ok"][positions] = True
+        out["truncated"] = np.full(n, truncated, dtype=np.int64)
         out["variant"] = np.full(n, self.clf.variant.name)  # the driver reports what the actors really loaded
         out["first"] = np.zeros(n, dtype=bool)
         if n:
@@ -153,7 +156,7 @@ def _dataset(job: FileJob, options: LoadOptions, id_col: str | None, workers: in
     return ds.map_batches(
         RayPredictor,
         fn_constructor_kwargs={
-            "bundle": str(Path(job.bundle).resolve()),
+            "job": replace(job, bundle=str(Path(job.bundle).resolve())),
             "options": options,
             "text_column": "text" if job.fmt == "text" else job.text_column,
             "id_column": id_col,
@@ -185,28 +188,27 @@ def predict_file_ray(
     # Logical CPUs per actor: its thread count, minus room for the read tasks (ORT's threads are set apart).
     actor_cpus = max(0.1, min(float(threads), (cpus - READ_CPUS) / workers))
     id_col = None if key_name == "row" and job.id_column != "row" else key_name  # None: number the rows
-    result = PredictFileResult(job.input, job.output, "ray", "", [], skipped_unit="row")
+    result = PredictFileResult(job.input, job.output, "ray", "", [], skipped_unit="row", task=job.task)
     start = time.perf_counter()
     with _ray_data_settings():
         ds = _dataset(job, replace(options, threads=threads), id_col, workers, actor_cpus)
         with open_output(job.output) as f:
-            writer = RowWriter(f, job.ofmt, key_name, labels, job.probabilities)
+            writer = make_writer(f, job, key_name, labels)
             _write_batches(ds, job, writer, result, progress)
     result.seconds = time.perf_counter() - start
     result.providers = [f"{workers} Ray actor(s) x {threads} thread(s)"]
     return result
 
 
-def _write_batches(ds: Any, job: FileJob, writer: RowWriter, result: PredictFileResult, progress: Any) -> None:
+def _write_batches(ds: Any, job: FileJob, writer: Any, result: PredictFileResult, progress: Any) -> None:
     total = count_rows(job.input, job.fmt)
     row = 0
     for batch in ds.iter_batches(batch_size=job.chunk_size, batch_format="numpy"):
-        labels, proba = batch["label"], batch["proba"]
-        n = len(labels)
+        ok = batch["ok"]
+        n = len(ok)
         rows = np.arange(row + 1, row + n + 1)
         keys = batch[_KEY] if _KEY in batch else rows
         row += n
-        ok = labels >= 0
         for r in rows[~ok].tolist():
             result.skipped += 1
             if len(result.skipped_lines) < MAX_REPORTED:
@@ -215,7 +217,8 @@ def _write_batches(ds: Any, job: FileJob, writer: RowWriter, result: PredictFile
         if n and not result.variant:
             result.variant = str(batch["variant"][0])
         if ok.any():
-            writer.write(np.asarray(keys)[ok].tolist(), labels[ok], proba[ok])
+            columns = {name: batch[name][ok] for name in ("label", "proba", "entities") if name in batch}
+            writer.write_columns(np.asarray(keys)[ok].tolist(), columns)
             result.rows += int(ok.sum())
         if progress is not None:
             progress(row, total)

@@ -1,4 +1,5 @@
-"""Output writers for ``predict_file``: jsonl, csv or tsv rows of (id or row, label, score[, probabilities])."""
+"""Output writers for ``predict_file``: jsonl, csv or tsv rows of (id or row, label, score[, probabilities]) for a
+text-classification bundle, of (id or row, entities) for a token-classification one."""
 
 from __future__ import annotations
 
@@ -73,3 +74,47 @@ class RowWriter:
             lines.append(json.dumps(obj, ensure_ascii=False))
         if lines:
             self.f.write("\n".join(lines) + "\n")
+
+    def write_columns(self, keys: Sequence[Any], columns: dict[str, np.ndarray]) -> None:
+        """:meth:`write` from the columns :func:`bertdeploy.runtime.filejob.predict_rows` returns."""
+        self.write(keys, columns["label"], columns["proba"])
+
+
+def entities_json(entities: Sequence[Any]) -> str:
+    """One text's entities (:class:`~bertdeploy.runtime.entities.Entity`) as the JSON list a row holds: the
+    transformers pipeline's dicts, scores rounded to :data:`DECIMALS`."""
+    rows = []
+    for entity in entities:
+        row = entity.to_dict()
+        row["score"] = round(float(row["score"]), DECIMALS)
+        rows.append(row)
+    return json.dumps(rows, ensure_ascii=False)
+
+
+class EntityWriter:
+    """Writes one row per text of a token-classification bundle: ``{key: ..., "entities": [...]}`` in jsonl; in csv /
+    tsv the columns ``key, entities`` with the entity list as a JSON string (``json.loads`` reads it back)."""
+
+    def __init__(self, f: IO[str], fmt: str, key_name: str) -> None:
+        self.f = f
+        self.key_name = key_name
+        self._csv = None
+        if fmt in ("csv", "tsv"):
+            self._csv = csv.writer(f, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+            self._csv.writerow([key_name, "entities"])
+
+    def write(self, keys: Sequence[Any], entities: Sequence[str]) -> None:
+        """``entities``: per key, its entity list already as JSON (:func:`entities_json`)."""
+        if self._csv is not None:
+            self._csv.writerows([_plain(key), text] for key, text in zip(keys, entities, strict=True))
+            return
+        key = json.dumps(self.key_name, ensure_ascii=False)
+        lines = [
+            f'{{{key}: {json.dumps(_plain(k), ensure_ascii=False)}, "entities": {text}}}'
+            for k, text in zip(keys, entities, strict=True)
+        ]
+        if lines:
+            self.f.write("\n".join(lines) + "\n")
+
+    def write_columns(self, keys: Sequence[Any], columns: dict[str, np.ndarray]) -> None:
+        self.write(keys, columns["entities"].tolist())

@@ -1,5 +1,6 @@
-"""Serve a bundle over HTTP: an ASGI app (Starlette) with dynamic batching across requests, TEI-shaped
-``/predict``, ``/health``, ``/info`` and Prometheus ``/metrics``. Needs the ``serve`` extra (starlette, uvicorn,
+"""Serve a bundle over HTTP: an ASGI app (Starlette) with dynamic batching across requests, the Hugging Face
+Inference API of the bundle's task on ``/``, TEI-shaped ``/predict``, ``/health``, ``/info`` and Prometheus
+``/metrics``. Needs the ``serve`` extra (starlette, uvicorn,
 prometheus-client) beside an onnxruntime one; never torch / transformers / optimum.
 
     import bertdeploy.serve

@@ -1,4 +1,6 @@
-"""The ASGI app (Starlette): ``POST /predict`` (TEI shapes), ``GET /health``, ``GET /info``, ``GET /metrics``.
+"""The ASGI app (Starlette): ``POST /`` (the Hugging Face Inference API for the bundle's task), ``POST /predict``
+(TEI shapes), ``GET /health``, ``GET /info``, ``GET /metrics``. Both ``POST`` routes share the dynamic batcher; each
+request decodes its slice of a batch with its own parameters (:mod:`bertdeploy.serve.inference_api`).
 
 Every error is a JSON body ``{"error", "error_type"}``: a 4xx naming the problem for anything the client sent
 (408 for a body that does not arrive within ``body_timeout_s``), a 503 with ``Retry-After`` while loading, when the
@@ -27,11 +29,15 @@ from starlette.routing import Route
 from bertdeploy import __version__
 from bertdeploy.errors import UserError
 from bertdeploy.machine import versions
-from bertdeploy.runtime import Classifier, LoadOptions, load_with
+from bertdeploy.runtime import LoadOptions, Predictor, load_with
 from bertdeploy.serve.batcher import DynamicBatcher, NotReady, QueueFull
+from bertdeploy.serve.inference_api import Parsed, parse_inference, parse_tei
 from bertdeploy.serve.metrics import Metrics
 from bertdeploy.serve.options import ServeOptions, serving_load_options
-from bertdeploy.serve.protocol import RequestError, check_content_type, parse_json, parse_predict, render
+from bertdeploy.serve.protocol import RequestError, check_content_type, parse_json
+
+#: requests of more texts than this decode their answer on a worker thread instead of the event loop
+INLINE_DECODE_TEXTS = 8
 
 log = logging.getLogger("bertdeploy.serve")
 #: the status counted for a client that disconnected mid-body (nginx's "client closed request"; nobody reads it)
@@ -40,28 +46,29 @@ _VERSIONS = ("onnxruntime", "onnxruntime-gpu", "tokenizers", "numpy", "starlette
 
 
 def app(
-    bundle: str | os.PathLike[str] | Classifier,
+    bundle: str | os.PathLike[str] | Predictor,
     load: LoadOptions | None = None,
     options: ServeOptions | None = None,
 ) -> Starlette:
-    """The ASGI app serving ``bundle`` (a bundle folder, or an already loaded :class:`Classifier`).
+    """The ASGI app serving ``bundle`` (a bundle folder, or an already loaded runtime head: a ``Classifier`` or a
+    ``Tagger``).
 
     The model is loaded (and warmed up) on the batching thread when the app starts (its lifespan), so
     ``/health`` answers 503 until it is ready; stopping the app finishes the queued requests first. Mounted in
     another Starlette app (whose lifespan does not run a mounted app's), it starts on its first request instead.
 
     Args:
-        bundle: a folder written by ``bertdeploy export``, or a :class:`Classifier` (not closed by the app).
-        load: how to load the bundle (variant, device, threads, model batch size); ignored for a Classifier.
+        bundle: a folder written by ``bertdeploy export``, or a loaded head (not closed by the app).
+        load: how to load the bundle (variant, device, threads, model batch size); ignored for a loaded head.
             Default: :func:`~bertdeploy.serve.options.serving_load_options` (batch size 8, one stream per thread).
         options: limits and dynamic batching (:class:`ServeOptions`).
 
     Mount it in your own service (``Mount("/classifier", app=...)``) or run it: ``uvicorn.run(app(...))``.
     """
     options = options or ServeOptions()
-    if isinstance(bundle, Classifier):
+    if isinstance(bundle, Predictor):
         clf = bundle
-        loader: Callable[[], Classifier] = lambda: clf  # noqa: E731
+        loader: Callable[[], Predictor] = lambda: clf  # noqa: E731
         name, owned = str(clf.bundle), False
     else:
         load = serving_load_options(load)
@@ -70,7 +77,7 @@ def app(
     return _build(loader, name, options, owned)
 
 
-def _build(loader: Callable[[], Classifier], name: str, options: ServeOptions, owned: bool) -> Starlette:
+def _build(loader: Callable[[], Predictor], name: str, options: ServeOptions, owned: bool) -> Starlette:
     metrics = Metrics()
     batcher = DynamicBatcher(loader, options, metrics.observe, close_classifier=owned)
     service = _Service(batcher, metrics, options, name)
@@ -84,6 +91,7 @@ def _build(loader: Callable[[], Classifier], name: str, options: ServeOptions, o
             await run_in_threadpool(batcher.stop)
 
     routes = [
+        Route("/", service.inference, methods=["POST"]),
         Route("/predict", service.predict, methods=["POST"]),
         Route("/health", service.health, methods=["GET"]),
         Route("/info", service.info, methods=["GET"]),
@@ -116,23 +124,38 @@ class _Service:
         self.batcher, self.stats, self.options, self.name = batcher, metrics, options, name
 
     async def predict(self, request: Request) -> Response:
+        """``POST /predict``: TEI's shapes (entities per text for a token-classification bundle)."""
+        return await self._serve(request, "predict", parse_tei)
+
+    async def inference(self, request: Request) -> Response:
+        """``POST /``: the Hugging Face Inference API for the bundle's task."""
+        return await self._serve(request, "inference", parse_inference)
+
+    async def _serve(self, request: Request, endpoint: str, parse: Callable[[Any, int, Any], Parsed]) -> Response:
         self.batcher.start()  # a no-op once started: for an app mounted without its lifespan
         start, error_type = time.perf_counter(), None
         try:
             check_content_type(request.headers.get("content-type"))
             body = await self._body(request)
-            parsed = parse_predict(parse_json(body), self.options.max_request_texts)
-            logits = await self.batcher.submit(parsed.texts)
-            response: Response = JSONResponse(render(parsed, logits, self.batcher.classifier.labels))
+            predictor = self.batcher.classifier
+            if predictor is None:  # the request shapes depend on the bundle's task
+                raise NotReady(self.batcher.error or self.batcher.state)
+            parsed = parse(parse_json(body), self.options.max_request_texts, predictor)
+            outputs = await self.batcher.submit(parsed.texts)
+            if len(parsed.texts) > INLINE_DECODE_TEXTS:
+                answer = await run_in_threadpool(parsed.respond, outputs)
+            else:
+                answer = parsed.respond(outputs)
+            response: Response = JSONResponse(answer)
             self.stats.latency.observe(time.perf_counter() - start)
         except Exception as e:
-            response, error_type = self._failed(e)
+            response, error_type = self._failed(e, request.url.path)
         except asyncio.CancelledError:  # the drain timeout expired: answer instead of uvicorn's plain-text 500
             response, error_type = self._unavailable("the server stopped before answering; retry", "shutdown"), None
-        self._count("predict", response.status_code, error_type)
+        self._count(endpoint, response.status_code, error_type)
         return response
 
-    def _failed(self, e: Exception) -> tuple[Response, str]:
+    def _failed(self, e: Exception, path: str) -> tuple[Response, str]:
         """The JSON error answering a failed request, and its error type: 4xx for what the client sent, 503 while
         loading or overloaded, 499 for a client that went away mid-body, 500 (logged) for a backend failure."""
         if isinstance(e, RequestError):
@@ -144,10 +167,10 @@ class _Service:
         elif isinstance(e, NotReady):
             return self._unavailable(f"not ready: {e}", "unhealthy"), "unhealthy"
         elif isinstance(e, ClientDisconnect):  # one line, not uvicorn's traceback per stalled client
-            log.info("POST /predict: the client disconnected before sending its whole body")
+            log.info("POST %s: the client disconnected before sending its whole body", path)
             status, message, error_type = CLIENT_CLOSED, "the client disconnected mid-body", "disconnected"
         else:
-            log.exception("POST /predict failed (500): %s", type(e).__name__)
+            log.exception("POST %s failed (500): %s", path, type(e).__name__)
             status, message, error_type = 500, f"internal error ({type(e).__name__}); see the server log", "backend"
         return _error(status, message, error_type), error_type
 
@@ -195,6 +218,7 @@ class _Service:
         body: dict[str, Any] = {"bundle": self.name, "state": self.batcher.state, "version": __version__}
         if clf is not None:
             body.update(
+                task=clf.task.name,
                 variant=clf.variant.name,
                 precision=clf.variant.precision,
                 labels=clf.labels,

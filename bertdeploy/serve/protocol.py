@@ -83,6 +83,23 @@ def _kind(value: Any) -> str:
     )
 
 
+def parse_inputs(data: dict[str, Any], max_texts: int) -> tuple[list[str], bool]:
+    """The texts of a request's ``inputs`` (a string, or a list of at most ``max_texts``), and whether it was one
+    string; :class:`RequestError` naming the first bad one. Shared by ``/predict`` and the Inference API (``/``)."""
+    if "inputs" not in data:
+        raise RequestError(422, "the field 'inputs' is required (a string or a list of strings)")
+    inputs = data["inputs"]
+    if isinstance(inputs, str):
+        return [_text(inputs, "'inputs'")], True
+    if isinstance(inputs, list):
+        if not inputs:
+            raise RequestError(422, "'inputs' is an empty list")
+        if len(inputs) > max_texts:
+            raise RequestError(413, f"{len(inputs)} texts in one request; at most {max_texts} are accepted")
+        return [_text(v, f"inputs[{i}]") for i, v in enumerate(inputs)], False
+    raise RequestError(422, f"'inputs' is {_kind(inputs)}; send a string or a list of strings")
+
+
 def parse_predict(data: Any, max_texts: int) -> PredictRequest:
     """Validate a decoded ``/predict`` body; raise :class:`RequestError` naming the first problem."""
     if not isinstance(data, dict):
@@ -90,19 +107,7 @@ def parse_predict(data: Any, max_texts: int) -> PredictRequest:
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise RequestError(422, f"unknown field(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(FIELDS)}")
-    if "inputs" not in data:
-        raise RequestError(422, "the field 'inputs' is required (a string or a list of strings)")
-    inputs = data["inputs"]
-    if isinstance(inputs, str):
-        texts, single = [_text(inputs, "'inputs'")], True
-    elif isinstance(inputs, list):
-        if not inputs:
-            raise RequestError(422, "'inputs' is an empty list")
-        if len(inputs) > max_texts:
-            raise RequestError(413, f"{len(inputs)} texts in one request; at most {max_texts} are accepted")
-        texts, single = [_text(v, f"inputs[{i}]") for i, v in enumerate(inputs)], False
-    else:
-        raise RequestError(422, f"'inputs' is {_kind(inputs)}; send a string or a list of strings")
+    texts, single = parse_inputs(data, max_texts)
     top_k = data.get("top_k")
     if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
         raise RequestError(422, f"'top_k' must be an integer >= 1, got {json.dumps(top_k)}")

@@ -3,20 +3,14 @@
 // Prints {"labels": [...], "scores": [...], "input_ids": [[...], ...]} as JSON on stdout. The texts go through the
 // pipeline in one call (padded together), or one call per text with --one-by-one; input_ids are the tokenizer's
 // ids of each text alone, truncated as the pipeline truncates.
-import { readFileSync } from "node:fs";
-import path from "node:path";
-import { env, pipeline } from "@huggingface/transformers";
+import { bundlePipeline } from "./bundle.mjs";
 
-const [bundle, dtype, textsFile, mode] = process.argv.slice(2);
-if (!bundle || !dtype || !textsFile) {
-  console.error("usage: node classify.mjs BUNDLE DTYPE TEXTS.json [--one-by-one]");
-  process.exit(2);
-}
-const folder = path.resolve(bundle);
-env.allowRemoteModels = false;
-env.localModelPath = path.dirname(folder) + path.sep;
-const texts = JSON.parse(readFileSync(textsFile, "utf8"));
-const classify = await pipeline("text-classification", path.basename(folder), { dtype, device: "cpu" });
+const { pipe: classify, texts, rest } = await bundlePipeline(
+  "text-classification",
+  "node classify.mjs BUNDLE DTYPE TEXTS.json [--one-by-one]",
+  3,
+);
+const mode = rest[0];
 
 const results = [];
 if (mode === "--one-by-one") {
