@@ -110,13 +110,9 @@ def test_a_failing_request_fails_alone_and_its_batch_mates_get_their_answers(var
     post = lambda text: httpx.post(f"{url}/predict", json={"inputs": text, "top_k": 1}, timeout=60)  # noqa: E731
     try:
         with srv.running(asgi) as url, ThreadPoolExecutor(11) as pool:
-            blocker = pool.submit(post, "holds the worker")
-            srv._wait_metric(url, "bertdeploy_queue_depth", 0, lambda: len(faulty.batches) == 2)
-            answers = [pool.submit(post, t) for t in [*good[:4], "POISON", "REFUSE", *good[4:]]]
-            srv._wait_metric(url, "bertdeploy_queue_depth", 10)
-            release.set()
-            results = [a.result() for a in answers]
-            assert blocker.result().status_code == 200
+            sends = [lambda t=t: post(t) for t in [*good[:4], "POISON", "REFUSE", *good[4:]]]
+            held = lambda: len(faulty.batches) == 2  # noqa: E731
+            results = srv.in_one_batch(url, pool, release, held, lambda: post("holds the worker"), sends)
             metrics = httpx.get(f"{url}/metrics").text
     finally:
         release.set()

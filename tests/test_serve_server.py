@@ -131,6 +131,19 @@ def test_a_full_queue_answers_503_with_retry_after(varied_bundle):
         clf.close()
 
 
+def in_one_batch(url: str, pool, release, held, hold, sends) -> list:
+    """Send ``hold()`` (a request whose model call waits for ``release``); once ``held()``, send each of ``sends``
+    (they queue up behind it), then release: their results in order (the queued requests share one dynamic batch)."""
+    first = pool.submit(hold)
+    _wait_metric(url, "bertdeploy_queue_depth", 0, held)
+    futures = [pool.submit(send) for send in sends]
+    _wait_metric(url, "bertdeploy_queue_depth", len(sends))
+    release.set()
+    answers = [f.result() for f in futures]
+    assert first.result().status_code == 200
+    return answers
+
+
 def _wait_metric(url: str, name: str, value: float, also=lambda: True) -> None:
     deadline = time.monotonic() + 30
     while _metric(httpx.get(f"{url}/metrics").text, name) != value or not also():
