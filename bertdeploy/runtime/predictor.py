@@ -165,8 +165,11 @@ class Predictor:
         ):
             one = Encoded(ids=ids, offsets=np.zeros(1, dtype=np.int64), lengths=np.array([len(ids)]), truncated=0)
             batch = next(iter_batches(one, self.policy, self.max_length, self._specs, self._encoder.pad_id))
+            feed = batch.feed
+            if len(self.task.input_axes) == 3:  # multiple choice: [questions, choices, tokens]
+                feed = {name: value[:, None, :] for name, value in feed.items()}
             try:
-                self._run.probe(batch.feed)
+                self._run.probe(feed)
             except Exception as e:  # ONNX Runtime's own error types (InvalidArgument, RuntimeException, Fail)
                 said = str(e).split("Status Message:")[-1].strip().splitlines()[0]
                 said = ". ".join(said.rsplit(". ", 2)[-2:])[-160:] or type(e).__name__  # its last two sentences
