@@ -48,7 +48,7 @@ def test_entities_equal_the_transformers_pipeline(tiny_tagger_dir, tagger, aggre
     model = AutoModelForTokenClassification.from_pretrained(tiny_tagger_dir)
     pipe = pipeline("token-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(tiny_tagger_dir),
                     aggregation_strategy=aggregation)  # fmt: skip
-    ours = tagger.predict(TEXTS, aggregation=aggregation)
+    ours = tagger.predict(TEXTS, aggregation=aggregation, word_boundaries="tokenizer")
     for text, theirs, mine in zip(TEXTS, pipe(TEXTS), ours, strict=True):
         key = "entity" if aggregation == "none" else "entity_group"
         assert [(d[key], d["start"], d["end"]) for d in theirs] == [(e.entity_group, e.start, e.end) for e in mine]
@@ -71,6 +71,23 @@ def test_words_are_slices_of_the_raw_text_for_chinese_and_odd_spacing(tagger):
             covered |= set(range(e.start, e.end))
             end = e.end
         assert {i for i, c in enumerate(text) if not c.isspace()} <= covered
+
+
+def test_word_level_aggregation_follows_whitespace_words_by_default(tagger):
+    text = "the food-service was good,today 北京"
+    scores = tagger.scores([text])
+    tokens = tagger.decode(scores, aggregation="none", ignore_labels=None)[0]
+    assert [t.word for t in tokens] == ["the", "food", "-", "service", "was", "good", ",", "today", "北", "京"]
+    starts, ends = (
+        {0: "the", 4: "food-service", 17: "was", 21: "good,today", 32: "北", 33: "京"},
+        {3, 16, 20, 31, 33, 34},
+    )
+    tags = {t.start: t.entity_group for t in tokens}
+    for group in tagger.decode(scores, aggregation="first", ignore_labels=None)[0]:
+        assert group.start in starts and group.end in ends  # groups are made of whole whitespace words
+        assert tags[group.start].split("-", 1)[-1] == group.entity_group  # typed by the word's first token
+    with pytest.raises(UserError, match="word_boundaries must be one of whitespace, tokenizer"):
+        tagger.predict([text], word_boundaries="spaces")
 
 
 def test_pre_split_words_point_into_the_space_joined_text(tagger):

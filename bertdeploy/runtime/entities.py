@@ -21,6 +21,8 @@ import numpy as np
 # entities step of a token-classification repository, where Triton's Python backend runs it without bertdeploy.
 
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
+#: what a "word" is for the word-level aggregations (first / average / max)
+WORD_BOUNDARIES = ("whitespace", "tokenizer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,14 @@ def check_aggregation(aggregation: Any) -> str:
     if not isinstance(aggregation, str) or aggregation.lower() not in AGGREGATIONS:
         raise UserError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
     return aggregation.lower()
+
+
+def check_word_boundaries(value: Any) -> str:
+    if value not in WORD_BOUNDARIES:
+        from bertdeploy.errors import UserError
+
+        raise UserError(f"word_boundaries must be one of {', '.join(WORD_BOUNDARIES)}, got {value!r}")
+    return value
 
 
 def check_ignore(ignore_labels: Any) -> frozenset[str]:
@@ -104,6 +114,22 @@ def _words(words: np.ndarray) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
+
+
+def whitespace_words(text: str, spans: np.ndarray) -> np.ndarray:
+    """A word id per token where a word is a run of text without whitespace, each CJK character a word of its own
+    (how token-classification data splits sentences: ``top-rated`` and ``don't`` are one word, ``北京`` two)."""
+    n = len(spans)
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(1, n):
+        gap = text[int(spans[i - 1, 1]) : int(spans[i, 0])]
+        cjk = _is_cjk(text[int(spans[i, 0]) : int(spans[i, 0]) + 1]) or _is_cjk(text[int(spans[i - 1, 0])])
+        out[i] = out[i - 1] + (1 if cjk or any(c.isspace() for c in gap) else 0)
+    return out
+
+
 def aggregate(
     text: str,
     scores: np.ndarray,
@@ -112,9 +138,15 @@ def aggregate(
     labels: Sequence[str],
     aggregation: str = "simple",
     ignore: frozenset[str] = frozenset({"O"}),
+    word_boundaries: str = "whitespace",
 ) -> list[Entity]:
     """The entities of one text from its tokens (special tokens removed, in text order): ``scores`` the softmax
-    ``[tokens, labels]``, ``spans`` the ``[start, end)`` character offsets, ``words`` the word index of each."""
+    ``[tokens, labels]``, ``spans`` the ``[start, end)`` character offsets, ``words`` the tokenizer's word index of
+    each. ``word_boundaries`` says what a word is for ``first`` / ``average`` / ``max``: ``whitespace``
+    (:func:`whitespace_words`, the default: the words token-classification data is labelled on) or ``tokenizer``
+    (the tokenizer's pre-tokenized words, which also split at punctuation: the transformers pipeline's words)."""
+    if word_boundaries == "whitespace" and aggregation not in ("none", "simple"):
+        words = whitespace_words(text, spans)
     if aggregation in ("none", "simple"):
         best = scores.argmax(axis=1) if len(scores) else np.zeros(0, dtype=np.int64)
         top = scores[np.arange(len(best)), best].tolist()

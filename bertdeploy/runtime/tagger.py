@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from bertdeploy.errors import UserError
-from bertdeploy.runtime.entities import AGGREGATIONS, Entity, aggregate, check_aggregation, check_ignore
+from bertdeploy.runtime.entities import (
+    AGGREGATIONS,
+    Entity,
+    aggregate,
+    check_aggregation,
+    check_ignore,
+    check_word_boundaries,
+)
 from bertdeploy.runtime.heads import register
 from bertdeploy.runtime.predictor import SORT_WINDOW, Predictor, check_texts, unambiguous
 from bertdeploy.runtime.tokenize import TokenEncoded, TokenEncoder
@@ -117,15 +124,20 @@ class Tagger(Predictor):
         return parts[0] if len(parts) == 1 else TokenScores.concat(parts)
 
     def decode(  # type: ignore[override]
-        self, outputs: TokenScores, aggregation: str = "simple", ignore_labels: Sequence[str] | None = ("O",)
+        self,
+        outputs: TokenScores,
+        aggregation: str = "simple",
+        ignore_labels: Sequence[str] | None = ("O",),
+        word_boundaries: str = "whitespace",
     ) -> list[list[Entity]]:
         """Entities per text from :meth:`forward`'s scores (see :meth:`predict`)."""
         strategy = check_aggregation(aggregation)
         ignore = check_ignore(ignore_labels)
+        bounds = check_word_boundaries(word_boundaries)
         out = []
         for i, text in enumerate(outputs.texts):
             scores, spans, words = outputs.tokens(i)
-            out.append(aggregate(text, scores, spans, words, self.labels, strategy, ignore))
+            out.append(aggregate(text, scores, spans, words, self.labels, strategy, ignore, bounds))
         return out
 
     def scores(self, texts: Sequence[str] | Sequence[Words]) -> TokenScores:
@@ -139,6 +151,7 @@ class Tagger(Predictor):
         texts: Sequence[str] | Sequence[Words],
         aggregation: str = "simple",
         ignore_labels: Sequence[str] | None = ("O",),
+        word_boundaries: str = "whitespace",
     ) -> list[list[Entity]]:
         """The entities of each text: a list of :class:`Entity` per text, in text order.
 
@@ -150,10 +163,15 @@ class Tagger(Predictor):
                 (one :class:`Entity` per token, its tag in ``entity_group``) — the transformers pipeline's
                 ``aggregation_strategy``.
             ignore_labels: entity groups (tags for ``none``) left out; ``None`` keeps everything.
+            word_boundaries: what a word is for ``first`` / ``average`` / ``max``: ``whitespace`` (default: a run of
+                text without spaces, each CJK character its own word — the words token data is labelled on, so
+                ``top-rated`` gets one tag) or ``tokenizer`` (the tokenizer's words, split at punctuation too: what
+                the transformers pipeline does).
         """
         strategy = check_aggregation(aggregation)  # bad options fail before any work
         check_ignore(ignore_labels)
-        return self.decode(self.scores(texts), strategy, ignore_labels)
+        check_word_boundaries(word_boundaries)
+        return self.decode(self.scores(texts), strategy, ignore_labels, word_boundaries)
 
 
 def as_inputs(texts: Any) -> list[str]:
