@@ -50,6 +50,8 @@ def prepare_target(sweep: Any, target: Target, tdir: Path) -> tuple[Path, dict[s
     texts_file.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     entry = sweep.report.targets.setdefault(target.name, {})
     entry.update(_target_record(target, ev, lengths, dims))
+    if sequences is not None:  # windows (QA, long texts) or choices: what one timed record really runs
+        entry["timing"]["mean_sequences"] = sum(map(len, sequences)) / max(len(sequences), 1)
     return texts_file, dims
 
 

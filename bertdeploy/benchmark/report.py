@@ -180,13 +180,15 @@ def report_markdown(res: Report, rows: list[dict[str, Any]], plot_paths: dict[st
         ]
     out += peer_markdown(res, rows)
     for name, t in res.targets.items():
-        ev = t.get("eval") or {}
+        ev, timing = t.get("eval") or {}, t.get("timing") or {}
         trained = "trained" if t.get("trained") else "**untrained** (random weights: speed only, no accuracy)"
+        units = f"{task.unit}s"
+        seqs = f" in {timing['mean_sequences']:.2f} sequences" if timing.get("mean_sequences") else ""
         out += [f"## {name}", ""]
         out.append(
             f"{t.get('kind')} `{t.get('spec')}`, {trained}; max_length {t.get('max_length')}; evaluation: "
-            f"{ev.get('source')} [{ev.get('split')}], {ev.get('n')} texts; timed texts: "
-            f"{(t.get('timing') or {}).get('texts')} (mean {(t.get('timing') or {}).get('mean_tokens', 0):.1f} tokens)"
+            f"{ev.get('source')} [{ev.get('split')}], {ev.get('n')} {units}; timed {units}: "
+            f"{timing.get('texts')} (mean {timing.get('mean_tokens', 0):.1f} tokens{seqs})"
         )
         for note in t.get("notes") or []:
             out.append(f"- note: {note}")

@@ -318,7 +318,7 @@ def _row(c: Cell, t: dict[str, Any], g: Group, peak: float | None, metrics: list
         gpu_peak_mb=mem.get("gpu_peak_mb"),
         size_mb=info["bytes"] / 2**20 if info.get("bytes") else None,
         providers=",".join(info.get("providers") or []),
-        **{k: g.metrics.get(k) if trained else None for k in metrics},  # the task's metrics, its primary first
+        **{k: g.metrics.get(k) if trained else None for k in metrics},  # the task's metrics (primary first)
         agreement_torch=g.agreement_torch,
         max_abs_diff_torch=g.max_abs_diff_torch,
         agreement_source=g.agreement_source,

@@ -30,7 +30,7 @@ def _fp32_metric(mine: dict[tuple[str, str], list[dict[str, Any]]], metric: str)
     """The score the drop column is counted from: the runtime's fp32, else PyTorch fp32."""
     for key in (("bertdeploy", "fp32"), (REFERENCE_BACKEND, REFERENCE_DTYPE)):
         if mine.get(key) and mine[key][0].get(metric) is not None:
-            return mine[key][0][metric], engine_name(*key)
+            return mine[key][0][metric], " ".join(key)
     return None, ""
 
 
@@ -89,7 +89,8 @@ def peer_markdown(report: Report, rows: list[dict[str, Any]]) -> list[str]:
     sizes = list(found[0]["throughput"])
     unit = f"{task.unit}s/s"
     head = ["engine", *(title for _, title in task.columns), f"Δ vs {found[0]['delta_reference'] or 'fp32'}, points"]
-    head += ["= torch fp32", f"= {engine_name(*task.peer)}"]
+    separate = task.peer != (REFERENCE_BACKEND, REFERENCE_DTYPE)  # else "= peer" is "= torch fp32"
+    head += ["= torch fp32", *([f"= {engine_name(*task.peer)}"] if separate else [])]
     head += [f"{unit} b{bs}" for bs in sizes] + [f"× peer b{bs}" for bs in sizes]
     out = [f"## Against {peer}", "", *_legend(task, unit), ""]
     for target in dict.fromkeys(r["target"] for r in found):
@@ -97,11 +98,8 @@ def peer_markdown(report: Report, rows: list[dict[str, Any]]) -> list[str]:
         out += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
         for r in (r for r in found if r["target"] == target):
             cells = [r["engine"], *(_f(r["metrics"][k], "{:.4f}") for k, _ in task.columns)]
-            cells += [
-                _f(r["delta_points"], "{:+.2f}"),
-                _f(r["agreement_torch"], "{:.4f}"),
-                _f(r["agreement_peer"], "{:.4f}"),
-            ]
+            cells += [_f(r["delta_points"], "{:+.2f}"), _f(r["agreement_torch"], "{:.4f}")]
+            cells += [_f(r["agreement_peer"], "{:.4f}")] if separate else []
             cells += [_f(r["throughput"][bs], "{:.1f}") for bs in sizes]
             cells += [_f(r["vs_peer"][bs], "{:.2f}x") for bs in sizes]
             out.append("| " + " | ".join(cells) + " |")
@@ -113,7 +111,7 @@ def _legend(task: BenchTask, unit: str) -> list[str]:
     peer = engine_name(*task.peer) if task.peer else "peer"
     return [
         f"Per engine: the metrics on the evaluation split; Δ: {task.label} minus fp32's, in points (negative: lower); "
-        f"`= torch fp32` / `= {peer}`: share of {task.agreement}, the reference being PyTorch fp32 / {peer}; "
+        f"`= torch fp32` (`= {peer}`): share of {task.agreement}, the reference being PyTorch fp32 ({peer}); "
         f"{unit} end to end (tokenization, windows and post-processing included) at each batch size, best padding "
         "of each engine; × peer: that throughput / the peer's at the same batch size.",
     ]
@@ -132,5 +130,6 @@ def _references(report: Report, target: str, task: BenchTask) -> list[str]:
     ev = (report.targets.get(target) or {}).get("eval") or {}
     lines = [f"Evaluated on {ev.get('source')} [{ev.get('split')}], {ev.get('n')} {task.unit}s."]
     if found:
-        lines.append("Before the bench (word-level seqeval for token classification): " + "; ".join(found) + ".")
+        how = " (seqeval on word tags)" if task.name == "token-classification" else ""
+        lines.append(f"Before the bench{how}: " + "; ".join(found) + ".")
     return [*lines, ""]
