@@ -109,7 +109,7 @@ def test_token_outputs_title_the_metric_and_report_the_peer(token_sweep):
     ours = next(r for r in rows if r["engine"] == "fp32")
     assert pipe["vs_peer"] == {1: 1.0, 2: 1.0}
     assert ours["vs_peer"][2] == pytest.approx(ours["throughput"][2] / pipe["throughput"][2])
-    assert ours["delta_points"] == 0.0 and ours["delta_reference"] == "bertdeploy fp32"
+    assert ours["delta_points"] == {"f1": 0.0} and ours["delta_reference"] == "bertdeploy fp32"
 
 
 def test_token_pick_uses_entity_f1(token_sweep):
@@ -165,6 +165,11 @@ def test_qa_report_and_pick(qa_sweep):
     report = (qa_sweep.output / "report.md").read_text()
     assert "| F1 | EM |" in report and "questions whose answer span" in report and "q/s, largest batch" in report
     assert "## Against the transformers pipeline (pipeline fp32)" in report and "questions/s b1" in report
+    assert "| Δ F1 vs bertdeploy fp32 | Δ EM vs bertdeploy fp32 |" in report
+    int8 = next(r for r in peer_rows(qa_sweep.report) if r["engine"] == "qint8")
+    fp32 = next(r for r in peer_rows(qa_sweep.report) if r["engine"] == "fp32")
+    em = int8["metrics"]["exact_match"] - fp32["metrics"]["exact_match"]
+    assert int8["delta_points"]["exact_match"] == pytest.approx(100 * em)
     assert qa_sweep.pick["metric"] == "f1" and "f1_drop" in qa_sweep.pick
 
 

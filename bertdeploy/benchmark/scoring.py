@@ -49,6 +49,8 @@ class BenchTask:
     """What agreement counts: "the share of ..." (for the report)."""
     export_agreement: bool = True
     """The export gate's parity counts agreement the same way (its record stands in where PyTorch did not run)."""
+    deltas: tuple[str, ...] = ()
+    """The metrics whose change against fp32 the peer section shows (default: the primary one)."""
 
     @property
     def spec(self) -> tasks.TaskSpec:
@@ -62,6 +64,12 @@ class BenchTask:
     @property
     def label(self) -> str:
         return self.columns[0][1]
+
+    @property
+    def delta_columns(self) -> tuple[tuple[str, str], ...]:
+        """(key, title) of the metrics shown as a change against fp32."""
+        keys = self.deltas or (self.metric,)
+        return tuple(c for c in self.columns if c[0] in keys)
 
     @property
     def logits(self) -> bool:
@@ -91,6 +99,7 @@ BENCH_TASKS: dict[str, BenchTask] = {
         "question",
         ("pipeline", "fp32"),
         "questions whose answer span (start, end) equals the reference's",
+        deltas=("f1", "exact_match"),
     ),
     CHOICE: BenchTask(
         CHOICE,

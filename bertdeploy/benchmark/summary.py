@@ -26,17 +26,22 @@ def _best(rows: list[dict[str, Any]], bs: int) -> float | None:
     return max(values) if values else None
 
 
-def _fp32_metric(mine: dict[tuple[str, str], list[dict[str, Any]]], metric: str) -> tuple[float | None, str]:
-    """The score the drop column is counted from: the runtime's fp32, else PyTorch fp32."""
+def _fp32_row(mine: dict[tuple[str, str], list[dict[str, Any]]], metric: str) -> tuple[dict[str, Any], str]:
+    """The row the Δ columns are counted from: the runtime's fp32, else PyTorch fp32 (with a score)."""
     for key in (("bertdeploy", "fp32"), (REFERENCE_BACKEND, REFERENCE_DTYPE)):
         if mine.get(key) and mine[key][0].get(metric) is not None:
-            return mine[key][0][metric], " ".join(key)
-    return None, ""
+            return mine[key][0], " ".join(key)
+    return {}, ""
+
+
+def _delta(row: dict[str, Any], base: dict[str, Any], key: str) -> float | None:
+    a, b = row.get(key), base.get(key)
+    return round(100 * (a - b), 4) if a is not None and b is not None else None
 
 
 def peer_rows(report: Report, rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """One dict per (target, engine) with ``metrics``, ``delta_points`` (its primary metric minus that of
-    ``delta_reference``, the runtime's fp32 or else PyTorch fp32, in points), ``agreement_torch``,
+    """One dict per (target, engine) with ``metrics``, ``delta_points`` (``{metric: its value minus that of
+    delta_reference}``, the runtime's fp32 or else PyTorch fp32, in points), ``agreement_torch``,
     ``agreement_peer``, ``throughput`` ``{batch: records/s}`` and ``vs_peer`` ``{batch: ratio}``; [] when the task
     names no peer."""
     task = bench_task(report.task)
@@ -50,18 +55,17 @@ def peer_rows(report: Report, rows: list[dict[str, Any]] | None = None) -> list[
         for r in ok:
             if r["target"] == target:
                 mine.setdefault((r["backend"], r["variant"]), []).append(r)
-        base, base_name = _fp32_metric(mine, task.metric)
+        base, base_name = _fp32_row(mine, task.metric)
         peer = mine.get(task.peer, [])
         for (backend, variant), cells in mine.items():
             first = cells[0]
-            score = first.get(task.metric)
             throughput = {bs: _best(cells, bs) for bs in sizes}
             ratios = {bs: _ratio(throughput[bs], _best(peer, bs)) for bs in sizes}
             out.append({
                 "target": target,
                 "engine": engine_name(backend, variant),
                 "metrics": {k: first.get(k) for k, _ in task.columns},
-                "delta_points": round(100 * (score - base), 4) if base is not None and score is not None else None,
+                "delta_points": {k: _delta(first, base, k) for k, _ in task.delta_columns},
                 "delta_reference": base_name,
                 "agreement_torch": first.get("agreement_torch"),
                 "agreement_peer": first.get("agreement_peer") if (backend, variant) != task.peer else 1.0,
@@ -88,7 +92,8 @@ def peer_markdown(report: Report, rows: list[dict[str, Any]]) -> list[str]:
     peer = f"{PEER_NAMES.get(task.peer[0], task.peer[0])} ({engine_name(*task.peer)})"
     sizes = list(found[0]["throughput"])
     unit = f"{task.unit}s/s"
-    head = ["engine", *(title for _, title in task.columns), f"Δ vs {found[0]['delta_reference'] or 'fp32'}, points"]
+    versus = found[0]["delta_reference"] or "fp32"
+    head = ["engine", *(title for _, title in task.columns), *(f"Δ {t} vs {versus}" for _, t in task.delta_columns)]
     separate = task.peer != (REFERENCE_BACKEND, REFERENCE_DTYPE)  # else "= peer" is "= torch fp32"
     head += ["= torch fp32", *([f"= {engine_name(*task.peer)}"] if separate else [])]
     head += [f"{unit} b{bs}" for bs in sizes] + [f"× peer b{bs}" for bs in sizes]
@@ -98,7 +103,8 @@ def peer_markdown(report: Report, rows: list[dict[str, Any]]) -> list[str]:
         out += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
         for r in (r for r in found if r["target"] == target):
             cells = [r["engine"], *(_f(r["metrics"][k], "{:.4f}") for k, _ in task.columns)]
-            cells += [_f(r["delta_points"], "{:+.2f}"), _f(r["agreement_torch"], "{:.4f}")]
+            cells += [_f(r["delta_points"][k], "{:+.2f}") for k, _ in task.delta_columns]
+            cells += [_f(r["agreement_torch"], "{:.4f}")]
             cells += [_f(r["agreement_peer"], "{:.4f}")] if separate else []
             cells += [_f(r["throughput"][bs], "{:.1f}") for bs in sizes]
             cells += [_f(r["vs_peer"][bs], "{:.2f}x") for bs in sizes]
@@ -110,7 +116,7 @@ def peer_markdown(report: Report, rows: list[dict[str, Any]]) -> list[str]:
 def _legend(task: BenchTask, unit: str) -> list[str]:
     peer = engine_name(*task.peer) if task.peer else "peer"
     return [
-        f"Per engine: the metrics on the evaluation split; Δ: {task.label} minus fp32's, in points (negative: lower); "
+        f"Per engine: the metrics on the evaluation split; Δ: the metric minus fp32's, in points (negative: lower); "
         f"`= torch fp32` (`= {peer}`): share of {task.agreement}, the reference being PyTorch fp32 ({peer}); "
         f"{unit} end to end (tokenization, windows and post-processing included) at each batch size, best padding "
         "of each engine; × peer: that throughput / the peer's at the same batch size.",

@@ -265,7 +265,8 @@ def _peers(report: Any, rows: list[dict[str, Any]]) -> None:
         ratios = ", ".join(f"b{bs} {_f(x, '{:.2f}x')}" for bs, x in r["vs_peer"].items())
         console.print(
             f"{r['target']} {r['engine']}: {task.label} {_f(r['metrics'][task.metric], '{:.4f}')} "
-            f"(Δ fp32 {_f(r['delta_points'], '{:+.2f}')} pt), = torch fp32 {_f(r['agreement_torch'], '{:.3f}')}, "
+            f"(Δ fp32 {_f(r['delta_points'].get(task.metric), '{:+.2f}')} pt), "
+            f"= torch fp32 {_f(r['agreement_torch'], '{:.3f}')}, "
             f"= {engine_name(*task.peer)} {_f(r['agreement_peer'], '{:.3f}')}; vs {engine_name(*task.peer)}: {ratios}"
         )
 
