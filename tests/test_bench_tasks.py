@@ -183,6 +183,17 @@ def test_qa_block_in_a_worker_subprocess(tmp_path, tiny_qa_bundle, tiny_qa_dir):
     assert row["agreement_source"] == "export" and row["agreement_torch"] == 1.0  # the gate's span agreement
 
 
+def test_compare_on_the_task_metric(token_sweep, qa_sweep):
+    from bertdeploy.benchmark import compare
+
+    c = compare(token_sweep.output, token_sweep.output)
+    assert c.metric == "f1" and {r["f1_delta"] for r in c.rows} == {0.0}
+    r = CliRunner().invoke(cli, ["bench", "compare", str(token_sweep.output), str(token_sweep.output)])
+    assert r.exit_code == 0 and "Δf1" in r.output
+    with pytest.raises(UserError, match="A holds token-classification results and B question-answering results"):
+        compare(token_sweep.output, qa_sweep.output)
+
+
 # ---------------------------------------------------------------------------------------- multiple choice
 def test_multiple_choice_sweep(tmp_path, tiny_mc_bundle, tiny_mc_dir):
     from bertdeploy.runtime import load
