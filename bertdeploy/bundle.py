@@ -16,12 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bertdeploy import tasks, variants
-from bertdeploy.errors import UserError
+from bertdeploy.errors import UserError, outside_stacklevel
 from bertdeploy.outputs import atomic_dir, atomic_file, check_output_dir, usual_modes, write_json
 
 __all__ = [  # the atomic writers live in bertdeploy.outputs; re-exported here, where callers have found them
@@ -101,6 +103,9 @@ class Manifest:
     tokenizer_file: str = "tokenizer.json"
     model_inputs: list[str] = field(default_factory=lambda: ["input_ids", "attention_mask"])
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, str] | None = None
+    """sha256 of every other file of the bundle (tokenizer, config, ...): relative path -> hex digest; None for a
+    bundle exported before bertdeploy recorded them (:func:`verify_files`)."""
     raw: dict[str, Any] = field(default_factory=dict)
 
     def variant(self, name: str) -> Variant:
@@ -120,6 +125,9 @@ class Manifest:
         if self.variants:
             return self.variants[0]
         raise UserError("the bundle has no accepted variant")
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
@@ -185,8 +193,14 @@ def _manifest_fields(raw: dict[str, Any], root: Path) -> dict[str, Any]:
     rejected = raw.get("rejected", [])
     if not isinstance(rejected, list) or not all(isinstance(r, dict) for r in rejected):
         raise UserError(f"rejected must be a list of objects, got {_short(rejected)}")
-    return dict(labels=list(labels), max_length=max_length, variants=found, task=task,
-                tokenizer_file=tokenizer_file, model_inputs=list(inputs), rejected=list(rejected))  # fmt: skip
+    files = raw.get("files")
+    if files is not None:
+        if not isinstance(files, dict) or not all(isinstance(v, str) and _SHA256.match(v) for v in files.values()):
+            raise UserError(f"files must map file names to sha256 hex digests, got {_short(files)}")
+        for rel in files:
+            resolve_inside(root, rel, "file")
+    return dict(labels=list(labels), max_length=max_length, variants=found, task=task, tokenizer_file=tokenizer_file,
+                model_inputs=list(inputs), rejected=list(rejected), files=files)  # fmt: skip
 
 
 def read_manifest(bundle: str | os.PathLike[str]) -> Manifest:
@@ -229,3 +243,35 @@ def verify_variant(bundle: str | os.PathLike[str], variant: Variant) -> Path:
             f"variant {variant.name!r}: sha256 mismatch for {path} (file changed since export; re-export the bundle)"
         )
     return path
+
+
+def file_digests(bundle: str | os.PathLike[str], skip: list[str]) -> dict[str, str]:
+    """The manifest's ``files``: relative path -> sha256 of every file of the bundle except the manifest and the
+    variant files in ``skip`` (their entries hold their own sha256)."""
+    root = Path(bundle)
+    left_out = {MANIFEST_NAME, *skip}
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() not in left_out)
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in paths}
+
+
+def verify_files(bundle: str | os.PathLike[str], manifest: Manifest) -> None:
+    """Check the sha256 of the bundle's other files (tokenizer, config, ...; the variants: :func:`verify_variant`).
+    A bundle exported before bertdeploy recorded them loads with one warning."""
+    if manifest.files is None:
+        warnings.warn(
+            f"bundle {bundle} has no sha256 for its tokenizer and config (exported by an older bertdeploy): they are "
+            "not verified; re-export it to have them checked",
+            UserWarning,
+            stacklevel=outside_stacklevel(),
+        )
+        return
+    if manifest.tokenizer_file not in manifest.files:
+        raise UserError(f"bundle {bundle}: the manifest has no sha256 for its tokenizer file {manifest.tokenizer_file}")
+    for rel, digest in manifest.files.items():
+        path = resolve_inside(bundle, rel, "file")
+        if not path.is_file():
+            raise UserError(f"bundle {bundle}: file missing: {rel} (the manifest lists it)")
+        if sha256_file(path) != digest:
+            raise UserError(
+                f"bundle {bundle}: sha256 mismatch for {rel} (file changed since export; re-export the bundle)"
+            )

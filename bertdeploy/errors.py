@@ -3,6 +3,9 @@ bundle): the CLI prints its message as one line on stderr and exits with code 2.
 
 from __future__ import annotations
 
+import os
+import sys
+
 #: top-level module -> the extra that installs it (README "Install"). A ``ModuleNotFoundError`` for one of
 #: these is a missing install profile, not a bug.
 EXTRA_OF_MODULE = {
@@ -95,3 +98,15 @@ def missing_extra(error: ImportError, needed_for: str = "") -> MissingExtraError
     if not isinstance(error, ModuleNotFoundError) or extra is None:
         return None
     return _missing(top, extra, needed_for)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def outside_stacklevel() -> int:
+    """The ``warnings.warn`` stacklevel (for the function calling this one) that points a warning at the first
+    caller outside bertdeploy (generated code such as a dataclass ``__init__`` skipped too)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE) or frame.f_code.co_filename[0] == "<"):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -12,7 +12,9 @@
   the same kind (:data:`KINDS`: a bundle manifest, a run's ``train_config.json``, a bench ``results.json``);
   anything else is a :class:`UserError` naming what is in the way. An output never is, contains or lies inside an
   input (:func:`check_inputs`).
-- **Disk errors.** A full disk, a quota or a read-only file system while writing is one :class:`UserError` line.
+- **Disk errors.** A full disk, a quota or a read-only file system while writing is one :class:`UserError` line
+  (:mod:`bertdeploy.disk`).
+- **Special files.** An output that is a pipe or a character device is written in place (:func:`atomic_file`).
 
 Standard library only: the runtime depends on it.
 """
@@ -20,23 +22,22 @@ Standard library only: the runtime depends on it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertdeploy.disk import disk_errors
 from bertdeploy.errors import UserError
 
 #: in the name of every temporary file / folder bertdeploy creates, followed by ``-PID``
 TAG = "bertdeploy"
-#: errno values that mean "the disk said no", shown as one line instead of a traceback
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 @dataclass(frozen=True)
@@ -152,43 +153,10 @@ def scratch_dir(kind: str) -> Iterator[Path]:
     same kind (their process is gone) are removed first."""
     sweep_scratch(kind)
     with (
-        disk_errors("scratch files", probe=tempfile.gettempdir()),
         tempfile.TemporaryDirectory(prefix=_scratch_prefix(kind)) as tmp,
+        disk_errors(f"scratch files in {tempfile.gettempdir()}", probe=tmp, only_here=True),  # before the cleanup
     ):
         yield Path(tmp)
-
-
-#: below this many free bytes a failed write is blamed on the full disk (libraries that write through their own
-#: I/O, such as safetensors or torch.save, raise their own error types instead of OSError(ENOSPC))
-NEARLY_FULL = 1 << 20
-
-
-def nearly_full(path: str | os.PathLike[str]) -> bool:
-    """True when the file system holding ``path`` (or its nearest existing parent) has almost no space left."""
-    probe = Path(path)
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        st = os.statvfs(probe)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < NEARLY_FULL
-
-
-@contextlib.contextmanager
-def disk_errors(what: str | os.PathLike[str], probe: str | os.PathLike[str] | None = None) -> Iterator[None]:
-    """Turn a full disk / quota / read-only file system inside the block into one :class:`UserError` line; with
-    ``probe`` (a folder written to), any error raised while that file system is full counts as one too."""
-    try:
-        yield
-    except UserError:
-        raise
-    except Exception as e:
-        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
-            raise UserError(f"cannot write {what}: {os.strerror(e.errno)}") from None
-        if probe is not None and nearly_full(probe):
-            raise UserError(f"cannot write {what}: {os.strerror(errno.ENOSPC)}") from None
-        raise
 
 
 def check_inputs(output: str | os.PathLike[str], inputs: Iterable[Any], what: str = "output") -> None:
@@ -271,9 +239,41 @@ def _temp_prefix(target: Path) -> str:
     return f".{target.name}.{TAG}-{os.getpid()}."
 
 
+def special_kind(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file nor a folder (symlinks followed): "pipe" (a
+    FIFO, a shell's ``<(...)``, ``/dev/stdout`` on a pipe), "device" (a character device: ``/dev/null``, a
+    terminal; or any file reached through ``/dev/`` or ``/proc/``, such as ``/dev/stdout`` redirected to a file),
+    "block device" or "socket"; else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    kinds = (
+        (stat.S_ISFIFO, "pipe"),
+        (stat.S_ISCHR, "device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), None)
+    if kind is None and stat.S_ISREG(mode) and os.path.abspath(path).startswith(("/dev/", "/proc/")):
+        return "device"  # /dev/stdout onto a redirected file: written through the descriptor, never replaced
+    return kind
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it into place on success, delete it on failure."""
+    """Yield a temporary sibling of ``path``; rename it into place on success, delete it on failure.
+
+    A pipe or a character device (``mkfifo out.jsonl``, ``/dev/null``, ``/dev/stdout``) is written in place
+    instead: renaming over it would replace it with a regular file, and its reader would get nothing. A block device
+    or a socket is refused."""
+    kind = special_kind(path)
+    if kind in ("block device", "socket"):
+        raise UserError(f"refusing to write to {path}: it is a {kind}")
+    if kind is not None:
+        with disk_errors(path):
+            yield Path(path)
+        return
     target = _real(path)
     with disk_errors(path, probe=target.parent):
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -297,6 +297,44 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 
 
 @contextlib.contextmanager
+def staging_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary sibling folder of ``path`` (``.NAME.bertdeploy-PID.XXXX.tmp``, on the same file system, so that
+    what is built there can be renamed into place), removed afterwards unless it was renamed away. The leftovers of
+    writers of ``path`` that no longer run are swept first (:func:`sweep_siblings`)."""
+    target = _real(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_siblings(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _park(target: Path) -> Path:
+    """Move ``target`` aside as ``.NAME.bertdeploy-PID.old`` (put back by :func:`sweep_siblings` after a kill)."""
+    old = target.with_name(f".{target.name}.{TAG}-{os.getpid()}.old")
+    os.replace(target, old)
+    return old
+
+
+def install_dir(folder: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
+    """Rename the finished ``folder`` (a sibling of ``path``, e.g. from :func:`staging_dir`) to ``path``. An existing
+    ``path`` is parked for the instant between the two renames, then removed: a kill there leaves it parked, and the
+    next writer of ``path`` puts it back. True when an existing folder was replaced. The one mechanism of every
+    folder bertdeploy replaces (bundles, runs, bench results, Triton model folders)."""
+    target = _real(path)
+    if not os.path.lexists(target):
+        os.replace(folder, target)
+        return False
+    old = _park(target)
+    os.replace(folder, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+@contextlib.contextmanager
 def atomic_dir(
     path: str | os.PathLike[str], overwrite: bool = False, kind: str | None = None, inputs: Iterable[Any] = ()
 ) -> Iterator[Path]:
@@ -308,21 +346,9 @@ def atomic_dir(
     """
     check_output_dir(path, overwrite, kind=kind, inputs=inputs)
     target = _real(path)
-    with disk_errors(path, probe=target.parent):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        sweep_siblings(target)
-        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
-        try:
-            yield tmp
-            usual_modes(tmp)
-            if target.exists():
-                check_output_dir(path, overwrite, kind=kind)  # it may have changed while the block ran
-                old = target.with_name(f".{target.name}.{TAG}-{os.getpid()}.old")
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    with disk_errors(path, probe=target.parent), staging_dir(target) as tmp:
+        yield tmp
+        usual_modes(tmp)
+        if target.exists():
+            check_output_dir(path, overwrite, kind=kind)  # it may have changed while the block ran
+        install_dir(tmp, target)

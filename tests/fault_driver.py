@@ -11,6 +11,11 @@ a precise place instead of a timed one. The points:
 - ``export-build``: while a variant other than fp32 is built (scratch folder and temporary bundle exist)
 - ``export-manifest``: just before the manifest is written into the temporary bundle
 - ``predict-write``: after the first chunk of predictions went into the temporary output
+- ``package-triton-swap``: after an existing model folder was parked (renamed to ``*.old``) for replacement, before
+  the new one is renamed in
+- ``package-wheel-pip``: while ``pip wheel`` runs, once it has made its temporary folders; SIGKILL goes to the whole
+  process group (pip included: what a job scheduler or ``kill -9 -PGID`` does), so start the driver in a session
+  of its own
 """
 
 from __future__ import annotations
@@ -83,8 +88,39 @@ def _install(point: str, sig: signal.Signals) -> None:
                 _die(sig)
 
         writers.RowWriter.write = dying_write
+    elif point == "package-triton-swap":
+        replace = os.replace
+
+        def dying_replace(src, dst, *a, **k):
+            replace(src, dst, *a, **k)
+            if str(dst).endswith(".old"):  # a folder was just parked for replacement
+                _die(sig)
+
+        os.replace = dying_replace
+    elif point == "package-wheel-pip":
+        _install_pip_kill(sig)
     else:
         raise SystemExit(f"unknown kill point {point!r}")
+
+
+def _install_pip_kill(sig: signal.Signals) -> None:
+    import subprocess
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from bertdeploy.package import wheel
+
+    def dying_run(cmd, env=None, **kw):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        scratch = Path((env or {}).get("TMPDIR") or tempfile.gettempdir())
+        while proc.poll() is None and not any(p.name.startswith("pip-") for p in scratch.iterdir()):
+            time.sleep(0.01)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.killpg(os.getpgid(0), sig)
+
+    wheel.subprocess.run = dying_run
 
 
 def main() -> None:

@@ -42,6 +42,13 @@ def ws(tmp_path_factory, tiny_model_dir, tiny_data_dir, tiny_bundle) -> dict[str
         "empty.csv": "",
         "blank.csv": 'text\n""\n" "\n',
         "header_only.csv": "text\n",
+        "surrogate.jsonl": '{"text": "fine"}\n{"text": "lone \\ud800 here"}\n',
+        "open_quote.csv": 'text\n"hello\nworld\n',
+        "after_quote.csv": 'text,label\n"a"b,c\n',
+        "extra_field.csv": "text,label\nhello,positive\nworld,neutral,extra\n",
+        "long_id.jsonl": '{"id": ' + "1" * 5001 + ', "text": "fine"}\n',
+        "deep.jsonl": '{"text": "fine", "x": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+        "surrogate_id.jsonl": '{"id": "a\\udc00", "text": "fine"}\n',
     }
     for name, text in files.items():
         (w / name).write_text(text, encoding="utf-8")
@@ -208,6 +215,27 @@ CLI_CASES = {
     "predict only blank texts": ([*PREDICT[:3], "{w}/blank.csv", *PREDICT[4:]], "no non-empty text"),
     "predict not UTF-8": ([*PREDICT[:3], "{w}/latin1.csv", *PREDICT[4:]], "is not UTF-8 text"),
     "predict no arguments": (["predict"], "Missing argument 'BUNDLE'"),
+    # ---- issue 25: no input is silently misread
+    "predict JSONL lone surrogate": (
+        [*PREDICT[:3], "{w}/surrogate.jsonl", *PREDICT[4:]],
+        "the text at line 2 holds a lone surrogate U+D800 at character 5",
+    ),  # fmt: skip
+    "predict CSV quote never closed": (
+        [*PREDICT[:3], "{w}/open_quote.csv", *PREDICT[4:]],
+        "malformed csv at line 3: unexpected end of data (a quote that is never closed)",
+    ),  # fmt: skip
+    "predict CSV text after a quote": ([*PREDICT[:3], "{w}/after_quote.csv", *PREDICT[4:]], "',' expected after"),
+    "predict CSV more fields than the header": (
+        [*PREDICT[:3], "{w}/extra_field.csv", *PREDICT[4:]],
+        "record 2 (ending on line 3) has 3 fields, the header 2",
+    ),  # fmt: skip
+    "predict JSONL 5001-digit id": ([*PREDICT[:3], "{w}/long_id.jsonl", *PREDICT[4:]], ":1: unreadable JSON (Exceeds"),
+    "predict JSONL nested 100k deep": ([*PREDICT[:3], "{w}/deep.jsonl", *PREDICT[4:]], ":1: JSON nested too deeply"),
+    "predict input is a folder": ([*PREDICT[:3], "{notes}", *PREDICT[4:]], "input is a folder, not a file"),
+    "predict JSONL id lone surrogate": (
+        [*PREDICT[:3], "{w}/surrogate_id.jsonl", *PREDICT[4:]],
+        "the id at line 1 holds a lone surrogate U+DC00 at character 1",
+    ),  # fmt: skip
     # ---- bench options
     "bench --batch-sizes a": ([*BENCH, "--batch-sizes", "a"], "bad value for batch_sizes"),
     "bench --batch-sizes 0": ([*BENCH, "--batch-sizes", "0"], "batch sizes must be positive"),
@@ -215,6 +243,7 @@ CLI_CASES = {
     "bench --min-seconds nan": ([*BENCH, "--min-seconds", "nan"], "min_seconds must be a finite number"),
     "bench --max-seconds 0": ([*BENCH, "--max-seconds", "0"], "max_seconds > 0"),
     "bench --threads 0": ([*BENCH, "--threads", "0"], "threads must be >= 1"),
+    "bench --threads 1000000": ([*BENCH, "--threads", "1000000"], "(the CPUs this process may use), got 1000000"),
     "bench --seed -1": ([*BENCH, "--seed", "-1"], "seed must be >= 0"),
     "bench --backends onnx": ([*BENCH, "--backends", "onnx"], "unknown backend 'onnx'"),
     "bench --variants bogus": ([*BENCH, "--variants", "bogus"], "unknown variant 'bogus'"),
@@ -253,6 +282,8 @@ def test_cli_bad_input_is_one_line_exit_2_and_changes_nothing(ws, name):
 
 
 def _api_cases(bundle: str) -> dict:
+    import pandas as pd
+
     from bertdeploy.benchmark import BenchConfig
     from bertdeploy.exporter import ExportConfig
     from bertdeploy.runtime import LoadOptions, load_with, predict_file
@@ -294,6 +325,12 @@ def _api_cases(bundle: str) -> dict:
         "predict_iter(None)": (lambda: list(clf.predict_iter(None)), "texts must be an iterable of strings"),
         "predict_iter(chunk_size=0)": (lambda: list(clf.predict_iter(["a"], chunk_size=0)), "chunk_size must be"),
         "predict_iter([1])": (lambda: list(clf.predict_iter(iter([1]))), "text #0 is int"),
+        "predict(lone surrogate)": (lambda: clf.predict(["ok", "a\ud800"]), "text #1 holds a lone surrogate U+D800"),
+        "predict_proba(lone surrogate)": (lambda: clf.predict_proba("\udfff"), "text #0 holds a lone surrogate"),
+        "predict_iter(lone surrogate)": (lambda: list(clf.predict_iter(["\ud83d"])), "holds a lone surrogate"),
+        "predict(dict)": (lambda: clf.predict({"good": 1}), "texts is a dict (a mapping): its keys or its values?"),
+        "predict_iter(dict)": (lambda: list(clf.predict_iter({"good": 1})), "(a mapping)"),
+        "predict(DataFrame)": (lambda: clf.predict(pd.DataFrame({"x": ["a"]})), "DataFrame without a 'text' column"),
         "predict_file(None, ...)": (lambda: predict_file(None, str(good), out), "bundle must be a path"),
         "predict_file(input=5)": (lambda: predict_file(bundle, 5, out), "input must be a path"),
         "predict_file(chunk_size=True)": (lambda: predict_file(bundle, str(good), out, chunk_size=True), "chunk_size"),
@@ -414,6 +451,9 @@ def test_manifest_escapes_are_refused(tiny_bundle, tmp_path):
         ({"tokenizer": "tokenizer.json"}, "tokenizer must be an object"),
         ({"model_inputs": 5}, "model_inputs must be a non-empty list of strings"),
         ({"rejected": 5}, "rejected must be a list of objects"),
+        ({"files": 5}, "files must map file names to sha256 hex digests"),
+        ({"files": {"config.json": "abc"}}, "files must map file names to sha256 hex digests"),
+        ({"files": {"../outside.json": "0" * 64}}, "file '../outside.json' resolves to"),
         ({"v:file": 5}, "file must be str"),
         ({"v:sha256": 5}, "sha256 must be str"),
         ({"v:bytes": "1"}, "bytes must be int"),

@@ -142,17 +142,24 @@ def test_predict_killed_midway(tmp_path, tiny_bundle, sig):
     assert _names(tmp_path) == ["in.csv", "preds.jsonl", "tmp"]
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 200 kB tmpfs (root only; skipped where mounting is not allowed)."""
+def small_disk(tmp_path: Path, size: str):
+    """A tmpfs of ``size`` at ``tmp_path/full`` (root only; skips the test where mounting is not allowed)."""
     mnt = tmp_path / "full"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mnt)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True
+    ).returncode:
         pytest.skip("cannot mount a small tmpfs here")
     try:
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 200 kB tmpfs."""
+    yield from small_disk(tmp_path, "200k")
 
 
 def test_a_full_disk_is_one_error_line(tmp_path, full_disk, tiny_bundle, tiny_model_dir, tiny_data_dir):

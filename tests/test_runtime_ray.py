@@ -48,6 +48,16 @@ def test_ray_equals_local(varied_bundle, tmp_path, local_ray):
     assert (tmp_path / "l.csv").read_text() == (tmp_path / "r.csv").read_text()
 
 
+def test_more_workers_than_the_cluster_has_cpus_are_refused(varied_bundle, tmp_path, local_ray):
+    from bertdeploy.errors import UserError
+
+    src = tmp_path / "in.txt"
+    src.write_text("good day\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"workers must be <= 2 \(the CPUs of the Ray cluster\), got 3"):
+        predict_file(varied_bundle, str(src), str(tmp_path / "o.jsonl"), engine="ray", workers=3, threads=1)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 def test_ray_equals_local_for_a_token_bundle(tiny_token_bundle, tmp_path, local_ray):
     """Entities: the same rows, byte for byte, from raw texts (csv) and from pre-split words (jsonl)."""
     texts = [" ".join(words) for words, _ in tiny_token_sentences(120, seed=5)]

@@ -131,6 +131,19 @@ def test_a_full_queue_answers_503_with_retry_after(varied_bundle):
         clf.close()
 
 
+def in_one_batch(url: str, pool, release, held, hold, sends) -> list:
+    """Send ``hold()`` (a request whose model call waits for ``release``); once ``held()``, send each of ``sends``
+    (they queue up behind it), then release: their results in order (the queued requests share one dynamic batch)."""
+    first = pool.submit(hold)
+    _wait_metric(url, "bertdeploy_queue_depth", 0, held)
+    futures = [pool.submit(send) for send in sends]
+    _wait_metric(url, "bertdeploy_queue_depth", len(sends))
+    release.set()
+    answers = [f.result() for f in futures]
+    assert first.result().status_code == 200
+    return answers
+
+
 def _wait_metric(url: str, name: str, value: float, also=lambda: True) -> None:
     deadline = time.monotonic() + 30
     while _metric(httpx.get(f"{url}/metrics").text, name) != value or not also():
@@ -176,16 +189,17 @@ from helpers import SlowClassifier
 from bertdeploy.runtime import load
 from bertdeploy.serve import ServeOptions, asgi
 clf = load({bundle!r}, variant="fp32", threads=1)
-app = asgi._build(lambda: SlowClassifier(clf, delay=1.5), "slow", ServeOptions(), True)
-uvicorn.run(app, host="127.0.0.1", port={port}, timeout_graceful_shutdown=30)
+app = asgi._build(lambda: SlowClassifier(clf, delay={delay}), "slow", ServeOptions(), True)
+uvicorn.run(app, host="127.0.0.1", port={port}, timeout_graceful_shutdown={drain})
 """
 
 
-def test_sigterm_finishes_the_requests_in_flight_then_exits(varied_bundle):
+def sigterm_in_flight(bundle, delay: float, drain: float) -> tuple[httpx.Response, str]:
     """uvicorn as ``bertdeploy serve`` runs it (``serve()`` calls ``uvicorn.run(app(...))``), over a model whose
-    calls take 1.5 s, so that SIGTERM arrives while the request is in flight."""
+    calls take ``delay`` s, so that SIGTERM arrives while a request is in flight: its answer and the server's
+    stderr."""
     port = _free_port()
-    script = _SLOW_SERVER.format(tests=str(REPO / "tests"), bundle=str(varied_bundle), port=port)
+    script = _SLOW_SERVER.format(tests=str(REPO / "tests"), bundle=str(bundle), port=port, delay=delay, drain=drain)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -195,14 +209,19 @@ def test_sigterm_finishes_the_requests_in_flight_then_exits(varied_bundle):
         def in_flight() -> None:
             nonlocal pending
             pending = pool.submit(httpx.post, f"{url}/predict", json={"inputs": ["in flight", "too"]}, timeout=30)
-            _wait_metric(url, "bertdeploy_queue_wait_seconds_count", 1)  # its 1.5 s model call has begun
+            _wait_metric(url, "bertdeploy_queue_wait_seconds_count", 1)  # its model call has begun
 
         err = _sigterm(proc, url, before=in_flight)
         response = pending.result()
-    assert response.status_code == 200 and len(response.json()) == 2
-    assert "Waiting for connections to close" in err
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/health", timeout=2)
+    return response, err
+
+
+def test_sigterm_finishes_the_requests_in_flight_then_exits(varied_bundle):
+    response, err = sigterm_in_flight(varied_bundle, delay=1.5, drain=30)
+    assert response.status_code == 200 and len(response.json()) == 2
+    assert "Waiting for connections to close" in err
 
 
 def test_bertdeploy_serve_stops_on_sigterm(varied_bundle):
@@ -214,6 +233,7 @@ def test_bertdeploy_serve_stops_on_sigterm(varied_bundle):
         assert httpx.post(f"{url}/predict", json={"inputs": "hello"}).status_code == 200
 
     assert "Application shutdown complete" in _sigterm(proc, url, before=one_request)
+    assert proc.returncode == 0, "a drained server stopped as asked: exit 0 (README: serve and SIGTERM)"
 
 
 @pytest.mark.parametrize(

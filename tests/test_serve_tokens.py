@@ -16,7 +16,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 huggingface_hub = pytest.importorskip("huggingface_hub")
 
-from test_serve_server import _metric, _wait_metric, running  # noqa: E402
+from test_serve_server import _metric, in_one_batch, running  # noqa: E402
 
 from bertdeploy.runtime import LoadOptions, load  # noqa: E402
 from bertdeploy.runtime.classifier import softmax  # noqa: E402
@@ -205,13 +205,10 @@ def test_concurrent_requests_share_one_batch_and_each_decodes_with_its_own_param
 
     try:
         with running(asgi) as url, ThreadPoolExecutor(len(plans) + 1) as pool:
-            first = pool.submit(httpx.post, f"{url}/predict", json={"inputs": "holds the worker"}, timeout=60)
-            _wait_metric(url, "bertdeploy_queue_depth", 0, lambda: asgi.state.batcher.classifier.calls == 2)
-            futures = [pool.submit(post, url, i) for i in range(len(plans))]
-            _wait_metric(url, "bertdeploy_queue_depth", len(plans))
-            release.set()
-            answers = [f.result() for f in futures]
-            assert first.result().status_code == 200
+            hold = lambda: httpx.post(f"{url}/predict", json={"inputs": "holds the worker"}, timeout=60)  # noqa: E731
+            held = lambda: asgi.state.batcher.classifier.calls == 2  # noqa: E731
+            sends = [lambda i=i: post(url, i) for i in range(len(plans))]
+            answers = in_one_batch(url, pool, release, held, hold, sends)
             metrics = httpx.get(f"{url}/metrics").text
     finally:
         release.set()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from bertdeploy import variants as variant_table
 from bertdeploy.config import Config, accuracy_points, budget_field
 from bertdeploy.errors import UserError
+from bertdeploy.machine import usable_cpus
 
 BACKENDS = ("bertdeploy", "torch", "pipeline", "ortmodel", "openvino")
 PADDINGS = ("static", "dynamic", "bucketed")
@@ -113,6 +114,8 @@ class BenchConfig(Config):
             raise UserError(f"max_length must be between 8 and 8192, got {self.max_length}")
         if self.threads is not None and self.threads < 1:
             raise UserError("threads must be >= 1")
+        if self.threads is not None and self.threads > usable_cpus():  # a result must hold the threads it names
+            raise UserError(f"threads must be <= {usable_cpus()} (the CPUs this process may use), got {self.threads}")
         for key in ("min_seconds", "max_seconds", "gemm_seconds", "pick_tolerance"):
             if not math.isfinite(getattr(self, key)) or getattr(self, key) < 0:
                 raise UserError(f"{key} must be a finite number >= 0, got {getattr(self, key)}")

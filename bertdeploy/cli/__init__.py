@@ -4,6 +4,7 @@ and render its result. One small module per command (``bertdeploy/cli/<command>.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -14,14 +15,15 @@ from bertdeploy.errors import UserError, missing_extra
 class _Group(click.Group):
     """Turns a :class:`UserError`, a bad option, a full disk and a missing optional dependency (the commands import
     the heavy stack lazily: the line names the extra) into one line on stderr and exit code 2; SIGTERM is handled like
-    Ctrl-C (``cli/signals.py``): exit 143, resp. 130, after the cleanup ran."""
+    Ctrl-C (``cli/signals.py``): exit 143, resp. 130, after the cleanup ran. A warning is one ``warning:`` line."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         from bertdeploy.cli.signals import Terminated, sigterm_as_interrupt
-        from bertdeploy.outputs import DISK_ERRNOS
+        from bertdeploy.disk import DISK_ERRNOS
 
         try:
-            with sigterm_as_interrupt():
+            with sigterm_as_interrupt(), warnings.catch_warnings():
+                warnings.showwarning = _warning_line
                 return super().invoke(ctx)
         except UserError as e:
             click.echo(f"error: {e}", err=True)
@@ -33,7 +35,8 @@ class _Group(click.Group):
         except OSError as e:
             if e.errno not in DISK_ERRNOS:
                 raise
-            click.echo(f"error: {e.strerror}: {e.filename or 'while writing'}", err=True)
+            where = e.filename2 or e.filename or "while writing"  # a copy's destination, not its source
+            click.echo(f"error: {e.strerror}: {where}", err=True)
             ctx.exit(2)
         except ImportError as e:
             missing = missing_extra(e, f"bertdeploy {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "")
@@ -44,6 +47,11 @@ class _Group(click.Group):
         except KeyboardInterrupt as e:
             click.echo("terminated" if isinstance(e, Terminated) else "interrupted", err=True)
             ctx.exit(143 if isinstance(e, Terminated) else 130)
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """A warning as one ``warning:`` line on stderr (not Python's two lines of file, line number and source)."""
+    click.echo(f"warning: {str(message).strip()}", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

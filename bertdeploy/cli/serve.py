@@ -38,6 +38,8 @@ from bertdeploy.errors import require_extra
 @click.option("--batching/--no-batching", default=True, show_default=True, help="Dynamic batching across requests.")
 @click.option("--max-request-texts", type=int, default=64, show_default=True, help="Texts per request (413 above).")
 @click.option("--max-body-bytes", type=int, default=1 << 20, show_default=True, help="Request body size (413 above).")
+@click.option("--body-timeout", type=float, default=10.0, show_default=True, help="Seconds to send a body (408 after).")
+@click.option("--max-connections", type=int, default=1024, show_default=True, help="Per worker; more get a 503.")
 @click.option("--drain-timeout", type=float, default=30.0, show_default=True, help="Seconds to finish on SIGTERM.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
 @click.option("--allow-fallback", is_flag=True, help="Run on the CPU (with a warning) if the GPU does not attach.")
@@ -52,12 +54,16 @@ def command(
     batching: bool,
     max_request_texts: int,
     max_body_bytes: int,
+    body_timeout: float,
+    max_connections: int,
     drain_timeout: float,
     access_log: bool,
     **load_options: Any,
 ) -> None:
     """Serve BUNDLE over HTTP: POST / (the Hugging Face Inference API of the bundle's task), POST /predict
     (text-embeddings-inference shapes; entities for a token-classification bundle), GET /health, /info, /metrics.
+
+    SIGTERM (or Ctrl-C) drains the requests in flight and exits 0: the normal way to stop a server.
 
     \b
     bertdeploy serve models/emotion --port 8080
@@ -75,6 +81,7 @@ def command(
         batching=batching,
         max_request_texts=max_request_texts,
         max_body_bytes=max_body_bytes,
+        body_timeout_s=body_timeout,
     )
     serve(
         bundle,
@@ -85,4 +92,5 @@ def command(
         workers=workers,
         drain_timeout=drain_timeout,
         access_log=access_log,
+        max_connections=max_connections,
     )

@@ -79,11 +79,13 @@ def rejected_entries(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Stamp format + time, write ``bertdeploy.json``, re-read it with the runtime's reader."""
+    """Stamp format + time and the sha256 of every file besides the variants (tokenizer, config: ``files``), write
+    ``bertdeploy.json``, re-read it with the runtime's reader."""
     manifest = {
         "format": bundle_mod.FORMAT,
         "format_version": bundle_mod.FORMAT_VERSION,
         **manifest,
+        "files": bundle_mod.file_digests(root, [v["file"] for v in manifest.get("variants", [])]),  # the rest
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     bundle_mod.write_json(root / bundle_mod.MANIFEST_NAME, manifest)

@@ -18,7 +18,9 @@ logits: :mod:`bertdeploy.package.triton_tokens`.
 
 Only these three model folders are ours: other models in ``REPO`` are left alone, and ours are replaced only with
 ``overwrite=True``. Everything is built in a temporary sibling of ``REPO`` and renamed into place, one whole model
-folder at a time (the whole repository at once when ``REPO`` did not exist).
+folder at a time (the whole repository at once when ``REPO`` did not exist), by the outputs module's one mechanism
+(:func:`bertdeploy.outputs.install_dir`): after a kill -9 the next run sweeps the temporary sibling and puts back a
+model folder that was parked for replacement.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 from bertdeploy import bundle as _bundle
 from bertdeploy import tasks, variants
 from bertdeploy.errors import UserError
+from bertdeploy.outputs import disk_errors, install_dir, staging_dir, sweep_siblings
 from bertdeploy.package import triton_tokenizer, triton_tokens
 from bertdeploy.package.pbtxt import Enum, render
 
@@ -252,6 +254,7 @@ def _write_models(
 ) -> tuple[list[TensorSpec], TensorSpec]:
     """Write our model folders into ``stage``; returns the graph's inputs and output."""
     source = _bundle.verify_variant(root, chosen)
+    _bundle.verify_files(root, manifest)  # the tokenizer copied below
     inputs, output = graph_io(source, len(manifest.labels), manifest.task)
     tokens = _per_token(manifest)
     onnx_dir, tok_dir, ens_dir = (stage / name for name in options.models)
@@ -303,19 +306,13 @@ def _per_token(manifest: _bundle.Manifest) -> bool:
 
 
 def _install(stage: Path, repo: Path, names: tuple[str, ...]) -> list[str]:
-    """Move the staged model folders into ``repo`` (the whole stage when ``repo`` does not exist yet)."""
+    """Move the staged model folders into ``repo`` (the whole stage when ``repo`` does not exist yet), each with
+    :func:`~bertdeploy.outputs.install_dir`: a kill between parking an old model folder and renaming the new one in
+    leaves the old one parked beside it, and the next run puts it back."""
     if not repo.exists():
         os.replace(stage, repo)
         return []
-    replaced = []
-    for name in names:
-        target = repo / name
-        if target.exists():
-            old = stage / f".{name}.old"
-            os.replace(target, old)
-            replaced.append(name)
-        os.replace(stage / name, target)
-    return replaced
+    return [name for name in names if install_dir(stage / name, repo / name)]
 
 
 def default_name(bundle: str | os.PathLike[str]) -> str:
@@ -365,17 +362,15 @@ def triton_repository(
     repo = Path(output)
     if repo.exists() and not repo.is_dir():
         raise UserError(f"repository path exists and is a file: {repo}")
+    for model in ours:  # a killed run's parked model folder goes back first (then it is "taken")
+        sweep_siblings(repo / model)
     taken = [m for m in ours if (repo / m).exists()]
     if taken and not overwrite:
         raise UserError(f"{repo} already holds {', '.join(taken)} (pass --overwrite to replace them)")
-    repo.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", suffix=".tmp", dir=repo.parent))
-    try:
+    with disk_errors(repo, probe=repo.parent), staging_dir(repo) as stage:
         inputs, out = _write_models(stage, root, manifest, chosen, options)
         _bundle.usual_modes(stage)
         replaced = _install(stage, repo, ours)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     entities = options.entities if tokens else None
     return TritonRepository(
         repo, options.models, chosen.name, inputs, out, options.kind, replaced, manifest.task, entities

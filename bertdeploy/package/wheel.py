@@ -6,11 +6,14 @@ the bundle (all its variants, or the ones asked for, with their manifest entries
 ``manifest``. Its only dependency is the light runtime, ``bertdeploy[cpu]`` (``[gpu]`` with ``gpu=True``).
 
 It is built by setuptools, through ``pip wheel --no-build-isolation --no-deps`` on a generated project (no
-network), in a temporary folder inside ``output``; the finished wheel is renamed into place.
+network), in a temporary folder ``.PACKAGE.bertdeploy-PID.XXXX.tmp`` inside ``output`` that also holds pip's own
+temporary files; the finished wheel is renamed into place. After a kill -9 the next build of the same package
+sweeps that folder; a full disk is one error line naming ``output``.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import keyword
 import os
@@ -18,7 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from pathlib import Path
 from bertdeploy import __version__ as _bertdeploy_version
 from bertdeploy import bundle as _bundle
 from bertdeploy.errors import UserError
+from bertdeploy.outputs import disk_errors, staging_dir
 from bertdeploy.package import model_package
 
 _DIST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
@@ -107,7 +110,9 @@ def _copy_bundle(root: Path, dest: Path, manifest: _bundle.Manifest, chosen: lis
     raw = dict(manifest.raw)
     raw["variants"] = [v for v in raw.get("variants", []) if v.get("file") in keep]
     (dest / _bundle.MANIFEST_NAME).write_text(json.dumps(raw, indent=2, default=str) + "\n", encoding="utf-8")
-    for variant in _bundle.read_manifest(dest).variants:
+    copied = _bundle.read_manifest(dest)
+    _bundle.verify_files(dest, copied)
+    for variant in copied.variants:
         _bundle.verify_variant(dest, variant)
 
 
@@ -123,16 +128,27 @@ def _write_project(
     (project / "pyproject.toml").write_text(text, encoding="utf-8")
 
 
-def _pip_wheel(project: Path, out: Path) -> Path:
+#: what pip / setuptools print when the disk is full (they wrap the OSError in "Failed building wheel")
+_FULL = ("No space left on device", "[Errno 28]", "Disk quota exceeded", "[Errno 122]")
+
+
+def _pip_wheel(project: Path, out: Path, scratch: Path) -> Path:
+    """``pip wheel`` of ``project`` into ``out``; pip's and setuptools' temporary files go to ``scratch`` (inside
+    our staging folder, so that a kill leaves nothing in ``$TMPDIR``: the next run sweeps the staging folder)."""
     import importlib.util
 
     if importlib.util.find_spec("setuptools") is None:
         raise UserError("building a wheel needs setuptools: pip install setuptools")
+    scratch.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(scratch), "TEMP": str(scratch), "TMP": str(scratch)}
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q"]
-    done = subprocess.run([*cmd, "-w", str(out), str(project)], capture_output=True, text=True, check=False)
+    done = subprocess.run([*cmd, "-w", str(out), str(project)], capture_output=True, text=True, check=False, env=env)
     wheels = sorted(out.glob("*.whl"))
     if done.returncode != 0 or len(wheels) != 1:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        said = done.stderr or done.stdout
+        if any(sign in said for sign in _FULL):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out))
+        tail = said.strip().splitlines()[-5:]
         raise RuntimeError("pip wheel failed:\n" + "\n".join(tail))
     return wheels[0]
 
@@ -191,19 +207,16 @@ def build_wheel(
     requires = [f"bertdeploy[{'gpu' if gpu else 'cpu'}]>={_bertdeploy_version}"]
     labels = ", ".join(manifest.labels)
     summary = f"A {manifest.task} model packaged by bertdeploy ({len(manifest.labels)} labels: {labels[:200]})"
-    out.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".bertdeploy-wheel-", dir=out))
-    try:
+    # the staging folder .PACKAGE.bertdeploy-PID.XXXX.tmp in OUTPUT: swept by the next build of PACKAGE after a kill
+    with disk_errors(out, probe=out), staging_dir(out / package) as stage:
         project = stage / "project"
         _copy_bundle(root, project / "src" / package / "bundle", manifest, chosen)
         _write_project(project, distribution, package, version, requires, summary)
-        built = _pip_wheel(project, stage / "dist")
+        built = _pip_wheel(project, stage / "dist", stage / "tmp")
         if built.name != target.name:  # pragma: no cover - setuptools names wheels this way
             raise RuntimeError(f"setuptools wrote {built.name}, expected {target.name}")
         _check_wheel(built, package, chosen)
         _bundle.usual_modes(built)
         os.replace(built, target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     packaged = [v.name for v in chosen]
     return ModelWheel(target, distribution, package, version, packaged, requires, target.stat().st_size)

@@ -16,7 +16,8 @@ import numpy as np
 from bertdeploy import tasks
 from bertdeploy.bundle import atomic_file
 from bertdeploy.errors import UserError
-from bertdeploy.outputs import check_inputs
+from bertdeploy.outputs import check_inputs, special_kind
+from bertdeploy.runtime.predictor import invalid_unicode
 from bertdeploy.runtime.readers import Chunk
 from bertdeploy.runtime.writers import EntityWriter, RowWriter, entities_json
 
@@ -84,7 +85,8 @@ def split_empty(chunk: Chunk, result: PredictFileResult, words: bool = False) ->
     The rule for texts (the same as the API's, :func:`bertdeploy.runtime.predictor.check_texts`): an empty or
     blank text, a missing one (JSON ``null``, a parquet null) is never predicted: it is skipped and its line
     recorded in ``result``. A value that is not a string (a JSON number, list or object; a numeric parquet
-    column) is a :class:`UserError` naming its line; ``str`` subclasses are taken as text. With ``words`` (a
+    column) and a text, word or id that is not valid Unicode (a lone surrogate from a JSON ``"\\ud800"``) are a
+    :class:`UserError` naming its line; ``str`` subclasses are taken as text. With ``words`` (a
     token-classification bundle) a list of strings is a pre-split sentence: an empty list is skipped like an
     empty text, a list holding anything but non-blank strings is an error naming its line.
     """
@@ -108,6 +110,10 @@ def split_empty(chunk: Chunk, result: PredictFileResult, words: bool = False) ->
             if len(result.skipped_lines) < MAX_REPORTED:
                 result.skipped_lines.append(line)
             continue
+        for what, value in (("text", text), ("id", key)):
+            for part in value if isinstance(value, list) else [value]:
+                if isinstance(part, str) and (wrong := invalid_unicode(part)) is not None:
+                    raise UserError(f"{result.input}: the {what} at {result.skipped_unit} {line} {wrong}")
         texts.append(text if type(text) in (str, list) else str(text))
         keys.append(key)
     return texts, keys
@@ -132,10 +138,13 @@ def open_output(path: str) -> Iterator[IO[str]]:
 
 
 def check_paths(input: str, output: str, bundle: str | None = None) -> None:
-    """The output must not be the input nor lie inside the bundle; its folder must exist and be writable."""
+    """The output must not be the input nor lie inside the bundle; its folder must exist and be writable (a pipe or
+    a device is written in place); stdin / stdout must be open when they are used."""
+    if output == "-" and sys.stdout is None:
+        raise UserError("stdout is closed: nowhere to write --output -")
     if input != "-" and output != "-" and Path(input).resolve() == Path(output).resolve():
         raise UserError("output would overwrite the input; choose another --output")
-    if output != "-":
+    if output != "-" and special_kind(output) is None:
         check_inputs(output, [bundle], "output")
         parent = Path(output).resolve().parent
         if not parent.is_dir():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from bertdeploy import tasks
@@ -32,7 +31,7 @@ from bertdeploy.runtime.filejob import (
     split_empty,
 )
 from bertdeploy.runtime.options import LoadOptions
-from bertdeploy.runtime.readers import count_rows, detect_format, iter_chunks
+from bertdeploy.runtime.readers import check_input, count_rows, detect_format, iter_chunks
 from bertdeploy.runtime.writers import resolve_output_format
 
 
@@ -87,8 +86,7 @@ def predict_file(
     options = options or _options(load_options)
     formats = detect_format(input, input_format), resolve_output_format(output, output_format)
     check_paths(input, output, str(bundle))
-    if input != "-" and not Path(input).is_file():
-        raise UserError(f"input not found: {input}")
+    check_input(input)
     head = _head_options(bundle, probabilities, aggregation, ignore_labels)
     job = FileJob(str(bundle), input, output, *formats, text_column, id_column, probabilities, chunk_size, **head)
     if engine == "ray":

@@ -76,6 +76,7 @@ def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Any:
     tokenizer_path = _bundle.resolve_inside(root, manifest.tokenizer_file, "tokenizer file")
     if not tokenizer_path.is_file():
         raise UserError(f"bundle {root} has no tokenizer file {manifest.tokenizer_file}")
+    _bundle.verify_files(root, manifest)  # the tokenizer and config are checked like the variant's ONNX file
     head = head_for(manifest.task)  # an unknown or unsupported task fails before any session is built
     encoder = head.make_encoder(tokenizer_path, manifest.max_length)
     target = _session.resolve_device(name)
@@ -94,7 +95,14 @@ def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Any:
         built = _build(root, manifest, options, target, device_id, options.allow_fallback)
     chosen, sess, config = built
     streams = options.streams or 1
-    return head(root, manifest, chosen, sess, encoder, options.policy, device_id, config.cpu_arena, streams)
+    predictor = head(root, manifest, chosen, sess, encoder, options.policy, device_id, config.cpu_arena, streams)
+    if _session.TENSORRT not in predictor.providers:  # TensorRT would build an engine for each probe shape
+        try:
+            predictor.check_limits()
+        except BaseException:
+            predictor.close()
+            raise
+    return predictor
 
 
 def _build(

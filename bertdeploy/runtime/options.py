@@ -3,9 +3,11 @@ file predictor, the Ray actors and the CLI pass the same object instead of re-sp
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
-from bertdeploy.errors import UserError
+from bertdeploy.errors import UserError, outside_stacklevel
+from bertdeploy.machine import usable_cpus
 from bertdeploy.runtime.batching import BatchPolicy
 from bertdeploy.runtime.session import SessionConfig, parse_device
 
@@ -19,7 +21,8 @@ class LoadOptions:
     device: str = "auto"
     """"auto" | "cpu" | "cuda" | "cuda:N" | "tensorrt"."""
     threads: int | None = None
-    """CPU threads in total (None: the cores this process may use)."""
+    """CPU threads in total (None: the cores this process may use); more than the CPUs this process may use is
+    clamped to them, with a ``RuntimeWarning``."""
     batch_size: int = 64
     """At most this many rows per model call."""
     max_tokens: int = 8192
@@ -29,7 +32,8 @@ class LoadOptions:
     allow_fallback: bool = False
     """Run on the CPU with a warning when the requested GPU does not attach (else an error)."""
     streams: int | None = None
-    """Batches run concurrently, each with ``threads // streams`` intra-op threads (None: 1)."""
+    """Batches run concurrently, each with ``threads // streams`` intra-op threads (None: 1); clamped to the CPUs
+    like ``threads``."""
     session_config: SessionConfig | None = None
     """Fine-grained ONNX Runtime settings (its ``threads`` is ignored)."""
 
@@ -37,10 +41,18 @@ class LoadOptions:
         if not isinstance(self.variant, str) or not self.variant:
             raise UserError(f"variant must be a variant name or 'auto', got {self.variant!r}")
         parse_device(self.device)
+        limit = usable_cpus()
         for name in ("threads", "streams"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise UserError(f"{name} must be >= 1 (an integer), got {value!r}")
+            if value is not None and value > limit:  # more never helps, and 10**6 threads exhaust the memory
+                warnings.warn(
+                    f"{name}={value} is more than the {limit} CPUs this process may use; using {limit}",
+                    RuntimeWarning,
+                    stacklevel=outside_stacklevel(),
+                )
+                object.__setattr__(self, name, limit)
         self.policy  # noqa: B018 - validates batch_size / max_tokens / padding
 
     @property

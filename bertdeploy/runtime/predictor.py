@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -153,6 +153,28 @@ class Predictor:
             done, future = pending.popleft()
             store(done, future.result())
 
+    def check_limits(self) -> None:
+        """Run the model once on each extreme the bundle promises, so that a bundle whose model cannot take them
+        fails at load with one line instead of at the first text that reaches them: the tokenizer's largest id (an
+        embedding table smaller than the tokenizer's vocabulary) and a row of ``max_length`` tokens (fewer position
+        embeddings than the manifest's ``max_length``)."""
+        top = self._encoder.vocab_size - 1
+        for what, ids in (
+            (f"the tokenizer's vocabulary ({top + 1} ids)", np.full(min(8, self.max_length), top, dtype=np.int64)),
+            (f"max_length {self.max_length}", np.full(self.max_length, self._encoder.pad_id, dtype=np.int64)),
+        ):
+            one = Encoded(ids=ids, offsets=np.zeros(1, dtype=np.int64), lengths=np.array([len(ids)]), truncated=0)
+            batch = next(iter_batches(one, self.policy, self.max_length, self._specs, self._encoder.pad_id))
+            feed = batch.feed
+            if len(self.task.input_axes) == 3:  # multiple choice: [questions, choices, tokens]
+                feed = {name: value[:, None, :] for name, value in feed.items()}
+            try:
+                self._run.probe(feed)
+            except Exception as e:  # ONNX Runtime's own error types (InvalidArgument, RuntimeException, Fail)
+                said = str(e).split("Status Message:")[-1].strip().splitlines()[0]
+                said = ". ".join(said.rsplit(". ", 2)[-2:])[-160:] or type(e).__name__  # its last two sentences
+                raise UserError(f"bundle {self.bundle}: {what} is more than the model takes ({said})") from None
+
     def forward_texts(self, texts: Sequence[str]) -> Any:
         """``forward(encode(texts))``, ``SORT_WINDOW`` texts at a time, concatenated."""
         texts = as_texts(texts)
@@ -171,7 +193,7 @@ class Predictor:
             texts = [texts]
         if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
             raise UserError(f"texts must be an iterable of strings, got {type(texts).__name__}")
-        it = iter(texts)
+        it = iter(unambiguous(texts))
         while chunk := [t for _, t in zip(range(chunk_size), it)]:
             yield from self.predict(chunk, **params)  # type: ignore[attr-defined]
 
@@ -183,13 +205,57 @@ def as_texts(texts: Sequence[str] | str) -> list[str]:
         texts = [texts]
     elif isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
         raise UserError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
+    texts = unambiguous(texts)
     return check_texts(texts if isinstance(texts, list) else list(texts))
 
 
+#: the column of a data frame that :func:`unambiguous` takes as the texts
+TEXT_COLUMN = "text"
+
+
+def unambiguous(texts: Any) -> Any:
+    """``texts`` unless iterating it would not give the texts: a mapping (a ``dict`` iterates its keys) is a
+    :class:`UserError`; a data frame (pandas, polars: it iterates its column names) gives its ``"text"`` column,
+    and one without such a column is a :class:`UserError`."""
+    if isinstance(texts, Mapping):
+        raise UserError(
+            f"texts is a {type(texts).__name__} (a mapping): its keys or its values? pass list(d.values()) or "
+            "list(d.keys())"
+        )
+    columns = getattr(texts, "columns", None)
+    if columns is not None and not isinstance(texts, (list, tuple)) and hasattr(texts, "__getitem__"):
+        names = [str(c) for c in columns]
+        if TEXT_COLUMN not in names:
+            shown = ", ".join(names[:10]) or "none"
+            raise UserError(
+                f"texts is a {type(texts).__name__} without a {TEXT_COLUMN!r} column (columns: {shown}); "
+                "pass the column of texts, e.g. df['review']"
+            )
+        return texts[TEXT_COLUMN]
+    return texts
+
+
+def invalid_unicode(text: str) -> str | None:
+    """None when ``text`` is valid Unicode (it can be encoded as UTF-8, what the tokenizer needs); else what is
+    wrong: a lone surrogate (U+D800..U+DFFF, e.g. JSON ``"\\ud800"`` or a string cut out of UTF-16) and where."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (
+            f"holds a lone surrogate U+{ord(text[e.start]):04X} at character {e.start} (not valid Unicode; "
+            "bertdeploy does not guess what it stood for: fix the encoding that produced it)"
+        )
+    return None
+
+
 def check_texts(texts: list[object]) -> list[str]:
-    """The one rule for texts, shared by the API and the file predictor: every text is a ``str`` (subclasses are
-    converted) holding something besides whitespace. An empty text is never predicted: the API raises
-    :class:`UserError` naming its index; ``predict_file`` skips such records and reports their lines."""
+    """The one rule for texts, shared by the API, the file predictor and the server: every text is a ``str``
+    (subclasses are converted) holding something besides whitespace, and valid Unicode (:func:`invalid_unicode`).
+    An empty text is never predicted: the API raises :class:`UserError` naming its index; ``predict_file`` skips
+    such records and reports their lines. Invalid Unicode is a :class:`UserError` naming the text's index (its line
+    for ``predict_file``, a 422 naming the input for the server)."""
     out: list[str] | None = None
     for i, t in enumerate(texts):
         if type(t) is not str:
@@ -200,6 +266,8 @@ def check_texts(texts: list[object]) -> list[str]:
             t = str(t)
         if not t or t.isspace():
             raise UserError(f"text #{i} is empty or blank; bertdeploy does not predict empty texts")
+        if (wrong := invalid_unicode(t)) is not None:
+            raise UserError(f"text #{i} {wrong}")
         if out is not None:
             out.append(t)
     return out if out is not None else texts  # type: ignore[return-value]

@@ -33,7 +33,7 @@ from bertdeploy.runtime.filejob import (
     split_empty,
 )
 from bertdeploy.runtime.options import LoadOptions
-from bertdeploy.runtime.readers import Chunk, count_rows, iter_chunks
+from bertdeploy.runtime.readers import Chunk, count_rows, is_stream, iter_chunks
 
 _KEY = "__key"
 
@@ -175,14 +175,16 @@ def predict_file_ray(
     require("ray", "ray")
     from bertdeploy.bundle import read_manifest
 
-    if job.input == "-":
-        raise UserError("--engine ray reads files; stdin is only supported by --engine local")
+    if is_stream(job.input):
+        raise UserError("--engine ray reads files; stdin and pipes are only supported by --engine local")
     # Validate the input (column, encoding of the start, emptiness) and the bundle before starting Ray.
     key_name = next(iter_chunks(job.input, job.fmt, job.text_column, job.id_column, chunk_size=1)).key_name
     labels = read_manifest(job.bundle).labels
     threads = options.threads or 1
     cpus = _start_ray()
     workers = workers or max(1, int(cpus // threads))
+    if workers > cpus:  # each actor holds a session: more than the cluster's CPUs only queue or exhaust memory
+        raise UserError(f"workers must be <= {int(cpus)} (the CPUs of the Ray cluster), got {workers}")
     # Logical CPUs per actor: its thread count, minus room for the read tasks (ORT's threads are set apart).
     actor_cpus = max(0.1, min(float(threads), (cpus - READ_CPUS) / workers))
     id_col = None if key_name == "row" and job.id_column != "row" else key_name  # None: number the rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bertdeploy.errors import UserError
+from bertdeploy.outputs import special_kind
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "text")
 _SUFFIXES = {
@@ -55,9 +57,15 @@ def detect_format(path: str, fmt: str | None = None) -> str:
     return _SUFFIXES.get(Path(path).suffix.lower(), "text")
 
 
+def is_stream(path: str) -> bool:
+    """True for "-" (stdin) and for a path that is a pipe or a character device (a FIFO, ``/dev/stdin``, the
+    ``/dev/fd/N`` of a shell's ``<(...)``): read once, front to back, never counted or reopened."""
+    return path == "-" or special_kind(path) in ("pipe", "device")
+
+
 def count_rows(path: str, fmt: str) -> int | None:
-    """A fast estimate of the number of records (for the progress bar); None when unknown (stdin)."""
-    if path == "-":
+    """A fast estimate of the number of records (for the progress bar); None when unknown (stdin, a pipe)."""
+    if is_stream(path):
         return None
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -77,11 +85,27 @@ def count_rows(path: str, fmt: str) -> int | None:
 
 def _open_text(path: str) -> IO[str]:
     if path == "-":
+        if sys.stdin is None:
+            raise UserError("stdin is closed: nothing to read for --input -")
         return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="strict", newline="")
+    check_input(path)
+    return open(path, encoding="utf-8-sig", errors="strict", newline="")
+
+
+def check_input(path: str) -> None:
+    """An input is "-", a file, or a pipe / character device (:func:`is_stream`); else one line saying which."""
+    if path == "-":
+        if sys.stdin is None:
+            raise UserError("stdin is closed: nothing to read for --input -")
+        return
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"input not found: {path}" if not p.exists() else f"input is not a file: {path}")
-    return open(p, encoding="utf-8-sig", errors="strict", newline="")
+    if p.is_file() or is_stream(path):
+        return
+    if not os.path.lexists(p):
+        raise UserError(f"input not found: {path}")
+    if p.is_dir():
+        raise UserError(f"input is a folder, not a file: {path}")
+    raise UserError(f"input is not a readable file or pipe: {path}")
 
 
 def _pick_columns(columns: list[str], text_column: str, id_column: str | None, path: str) -> tuple[str, str | None]:
@@ -110,22 +134,35 @@ def _chunks(records: Iterator[tuple[Any, Any, int, str]], chunk_size: int) -> It
 
 
 def _delimited(f: IO[str], delimiter: str, text_column: str, id_column: str | None, path: str):
-    reader = csv.reader(f, delimiter=delimiter)
-    header = next(reader, None)
-    if header is None:
-        raise UserError(f"input is empty: {path}")
-    text_column, id_column = _pick_columns(header, text_column, id_column, path)
-    ti = header.index(text_column)
-    ii = header.index(id_column) if id_column else None
-    key_name = id_column or "row"
-    row = 0
-    for values in reader:
-        if not values:  # a blank line is not a record
-            continue
-        row += 1
-        text = values[ti] if ti < len(values) else ""
-        key = (values[ii] if ii < len(values) else "") if ii is not None else row
-        yield text, key, reader.line_num, key_name
+    """Records of a csv / tsv file, read strictly: a quote that never closes (which would swallow the records after
+    it) or text after a closing quote is an error, and so is a record with more fields than the header; one with
+    fewer leaves the missing fields empty (as pandas does)."""
+    reader = csv.reader(f, delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise UserError(f"input is empty: {path}")
+        text_column, id_column = _pick_columns(header, text_column, id_column, path)
+        ti = header.index(text_column)
+        ii = header.index(id_column) if id_column else None
+        key_name = id_column or "row"
+        row = 0
+        for values in reader:
+            if not values:  # a blank line is not a record
+                continue
+            row += 1
+            if len(values) > len(header):
+                raise UserError(
+                    f"{path}: record {row} (ending on line {reader.line_num}) has {len(values)} fields, the header "
+                    f"{len(header)}: a delimiter inside an unquoted text, or a stray quote"
+                )
+            text = values[ti] if ti < len(values) else ""
+            key = (values[ii] if ii < len(values) else "") if ii is not None else row
+            yield text, key, reader.line_num, key_name
+    except csv.Error as e:
+        hint = " (a quote that is never closed)" if "unexpected end of data" in str(e) else ""
+        fmt = "tsv" if delimiter == "\t" else "csv"
+        raise UserError(f"{path}: malformed {fmt} at line {reader.line_num}: {e}{hint}") from None
 
 
 def _jsonl(f: IO[str], text_column: str, id_column: str | None, path: str):
@@ -138,6 +175,10 @@ def _jsonl(f: IO[str], text_column: str, id_column: str | None, path: str):
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise UserError(f"{path}:{line_no}: invalid JSON ({e.msg})") from None
+        except RecursionError:
+            raise UserError(f"{path}:{line_no}: JSON nested too deeply to read") from None
+        except ValueError as e:  # e.g. an integer of more than 4300 digits (Python's int_max_str_digits)
+            raise UserError(f"{path}:{line_no}: unreadable JSON ({str(e).splitlines()[0][:120]})") from None
         if not isinstance(obj, dict):
             raise UserError(f"{path}:{line_no}: expected a JSON object per line")
         if not checked:
@@ -155,10 +196,9 @@ def _text(f: IO[str]):
 def _parquet(path: str, text_column: str, id_column: str | None, chunk_size: int) -> Iterator[Chunk]:
     import pyarrow.parquet as pq
 
-    if path == "-":
-        raise UserError("parquet cannot be read from stdin; pass a file")
-    if not Path(path).is_file():
-        raise UserError(f"input not found: {path}")
+    if is_stream(path):
+        raise UserError("parquet cannot be read from stdin or a pipe; pass a file")
+    check_input(path)
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:

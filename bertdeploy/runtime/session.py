@@ -249,6 +249,13 @@ class Runner:
         # Return the arenas' free chunks after every call, so one long batch does not pin its peak forever.
         self.shrink = ("cpu:0" + (f";gpu:{device_id}" if self.on_gpu else "")) if shrink_arena else ""
 
+    def probe(self, feed: dict[str, np.ndarray]) -> None:
+        """Run ``feed`` once, on the host, with ONNX Runtime's own error log silenced: a failure is the caller's
+        to report (:meth:`bertdeploy.runtime.predictor.Predictor.check_limits`)."""
+        options = self._run_options()
+        options.log_severity_level = 4  # fatal only: the exception carries the message
+        self.session.run([self.output_name], feed, options)
+
     def _run_options(self) -> ort.RunOptions:
         options = ort.RunOptions()  # per call: nothing shared between concurrent callers
         if self.shrink:

@@ -21,7 +21,7 @@ import numpy as np
 from bertdeploy.errors import UserError
 from bertdeploy.runtime.entities import AGGREGATIONS, Entity, aggregate, check_aggregation, check_ignore
 from bertdeploy.runtime.heads import register
-from bertdeploy.runtime.predictor import SORT_WINDOW, Predictor, check_texts
+from bertdeploy.runtime.predictor import SORT_WINDOW, Predictor, check_texts, unambiguous
 from bertdeploy.runtime.tokenize import TokenEncoded, TokenEncoder
 
 __all__ = ["AGGREGATIONS", "Entity", "TokenScores", "Tagger"]
@@ -163,7 +163,7 @@ def as_inputs(texts: Any) -> list[str]:
     if isinstance(texts, (bytes, bytearray, dict)) or not hasattr(texts, "__iter__"):
         raise UserError(f"texts must be a string or a sequence of strings, got {type(texts).__name__}")
     out: list[object] = []
-    for i, item in enumerate(texts):
+    for i, item in enumerate(unambiguous(texts)):
         if isinstance(item, (list, tuple)):
             if not item or not all(isinstance(w, str) and w.strip() for w in item):
                 raise UserError(f"text #{i}: pre-split words must be a non-empty list of non-blank strings")

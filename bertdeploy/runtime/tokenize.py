@@ -60,6 +60,11 @@ class TextEncoder:
         self.max_length = max_length
         self.pad_id = int(pad_id)
 
+    @property
+    def vocab_size(self) -> int:
+        """Token ids this tokenizer can produce (added tokens included): ``0 .. vocab_size - 1``."""
+        return int(self._tok.get_vocab_size(with_added_tokens=True))
+
     def encode(self, texts: Sequence[str]) -> Encoded:
         """Encode ``texts`` (strings only, ``str`` subclasses such as ``np.str_`` converted; raises
         :class:`UserError` naming the first non-string)."""

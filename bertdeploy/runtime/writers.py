@@ -12,6 +12,7 @@ from typing import IO, Any
 import numpy as np
 
 from bertdeploy.errors import UserError
+from bertdeploy.outputs import special_kind
 
 OUTPUT_FORMATS = ("jsonl", "csv", "tsv")
 _SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
@@ -23,9 +24,9 @@ def resolve_output_format(path: str, fmt: str | None = None) -> str:
         if fmt not in OUTPUT_FORMATS:
             raise UserError(f"unknown output format {fmt!r}; use one of {', '.join(OUTPUT_FORMATS)}")
         return fmt
-    if path == "-":
-        return "jsonl"
     suffix = Path(path).suffix.lower()
+    if path == "-" or (suffix not in _SUFFIXES and special_kind(path) is not None):  # stdout, /dev/null, a pipe
+        return "jsonl"
     if suffix not in _SUFFIXES:
         raise UserError(f"cannot tell the output format from {path!r}: name it .jsonl, .csv or .tsv")
     return _SUFFIXES[suffix]

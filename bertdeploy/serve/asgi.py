@@ -2,13 +2,17 @@
 (TEI shapes), ``GET /health``, ``GET /info``, ``GET /metrics``. Both ``POST`` routes share the dynamic batcher; each
 request decodes its slice of a batch with its own parameters (:mod:`bertdeploy.serve.inference_api`).
 
-Every error is a JSON body ``{"error", "error_type"}``: a 4xx naming the problem for anything the client sent, a
-503 with ``Retry-After`` while loading or when the queue is full; a 500 only for a bug.
+Every error is a JSON body ``{"error", "error_type"}``: a 4xx naming the problem for anything the client sent
+(408 for a body that does not arrive within ``body_timeout_s``), a 503 with ``Retry-After`` while loading, when the
+queue is full or when the drain timeout cut a request off; a 500 (logged, counted in ``/metrics``) only for a backend
+failure or a bug, and only for the request that met it (the batcher isolates it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -18,12 +22,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bertdeploy import __version__, tasks
 from bertdeploy.bundle import read_manifest
+from bertdeploy.errors import UserError
 from bertdeploy.machine import versions
 from bertdeploy.runtime import LoadOptions, Predictor, load_with
 from bertdeploy.serve.batcher import DynamicBatcher, NotReady, QueueFull
@@ -35,6 +40,9 @@ from bertdeploy.serve.protocol import RequestError, check_content_type, parse_js
 #: requests of more texts than this decode their answer on a worker thread instead of the event loop
 INLINE_DECODE_TEXTS = 8
 
+log = logging.getLogger("bertdeploy.serve")
+#: the status counted for a client that disconnected mid-body (nginx's "client closed request"; nobody reads it)
+CLIENT_CLOSED = 499
 _VERSIONS = ("onnxruntime", "onnxruntime-gpu", "tokenizers", "numpy", "starlette", "uvicorn", "prometheus-client")
 
 
@@ -143,26 +151,52 @@ class _Service:
                 answer = parsed.respond(outputs)
             response: Response = JSONResponse(answer)
             self.stats.latency.observe(time.perf_counter() - start)
-        except RequestError as e:
-            response, error_type = _error(e.status, e.message, e.error_type), e.error_type
-        except QueueFull as e:
-            response, error_type = self._unavailable(f"overloaded: {e}; retry later", "overloaded"), "overloaded"
-        except NotReady as e:
-            response, error_type = self._unavailable(f"not ready: {e}", "unhealthy"), "unhealthy"
+        except Exception as e:
+            response, error_type = self._failed(e, request.url.path)
+        except asyncio.CancelledError:  # the drain timeout expired: answer instead of uvicorn's plain-text 500
+            response, error_type = self._unavailable("the server stopped before answering; retry", "shutdown"), None
         self._count(endpoint, response.status_code, error_type)
         return response
+
+    def _failed(self, e: Exception, path: str) -> tuple[Response, str]:
+        """The JSON error answering a failed request, and its error type: 4xx for what the client sent, 503 while
+        loading or overloaded, 499 for a client that went away mid-body, 500 (logged) for a backend failure."""
+        if isinstance(e, RequestError):
+            status, message, error_type = e.status, e.message, e.error_type
+        elif isinstance(e, UserError):  # the runtime's text rule refused a text (the request checks share it)
+            status, message, error_type = 422, str(e), "validation"
+        elif isinstance(e, QueueFull):
+            return self._unavailable(f"overloaded: {e}; retry later", "overloaded"), "overloaded"
+        elif isinstance(e, NotReady):
+            return self._unavailable(f"not ready: {e}", "unhealthy"), "unhealthy"
+        elif isinstance(e, ClientDisconnect):  # one line, not uvicorn's traceback per stalled client
+            log.info("POST %s: the client disconnected before sending its whole body", path)
+            status, message, error_type = CLIENT_CLOSED, "the client disconnected mid-body", "disconnected"
+        else:
+            log.exception("POST %s failed (500): %s", path, type(e).__name__)
+            status, message, error_type = 500, f"internal error ({type(e).__name__}); see the server log", "backend"
+        return _error(status, message, error_type), error_type
 
     async def _body(self, request: Request) -> bytes:
         limit = self.options.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise RequestError(413, f"the request body has {declared} bytes; at most {limit} are accepted")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(413, f"the request body is larger than {limit} bytes")
-            chunks.append(chunk)
+        chunks: list[bytes] = []
+
+        async def read() -> None:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(413, f"the request body is larger than {limit} bytes")
+                chunks.append(chunk)
+
+        timeout = self.options.body_timeout_s
+        try:
+            await asyncio.wait_for(read(), timeout)
+        except asyncio.TimeoutError:
+            raise RequestError(408, f"the request body did not arrive within {timeout:g} s", "timeout") from None
         return b"".join(chunks)
 
     def _unavailable(self, message: str, error_type: str) -> Response:

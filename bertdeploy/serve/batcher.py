@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bertdeploy.errors import UserError
 from bertdeploy.serve.options import ServeOptions
 
 log = logging.getLogger("bertdeploy.serve")
@@ -62,7 +63,8 @@ class DynamicBatcher:
     """Owns the classifier (built by ``loader`` on the worker thread) and the queue in front of it.
 
     ``observe`` receives ``(event, value)`` pairs for metrics: ``("queue_wait", s)``, ``("batch", texts)``,
-    ``("inference", s)``, ``("queue_depth", requests)``.
+    ``("inference", s)``, ``("queue_depth", requests)``. A request whose texts fail (a bad input, a backend error)
+    fails alone: its batch-mates are run again without it (:meth:`_infer`).
     """
 
     def __init__(
@@ -188,19 +190,39 @@ class DynamicBatcher:
         start = time.perf_counter()
         for job in jobs:
             self._observe("queue_wait", start - job.queued_at)
+        self._infer(jobs, start)
+
+    def _infer(self, jobs: list[_Job], start: float) -> None:
+        """Run ``jobs`` as one model batch and resolve each request with its rows.
+
+        Isolation: when the batch fails (one request's bad input, or a backend error), every request is run again
+        alone, so the failure reaches only the request(s) that cause it; the others get their answers.
+        """
         texts = [t for job in jobs for t in job.texts]
         try:
             clf = self.classifier
-            logits = clf.forward(clf.encode(texts))
-        except Exception as e:  # delivered to every caller of the batch; the worker keeps serving
-            log.exception("inference failed for a batch of %d texts", len(texts))
-            for job in jobs:
-                _deliver(job, None, e)
+            outputs = clf.forward(clf.encode(texts))
+        except Exception as e:
+            if len(jobs) > 1:
+                log.warning("a batch of %d requests failed (%s); running each alone", len(jobs), _one_line(e))
+                for job in jobs:
+                    self._infer([job], time.perf_counter())
+                return
+            if isinstance(e, UserError):  # a bad input the request checks did not catch: the client's, one line
+                log.warning("a request of %d texts was refused: %s", len(texts), e)
+            else:
+                log.exception("inference failed for a request of %d texts", len(texts))
+            _deliver(jobs[0], None, e)
             return
         self._observe("inference", time.perf_counter() - start)
         self._observe("batch", len(texts))
         offset = 0
         for job in jobs:
-            part = logits[offset : offset + len(job.texts)]
+            part = outputs[offset : offset + len(job.texts)]
             offset += len(job.texts)
             _deliver(job, part, None)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__

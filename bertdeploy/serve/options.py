@@ -37,10 +37,16 @@ class ServeOptions:
     """The ``Retry-After`` header of a 503."""
     warmup: bool = True
     """Run one prediction after loading, before ``/health`` says ready."""
+    body_timeout_s: float = 10.0
+    """Seconds a client has to send the whole request body; slower is answered 408 (stalled clients hold no
+    connection for long)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_wait_ms, (int, float)) or isinstance(self.max_wait_ms, bool) or self.max_wait_ms < 0:
             raise UserError(f"max_wait_ms must be a number >= 0, got {self.max_wait_ms!r}")
+        timeout = self.body_timeout_s
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < float("inf"):
+            raise UserError(f"body_timeout_s must be a number > 0, got {timeout!r}")
         for name in ("max_batch_texts", "max_queue", "max_request_texts", "max_body_bytes", "retry_after_s"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

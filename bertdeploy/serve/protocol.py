@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from bertdeploy.runtime.classifier import softmax
+from bertdeploy.runtime.predictor import invalid_unicode
 
 FIELDS = ("inputs", "top_k", "raw_scores", "truncate")
 
@@ -69,6 +70,8 @@ def _text(value: Any, where: str) -> str:
         raise RequestError(422, f"{where} is {_kind(value)}, not a string")
     if not value.strip():
         raise RequestError(422, f"{where} is an empty string")
+    if (wrong := invalid_unicode(value)) is not None:
+        raise RequestError(422, f"{where} {wrong}")
     return value
 
 

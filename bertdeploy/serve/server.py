@@ -41,14 +41,21 @@ def serve(
     drain_timeout: float = 30.0,
     access_log: bool = False,
     log_level: str = "info",
+    max_connections: int = 1024,
 ) -> None:
     """Serve ``bundle`` on ``host:port`` until SIGTERM / SIGINT (then drain and return).
 
+    ``max_connections``: open connections (and requests) per worker process; beyond it uvicorn answers 503 at once
+    (``limit_concurrency``). ``workers`` may not exceed the CPUs this process may use (each loads a model).
     Raises :class:`UserError` before listening when the bundle, the variant, the port or an option is wrong.
     """
     options = options or ServeOptions()
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise UserError(f"workers must be an integer >= 1, got {workers!r}")
+    if workers > usable_cpus():
+        raise UserError(f"workers must be <= {usable_cpus()} (the CPUs this process may use), got {workers}")
+    if not isinstance(max_connections, int) or isinstance(max_connections, bool) or max_connections < 1:
+        raise UserError(f"max_connections must be an integer >= 1, got {max_connections!r}")
     if workers > 1 and (load is None or load.threads is None):
         load = dataclasses.replace(
             load or LoadOptions(batch_size=SERVE_BATCH_SIZE), threads=max(1, usable_cpus() // workers)
@@ -62,6 +69,7 @@ def serve(
         host=host,
         port=port,
         timeout_graceful_shutdown=drain_timeout,
+        limit_concurrency=max_connections,
         access_log=access_log,
         log_level=log_level,
         log_config=_log_config(),
