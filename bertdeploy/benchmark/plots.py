@@ -127,8 +127,9 @@ def _pareto_legend(ax: Any, ok: list[dict[str, Any]], targets: list[str], cmap: 
     )
 
 
-def throughput_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Sequences/s end to end: one panel per target x batch size, bars per block, one colour per padding."""
+def throughput_plot(rows: list[dict[str, Any]], path: Path, unit: str = "sequences") -> Path | None:
+    """``unit``/s end to end (sequences; questions for QA / multiple choice): one panel per target x batch size, bars
+    per block, one colour per padding."""
     ok = [r for r in rows if r["status"] == "ok" and r.get("e2e_seq_per_s")]
     if not ok:
         return None
@@ -158,7 +159,7 @@ def throughput_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
             ax.set_xticks(range(len(blocks)))
             ax.set_xticklabels(blocks, rotation=35, ha="right", fontsize=7)
             ax.set_title(f"{target} — batch {bs}", fontsize=9)
-            ax.set_ylabel("sequences/s" if si == 0 else "")
+            ax.set_ylabel(f"{unit}/s" if si == 0 else "")
             ax.grid(axis="y", alpha=0.3)
     axes[0][-1].legend(fontsize=7, title="padding", title_fontsize=7)
     fig.tight_layout()

@@ -238,7 +238,9 @@ def write_all(res: Report, out: Path) -> dict[str, Path]:
     task = bench_task(res.task)
     plot_paths = {
         "pareto": plots.pareto_plot(rows, out / "plots" / "pareto.png", task.metric, task.label),
-        "throughput": plots.throughput_plot(rows, out / "plots" / "throughput.png"),
+        "throughput": plots.throughput_plot(
+            rows, out / "plots" / "throughput.png", "sequences" if task.unit == "text" else f"{task.unit}s"
+        ),
     }
     write_csv(rows, out / "results.csv")
     write_json(out / "config.json", res.config)
