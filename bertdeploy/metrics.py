@@ -1,12 +1,14 @@
 """The tasks' metrics. Text classification with scikit-learn: accuracy, precision / recall / F1 (macro, micro,
 weighted), per-class scores and the confusion matrix. Token classification with seqeval: entity-level precision /
 recall / F1 (micro over entity types, the conlleval rules) and per type, plus token accuracy; and the one rule that
-turns per-token predictions into per-word tags (:func:`word_tags`), shared by training and the export gate.
+turns per-token predictions into per-word tags (:func:`word_tags`), shared by training and the export gate; and the
+character-span scorer of entities found in raw text (:func:`bio_chunks`, :func:`word_spans`, :func:`gold_spans`,
+:func:`span_metrics`: numpy / standard library only), which the bench scores the runtime's entities with.
 Imports only numpy + scikit-learn / seqeval (no torch)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,3 +87,86 @@ def entity_metrics(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]])
     }
     out["n"] = len(gold)
     return out
+
+
+# ---------------------------------------------------------------- entities as character spans (no seqeval)
+
+#: one entity: (type, start, end) with ``[start, end)`` character offsets
+Span = tuple[str, int, int]
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    """(prefix letter, type) as seqeval's default mode reads a tag: ``B-PER`` -> (B, PER), ``O`` -> (O, _)."""
+    return tag[:1], tag[1:].split("-", maxsplit=1)[-1] or "_"
+
+
+def _chunk_ends(prev: str, tag: str, prev_type: str, kind: str) -> bool:
+    if prev in ("E", "S") or (prev in ("B", "I") and tag in ("B", "S", "O")):
+        return True
+    return prev not in ("O", ".") and prev_type != kind
+
+
+def _chunk_starts(prev: str, tag: str, prev_type: str, kind: str) -> bool:
+    if tag in ("B", "S") or (prev in ("E", "S", "O") and tag in ("E", "I")):
+        return True
+    return tag not in ("O", ".") and prev_type != kind
+
+
+def bio_chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """The entities of one tag sequence as ``(type, first, last)`` positions (inclusive), with the rules of seqeval's
+    default (conlleval-compatible) mode: an ``I-X`` after ``O`` or after another type starts an entity, a change of
+    type ends one; IOBES prefixes are read too."""
+    chunks: list[tuple[str, int, int]] = []
+    prev, prev_type, begin = "O", "", 0
+    for i, chunk in enumerate([*tags, "O"]):
+        tag, kind = _split_tag(chunk)
+        if _chunk_ends(prev, tag, prev_type, kind):
+            chunks.append((prev_type, begin, i - 1))
+        if _chunk_starts(prev, tag, prev_type, kind):
+            begin = i
+        prev, prev_type = tag, kind
+    return chunks
+
+
+def word_spans(words: Sequence[str], sep: str = " ") -> list[tuple[int, int]]:
+    """``[start, end)`` of each word in ``sep.join(words)``."""
+    out, pos = [], 0
+    for w in words:
+        out.append((pos, pos + len(w)))
+        pos += len(w) + len(sep)
+    return out
+
+
+def gold_spans(words: Sequence[str], tags: Sequence[str], sep: str = " ") -> list[Span]:
+    """The entities of a tagged sentence as character spans of ``sep.join(words)``: ``(type, start, end)``."""
+    if len(words) != len(tags):
+        raise ValueError("one tag per word is needed")
+    spans = word_spans(words, sep)
+    return [(kind, spans[a][0], spans[b][1]) for kind, a, b in bio_chunks(tags)]
+
+
+def span_metrics(gold: Sequence[Iterable[Span]], pred: Sequence[Iterable[Span]]) -> dict[str, Any]:
+    """Entity-level micro precision / recall / F1 of predicted character spans against the gold ones, text by text:
+    an entity counts only on an exact (type, start, end) match. With spans taken from word tags on both sides this
+    is seqeval's entity F1 (tested); ``per_type`` as :func:`entity_metrics` gives it."""
+    if len(gold) != len(pred):
+        raise ValueError("one list of predicted spans per text is needed")
+    counts: dict[str, list[int]] = {}  # type -> [true positives, predicted, gold]
+    for g, p in zip(gold, pred):
+        gs, ps = {tuple(x) for x in g}, {tuple(x) for x in p}
+        for kind, items in ((0, gs & ps), (1, ps), (2, gs)):
+            for span in items:
+                counts.setdefault(str(span[0]), [0, 0, 0])[kind] += 1
+    totals = [sum(c[i] for c in counts.values()) for i in range(3)]
+    names = ("precision", "recall", "f1")
+    out: dict[str, Any] = dict(zip(names, _prf(*totals)))
+    out["per_type"] = {kind: {**dict(zip(names, _prf(*c))), "support": c[2]} for kind, c in sorted(counts.items())}
+    out["n"] = len(gold)
+    return out
+
+
+def _prf(tp: int, predicted: int, actual: int) -> tuple[float, float, float]:
+    precision = tp / predicted if predicted else 0.0
+    recall = tp / actual if actual else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1

@@ -5,11 +5,18 @@ by side with PyTorch eager, the transformers pipeline and Optimum's ORTModel in 
     result = bench(BenchConfig(targets=["models/emotion"], data="data/emotion", output="bench/emotion"))
     result.rows          # one flat dict per cell (also results.csv)
     result.report        # the typed Report: groups (target x backend x variant) and cells (padding x batch)
-    result.pick          # with pick=True: the fastest variant within max_accuracy_drop (accuracy points)
+    result.pick          # with pick=True: the fastest variant within max_accuracy_drop (points of the task's metric)
 
-Modules: config (BenchConfig), targets / materialize (what is benchmarked), plan (the grid), backends (one class
-per engine), timing (the method), gemm (machine peak, FLOPs), worker / isolation / sweep (running, resume),
-results (the typed Report) / report / plots (outputs), pick (Pareto, pick, copy), compare (two result sets).
+Every target of one sweep has the same task (the task table's): text classification, token classification,
+question answering or multiple choice. Its primary metric (:attr:`bertdeploy.tasks.TaskSpec.metric`) is the
+metric column, what ``--pick`` and the plots read; :mod:`bertdeploy.benchmark.scoring` says how each task's
+predictions are scored and compared.
+
+Modules: config (BenchConfig), targets / evaldata / materialize (what is benchmarked, on which records), plan (the
+grid), backends / engines / head_backends / pipeline_backends (one class per engine and task), scoring (per task:
+metrics, agreement), timing (the method), gemm (machine peak, FLOPs), worker / isolation / sweep (running,
+resume), results (the typed Report) / report / summary / plots (outputs), pick (Pareto, pick, copy), compare (two
+result sets).
 """
 
 from __future__ import annotations
@@ -81,13 +88,16 @@ def bench(config: BenchConfig, progress: Callable[[dict[str, Any]], None] | None
 
 def _pick(config: BenchConfig, report: Report) -> dict[str, Any]:
     from bertdeploy.benchmark.pick import copy_variant
+    from bertdeploy.benchmark.scoring import bench_task
     from bertdeploy.errors import UserError
 
-    chosen = pick(report.rows(), config.max_accuracy_drop, config.pick_batch_size, config.pick_tolerance)
+    metric = bench_task(report.task).metric
+    rows = report.rows()
+    chosen = pick(rows, config.max_accuracy_drop, config.pick_batch_size, config.pick_tolerance, metric)
     if config.pick_output:
         bundle = (report.targets.get(chosen["target"]) or {}).get("bundle")
         if not bundle:
             raise UserError(f"cannot copy the pick: target {chosen['target']} has no bundle")
-        note = {k: chosen[k] for k in ("padding", "batch_size", "p50_ms", "accuracy", "accuracy_drop")}
+        note = {k: chosen[k] for k in ("padding", "batch_size", "p50_ms", metric, f"{metric}_drop")}
         chosen["bundle"] = str(copy_variant(bundle, chosen["variant"], config.pick_output, config.overwrite, note))
     return chosen

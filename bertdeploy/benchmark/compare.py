@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bertdeploy.benchmark.results import Report
+from bertdeploy.benchmark.scoring import bench_task
 from bertdeploy.errors import UserError
 
 KEY = ("target", "backend", "variant", "padding", "batch_size")
@@ -21,6 +22,9 @@ class Comparison:
     only_a: int = 0
     only_b: int = 0
     matched_on: str = "target"
+    metric: str = "accuracy"
+    """The row key of the task's primary metric; each row's B − A of it is ``<metric>_delta``."""
+    metric_label: str = "accuracy"
 
 
 def load_results(path: str | Path) -> tuple[Report, Path]:
@@ -51,8 +55,13 @@ def _ratio(new: Any, old: Any) -> float | None:
 
 def compare(a: str | Path, b: str | Path) -> Comparison:
     """Match OK cells of A and B by (target, backend, variant, padding, batch size) — ignoring the target name when
-    each side has a single target — and give B/A ratios of latency and throughput and B−A of accuracy."""
+    each side has a single target — and give B/A ratios of latency and throughput and B−A of the task's primary
+    metric (accuracy, entity F1 ...). Result sets of different tasks are not compared."""
     (ra, fa), (rb, fb) = load_results(a), load_results(b)
+    if ra.task != rb.task:
+        raise UserError(f"A holds {ra.task} results and B {rb.task} results: compare result sets of one task")
+    task = bench_task(ra.task)
+    metric = task.metric
     rows_a = [r for r in ra.rows() if r["status"] == "ok"]
     rows_b = [r for r in rb.rows() if r["status"] == "ok"]
     key = KEY
@@ -70,6 +79,8 @@ def compare(a: str | Path, b: str | Path) -> Comparison:
         only_a=len(ia) - len(common),
         only_b=len(ib) - len(common),
         matched_on="target" if key == KEY else "single target each",
+        metric=metric,
+        metric_label=task.label,
     )
     for k in common:
         x, y = ia[k], ib[k]
@@ -84,8 +95,8 @@ def compare(a: str | Path, b: str | Path) -> Comparison:
                 "b_seq_per_s": y["e2e_seq_per_s"],
                 "throughput_ratio": _ratio(y["e2e_seq_per_s"], x["e2e_seq_per_s"]),
                 "model_p50_ratio": _ratio(y["model_p50_ms"], x["model_p50_ms"]),
-                "accuracy_delta": (y["accuracy"] - x["accuracy"])
-                if x.get("accuracy") is not None and y.get("accuracy") is not None
+                f"{metric}_delta": (y[metric] - x[metric])
+                if x.get(metric) is not None and y.get(metric) is not None
                 else None,
             }
         )

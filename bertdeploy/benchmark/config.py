@@ -59,7 +59,7 @@ class BenchConfig(Config):
     timing_texts: int = 512
     """Texts (a seeded sample of the evaluation split) cycled through by the timed loops."""
     eval_limit: int | None = None
-    """Score accuracy on at most this many evaluation texts (default: all)."""
+    """Score the task's metric on at most this many evaluation records (default: all)."""
     export: bool = False
     """Export a training-run target to a temporary bundle so its bertdeploy variants are timed too."""
     export_variants: list[str] = field(default_factory=lambda: list(variant_table.BENCH_EXPORT))
@@ -73,7 +73,8 @@ class BenchConfig(Config):
     """Start from scratch, discarding earlier results in the output folder."""
     pick: bool = False
     max_accuracy_drop: float = budget_field(1.0)
-    """Accuracy points (1.0 = one point, or "1%") a picked variant may lose against the fp32 reference."""
+    """Points of the task's primary metric (accuracy, entity F1, F1 ...; 1.0 = one point, or "1%") a picked variant
+    may lose against the fp32 reference."""
     pick_batch_size: int | None = None
     """Batch size the pick compares latencies at (default: the smallest in the grid)."""
     pick_tolerance: float = 0.05

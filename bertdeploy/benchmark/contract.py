@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 
 class Skip(Exception):
     """The backend cannot run here (e.g. bf16 on a CPU without native bf16); the message is the reason."""
@@ -25,16 +23,20 @@ class BackendContext:
     max_batch_size: int
     calibration: list[str] = field(default_factory=list)
     """Texts an engine may calibrate on (NNCF's int8): training rows when the data has them."""
+    task: str = "text-classification"
+    """The target's task: what records go in and what predictions come out (:mod:`bertdeploy.benchmark.scoring`)."""
 
 
 class Backend(Protocol):
     def load(self) -> dict[str, Any]:
         """Load the model; return facts for the rows (file, bytes, precision, providers)."""
 
-    def predict(self, texts: list[str], padding: str) -> np.ndarray:
-        """Logits ``[len(texts), num_labels]``, end to end."""
+    def predict(self, texts: list[Any], padding: str) -> Any:
+        """The task's predictions of ``texts`` (records), end to end: logits ``[len(texts), num_labels]`` for text
+        classification (``[.., choices]`` for multiple choice), entities / answers for token classification / question
+        answering (:mod:`bertdeploy.benchmark.scoring`)."""
 
-    def prepare(self, texts: list[str], padding: str) -> Any:
+    def prepare(self, texts: list[Any], padding: str) -> Any:
         """Tokenized model input for :meth:`run`, or None when the engine cannot be timed without tokenization."""
 
     def run(self, prepared: Any) -> Any:

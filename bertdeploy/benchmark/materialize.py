@@ -9,8 +9,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from bertdeploy.benchmark.evaldata import sequence_lengths
 from bertdeploy.benchmark.targets import EvalSet, Target, load_eval_set
 from bertdeploy.bundle import MANIFEST_NAME, read_manifest
+from bertdeploy.tasks import DEFAULT
 
 
 def prepare_target(sweep: Any, target: Target, tdir: Path) -> tuple[Path, dict[str, int]]:
@@ -35,15 +37,21 @@ def prepare_target(sweep: Any, target: Target, tdir: Path) -> tuple[Path, dict[s
         target.bundle = tdir / "bundle"
         target.notes.append(f"bertdeploy variants exported on the fly to {target.bundle}")
         sweep.report.targets.setdefault(target.name, {})["export"] = export
-    lengths = token_lengths(target, ev.timing_texts)
+    sequences = None  # text classification: one sequence per text
+    if target.task != DEFAULT:
+        sequences = sequence_lengths(target.task, target.tokenizer_file(), target.max_length, ev.timing_texts)
+    lengths = token_lengths(target, ev.timing_texts) if sequences is None else [sum(s) for s in sequences]
     dims = encoder_dims(target.model_config())
     texts_file = tdir / "texts.json"
     data = {"eval_texts": ev.texts, "eval_labels": ev.label_ids, "timing_texts": ev.timing_texts}
-    if "openvino" in cfg.backends:
+    if "openvino" in cfg.backends and target.task == DEFAULT:
         data["calibration_texts"] = calibration_texts(cfg.data or target.data, cfg, target, ev.timing_texts)
-    texts_file.write_text(json.dumps({**data, "timing_lengths": lengths}), encoding="utf-8")
+    data.update(timing_lengths=lengths, timing_sequences=sequences)
+    texts_file.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     entry = sweep.report.targets.setdefault(target.name, {})
     entry.update(_target_record(target, ev, lengths, dims))
+    if sequences is not None:  # windows (QA, long texts) or choices: what one timed record really runs
+        entry["timing"]["mean_sequences"] = sum(map(len, sequences)) / max(len(sequences), 1)
     return texts_file, dims
 
 
@@ -76,9 +84,10 @@ def token_lengths(target: Target, texts: list[str]) -> list[int]:
 
 
 def _target_record(target: Target, ev: EvalSet, lengths: list[int], dims: dict[str, int]) -> dict[str, Any]:
-    parity, bundle_info = {}, {}
+    parity, bundle_info, raw = {}, {}, {}
     if target.bundle is not None:
         manifest = read_manifest(target.bundle)
+        raw = manifest.raw
         parity = {v.name: v.parity for v in manifest.variants}
         bundle_info = {
             "created": manifest.raw.get("created"),
@@ -86,6 +95,8 @@ def _target_record(target: Target, ev: EvalSet, lengths: list[int], dims: dict[s
             "rejected": {r.get("name"): r.get("reason") for r in manifest.rejected},
         }
     return {
+        "task": target.task,
+        "reference_scores": reference_scores(target, raw),
         "spec": target.spec,
         "kind": target.kind,
         "trained": target.trained,
@@ -99,6 +110,26 @@ def _target_record(target: Target, ev: EvalSet, lengths: list[int], dims: dict[s
         "bundle_manifest": bundle_info,
         "notes": target.notes,
     }
+
+
+def reference_scores(target: Target, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The scores the model had before the bench, to read its numbers against: the training run's final
+    evaluation (``metrics.json``: seqeval entity F1 on word tags for token classification) and PyTorch's scores in
+    the export gate (the bundle's manifest), each with the split it was computed on."""
+    out: dict[str, Any] = {}
+    final = {}
+    if target.hf_dir is not None and (target.hf_dir / "metrics.json").is_file():
+        try:
+            final = json.loads((target.hf_dir / "metrics.json").read_text(encoding="utf-8")).get("final") or {}
+        except (OSError, ValueError, AttributeError):
+            final = {}
+    if isinstance(final, dict) and final:
+        out["training"] = {k: v for k, v in final.items() if isinstance(v, (int, float, str)) and k != "n"}
+    ev = manifest.get("eval") if isinstance(manifest.get("eval"), dict) else {}
+    if isinstance(ev.get("pytorch"), dict) and ev["pytorch"]:
+        scalars = {k: v for k, v in ev["pytorch"].items() if isinstance(v, (int, float)) and k != "n"}
+        out["export"] = {"split": ev.get("split"), **scalars}
+    return out
 
 
 def save_preset(target: Target, out: Path, seed: int = 0) -> Path:

@@ -1,5 +1,6 @@
-"""Which variant to ship: the accuracy-vs-latency Pareto frontier, the fastest variant within an accuracy budget,
-and a copy of it as a new single-variant bundle."""
+"""Which variant to ship: the metric-vs-latency Pareto frontier, the fastest variant within a budget of the task's
+primary metric (accuracy, entity F1, F1 ...: the row key is passed as ``metric``), and a copy of it as a new
+single-variant bundle."""
 
 from __future__ import annotations
 
@@ -27,13 +28,14 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def latency_rows(rows: list[dict[str, Any]], batch_size: int | None) -> tuple[int, list[dict[str, Any]]]:
-    """OK rows with accuracy at ``batch_size`` (default: the smallest batch size measured)."""
-    ok = [r for r in rows if r["status"] == "ok" and r.get("accuracy") is not None and r.get("e2e_p50_ms")]
+def latency_rows(
+    rows: list[dict[str, Any]], batch_size: int | None, metric: str = "accuracy"
+) -> tuple[int, list[dict[str, Any]]]:
+    """OK rows with a ``metric`` score at ``batch_size`` (default: the smallest batch size measured)."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get(metric) is not None and r.get("e2e_p50_ms")]
     if not ok:
-        raise UserError(
-            "nothing to pick from: no timed row has an accuracy (targets are untrained or no --data was given)"
-        )
+        what = "an accuracy" if metric == "accuracy" else f"a {metric} score"
+        raise UserError(f"nothing to pick from: no timed row has {what} (targets are untrained or no --data was given)")
     sizes = sorted({r["batch_size"] for r in ok})
     bs = batch_size if batch_size is not None else sizes[0]
     if bs not in sizes:
@@ -42,30 +44,36 @@ def latency_rows(rows: list[dict[str, Any]], batch_size: int | None) -> tuple[in
 
 
 def pick(
-    rows: list[dict[str, Any]], max_accuracy_drop: float, batch_size: int | None = None, tolerance: float = 0.05
+    rows: list[dict[str, Any]],
+    max_accuracy_drop: float,
+    batch_size: int | None = None,
+    tolerance: float = 0.05,
+    metric: str = "accuracy",
 ) -> dict[str, Any]:
-    """The bertdeploy variant with the lowest p50 end-to-end latency whose accuracy is at most
-    ``max_accuracy_drop`` accuracy points below the reference: the best fp32 accuracy measured (any backend).
+    """The bertdeploy variant with the lowest p50 end-to-end latency whose ``metric`` (the row key of the task's
+    primary metric) is at most ``max_accuracy_drop`` points below the reference: the best fp32 score measured (any
+    backend).
 
     Latencies within ``tolerance`` (relative) of the fastest count as a tie — timing noise on a shared machine is
-    larger than that — and the tie goes to the more accurate variant."""
-    bs, candidates = latency_rows(rows, batch_size)
+    larger than that — and the tie goes to the more accurate variant. The result names the metric (``metric``) and
+    holds its value under its own key and the drop under ``<metric>_drop`` (``accuracy`` / ``accuracy_drop``)."""
+    bs, candidates = latency_rows(rows, batch_size, metric)
     fp32 = [r for r in candidates if variants.float_reference(r["variant"])]
-    ref = max(fp32 or candidates, key=lambda r: (r["accuracy"], -r["e2e_p50_ms"]))
-    floor = ref["accuracy"] - max_accuracy_drop / 100.0 - 1e-12
+    ref = max(fp32 or candidates, key=lambda r: (r[metric], -r["e2e_p50_ms"]))
+    floor = ref[metric] - max_accuracy_drop / 100.0 - 1e-12
     ours = [r for r in candidates if r["backend"] == "bertdeploy"]
     if not ours:
-        raise UserError("nothing to pick from: no bertdeploy variant was timed with accuracy")
-    within = [r for r in ours if r["accuracy"] >= floor]
+        raise UserError(f"nothing to pick from: no bertdeploy variant was timed with {metric}")
+    within = [r for r in ours if r[metric] >= floor]
     if not within:
-        best = max(ours, key=lambda r: r["accuracy"])
+        best = max(ours, key=lambda r: r[metric])
         raise UserError(
-            f"no bertdeploy variant is within {max_accuracy_drop:g} accuracy points of the reference accuracy "
-            f"{ref['accuracy']:.4f} (best: {best['variant']} at {best['accuracy']:.4f})"
+            f"no bertdeploy variant is within {max_accuracy_drop:g} {metric} points of the reference {metric} "
+            f"{ref[metric]:.4f} (best: {best['variant']} at {best[metric]:.4f})"
         )
     fastest = min(r["e2e_p50_ms"] for r in within)
     tied = [r for r in within if r["e2e_p50_ms"] <= fastest * (1 + tolerance)]
-    best = max(tied, key=lambda r: (r["accuracy"], -r["e2e_p50_ms"]))
+    best = max(tied, key=lambda r: (r[metric], -r["e2e_p50_ms"]))
     return {
         "target": best["target"],
         "variant": best["variant"],
@@ -73,10 +81,11 @@ def pick(
         "batch_size": bs,
         "p50_ms": best["e2e_p50_ms"],
         "seq_per_s": best["e2e_seq_per_s"],
-        "accuracy": best["accuracy"],
+        "metric": metric,
+        metric: best[metric],
         "f1_macro": best.get("f1_macro"),
-        "reference": {k: ref[k] for k in ("target", "backend", "variant", "padding", "accuracy", "e2e_p50_ms")},
-        "accuracy_drop": round(100.0 * (ref["accuracy"] - best["accuracy"]), 6),
+        "reference": {k: ref[k] for k in ("target", "backend", "variant", "padding", metric, "e2e_p50_ms")},
+        f"{metric}_drop": round(100.0 * (ref[metric] - best[metric]), 6),
         "max_accuracy_drop": max_accuracy_drop,
         "speedup_vs_reference": ref["e2e_p50_ms"] / best["e2e_p50_ms"],
         "tolerance": tolerance,

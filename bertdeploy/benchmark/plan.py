@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bertdeploy import tasks
 from bertdeploy.benchmark.config import BenchConfig
 from bertdeploy.benchmark.results import REFERENCE_DTYPE, CellKey, GroupKey
 from bertdeploy.benchmark.targets import Target, resolve_target
@@ -15,6 +16,8 @@ NO_BF16 = "bf16 skipped: no native bf16 on this CPU (no avx512_bf16 / amx_bf16);
 NO_FP16 = "fp16 skipped: PyTorch eager fp16 is timed on CUDA only (on a CPU it is emulated)"
 NO_TORCH = "no PyTorch model for this target (pass the training run dir as a target)"
 NO_BUNDLE = "openvino reads a bundle's ONNX file: pass a bundle, or --export for a training run"
+NO_PIPELINE = "transformers has no multiple-choice pipeline (PyTorch eager and ORTModel are the peers)"
+TEXT_ONLY = "the openvino backend times text classification only"
 TORCH_FP32 = REFERENCE_DTYPE
 
 
@@ -45,6 +48,16 @@ def resolve_targets(cfg: BenchConfig) -> list[Target]:
             t.name, n = f"{base}-{n}", n + 1
         seen.add(t.name)
         targets.append(t)
+    kinds = sorted({t.task for t in targets})
+    if len(kinds) > 1:
+        which = "; ".join(f"{t.spec}: {t.task}" for t in targets)
+        raise UserError(f"one bench run times one task, these targets mix {' and '.join(kinds)} ({which})")
+    tasks.get(kinds[0], stage="bench")
+    from bertdeploy.benchmark.evaldata import check_data_task
+
+    for t in targets:  # before any work: data of another task is one line, not a half-run sweep
+        if cfg.data or t.data:
+            check_data_task(str(cfg.data or t.data), t.task, t.spec)
     return targets
 
 
@@ -74,13 +87,15 @@ def _blocks(cfg: BenchConfig, target: Target, backend: str) -> list[Block]:
             for d in cfg.torch_dtypes
         ]
     if backend == "pipeline":
-        return [Block(target, "pipeline", TORCH_FP32, skip=None if has_torch else NO_TORCH)]
+        no_pipeline = NO_PIPELINE if target.task == "multiple-choice" else None
+        return [Block(target, "pipeline", TORCH_FP32, skip=no_pipeline or (None if has_torch else NO_TORCH))]
     if backend == "ortmodel":
         return [Block(target, "ortmodel", TORCH_FP32)]
     if backend == "openvino":
         exportable = target.kind == "preset" or (target.kind == "run" and cfg.export)
         no_bundle = None if target.kind == "bundle" or exportable else NO_BUNDLE
-        return [Block(target, "openvino", v, skip=no_bundle) for v in cfg.openvino_variants]
+        skip = TEXT_ONLY if target.task != tasks.DEFAULT else no_bundle
+        return [Block(target, "openvino", v, skip=skip) for v in cfg.openvino_variants]
     wanted, why = bertdeploy_variants(cfg, target)
     return [Block(target, "bertdeploy", v, skip=why.get(v)) for v in wanted]
 

@@ -1,5 +1,5 @@
-"""PNG plots with matplotlib's object API (``Figure``: no pyplot, no backend switch): the accuracy-vs-latency Pareto
-frontier and throughput by variant x padding x batch size."""
+"""PNG plots with matplotlib's object API (``Figure``: no pyplot, no backend switch): the metric-vs-latency Pareto
+frontier (the task's primary metric: accuracy, entity F1, F1 ...) and throughput by variant x padding x batch size."""
 
 from __future__ import annotations
 
@@ -50,10 +50,12 @@ def plain_ms_axis(ax: Any) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Accuracy vs p50 end-to-end latency: left at the smallest batch size (latency), right per sequence at the
-    largest (throughput); the frontier is drawn over all targets."""
-    ok = [r for r in rows if r["status"] == "ok" and r.get("accuracy") is not None and r.get("e2e_p50_ms")]
+def pareto_plot(
+    rows: list[dict[str, Any]], path: Path, metric: str = "accuracy", label: str = "accuracy"
+) -> Path | None:
+    """``metric`` (a row key, titled ``label``) vs p50 end-to-end latency: left at the smallest batch size (latency),
+    right per sequence at the largest (throughput); the frontier is drawn over all targets."""
+    ok = [r for r in rows if r["status"] == "ok" and r.get(metric) is not None and r.get("e2e_p50_ms")]
     if not ok:
         return None
     from matplotlib import colormaps
@@ -66,7 +68,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
     for ax, (bs, per_seq) in zip(axes[0], panels, strict=True):
         sel = [r for r in ok if r["batch_size"] == bs]
         xs = [r["e2e_p50_ms"] / (bs if per_seq else 1) for r in sel]
-        ys = [r["accuracy"] * 100 for r in sel]
+        ys = [r[metric] * 100 for r in sel]
         for r, x, y in zip(sel, xs, ys, strict=True):
             ax.scatter(
                 x,
@@ -91,8 +93,8 @@ def pareto_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
             )
         plain_ms_axis(ax)
         ax.set_xlabel(f"p50 latency, ms {'per sequence' if per_seq else 'per batch'} (batch {bs}, log scale)")
-        ax.set_ylabel("accuracy, %")
-        ax.set_title(f"accuracy vs latency, batch {bs}")
+        ax.set_ylabel(f"{label}, %")
+        ax.set_title(f"{label} vs latency, batch {bs}")
         ax.grid(alpha=0.3, which="both")
     _pareto_legend(axes[0][-1], ok, targets, cmap)
     fig.tight_layout()
@@ -125,8 +127,9 @@ def _pareto_legend(ax: Any, ok: list[dict[str, Any]], targets: list[str], cmap: 
     )
 
 
-def throughput_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """Sequences/s end to end: one panel per target x batch size, bars per block, one colour per padding."""
+def throughput_plot(rows: list[dict[str, Any]], path: Path, unit: str = "sequences") -> Path | None:
+    """``unit``/s end to end (sequences; questions for QA / multiple choice): one panel per target x batch size, bars
+    per block, one colour per padding."""
     ok = [r for r in rows if r["status"] == "ok" and r.get("e2e_seq_per_s")]
     if not ok:
         return None
@@ -156,7 +159,7 @@ def throughput_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
             ax.set_xticks(range(len(blocks)))
             ax.set_xticklabels(blocks, rotation=35, ha="right", fontsize=7)
             ax.set_title(f"{target} — batch {bs}", fontsize=9)
-            ax.set_ylabel("sequences/s" if si == 0 else "")
+            ax.set_ylabel(f"{unit}/s" if si == 0 else "")
             ax.grid(axis="y", alpha=0.3)
     axes[0][-1].legend(fontsize=7, title="padding", title_fontsize=7)
     fig.tight_layout()

@@ -1,5 +1,6 @@
 """Everything a sweep leaves in its output folder besides results.json: results.csv (one row per cell),
-report.md (machine, versions, GEMM peak, one table per target, failures, plots, pick) and config.json."""
+report.md (machine, versions, GEMM peak, one table per target, the task's peer section, failures, plots, pick) and
+config.json. The metric columns are the task's (:mod:`bertdeploy.benchmark.scoring`), titled with its labels."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 
 from bertdeploy.benchmark import plots
 from bertdeploy.benchmark.results import Report
+from bertdeploy.benchmark.scoring import BenchTask, bench_task
+from bertdeploy.benchmark.summary import peer_markdown
 from bertdeploy.bundle import atomic_file, write_json
 
 TABLE = [
@@ -35,6 +38,22 @@ TABLE = [
 ]
 
 
+def table_columns(task: BenchTask, columns: list = TABLE) -> list[tuple[str, str, str | None]]:
+    """``columns`` with the accuracy / macro-F1 pair replaced by the task's metric columns (and an agreement column
+    for its peer): text classification keeps its table as it was."""
+    metrics = [(title, key, "{:.4f}") for key, title in task.columns]
+    peer = [(f"agree vs {task.peer[0]}", "agreement_peer", "{:.4f}")] if task.peer and task.peer[0] != "torch" else []
+    out: list[tuple[str, str, str | None]] = []
+    for column in columns:
+        if column[1] == "accuracy":
+            out += metrics
+        elif column[1] != "f1_macro":
+            out += [column, *peer] if column[1] == "agreement_torch" else [column]
+    if task.unit != "text":
+        out = [(title.replace("seq/s", "q/s"), key, spec) for title, key, spec in out]
+    return out
+
+
 def fmt(value: Any, spec: str | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -53,9 +72,9 @@ def markdown_table(rows: list[dict[str, Any]], columns=TABLE) -> str:
     return "\n".join([head, sep, *body])
 
 
-def headline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def headline(rows: list[dict[str, Any]], metrics: tuple[str, ...] = ("accuracy", "f1_macro")) -> list[dict[str, Any]]:
     """One row per (target, backend, variant): p50 at the smallest batch and sequences/s at the largest, each
-    with its best padding, plus size, accuracy and agreement — the table a README shows."""
+    with its best padding, plus size, the task's ``metrics`` and agreement — the table a README shows."""
     ok = [r for r in rows if r["status"] == "ok"]
     out = []
     for key in dict.fromkeys((r["target"], r["backend"], r["variant"]) for r in ok):
@@ -72,9 +91,9 @@ def headline(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seq_s": f"{thr['e2e_seq_per_s']:.1f} ({thr['padding']}, b{large})",
                 "model_seq_s": thr.get("model_seq_per_s"),
                 "peak_share": thr.get("peak_share"),
-                "accuracy": lat.get("accuracy"),
-                "f1_macro": lat.get("f1_macro"),
+                **{k: lat.get(k) for k in metrics},
                 "agreement_torch": lat.get("agreement_torch"),
+                "agreement_peer": lat.get("agreement_peer"),
             }
         )
     return out
@@ -147,31 +166,37 @@ def report_markdown(res: Report, rows: list[dict[str, Any]], plot_paths: dict[st
         f"updated {res.updated}, complete: {res.complete}",
         "",
     ]
-    head = headline(rows)
+    task = bench_task(res.task)
+    head = headline(rows, tuple(k for k, _ in task.columns))
     if head:
         out += [
             "## Headline",
             "",
-            "Best padding per engine; p50 end to end (tokenization included) per batch; seq/s over the timed run.",
+            f"Task: {res.task}. Best padding per engine; p50 end to end (tokenization included) per batch; seq/s "
+            f"over the timed run{'' if task.unit == 'text' else ' (q/s: questions per second)'}.",
             "",
-            markdown_table(head, HEADLINE),
+            markdown_table(head, table_columns(task, HEADLINE)),
             "",
         ]
+    out += peer_markdown(res, rows)
     for name, t in res.targets.items():
-        ev = t.get("eval") or {}
+        ev, timing = t.get("eval") or {}, t.get("timing") or {}
         trained = "trained" if t.get("trained") else "**untrained** (random weights: speed only, no accuracy)"
+        units = f"{task.unit}s"
+        seqs = f" in {timing['mean_sequences']:.2f} sequences" if timing.get("mean_sequences") else ""
         out += [f"## {name}", ""]
         out.append(
             f"{t.get('kind')} `{t.get('spec')}`, {trained}; max_length {t.get('max_length')}; evaluation: "
-            f"{ev.get('source')} [{ev.get('split')}], {ev.get('n')} texts; timed texts: "
-            f"{(t.get('timing') or {}).get('texts')} (mean {(t.get('timing') or {}).get('mean_tokens', 0):.1f} tokens)"
+            f"{ev.get('source')} [{ev.get('split')}], {ev.get('n')} {units}; timed {units}: "
+            f"{timing.get('texts')} (mean {timing.get('mean_tokens', 0):.1f} tokens{seqs})"
         )
         for note in t.get("notes") or []:
             out.append(f"- note: {note}")
         mine = [r for r in rows if r["target"] == name]
         ok = [r for r in mine if r["status"] == "ok"]
         if ok:
-            out += ["", markdown_table(ok)]
+            out += ["", f"agree vs torch: share of {task.agreement} (PyTorch fp32)", ""]
+            out += [markdown_table(ok, table_columns(task))]
         bad = [r for r in mine if r["status"] != "ok"]
         seen = set()
         for r in bad:
@@ -180,23 +205,24 @@ def report_markdown(res: Report, rows: list[dict[str, Any]], plot_paths: dict[st
                 seen.add(k)
                 out.append(f"- {r['status']}: {r['backend']} {r['variant']} — {r.get('error')}")
         out.append("")
-    for title, key in (("Accuracy vs latency (Pareto frontier)", "pareto"), ("Throughput", "throughput")):
+    pareto = f"{task.label[:1].upper()}{task.label[1:]} vs latency (Pareto frontier)"
+    for title, key in ((pareto, "pareto"), ("Throughput", "throughput")):
         if plot_paths.get(key):
             out += [f"## {title}", "", f"![{key}](plots/{plot_paths[key].name})", ""]
     if res.pick:
-        out += _pick_lines(res.pick)
+        out += _pick_lines(res.pick, task.label)
     return "\n".join(out)
 
 
-def _pick_lines(p: dict[str, Any]) -> list[str]:
-    ref = p["reference"]
+def _pick_lines(p: dict[str, Any], label: str = "accuracy") -> list[str]:
+    ref, metric = p["reference"], p.get("metric", "accuracy")
     out = [
         "## Pick",
         "",
-        f"Fastest bertdeploy variant within {p['max_accuracy_drop']:g} accuracy points of the reference "
-        f"({ref['target']} {ref['backend']} {ref['variant']}, {ref['accuracy']:.4f}) at batch {p['batch_size']}: "
-        f"**{p['target']} {p['variant']}** ({p['padding']} padding), p50 {p['p50_ms']:.2f} ms, accuracy "
-        f"{p['accuracy']:.4f} (drop {p['accuracy_drop']:.2f} points), {p['speedup_vs_reference']:.2f}x faster "
+        f"Fastest bertdeploy variant within {p['max_accuracy_drop']:g} {label} points of the reference "
+        f"({ref['target']} {ref['backend']} {ref['variant']}, {ref[metric]:.4f}) at batch {p['batch_size']}: "
+        f"**{p['target']} {p['variant']}** ({p['padding']} padding), p50 {p['p50_ms']:.2f} ms, {label} "
+        f"{p[metric]:.4f} (drop {p[f'{metric}_drop']:.2f} points), {p['speedup_vs_reference']:.2f}x faster "
         "than the reference.",
         "",
     ]
@@ -209,9 +235,12 @@ def write_all(res: Report, out: Path) -> dict[str, Path]:
     """results.csv, report.md, config.json and plots/*.png in ``out`` (results.json is saved by the sweep)."""
     rows = res.rows()
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    task = bench_task(res.task)
     plot_paths = {
-        "pareto": plots.pareto_plot(rows, out / "plots" / "pareto.png"),
-        "throughput": plots.throughput_plot(rows, out / "plots" / "throughput.png"),
+        "pareto": plots.pareto_plot(rows, out / "plots" / "pareto.png", task.metric, task.label),
+        "throughput": plots.throughput_plot(
+            rows, out / "plots" / "throughput.png", "sequences" if task.unit == "text" else f"{task.unit}s"
+        ),
     }
     write_csv(rows, out / "results.csv")
     write_json(out / "config.json", res.config)

@@ -4,10 +4,12 @@ flat rows every table, CSV and plot is made of.
 
 results.json (``Report.to_dict``)::
 
-    {"schema": "bertdeploy-bench/1", "name", "command", "config", "started", "updated", "complete",
+    {"schema": "bertdeploy-bench/1", "name", "command", "config", "started", "updated", "complete", "task",
      "machine", "versions", "gemm", "load": {"start", "end"},
-     "targets": {name: {spec, kind, trained, labels, max_length, eval: {split, n, source}, dims, notes}},
-     "groups": {"target|backend|variant": {status, n, metrics, logits, agreement_torch, max_abs_diff_torch}},
+     "targets": {name: {spec, kind, task, trained, labels, max_length, eval: {split, n, source}, dims, notes,
+                        reference_scores}},
+     "groups": {"target|backend|variant": {status, n, metrics, logits, agreement_torch, max_abs_diff_torch,
+                                           agreement_peer}},
      "cells": [{key, target, backend, variant, padding, batch_size, status, error, fingerprint, e2e, model,
                 memory, info, load_start, load_end, measured}],
      "pick": {...} | null}
@@ -24,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from bertdeploy.benchmark import scoring
 from bertdeploy.bundle import write_json
+from bertdeploy.tasks import DEFAULT
 
 SCHEMA = "bertdeploy-bench/1"
 FINISHED = ("ok", "skipped")
@@ -130,12 +134,17 @@ class Group:
     padding: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     logits: str | None = None
-    """Path of the saved logits (``.npy``, in the sweep's work folder)."""
+    """Path of the saved predictions in the sweep's work folder: logits (``.npy``), or entities / answers
+    (``.json``) for token classification / question answering (:mod:`bertdeploy.benchmark.scoring`)."""
     error: str | None = None
     agreement_torch: float | None = None
+    """Share of the evaluation records predicted as PyTorch fp32 predicts them (the task's rule)."""
     max_abs_diff_torch: float | None = None
     agreement_source: str | None = None
     """``measured`` (against PyTorch fp32 in this run) or ``export`` (the bundle's gate record)."""
+    agreement_peer: float | None = None
+    """The same share against the task's named peer (the transformers pipeline for token classification and
+    question answering: "same entities", "same answers"); None where the peer is PyTorch fp32 or did not run."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -177,6 +186,8 @@ class Report:
     groups: dict[GroupKey, Group] = field(default_factory=dict)
     cells: list[Cell] = field(default_factory=list)
     pick: dict[str, Any] | None = None
+    task: str = DEFAULT
+    """The task every target of the sweep has (results written before tasks: text classification)."""
     schema: str = SCHEMA
 
     @classmethod
@@ -227,35 +238,44 @@ class Report:
         self.cells[:] = [c for c in self.cells if c.key != cell.key] + [cell]
 
     def agreement(self) -> None:
-        """Argmax agreement and max |logit diff| of every group against PyTorch fp32 of the same target (measured
-        on the evaluation texts); where PyTorch did not run, a bundle variant's parity from export time is used."""
+        """Agreement of every group with PyTorch fp32 of the same target (the task's rule,
+        :func:`bertdeploy.benchmark.scoring.agreement`; plus the max |logit diff| where predictions are logits),
+        measured on the evaluation records; where PyTorch did not run, a bundle variant's parity from export time
+        is used when the gate counts it the same way. And agreement with the task's named peer."""
+        task = scoring.bench_task(self.task)
         for key, g in self.groups.items():
             if g.status != "ok":
                 continue
-            ref = self.groups.get(GroupKey(key.target, REFERENCE_BACKEND, REFERENCE_DTYPE))
-            ref_file = ref.logits_file() if ref is not None and ref.status == "ok" else None
+            ref_file = self._predictions(GroupKey(key.target, REFERENCE_BACKEND, REFERENCE_DTYPE))
+            mine = g.logits_file()
             if ref_file is not None:
-                mine = g.logits_file()
                 if mine is not None:
-                    a, b = np.load(mine), np.load(ref_file)
-                    if a.shape == b.shape:
-                        g.agreement_torch = float((a.argmax(-1) == b.argmax(-1)).mean())
-                        g.max_abs_diff_torch = float(np.abs(a - b).max())
-                        g.agreement_source = "measured"
-            elif key.backend == "bertdeploy" and g.agreement_torch is None:
+                    share, diff = scoring.agreement(task.name, scoring.load(mine), scoring.load(ref_file))
+                    if share is not None:
+                        g.agreement_torch, g.max_abs_diff_torch, g.agreement_source = share, diff, "measured"
+            elif key.backend == "bertdeploy" and g.agreement_torch is None and task.export_agreement:
                 parity = (self.targets.get(key.target, {}).get("parity") or {}).get(key.variant) or {}
                 agree = parity.get("agreement", parity.get("argmax_agreement"))
                 if agree is not None:
                     g.agreement_torch = agree
                     g.max_abs_diff_torch = parity.get("max_diff", parity.get("max_abs_diff"))
                     g.agreement_source = "export"
+            peer = self._predictions(GroupKey(key.target, *task.peer)) if task.peer else None
+            if peer is not None and mine is not None and task.peer != (REFERENCE_BACKEND, REFERENCE_DTYPE):
+                g.agreement_peer = scoring.agreement(task.name, scoring.load(mine), scoring.load(peer))[0]
+
+    def _predictions(self, key: GroupKey) -> Path | None:
+        g = self.groups.get(key)
+        return g.logits_file() if g is not None and g.status == "ok" else None
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat dict per cell (for the CSV, the tables and the plots), with the group's accuracy and
         agreement and the GEMM share joined in."""
         peak = (self.gemm or {}).get("peak_gflops")
+        keys = [k for k, _ in scoring.bench_task(self.task).columns]
         return [
-            _row(c, self.targets.get(c.target, {}), self.groups.get(c.key.group) or Group(), peak) for c in self.cells
+            _row(c, self.targets.get(c.target, {}), self.groups.get(c.key.group) or Group(), peak, keys)
+            for c in self.cells
         ]
 
 
@@ -266,7 +286,7 @@ def fingerprint(cfg: Any, threads: int, device: str, max_length: int) -> dict[st
     return fp
 
 
-def _row(c: Cell, t: dict[str, Any], g: Group, peak: float | None) -> dict[str, Any]:
+def _row(c: Cell, t: dict[str, Any], g: Group, peak: float | None, metrics: list[str]) -> dict[str, Any]:
     info, fp = c.info or {}, c.fingerprint or {}
     e2e, model, mem = c.e2e or {}, c.model or {}, c.memory or {}
     trained = t.get("trained")
@@ -298,11 +318,11 @@ def _row(c: Cell, t: dict[str, Any], g: Group, peak: float | None) -> dict[str, 
         gpu_peak_mb=mem.get("gpu_peak_mb"),
         size_mb=info["bytes"] / 2**20 if info.get("bytes") else None,
         providers=",".join(info.get("providers") or []),
-        accuracy=g.metrics.get("accuracy") if trained else None,
-        f1_macro=g.metrics.get("f1_macro") if trained else None,
+        **{k: g.metrics.get(k) if trained else None for k in metrics},  # the task's metrics (primary first)
         agreement_torch=g.agreement_torch,
         max_abs_diff_torch=g.max_abs_diff_torch,
         agreement_source=g.agreement_source,
+        agreement_peer=g.agreement_peer,
         load_1m_start=(c.load_start or [None])[0],
         load_1m_end=(c.load_end or [None])[0],
         error=(c.error or "").splitlines()[0][:200] if c.error else None,

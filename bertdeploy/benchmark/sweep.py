@@ -131,6 +131,7 @@ class Sweep:
             self.out.rmdir()
 
     def _run(self, targets: list[Target]) -> Report:
+        self.report.task = targets[0].task  # one task per sweep (resolve_targets checks)
         plans = [(t, plan(self.cfg, t)) for t in targets]
         order = {key: i for i, key in enumerate(k for _, blocks in plans for b in blocks for k in b.cells)}
         self.report.cells = [c for k, c in self.done.items() if k in order]
@@ -202,6 +203,7 @@ class Sweep:
                 "threads": self.threads,
                 "device": self.device,
                 "max_batch_size": max(self.cfg.batch_sizes),
+                "task": target.task,
             },
             "cells": [{"key": str(k), "padding": k.padding, "batch_size": k.batch_size} for k in cells],
             "texts_file": str(texts),

@@ -1,7 +1,8 @@
 """What a bench TARGET is: a bundle (``bertdeploy.json``), a training run / HF model folder (``config.json`` +
-safetensors), or a model preset name (random weights: speed only, rows say ``untrained``). Plus the texts each
-target is scored and timed on. Resolution is cheap (reads JSON files only); building presets and exporting
-temporary bundles is in :mod:`bertdeploy.benchmark.materialize`."""
+safetensors), or a model preset name (random weights: speed only, rows say ``untrained``); each of one task of the
+task table (the bundle's, the run's, text classification for presets). Plus the records each target is scored and
+timed on (texts; for the other tasks see :mod:`bertdeploy.benchmark.evaldata`). Resolution is cheap (reads JSON
+files only); building presets and exporting temporary bundles is in :mod:`bertdeploy.benchmark.materialize`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertdeploy import tasks
 from bertdeploy.bundle import MANIFEST_NAME, read_manifest
 from bertdeploy.errors import UserError
 
@@ -46,6 +48,8 @@ class Target:
     text_column: str = "text"
     label_column: str = "label"
     notes: list[str] = field(default_factory=list)
+    task: str = tasks.DEFAULT
+    """The task of the model (:mod:`bertdeploy.tasks`): what its records and predictions are."""
 
     @property
     def model_dir(self) -> Path | None:
@@ -64,12 +68,15 @@ class Target:
 
 @dataclass
 class EvalSet:
-    """Texts one target is scored on (``label_ids`` None: no accuracy) and the sample the timed loops cycle."""
+    """Records one target is scored on (``label_ids`` None: no accuracy) and the sample the timed loops cycle.
+    Records are texts for text and token classification, ``[question, context]`` pairs for question answering,
+    ``{"question", "choices"}`` for multiple choice; ``label_ids`` are the task's gold answers
+    (:mod:`bertdeploy.benchmark.evaldata`)."""
 
-    texts: list[str]
-    label_ids: list[int] | None
+    texts: list[Any]
+    label_ids: list[Any] | None
     split: str
-    timing_texts: list[str]
+    timing_texts: list[Any]
     source: str
 
 
@@ -134,6 +141,7 @@ def resolve_target(spec: str, max_length: int | None = None) -> Target:
             data=ev.get("path") or ev.get("data"),
             text_column=ev.get("text_column", "text"),
             label_column=ev.get("label_column", "label"),
+            task=m.task,
         )
         if source is None:
             t.notes.append("bundle records no PyTorch source model: torch / pipeline need the run dir as a target")
@@ -143,19 +151,20 @@ def resolve_target(spec: str, max_length: int | None = None) -> Target:
             raise UserError(f"{path} has config.json but no safetensors weights (bertdeploy never unpickles .bin)")
         config = _read_json(path / "config.json")
         tc = _read_json(path / "train_config.json") if (path / "train_config.json").is_file() else {}
-        archs = config.get("architectures") or []
-        trained = bool(tc) or any(a.endswith("ForSequenceClassification") for a in archs)
+        found = tasks.from_architectures(config.get("architectures"))
+        task = tasks.get(tc.get("task") or (found.name if found else None))
         return Target(
             spec=spec,
             name=_slug(path.resolve().name),
             kind="run",
-            labels=_labels_of(config),
+            labels=_labels_of(config) if task.labelled else [],
             max_length=max_length or int(tc.get("max_length") or DEFAULT_MAX_LENGTH),
-            trained=trained,
+            trained=bool(tc) or found is not None,
             hf_dir=path.resolve(),
             data=tc.get("data"),
             text_column=tc.get("text_column", "text"),
             label_column=tc.get("label_column", "label"),
+            task=task.name,
         )
     from bertdeploy.training.models import PRESETS
 
@@ -191,8 +200,9 @@ def load_eval_set(
     """The evaluation split (labels mapped onto the target's) and the seeded timing sample.
 
     A preset takes its label set from the data (``target.labels`` is filled in); without data it is timed on
-    synthetic full-length texts.
+    synthetic full-length texts. Data of another task than the target's is one :class:`UserError`.
     """
+    from bertdeploy.benchmark.evaldata import check_data_task, task_records
     from bertdeploy.data import DataSpec, load_data, load_eval_split
 
     path = data or target.data
@@ -200,14 +210,17 @@ def load_eval_set(
     lcol = label_column or target.label_column
     rng = random.Random(seed)
     if path is None:
-        if target.trained:
+        if target.trained or target.task != tasks.DEFAULT:
             raise UserError(f"{target.spec}: no evaluation data: pass --data (needed for accuracy)")
         texts = synthetic_texts(timing_texts, words=target.max_length, seed=seed)
         if not target.labels:
             target.labels = ["LABEL_0", "LABEL_1"]
         scored = texts[: min(eval_limit or SYNTHETIC_EVAL, SYNTHETIC_EVAL)]
         return EvalSet(scored, None, "synthetic", texts, f"synthetic ({target.max_length} tokens)")
-    if target.kind == "preset":
+    check_data_task(str(path), target.task, target.spec)
+    if target.task != tasks.DEFAULT:
+        texts, ids, split = task_records(target.task, str(path), target.labels, tcol, lcol)
+    elif target.kind == "preset":
         loaded = load_data(DataSpec(path=str(path), text_column=tcol, label_column=lcol, unseen_labels="keep"))
         target.labels = loaded.labels
         split = loaded.eval_split if loaded.eval_split in loaded.splits else next(iter(loaded.splits))

@@ -29,14 +29,21 @@ EVAL_BATCH = 32
 
 
 def make_batches(
-    texts: list[str], lengths: list[int], batch_size: int, padding: str, dims: dict[str, int], seed: int = 0
-) -> tuple[list[list[str]], list[tuple[int, int, float]]]:
-    """Batches of ``batch_size`` texts and their (sequences, true tokens, useful FLOPs), cut by the runtime's
+    texts: list[Any],
+    lengths: list[int],
+    batch_size: int,
+    padding: str,
+    dims: dict[str, int],
+    seed: int = 0,
+    sequences: list[list[int]] | None = None,
+) -> tuple[list[list[Any]], list[tuple[int, int, float]]]:
+    """Batches of ``batch_size`` texts (records) and their (records, true tokens, useful FLOPs), cut by the runtime's
     batcher (:func:`bertdeploy.runtime.batching.plan`) with a row limit only.
 
     ``bucketed``: texts sorted by length, then chunked (batches of similar lengths, taken in a seeded random
     order); ``static`` / ``dynamic``: chunks of the texts in their (already random) order. Texts are repeated when
-    there are fewer than ``batch_size``; a trailing partial batch is dropped.
+    there are fewer than ``batch_size``; a trailing partial batch is dropped. ``sequences``: per record, the lengths
+    of the sequences the model runs for it (windows, choices; ``lengths`` are then their sums), for the FLOPs.
     """
     from bertdeploy.runtime.batching import BatchPolicy, plan
 
@@ -51,7 +58,8 @@ def make_batches(
     if padding == "bucketed":
         random.Random(seed).shuffle(chunks)
     batches = [[texts[i] for i in c] for c in chunks]
-    sizes = [(len(c), sum(lengths[i] for i in c), encoder_flops(dims, [lengths[i] for i in c])) for c in chunks]
+    seqs = sequences or [[n] for n in lengths]
+    sizes = [(len(c), sum(lengths[i] for i in c), encoder_flops(dims, [n for i in c for n in seqs[i]])) for c in chunks]
     return batches, sizes
 
 
@@ -108,6 +116,8 @@ def run_group(job: dict[str, Any], emit: Emit) -> None:
         emit({**base, "type": "cell_start", "key": c["key"]})
         try:
             emit({**base, "type": "cell", **c, "status": "ok", "info": info, **_time_cell(backend, data, job, c)})
+        except Skip as e:  # this engine cannot run this cell (a pipeline and static padding)
+            emit({**base, "type": "cell", **c, "status": "skipped", "error": str(e), "info": info})
         except Exception as e:  # noqa: BLE001
             emit({**base, "type": "cell", **c, "status": "failed", "error": _error(e), "info": info})
 
@@ -117,21 +127,22 @@ def _path(p: str | None) -> Path | None:
 
 
 def _evaluate(backend: Any, data: dict[str, Any], job: dict[str, Any], padding: str) -> dict[str, Any]:
-    from bertdeploy.metrics import classification_metrics, summary
+    """The block's predictions of every evaluation record (saved for the agreement columns), scored with the task's
+    metrics (:mod:`bertdeploy.benchmark.scoring`) when the records are labelled."""
+    from bertdeploy.benchmark import scoring
 
     texts = data["eval_texts"]
+    task = job["ctx"].get("task") or "text-classification"
     try:
         t0 = time.perf_counter()
-        logits = np.concatenate(
-            [backend.predict(texts[i : i + EVAL_BATCH], padding) for i in range(0, len(texts), EVAL_BATCH)]
-        )
+        parts = [backend.predict(texts[i : i + EVAL_BATCH], padding) for i in range(0, len(texts), EVAL_BATCH)]
+        predictions = scoring.concat(parts)
         seconds = time.perf_counter() - t0
-        np.save(job["settings"]["logits_out"], logits.astype(np.float32))
+        saved = scoring.save(predictions, job["settings"]["logits_out"])
         out: dict[str, Any] = {"status": "ok", "n": len(texts), "seconds": seconds, "padding": padding}
         if data.get("eval_labels") is not None:
-            m = classification_metrics(data["eval_labels"], logits.argmax(-1).tolist(), job["ctx"]["labels"])
-            out["metrics"] = {k: v for k, v in summary(m).items() if k != "n"}
-        out["logits"] = job["settings"]["logits_out"]
+            out["metrics"] = scoring.score(task, predictions, data["eval_labels"], job["ctx"]["labels"])
+        out["logits"] = str(saved)
         return out
     except Exception as e:  # noqa: BLE001
         return {"status": "failed", "error": _error(e)}
@@ -140,7 +151,8 @@ def _evaluate(backend: Any, data: dict[str, Any], job: dict[str, Any], padding: 
 def _time_cell(backend: Any, data: dict[str, Any], job: dict[str, Any], cell: dict[str, Any]) -> dict[str, Any]:
     s = job["settings"]
     pad, bs = cell["padding"], cell["batch_size"]
-    batches, sizes = make_batches(data["timing_texts"], data["timing_lengths"], bs, pad, job["dims"], s["seed"])
+    texts, lengths, seqs = data["timing_texts"], data["timing_lengths"], data.get("timing_sequences")
+    batches, sizes = make_batches(texts, lengths, bs, pad, job["dims"], s["seed"], seqs)
     kw = dict(
         warmup=s["warmup_iterations"],
         min_iterations=s["min_iterations"],

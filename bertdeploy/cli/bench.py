@@ -68,13 +68,13 @@ def command() -> None:
 @click.option("--model-only/--no-model-only", default=None, help="Also time the model on pre-tokenized input.")
 @click.option("--gemm-seconds", type=float, help="Time per shape for the fp32 GEMM peak (0: skip; default 0.5).")
 @click.option("--timing-texts", type=int, help="Texts the timed loops cycle through (default 512).")
-@click.option("--eval-limit", type=int, help="Score accuracy on at most N texts.")
+@click.option("--eval-limit", type=int, help="Score the task's metric on at most N records.")
 @click.option("--export/--no-export", default=None, help="Export a training run on the fly to time its variants.")
 @click.option("--isolation", type=click.Choice(["process", "inline"]), default=None)
 @click.option("--resume/--no-resume", default=None, help="Reuse finished cells in OUTPUT (default: on).")
 @click.option("--overwrite", is_flag=True, default=None, help="Discard earlier results in OUTPUT.")
 @click.option("--pick", is_flag=True, default=None, help="Name the fastest variant within --max-accuracy-drop.")
-@click.option("--max-accuracy-drop", help="Accuracy points --pick may lose: 1.0 or 1% (default 1.0).")
+@click.option("--max-accuracy-drop", help="Points of the task's metric --pick may lose: 1.0 or 1% (default 1.0).")
 @click.option("--pick-batch-size", type=int, help="Batch size the pick compares (default: the smallest).")
 @click.option("--pick-tolerance", type=float, help="Latencies within this share of the fastest tie (default 0.05).")
 @click.option("--pick-output", help="Copy the picked variant into a new bundle here.")
@@ -168,15 +168,13 @@ def _progress() -> Iterator[Callable[[dict[str, Any]], None]]:
     try:
         yield start_on_plan
     finally:
-        bar.stop()
+        if bar.live.is_started:  # refused before the plan: the error is the only line
+            bar.stop()
 
 
-def _summary(result: Any) -> None:
-    from rich.table import Table
-
-    from bertdeploy.cli.render import console
-
-    cols = [
+def _columns(task: Any) -> list[tuple[str, str, str]]:
+    """The summary table's columns: timings, the task's primary metric (and EM), agreement."""
+    return [
         ("engine", "engine", "{}"),
         ("padding", "padding", "{}"),
         ("batch", "batch_size", "{}"),
@@ -185,9 +183,24 @@ def _summary(result: Any) -> None:
         ("seq/s", "e2e_seq_per_s", "{:.0f}"),
         ("model", "model_p50_ms", "{:.2f}"),
         ("peak", "peak_share", "{:.0%}"),
-        ("acc", "accuracy", "{:.4f}"),
+        *(
+            (title if key != "accuracy" else "acc", key, "{:.4f}")
+            for key, title in task.columns
+            if key in (task.metric, "exact_match")
+        ),
         ("agree", "agreement_torch", "{:.3f}"),
+        *([(f"= {task.peer[0]}", "agreement_peer", "{:.3f}")] if task.peer and task.peer[0] != "torch" else []),
     ]
+
+
+def _summary(result: Any) -> None:
+    from rich.table import Table
+
+    from bertdeploy.benchmark.scoring import bench_task
+    from bertdeploy.cli.render import console
+
+    task = bench_task(result.report.task)
+    cols = _columns(task)
     for target in dict.fromkeys(r["target"] for r in result.rows):
         ok = [r for r in result.rows if r["target"] == target and r["status"] == "ok"]
         if not ok:
@@ -205,13 +218,7 @@ def _summary(result: Any) -> None:
             engine = r["variant"] if r["backend"] == "bertdeploy" else f"{r['backend']}-{r['variant']}"
             t.add_row(*(_f({**r, "engine": engine}.get(k), spec) for _, k, spec in cols))
         console.print(t)
-    seen = set()
-    for r in result.rows:
-        key = (r["target"], r["backend"], r["variant"], r["status"], r.get("error"))
-        if r["status"] != "ok" and key not in seen:
-            seen.add(key)
-            colour = "yellow" if r["status"] == "skipped" else "red"
-            console.print(f"[{colour}]{r['status']}[/] {r['target']} {r['backend']} {r['variant']}: {r.get('error')}")
+    _problems(result.rows)
     from bertdeploy.benchmark.report import cpu_features
 
     m, g = result.report.machine, result.report.gemm
@@ -220,17 +227,48 @@ def _summary(result: Any) -> None:
         f"load {result.report.load.get('start')}; "
         f"fp32 GEMM peak {_f(g.get('peak_gflops'), '{:.1f}')} GFLOP/s"
     )
+    _peers(result.report, result.rows)
     if result.pick:
-        p = result.pick
+        p, m = result.pick, result.pick.get("metric", "accuracy")
         console.print(
             f"[bold green]pick[/]: {p['target']} {p['variant']} ({p['padding']}) — p50 {p['p50_ms']:.2f} ms at batch "
-            f"{p['batch_size']}, accuracy {p['accuracy']:.4f} (drop {p['accuracy_drop']:.2f} <= "
+            f"{p['batch_size']}, {task.label} {p[m]:.4f} (drop {p[f'{m}_drop']:.2f} <= "
             f"{p['max_accuracy_drop']:g} points), {p['speedup_vs_reference']:.2f}x vs {p['reference']['backend']} "
             f"{p['reference']['variant']}" + (f"; copied to {p['bundle']}" if p.get("bundle") else "")
         )
     console.print("wrote " + ", ".join(str(f) for f in result.files.values()))
     if not result.complete:
         console.print("[yellow]some cells failed: run the same command again to retry them[/]")
+
+
+def _problems(rows: list[dict[str, Any]]) -> None:
+    """One line per skipped or failed block (and reason)."""
+    from bertdeploy.cli.render import console
+
+    seen = set()
+    for r in rows:
+        key = (r["target"], r["backend"], r["variant"], r["status"], r.get("error"))
+        if r["status"] != "ok" and key not in seen:
+            seen.add(key)
+            colour = "yellow" if r["status"] == "skipped" else "red"
+            console.print(f"[{colour}]{r['status']}[/] {r['target']} {r['backend']} {r['variant']}: {r.get('error')}")
+
+
+def _peers(report: Any, rows: list[dict[str, Any]]) -> None:
+    """The goal numbers against the task's peer (throughput ratio, metric, agreement), one line per engine."""
+    from bertdeploy.benchmark.scoring import bench_task
+    from bertdeploy.benchmark.summary import engine_name, peer_rows
+    from bertdeploy.cli.render import console
+
+    task = bench_task(report.task)
+    for r in peer_rows(report, rows):
+        ratios = ", ".join(f"b{bs} {_f(x, '{:.2f}x')}" for bs, x in r["vs_peer"].items())
+        console.print(
+            f"{r['target']} {r['engine']}: {task.label} {_f(r['metrics'][task.metric], '{:.4f}')} "
+            f"(Δ fp32 {_f(r['delta_points'].get(task.metric), '{:+.2f}')} pt), "
+            f"= torch fp32 {_f(r['agreement_torch'], '{:.3f}')}, "
+            f"= {engine_name(*task.peer)} {_f(r['agreement_peer'], '{:.3f}')}; vs {engine_name(*task.peer)}: {ratios}"
+        )
 
 
 def _comparison(c: Any) -> None:
@@ -250,7 +288,8 @@ def _comparison(c: Any) -> None:
         pad_edge=False,
         collapse_padding=True,
     )
-    cols = ("target", "backend", "variant", "pad", "batch", "A p50", "B p50", "p50", "p99", "seq/s", "model", "Δacc")
+    delta = "Δacc" if c.metric == "accuracy" else f"Δ{c.metric}"
+    cols = ("target", "backend", "variant", "pad", "batch", "A p50", "B p50", "p50", "p99", "seq/s", "model", delta)
     for title in cols:
         t.add_column(title, justify="left" if title in cols[:4] else "right", no_wrap=True)
     for r in c.rows:
@@ -266,7 +305,7 @@ def _comparison(c: Any) -> None:
             _f(r["p99_ratio"], "{:.2f}x"),
             _f(r["throughput_ratio"], "{:.2f}x"),
             _f(r["model_p50_ratio"], "{:.2f}x"),
-            _f(r["accuracy_delta"], "{:+.4f}"),
+            _f(r[f"{c.metric}_delta"], "{:+.4f}"),
         )
     console.print(t)
     console.print("ratios are B/A: p50/p99/model latency < 1x and seq/s > 1x mean B is faster; A/B p50 in ms")
