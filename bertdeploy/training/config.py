@@ -18,6 +18,8 @@ FREEZE = ("none", "embeddings", "encoder")
 METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro", "loss")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
 UNSEEN_LABELS = ("error", "keep", "drop")
+#: ``distill --augment`` when not given, for a ``--student-init`` student (measured: benchmarks/accuracy/README.md)
+AUGMENT_DEFAULT = 8
 #: seeds numpy / scikit-learn accept
 MAX_SEED = 2**32 - 1
 
@@ -177,6 +179,9 @@ class DistillConfig(TrainConfig):
     """Weight of a TinyBERT-style hidden-state loss (MSE of the projected student layers on the teacher's; 0 = off)."""
     hidden_teacher: str | None = None
     """Run folder of the PyTorch teacher for ``hidden_loss`` (default: ``teacher`` when it is a run folder)."""
+    augment: int | None = None
+    """Perturbed copies of each training text added to the transfer set (masking, word swaps, n-gram windows; Tang
+    et al. 2019), labelled by the teacher only; ``None``: :data:`AUGMENT_DEFAULT` with ``student_init``, else 0."""
 
     def inputs(self) -> list[str | None]:
         """Train's inputs plus the teacher, the pruning source, the hidden-state teacher and the unlabelled texts."""
@@ -198,6 +203,14 @@ class DistillConfig(TrainConfig):
             raise UserError(f"teacher_batch_size must be >= 1, got {self.teacher_batch_size}")
         if not self.hidden_loss >= 0 or not math.isfinite(self.hidden_loss):
             raise UserError(f"hidden_loss must be >= 0, got {self.hidden_loss}")
+        if self.augment is not None and not 0 <= self.augment <= 64:
+            raise UserError(f"augment must be in [0, 64] copies per training text, got {self.augment}")
+
+    def copies(self) -> int:
+        """The ``augment`` in effect (its default depends on ``student_init``)."""
+        if self.augment is not None:
+            return self.augment
+        return AUGMENT_DEFAULT if self.student_init else 0
 
 
 #: what a recipe's ``command`` key (default ``train``) runs, and the config its cells are

@@ -25,7 +25,7 @@ import numpy as np
 
 from bertdeploy.data import LoadedData
 from bertdeploy.errors import UserError
-from bertdeploy.training import hidden, prune
+from bertdeploy.training import augment, hidden, prune
 from bertdeploy.training.config import DistillConfig
 from bertdeploy.training.teacher import Teacher, caches_kept, label_order, resolve_teacher, teacher_logits
 from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare, tokenize
@@ -210,14 +210,28 @@ def _score(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: 
     ev = prep.data.eval_split
     texts = [*splits["train"]["text"], *unlabelled, *splits[ev]["text"]]
     logits, cache = teacher_logits(teacher, texts, prep.work, config.teacher_batch_size)
+    extra, extra_logits, augmented = _augmented(config, teacher, prep)
+    soft = np.concatenate([logits[: len(texts) - len(splits[ev]["text"])], extra_logits])[:, order]
     logits = logits[:, order]
-    prep.datasets["train"] = _transfer_set(config, prep, unlabelled, logits)
+    prep.datasets["train"] = _transfer_set(config, prep, [*unlabelled, *extra], soft)
     eval_logits = logits[len(texts) - len(splits[ev]["text"]) :]
     scores = classification_metrics(splits[ev]["label"], eval_logits.argmax(-1), prep.data.labels)
     agree = float(np.mean(logits[: len(splits["train"]["text"])].argmax(-1) == np.asarray(splits["train"]["label"])))
     return {**teacher.describe(), "cache": cache, "scored_texts": len(texts), "unlabelled_texts": len(unlabelled),
-            "train_agreement": round(agree, 4), "eval_split": ev,
+            "train_agreement": round(agree, 4), "eval_split": ev, "augment": augmented,
             "eval": {k: v for k, v in scores.items() if isinstance(v, float)}}  # fmt: skip
+
+
+def _augmented(config: DistillConfig, teacher: Teacher, prep: Prepared) -> tuple[list[str], np.ndarray, Any]:
+    """The ``--augment`` copies of the training texts, their teacher logits (the teacher's label order), and what
+    was done (None without augmentation)."""
+    copies = config.copies()
+    if copies == 0 or config.alpha == 0:  # hard labels only: texts without a label would carry no loss
+        return [], np.zeros((0, len(teacher.labels)), dtype=np.float32), None
+    mask = getattr(prep.tokenizer, "mask_token", None) or augment.Perturbation.mask
+    train = list(prep.data.splits["train"]["text"])
+    p = augment.Perturbation(mask=mask)
+    return augment.transfer_logits(teacher, train, copies, config.seed, config.teacher_batch_size, p)
 
 
 def _hidden_teacher(config: DistillConfig, teacher: Teacher) -> str | None:
