@@ -1,7 +1,7 @@
 """One committed summary per accuracy run: what a run folder's metrics.json / train_config.json say (not the
 weights), with the command that produced it, its wall time and the load average around it.
 
-    python benchmarks/accuracy/summarize.py /work/runs/RUN --command "bertdeploy distill ..." \
+    python benchmarks/accuracy/summarize.py runs/RUN --command "bertdeploy distill ..." \
         --wall-s 1234 --load "5.1 4.8 4.0" -o benchmarks/accuracy/runs/RUN.json
 """
 
