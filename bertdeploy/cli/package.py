@@ -33,7 +33,7 @@ def command() -> None:
 @click.option("--aggregation", type=click.Choice(AGGREGATIONS), help="Token classification: the entities step's.")
 @click.option("--ignore-labels", help="Token classification: comma-separated groups left out ('' keeps all).")
 @click.option("--overwrite", is_flag=True, help="Replace our models if they exist (others are kept).")
-def triton(bundle: str, output: str, ignore_labels: str | None, **options: object) -> None:
+def triton(bundle: str, output: str, ignore_labels: str | None, **options: object) -> object:
     """Write a Triton model repository: NAME (onnxruntime), NAME_tokenizer (python), NAME_ensemble (and, for a
     token-classification bundle, NAME_entities (python))."""
     from bertdeploy.package import triton_repository
@@ -54,6 +54,7 @@ def triton(bundle: str, output: str, ignore_labels: str | None, **options: objec
         _say(f"  {ensemble}: TEXT -> {tokenizer} -> {name} -> {result.entities} -> ENTITIES")
     if result.replaced:
         _say(f"  replaced: {', '.join(result.replaced)}")
+    return result
 
 
 @command.command(name="wheel")
@@ -64,7 +65,9 @@ def triton(bundle: str, output: str, ignore_labels: str | None, **options: objec
 @click.option("--variants", default=None, help="Comma-separated variants to package (default: all in the bundle).")
 @click.option("--gpu", is_flag=True, help="Depend on bertdeploy[gpu] instead of bertdeploy[cpu].")
 @click.option("--overwrite", is_flag=True, help="Replace a wheel of the same name and version.")
-def wheel(bundle: str, name: str, version: str, output: str, variants: str | None, gpu: bool, overwrite: bool) -> None:
+def wheel(
+    bundle: str, name: str, version: str, output: str, variants: str | None, gpu: bool, overwrite: bool
+) -> object:
     """Build a py3-none-any wheel holding BUNDLE: `import NAME; NAME.load().predict([...])`."""
     from bertdeploy.package.wheel import build_wheel
 
@@ -74,3 +77,4 @@ def wheel(bundle: str, name: str, version: str, output: str, variants: str | Non
     _say(f"  variants: {', '.join(result.variants)} · requires: {', '.join(result.requires)}")
     pkg = result.package
     _say(f"  pip install {result.path.name} && python -c 'import {pkg}; print({pkg}.load().predict([\"hello\"]))'")
+    return result

@@ -83,7 +83,7 @@ def command(
     chunk_size: int,
     quiet: bool,
     **load_options: Any,
-) -> None:
+) -> object:
     """Predict every text of --input with BUNDLE and write one row per record to --output: its label and score (a
     text-classification bundle) or its entities (a token-classification bundle)."""
     require_extra("cpu", "bertdeploy predict")
@@ -127,3 +127,4 @@ def command(
         )
     if not quiet:
         render(result, console if output == "-" else Console())
+    return result
