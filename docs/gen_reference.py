@@ -1,0 +1,224 @@
+"""MkDocs hook (``hooks:`` in mkdocs.yml): the parts of the documentation that are generated, so they cannot drift.
+
+A page asks for a generated block with an HTML comment on a line of its own (invisible if the hook did not run;
+an unknown one fails the build):
+
+* ``<!-- cli: package triton -->`` — the command's option reference: its ``--help`` text verbatim and a table of
+  its options, from the click command itself (``bertdeploy.cli``).
+* ``<!-- table: variants -->`` / ``<!-- table: tasks -->`` / ``<!-- table: commands -->`` — the variant table
+  (``bertdeploy/variants.py``), the task table (``bertdeploy/tasks.py``), the command list.
+* ``<!-- include: benchmarks/runtime/final/RESULTS.md -->`` — a committed file of the repository, as it is
+  (``PATH#NAME``: only the lines between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``). Its relative links
+  become repository paths in code, its images the copies this hook adds to the site (``assets/benchmarks/...``).
+
+Standard MkDocs 1.6 only (no plugin): ``on_files`` adds the committed benchmark plots, ``on_page_markdown`` fills
+the markers. ``tests/test_docs.py`` builds the site with ``--strict`` and compares the pages with ``--help``.
+"""
+
+from __future__ import annotations
+
+import html
+import posixpath
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = re.compile(r"^<!--\s*(cli|table|include):\s*(.*?)\s*-->\s*$", re.MULTILINE)
+#: the width --help is rendered at, here and in tests/test_docs.py
+HELP_WIDTH = 100
+#: where the committed plots under benchmarks/ appear in the site
+ASSETS = "assets"
+_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def on_config(config: Any) -> Any:
+    """Document this checkout's bertdeploy, whatever is installed."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return config
+
+
+def on_files(files: Any, config: Any) -> Any:
+    """Add every committed plot under ``benchmarks/`` to the site, at ``assets/benchmarks/...``."""
+    from mkdocs.structure.files import File
+
+    for path in sorted((ROOT / "benchmarks").rglob("*.png")):
+        if ".work" in path.parts:
+            continue
+        rel = path.relative_to(ROOT).as_posix()
+        files.append(File.generated(config, f"{ASSETS}/{rel}", abs_src_path=str(path)))
+    return files
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """Replace each marker of the page with its generated Markdown."""
+    return MARKER.sub(lambda m: generate(m.group(1), m.group(2), page.file.src_uri), markdown)
+
+
+def generate(kind: str, arg: str, page_uri: str) -> str:
+    """The Markdown for one marker (``kind``: cli | table | include) on the page ``page_uri``."""
+    from mkdocs.exceptions import PluginError
+
+    try:
+        if kind == "cli":
+            return command_reference(arg.split())
+        if kind == "table":
+            return TABLES[arg]()
+        return include(arg, page_uri)
+    except KeyError as e:
+        raise PluginError(f"{page_uri}: unknown {kind} {arg!r} ({e})") from None
+
+
+# ---------------------------------------------------------------- commands
+
+
+def help_text(path: list[str]) -> str:
+    """``bertdeploy PATH --help`` as the command prints it (at :data:`HELP_WIDTH` columns)."""
+    from click.testing import CliRunner
+
+    from bertdeploy.cli import cli
+
+    result = CliRunner().invoke(cli, [*path, "--help"], prog_name="bertdeploy", terminal_width=HELP_WIDTH)
+    if result.exit_code != 0:
+        raise KeyError(f"bertdeploy {' '.join(path)} --help failed: {result.output}")
+    return result.output
+
+
+def find_command(path: list[str]) -> Any:
+    """The click command at ``path`` (``bench`` is its default subcommand ``run``)."""
+    import click
+
+    from bertdeploy.cli import cli
+
+    cmd: Any = cli
+    for name in path:
+        cmd = cmd.commands[name]
+    if isinstance(cmd, click.Group) and "run" in cmd.commands:
+        cmd = cmd.commands["run"]
+    return cmd
+
+
+def _cell(text: str) -> str:
+    return html.escape(" ".join(text.split())).replace("|", "&#124;")
+
+
+def command_reference(path: list[str]) -> str:
+    """A command's ``--help`` verbatim and a table of its arguments and options."""
+    import click
+
+    cmd = find_command(path)
+    ctx = click.Context(cmd, info_name=" ".join(["bertdeploy", *path]), terminal_width=HELP_WIDTH)
+    rows = []
+    for param in cmd.get_params(ctx):
+        if isinstance(param, click.Argument):
+            name = param.human_readable_name
+            rows.append(f"| `{name}` | argument{' (required)' if param.required else ''} |")
+            continue
+        record = param.get_help_record(ctx)
+        if record is not None:
+            rows.append(f"| `{_cell(record[0])}` | {_cell(record[1]) or '&nbsp;'} |")
+    title = " ".join(["bertdeploy", *path])
+    return "\n".join(
+        [
+            f"### `{title}` options",
+            "",
+            "Generated from the command itself (`docs/gen_reference.py`): what `--help` prints, then every option.",
+            "",
+            "```text",
+            help_text(path).rstrip(),
+            "```",
+            "",
+            "| option | meaning |",
+            "|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
+def commands_table() -> str:
+    """Every command, its first help line and its page."""
+    import click
+
+    from bertdeploy.cli import cli
+
+    rows = []
+    for name, cmd in cli.commands.items():
+        subs = cmd.commands if isinstance(cmd, click.Group) and name != "bench" else {"": cmd}
+        for sub, leaf in subs.items():
+            if isinstance(leaf, click.Group) and "run" in leaf.commands:
+                leaf = leaf.commands["run"]
+            path = f"{name} {sub}".strip()
+            short = leaf.get_short_help_str(limit=110)
+            rows.append(f"| [`bertdeploy {path}`](commands/{name}.md) | {_cell(short)} |")
+    return "\n".join(["| command | what it does |", "|---|---|", *rows, ""])
+
+
+# ---------------------------------------------------------------- tables from the code
+
+
+def variants_table() -> str:
+    """The variant table of ``bertdeploy/variants.py``."""
+    from bertdeploy.variants import VARIANT_TABLE
+
+    rows = []
+    for v in VARIANT_TABLE:
+        gate = "accuracy drop ≤ budget" if v.gated_on_accuracy else f"agreement ≥ {v.min_agreement:.1%}"
+        rank = " / ".join(str(v.auto_rank.get(d, "–")) for d in ("cpu", "cuda"))
+        flag = f"`{v.cli_flag}`" if v.cli_flag else (f"`--optimize {v.name}`" if v.build == "optimize" else "always")
+        js = f"`{v.js_dtype}`" if v.js_dtype else "–"
+        rows.append(
+            f"| `{v.name}` | `{v.file}` | {v.precision} | {v.build} | {gate} | {rank} | {flag} | {js} | {_cell(v.help)} |"
+        )
+    head = "| variant | file | precision | builder | gate | auto rank (cpu / cuda) | export flag | transformers.js | what |"
+    return "\n".join([head, "|---|---|---|---|---|---|---|---|---|", *rows, ""])
+
+
+def tasks_table() -> str:
+    """The task table of ``bertdeploy/tasks.py``."""
+    from bertdeploy.tasks import TASK_TABLE
+
+    rows = []
+    for t in TASK_TABLE:
+        outputs = ", ".join(f"`{k}` [{', '.join(v)}]" for k, v in t.outputs.items())
+        rows.append(
+            f"| `{t.name}` | `{t.auto_model}` | {', '.join(t.record)} | {outputs} | {t.parity} | {t.metric.label} "
+            f"| {t.head} | {', '.join(t.stages)} |"
+        )
+    head = "| task | model class | record fields | ONNX outputs | export parity | metric | runtime head | stages |"
+    return "\n".join([head, "|---|---|---|---|---|---|---|---|", *rows, ""])
+
+
+TABLES = {"variants": variants_table, "tasks": tasks_table, "commands": commands_table}
+
+
+# ---------------------------------------------------------------- committed files
+
+
+def include(spec: str, page_uri: str) -> str:
+    """A repository file (or one marked section of it), links made to work from ``page_uri``."""
+    rel, _, section = spec.partition("#")
+    path = ROOT / rel
+    if not path.is_file():
+        raise KeyError(f"no such file {rel}")
+    text = path.read_text(encoding="utf-8")
+    if section:
+        start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+        if start not in text or end not in text:
+            raise KeyError(f"no section {section!r} in {rel}")
+        text = text.split(start, 1)[1].split(end, 1)[0]
+    base = posixpath.dirname(rel)
+    page_dir = posixpath.dirname(page_uri)
+
+    def relink(m: re.Match[str]) -> str:
+        bang, label, target = m.groups()
+        if re.match(r"^[a-z]+:|^#", target):
+            return m.group(0)
+        repo_path = posixpath.normpath(posixpath.join(base, target))
+        if bang and repo_path.startswith("benchmarks/") and (ROOT / repo_path).is_file():
+            return f"![{label}]({posixpath.relpath(f'{ASSETS}/{repo_path}', page_dir or '.')})"
+        return f"{label} (`{repo_path}`)" if label and label != repo_path else f"`{repo_path}`"
+
+    return _LINK.sub(relink, text)
