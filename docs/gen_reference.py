@@ -65,7 +65,7 @@ def generate(kind: str, arg: str, page_uri: str) -> str:
         if kind == "cli":
             return command_reference(arg.split())
         if kind == "table":
-            return TABLES[arg]()
+            return TABLES[arg](posixpath.dirname(page_uri))
         return include(arg, page_uri)
     except KeyError as e:
         raise PluginError(f"{page_uri}: unknown {kind} {arg!r} ({e})") from None
@@ -138,8 +138,8 @@ def command_reference(path: list[str]) -> str:
     )
 
 
-def commands_table() -> str:
-    """Every command, its first help line and its page."""
+def commands_table(page_dir: str) -> str:
+    """Every command, its first help line and its page (linked from a page in ``page_dir``)."""
     import click
 
     from bertdeploy.cli import cli
@@ -152,14 +152,15 @@ def commands_table() -> str:
                 leaf = leaf.commands["run"]
             path = f"{name} {sub}".strip()
             short = leaf.get_short_help_str(limit=110)
-            rows.append(f"| [`bertdeploy {path}`](commands/{name}.md) | {_cell(short)} |")
+            link = posixpath.relpath(f"commands/{name}.md", page_dir or ".")
+            rows.append(f"| [`bertdeploy {path}`]({link}) | {_cell(short)} |")
     return "\n".join(["| command | what it does |", "|---|---|", *rows, ""])
 
 
 # ---------------------------------------------------------------- tables from the code
 
 
-def variants_table() -> str:
+def variants_table(page_dir: str = "") -> str:
     """The variant table of ``bertdeploy/variants.py``."""
     from bertdeploy.variants import VARIANT_TABLE
 
@@ -176,7 +177,7 @@ def variants_table() -> str:
     return "\n".join([head, "|---|---|---|---|---|---|---|---|---|", *rows, ""])
 
 
-def tasks_table() -> str:
+def tasks_table(page_dir: str = "") -> str:
     """The task table of ``bertdeploy/tasks.py``."""
     from bertdeploy.tasks import TASK_TABLE
 
