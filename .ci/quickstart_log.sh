@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 log="${QUICKSTART_LOG:-$out/quickstart.log}"
-python -m bertdeploy quickstart --output "$out/quickstart" >"$log" 2>&1 </dev/null
+"${PYTHON:-python3}" -m bertdeploy quickstart --output "$out/quickstart" >"$log" 2>&1 </dev/null
 if grep -n -E 'it/s\]|%\|' "$log"; then
   echo "FAIL: the quickstart log (not a terminal) holds progress-bar lines (above)" >&2
   exit 1

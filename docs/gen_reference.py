@@ -108,8 +108,12 @@ def command_reference(path: list[str]) -> str:
     """A command's ``--help`` verbatim and a table of its arguments and options."""
     import click
 
+    from bertdeploy.cli import cli
+
+    usage = help_text(path)
     cmd = find_command(path)
-    ctx = click.Context(cmd, info_name=" ".join(["bertdeploy", *path]), terminal_width=HELP_WIDTH)
+    names = cli.context_settings.get("help_option_names", ["--help"])  # as the real context chain has them
+    ctx = click.Context(cmd, info_name=" ".join(["bertdeploy", *path]), help_option_names=names)
     rows = []
     for param in cmd.get_params(ctx):
         if isinstance(param, click.Argument):
@@ -127,7 +131,7 @@ def command_reference(path: list[str]) -> str:
             "Generated from the command itself (`docs/gen_reference.py`): what `--help` prints, then every option.",
             "",
             "```text",
-            help_text(path).rstrip(),
+            usage.rstrip(),
             "```",
             "",
             "| option | meaning |",
