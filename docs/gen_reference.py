@@ -8,7 +8,8 @@ an unknown one fails the build):
 * ``<!-- table: variants -->`` / ``<!-- table: tasks -->`` / ``<!-- table: commands -->`` — the variant table
   (``bertdeploy/variants.py``), the task table (``bertdeploy/tasks.py``), the command list.
 * ``<!-- include: benchmarks/runtime/final/RESULTS.md -->`` — a committed file of the repository, as it is
-  (``PATH#NAME``: only the lines between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``). Its relative links
+  (``PATH#NAME``: only the lines between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; ``PATH#table-N``: its
+  N-th Markdown table). Its relative links
   become repository paths in code, its images the copies this hook adds to the site (``assets/benchmarks/...``).
 
 Standard MkDocs 1.6 only (no plugin): ``on_files`` adds the committed benchmark plots, ``on_page_markdown`` fills
@@ -174,11 +175,11 @@ def variants_table(page_dir: str = "") -> str:
         rank = " / ".join(str(v.auto_rank.get(d, "–")) for d in ("cpu", "cuda"))
         flag = f"`{v.cli_flag}`" if v.cli_flag else (f"`--optimize {v.name}`" if v.build == "optimize" else "always")
         js = f"`{v.js_dtype}`" if v.js_dtype else "–"
-        rows.append(
-            f"| `{v.name}` | `{v.file}` | {v.precision} | {v.build} | {gate} | {rank} | {flag} | {js} | {_cell(v.help)} |"
-        )
-    head = "| variant | file | precision | builder | gate | auto rank (cpu / cuda) | export flag | transformers.js | what |"
-    return "\n".join([head, "|---|---|---|---|---|---|---|---|---|", *rows, ""])
+        cells = [f"`{v.name}`", f"`{v.file}`", v.precision, v.build, gate, rank, flag, js, _cell(v.help)]
+        rows.append("| " + " | ".join(cells) + " |")
+    heads = ["variant", "file", "precision", "builder", "gate", "auto rank (cpu / cuda)", "export flag"]
+    head = "| " + " | ".join([*heads, "transformers.js", "what"]) + " |"
+    return "\n".join([head, "|---" * 9 + "|", *rows, ""])
 
 
 def tasks_table(page_dir: str = "") -> str:
@@ -209,7 +210,9 @@ def include(spec: str, page_uri: str) -> str:
     if not path.is_file():
         raise KeyError(f"no such file {rel}")
     text = path.read_text(encoding="utf-8")
-    if section:
+    if section.startswith("table-"):
+        text = _nth_table(text, int(section.removeprefix("table-")), rel)
+    elif section:
         start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
         if start not in text or end not in text:
             raise KeyError(f"no section {section!r} in {rel}")
@@ -227,3 +230,19 @@ def include(spec: str, page_uri: str) -> str:
         return f"{label} (`{repo_path}`)" if label and label != repo_path else f"`{repo_path}`"
 
     return _LINK.sub(relink, text)
+
+
+def _nth_table(text: str, n: int, rel: str) -> str:
+    """The ``n``-th (1-based) Markdown table of ``text``: a run of lines starting with ``|``."""
+    tables: list[list[str]] = []
+    previous = False
+    for line in text.splitlines():
+        is_row = line.startswith("|")
+        if is_row and not previous:
+            tables.append([])
+        if is_row:
+            tables[-1].append(line)
+        previous = is_row
+    if not 1 <= n <= len(tables):
+        raise KeyError(f"{rel} has {len(tables)} table(s), not a table {n}")
+    return "\n".join(tables[n - 1]) + "\n"

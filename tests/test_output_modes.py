@@ -114,9 +114,9 @@ def test_kept_lines_pass_only_errors_and_warnings():
     target = io.StringIO()
     kept = output._KeptLines(target)
     kept.write("loading ...\nwarn")
-    kept.write("ing: one\n  0%|   | 0/2 [00:00<?, ?it/s]\nerror: bad")
+    kept.write("ing: one\n  0%|   | 0/2 [00:00<?, ?it/s]\nINFO:     ready\nERROR:    port in use\nerror: bad")
     kept.flush()
-    assert target.getvalue() == "warning: one\nerror: bad\n"
+    assert target.getvalue() == "warning: one\nERROR:    port in use\nerror: bad\n"
 
 
 def _texts(tmp_path: Path) -> Path:

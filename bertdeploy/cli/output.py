@@ -170,7 +170,7 @@ def _silenced(*, keep_stdout: bool) -> Iterator[None]:
 
 
 class _KeptLines(io.TextIOBase):
-    """A text stream that passes on only whole lines starting with :data:`KEPT_PREFIXES`."""
+    """A text stream that passes on only whole lines starting with :data:`KEPT_PREFIXES` (any case)."""
 
     def __init__(self, target: TextIO) -> None:
         super().__init__()
@@ -197,5 +197,5 @@ class _KeptLines(io.TextIOBase):
         self._target.flush()
 
     def _pass(self, line: str) -> None:
-        if line.lstrip().startswith(KEPT_PREFIXES):
+        if line.lstrip().lower().startswith(KEPT_PREFIXES):  # also uvicorn's / logging's "ERROR:", "WARNING:"
             self._target.write(line + "\n")
