@@ -16,7 +16,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 #: environment variables that turn the progress bars of tqdm, datasets and huggingface_hub (which transformers
 #: follows) off
@@ -75,32 +75,42 @@ def configured(*, bars: bool | None = None, quiet: bool = False) -> Iterator[boo
         _restore_library_bars(libraries)
 
 
+def _imported(name: str) -> Any:
+    """``name``'s module if this process imported it (None, also for one blocked as ``sys.modules[name] = None``)."""
+    return sys.modules.get(name)
+
+
+def _hf_logging() -> Any:
+    """transformers' logging module, when transformers is imported (None otherwise)."""
+    if _imported("transformers") is None:
+        return None
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return None
+    return hf_logging
+
+
 def _library_bars() -> dict[str, bool]:
     """Whether datasets' / transformers' in-process bar switches were on (for those already imported)."""
     state = {}
-    if "datasets" in sys.modules:
-        state["datasets"] = sys.modules["datasets"].is_progress_bar_enabled()
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
-
-        state["transformers"] = hf_logging.is_progress_bar_enabled()
+    if (datasets := _imported("datasets")) is not None:
+        state["datasets"] = bool(datasets.is_progress_bar_enabled())
+    if (hf_logging := _hf_logging()) is not None:
+        state["transformers"] = bool(hf_logging.is_progress_bar_enabled())
     return state
 
 
 def _restore_library_bars(state: dict[str, bool]) -> None:
-    if state.get("datasets"):
-        sys.modules["datasets"].enable_progress_bars()
-    if state.get("transformers"):
-        from transformers.utils import logging as hf_logging
-
+    if state.get("datasets") and (datasets := _imported("datasets")) is not None:
+        datasets.enable_progress_bars()
+    if state.get("transformers") and (hf_logging := _hf_logging()) is not None:
         hf_logging.enable_progress_bar()
 
 
 def _already_imported_off() -> None:
     """The libraries that read their switch at import time, when this process imported them already."""
-    if "datasets" in sys.modules:
-        sys.modules["datasets"].disable_progress_bars()
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
-
+    if (datasets := _imported("datasets")) is not None:
+        datasets.disable_progress_bars()
+    if (hf_logging := _hf_logging()) is not None:
         hf_logging.disable_progress_bar()
