@@ -21,7 +21,12 @@ def command() -> None:
 @command.command(name="triton")
 @click.argument("bundle", type=click.Path())
 @click.option("--output", "-o", required=True, help="Model repository folder (created or added to).")
-@click.option("--variant", default="auto", show_default=True, help="Bundle variant (auto: see the README).")
+@click.option(
+    "--variant",
+    default="auto",
+    show_default=True,
+    help="Bundle variant (auto: fp32 with --tensorrt-fp16, else what load() picks: fp16 on gpu, int8 on cpu).",
+)
 @click.option("--name", default=None, help="Model name (default: the bundle folder's name).")
 @click.option("--max-batch-size", type=int, default=32, show_default=True)
 @click.option("--instances", type=int, default=1, show_default=True, help="Instances of each model.")
