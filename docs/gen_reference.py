@@ -9,7 +9,7 @@ an unknown one fails the build):
   (``bertdeploy/variants.py``), the task table (``bertdeploy/tasks.py``), the command list.
 * ``<!-- include: benchmarks/runtime/final/RESULTS.md -->`` — a committed file of the repository, as it is
   (``PATH#NAME``: only the lines between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``; ``PATH#table-N``: its
-  N-th Markdown table). Its relative links
+  N-th Markdown table; ``... shift=2``: its headings two levels deeper, under the page's own). Its relative links
   become repository paths in code, its images the copies this hook adds to the site (``assets/benchmarks/...``).
 
 Standard MkDocs 1.6 only (no plugin): ``on_files`` adds the committed benchmark plots, ``on_page_markdown`` fills
@@ -205,6 +205,7 @@ TABLES = {"variants": variants_table, "tasks": tasks_table, "commands": commands
 
 def include(spec: str, page_uri: str) -> str:
     """A repository file (or one marked section of it), links made to work from ``page_uri``."""
+    spec, _, shift = spec.partition(" shift=")
     rel, _, section = spec.partition("#")
     path = ROOT / rel
     if not path.is_file():
@@ -229,7 +230,21 @@ def include(spec: str, page_uri: str) -> str:
             return f"![{label}]({posixpath.relpath(f'{ASSETS}/{repo_path}', page_dir or '.')})"
         return f"{label} (`{repo_path}`)" if label and label != repo_path else f"`{repo_path}`"
 
-    return _LINK.sub(relink, text)
+    return _shift_headings(_LINK.sub(relink, text), int(shift or 0))
+
+
+def _shift_headings(text: str, levels: int) -> str:
+    """Headings ``levels`` deeper (outside code fences): an included file's ``#`` title under a page's own."""
+    if not levels:
+        return text
+    out, fenced = [], False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"^#{1,6} ", line):
+            line = "#" * levels + line
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def _nth_table(text: str, n: int, rel: str) -> str:
