@@ -46,8 +46,8 @@ class _Group(click.Group):
                 raise
             output.fail(ctx, f"error: {missing}", 2)
         except KeyboardInterrupt as e:
-            click.echo("terminated" if isinstance(e, Terminated) else "interrupted", err=True)
-            ctx.exit(143 if isinstance(e, Terminated) else 130)
+            terminated = isinstance(e, Terminated)
+            output.fail(ctx, "terminated" if terminated else "interrupted", 143 if terminated else 130)
 
 
 def _warning_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
