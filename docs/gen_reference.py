@@ -58,6 +58,20 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     return MARKER.sub(lambda m: generate(m.group(1), m.group(2), page.file.src_uri), markdown)
 
 
+def on_page_content(html_text: str, page: Any, config: Any, files: Any) -> str:
+    """The docstrings' Sphinx roles, which mkdocstrings leaves as text, as code: ``:class:`~a.b.C``` -> ``C``,
+    ``:func:`a.b``` -> ``a.b``."""
+
+    def plain(m: re.Match[str]) -> str:
+        tilde, name = m.groups()
+        return f"<code>{name.rsplit('.', 1)[-1] if tilde else name}</code>"
+
+    return _ROLE.sub(plain, html_text)
+
+
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):<code>(~?)([\w.]+)</code>")
+
+
 def generate(kind: str, arg: str, page_uri: str) -> str:
     """The Markdown for one marker (``kind``: cli | table | include) on the page ``page_uri``."""
     from mkdocs.exceptions import PluginError
