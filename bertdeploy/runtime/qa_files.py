@@ -1,0 +1,278 @@
+"""``predict_file`` for a question-answering or multiple-choice bundle, and for the two-stage reader (a selection
+bundle ``then`` a QA bundle: :mod:`bertdeploy.runtime.two_stage`).
+
+The input is read whole and checked first (:mod:`bertdeploy.runtime.qa_records`: one error naming the record,
+before any model runs, nothing written); then the questions are predicted ``chunk_size`` at a time and written as
+rows:
+
+* QA: ``{"row", "id", "answer", "score", "start", "end"}`` (character offsets into the context); with
+  ``top_k > 1`` up to ``top_k`` rows per question, best first, with their ``rank``;
+* MC: ``{"row", "id", "label", "score"}`` (the choice's index and probability);
+* two-stage: the QA row of the answer in the selected paragraph, plus ``paragraph`` (its index among the
+  candidates), ``paragraph_score`` and ``paragraph_id`` (its id in ``context.json``, when the input has ids).
+
+``row`` is the question's 1-based number in the input, ``id`` its id (null without one). When the input has gold
+answers / labels the result's ``metrics`` hold EM / F1 (as :mod:`bertdeploy.metrics_qa` computes them), choice
+accuracy, and for the two-stage reader the selection accuracy and end-to-end EM / F1, as the course report counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from bertdeploy.errors import UserError
+from bertdeploy.metrics_qa import qa_metrics
+from bertdeploy.runtime.filejob import PredictFileResult, ProgressFn, open_output
+from bertdeploy.runtime.options import LoadOptions
+from bertdeploy.runtime.qa_records import MC, QA, SELECT, QARecord
+from bertdeploy.runtime.reader import check_params
+from bertdeploy.runtime.tokenize import PairEncoder
+from bertdeploy.runtime.writers import DECIMALS
+
+QUESTION_TASKS = (QA, MC)
+
+
+@dataclass(frozen=True)
+class QuestionOptions:
+    """How questions are answered: the transformers question-answering pipeline's parameters, its meaning."""
+
+    top_k: int = 1
+    """Answers per question (QA), best first."""
+    max_answer_len: int = 15
+    """The longest answer, in tokens."""
+    doc_stride: int | None = None
+    """Tokens shared by consecutive windows of a long context (None: the bundle's, ``min(max_length // 2, 128)``)."""
+    handle_impossible_answer: bool = False
+    """Let the empty answer (``[CLS]``) compete with the spans."""
+
+    def __post_init__(self) -> None:
+        check_params(self.top_k, self.max_answer_len)
+        stride = self.doc_stride
+        if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 0):
+            raise UserError(f"doc_stride must be an integer >= 0, got {stride!r}")
+
+
+@dataclass(frozen=True)
+class QAJob:
+    """One checked ``predict_file`` call of a QA / MC bundle or of the two-stage reader."""
+
+    bundle: str
+    input: str
+    output: str
+    fmt: str
+    ofmt: str
+    kind: str
+    then: str | None = None
+    id_column: str | None = None
+    chunk_size: int = 256
+    questions: QuestionOptions = field(default_factory=QuestionOptions)
+
+    def __post_init__(self) -> None:
+        if self.kind == SELECT and self.top_k != 1:
+            raise UserError("the two-stage reader answers one span per question (top_k 1)")
+        if self.kind == MC and self.questions != QuestionOptions():
+            raise UserError("top_k / max_answer_len / doc_stride / handle_impossible_answer apply to question "
+                            f"answering; {self.bundle} is a multiple-choice bundle")  # fmt: skip
+
+    @property
+    def top_k(self) -> int:
+        return self.questions.top_k
+
+    @property
+    def columns(self) -> list[str]:
+        if self.kind == MC:
+            return ["row", "id", "label", "score"]
+        ranked = ["rank"] if self.top_k > 1 else []
+        extra = ["paragraph", "paragraph_score", "paragraph_id"] if self.kind == SELECT else []
+        return ["row", "id", *ranked, "answer", "score", "start", "end", *extra]
+
+
+class QAModels:
+    """The loaded head(s) of a job: a ``Reader`` (with the job's ``doc_stride``), a ``Chooser``, or both."""
+
+    def __init__(self, job: QAJob, options: LoadOptions) -> None:
+        from bertdeploy.runtime.loader import load_with
+
+        self.job = job
+        first = load_with(job.bundle, options)
+        self.chooser = first if job.kind in (MC, SELECT) else None
+        self.reader = load_with(job.then, options) if job.kind == SELECT and job.then else first
+        if job.kind == SELECT:
+            from bertdeploy.runtime.two_stage import TwoStageReader
+
+            TwoStageReader(first, self.reader)  # checks that the bundles are a chooser and a reader
+        self.encoder = None
+        if job.kind != MC:
+            self.encoder = _encoder(self.reader, job.questions.doc_stride)
+        head = self.chooser or self.reader
+        self.variant, self.providers = head.variant.name, head.providers
+
+    def close(self) -> None:
+        for head in {id(h): h for h in (self.chooser, self.reader) if h is not None}.values():
+            head.close()
+
+    def rows(self, records: list[QARecord]) -> tuple[list[dict[str, Any]], int]:
+        """The output rows of ``records`` and how many contexts needed several windows."""
+        if self.job.kind == MC:
+            found = self.chooser.predict([(r.question, list(r.choices)) for r in records])  # type: ignore[union-attr]
+            return [_row(r, {"label": c.label, "score": c.score}) for r, c in zip(records, found)], 0
+        if self.job.kind == QA:
+            answers, windowed = self.answers([(r.question, r.context) for r in records])
+            return [row for r, a in zip(records, answers) for row in _qa_rows(r, a, self.job.top_k)], windowed
+        chosen = self.chooser.predict([(r.question, list(r.choices)) for r in records])  # type: ignore[union-attr]
+        answers, windowed = self.answers([(r.question, r.choices[c.label]) for r, c in zip(records, chosen)])
+        rows = []
+        for r, c, a in zip(records, chosen, answers):
+            pid = r.paragraph_ids[c.label] if r.paragraph_ids else None
+            rows.append(_row(r, {**a.to_dict(), "paragraph": c.label, "paragraph_score": c.score, "paragraph_id": pid}))
+        return rows, windowed
+
+    def answers(self, pairs: list[tuple[str, str]]) -> tuple[list[Any], int]:
+        try:
+            encoded = self.encoder.encode_pairs(pairs)  # type: ignore[union-attr]
+        except Exception as e:  # the tokenizers library refuses a stride the window cannot hold
+            raise UserError(f"doc_stride {self.job.questions.doc_stride} does not fit a window of "
+                            f"{self.reader.max_length} tokens with the question ({e})") from None  # fmt: skip
+        q = self.job.questions
+        found = self.reader.decode(self.reader.forward(encoded), q.top_k, q.max_answer_len, q.handle_impossible_answer)
+        return found, encoded.truncated
+
+
+def _encoder(reader: Any, doc_stride: int | None) -> PairEncoder:
+    if doc_stride is None or doc_stride == reader.doc_stride:
+        return reader._encoder
+    if doc_stride >= reader.max_length - 3:
+        raise UserError(f"doc_stride must be < {reader.max_length - 3} (the bundle's max_length {reader.max_length} "
+                        f"less the special tokens), got {doc_stride}")  # fmt: skip
+    return PairEncoder(reader.bundle / reader.manifest.tokenizer_file, reader.max_length, stride=doc_stride)
+
+
+def _row(record: QARecord, values: dict[str, Any]) -> dict[str, Any]:
+    row = {"row": record.row, "id": record.id, **values}
+    for key in ("score", "paragraph_score"):
+        if key in row:
+            row[key] = round(float(row[key]), DECIMALS)
+    return row
+
+
+def _qa_rows(record: QARecord, found: Any, top_k: int) -> list[dict[str, Any]]:
+    if top_k == 1:
+        return [_row(record, found.to_dict())]
+    return [_row(record, {"rank": i, **a.to_dict()}) for i, a in enumerate(found, 1)]
+
+
+@dataclass
+class Scores:
+    """Gold answers / labels against the predictions, where the input has them."""
+
+    predicted: list[str] = field(default_factory=list)
+    references: list[list[str]] = field(default_factory=list)
+    right: int = 0
+    labelled: int = 0
+
+    def add(self, records: list[QARecord], rows: list[dict[str, Any]], kind: str) -> None:
+        best = {row["row"]: row for row in reversed(rows)}  # the first row of a question is its best answer
+        for r in records:
+            row = best.get(r.row)
+            if r.label is not None and kind != QA:
+                self.labelled += 1
+                self.right += row is not None and row["label" if kind == MC else "paragraph"] == r.label
+            if r.answers is not None and kind != MC:
+                self.predicted.append(row["answer"] if row is not None else "")
+                self.references.append(list(r.answers))
+
+    def metrics(self, kind: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.labelled:
+            key = "accuracy" if kind == MC else "selection_accuracy"
+            out.update({key: self.right / self.labelled, "labelled": self.labelled})
+        if self.references:
+            scored = qa_metrics(self.predicted, self.references)
+            out.update({k: v for k, v in scored.items() if k in ("exact_match", "f1")}, answered=len(self.references))
+        return out
+
+
+def write_rows(f: IO[str], fmt: str, columns: list[str], rows: list[dict[str, Any]], header: bool) -> None:
+    """``rows`` as jsonl lines, or csv / tsv records (``columns``; the header when ``header``)."""
+    if fmt == "jsonl":
+        if rows:
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        return
+    writer = csv.DictWriter(f, columns, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+
+
+def predict_qa_local(
+    job: QAJob, records: list[QARecord], options: LoadOptions, progress: ProgressFn | None
+) -> PredictFileResult:
+    """The local engine: ``records`` (read and checked already) through the job's model(s) into its output."""
+    models = QAModels(job, options)
+    result = PredictFileResult(job.input, job.output, "local", models.variant, models.providers, task=job.kind)
+    scores = Scores()
+    start = time.perf_counter()
+    try:
+        with open_output(job.output) as f:
+            for i in range(0, len(records), job.chunk_size):
+                chunk = records[i : i + job.chunk_size]
+                rows, windowed = models.rows(chunk)
+                write_rows(f, job.ofmt, job.columns, rows, header=i == 0)
+                scores.add(chunk, rows, job.kind)
+                result.rows += len(chunk)
+                result.truncated += windowed
+                if progress is not None:
+                    progress(result.rows, len(records))
+    finally:
+        models.close()
+    result.seconds = time.perf_counter() - start
+    result.metrics = scores.metrics(job.kind)
+    return result
+
+
+def predict_questions(
+    bundle: Any,
+    input: str,
+    output: str,
+    then: Any,
+    input_format: str | None,
+    output_format: str | None,
+    id_column: str | None,
+    chunk_size: int,
+    questions: QuestionOptions,
+    options: LoadOptions,
+    engine: str,
+    workers: int | None,
+    progress: ProgressFn | None,
+) -> PredictFileResult:
+    """``predict_file`` of a QA / MC bundle (``then``: a QA bundle after a selection bundle): check, read every
+    record, then predict with the local engine or Ray."""
+    from bertdeploy import tasks
+    from bertdeploy.bundle import read_manifest
+    from bertdeploy.runtime.qa_records import input_format as _input_format
+    from bertdeploy.runtime.qa_records import read_records
+    from bertdeploy.runtime.writers import resolve_output_format
+
+    task = tasks.get(read_manifest(bundle).task, stage="predict").name
+    if then is not None:
+        if task != MC:
+            raise UserError(f"--then reads the answer after a multiple-choice selection bundle; {bundle} is {task}")
+        second = tasks.get(read_manifest(then).task, stage="predict").name
+        if second != QA:
+            raise UserError(f"--then needs a question-answering bundle; {then} is {second}")
+    if not isinstance(questions, QuestionOptions):
+        raise UserError(f"questions must be a QuestionOptions, got {type(questions).__name__}")
+    kind = SELECT if then is not None else task
+    fmt, ofmt = _input_format(input, input_format), resolve_output_format(output, output_format)
+    job = QAJob(str(bundle), input, output, fmt, ofmt, kind, None if then is None else str(then), id_column,
+                min(chunk_size, 1024), questions)  # fmt: skip
+    records = read_records(input, fmt, kind, id_column)
+    if engine == "ray":
+        from bertdeploy.runtime.qa_ray import predict_qa_ray
+
+        return predict_qa_ray(job, records, options, workers, progress)
+    return predict_qa_local(job, records, options, progress)
