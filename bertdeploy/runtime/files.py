@@ -31,7 +31,9 @@ from bertdeploy.runtime.filejob import (
     split_empty,
 )
 from bertdeploy.runtime.options import LoadOptions
-from bertdeploy.runtime.qa_files import QUESTION_TASKS, QuestionOptions, predict_questions
+from bertdeploy.runtime.qa_files import MC, QA, QUESTION_TASKS, SELECT, QAJob, QuestionOptions, predict_qa_local
+from bertdeploy.runtime.qa_records import input_format as qa_input_format
+from bertdeploy.runtime.qa_records import read_records
 from bertdeploy.runtime.readers import check_input, count_rows, detect_format, iter_chunks
 from bertdeploy.runtime.writers import resolve_output_format
 
@@ -185,3 +187,41 @@ def _predict_local(job: FileJob, options: LoadOptions, progress: ProgressFn | No
             raise UserError(f"no non-empty text in {job.input} (all {result.skipped} records are empty)")
     result.seconds = time.perf_counter() - start
     return result
+
+
+def predict_questions(
+    bundle: Any,
+    input: str,
+    output: str,
+    then: Any,
+    input_format: str | None,
+    output_format: str | None,
+    id_column: str | None,
+    chunk_size: int,
+    questions: QuestionOptions,
+    options: LoadOptions,
+    engine: str,
+    workers: int | None,
+    progress: ProgressFn | None,
+) -> PredictFileResult:
+    """``predict_file`` of a QA / MC bundle (``then``: a QA bundle after a selection bundle): check, read every
+    record, then predict with the local engine or Ray."""
+    task = tasks.get(read_manifest(bundle).task, stage="predict").name
+    if then is not None:
+        if task != MC:
+            raise UserError(f"--then reads the answer after a multiple-choice selection bundle; {bundle} is {task}")
+        second = tasks.get(read_manifest(then).task, stage="predict").name
+        if second != QA:
+            raise UserError(f"--then needs a question-answering bundle; {then} is {second}")
+    if not isinstance(questions, QuestionOptions):
+        raise UserError(f"questions must be a QuestionOptions, got {type(questions).__name__}")
+    kind = SELECT if then is not None else task
+    fmt, ofmt = qa_input_format(input, input_format), resolve_output_format(output, output_format)
+    job = QAJob(str(bundle), input, output, fmt, ofmt, kind, None if then is None else str(then), id_column,
+                min(chunk_size, 1024), questions)  # fmt: skip
+    records = read_records(input, fmt, kind, id_column)
+    if engine == "ray":
+        from bertdeploy.runtime.qa_ray import predict_qa_ray
+
+        return predict_qa_ray(job, records, options, workers, progress)
+    return predict_qa_local(job, records, options, progress)
