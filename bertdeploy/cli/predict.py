@@ -28,7 +28,9 @@ def render(result, console) -> None:  # noqa: ANN001 - PredictFileResult, rich C
     table.add_row("variant", result.variant)
     table.add_row("engine", f"{result.engine}: {', '.join(result.providers)}")
     table.add_row("rows predicted", f"{result.rows:,}")
-    table.add_row("empty rows skipped", f"{result.skipped:,}")
+    questions = result.task in ("question-answering", "multiple-choice", "two-stage")
+    if not questions:  # a question with an empty field is an error, never skipped
+        table.add_row("empty rows skipped", f"{result.skipped:,}")
     windowed = result.task in ("token-classification", "question-answering", "two-stage")  # windows, not cut
     table.add_row("texts windowed" if windowed else "texts truncated", f"{result.truncated:,}")
     unit = "texts" if result.task in ("text-classification", "token-classification") else "questions"
