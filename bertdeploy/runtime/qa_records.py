@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertdeploy.data.qa import check_answers
 from bertdeploy.errors import UserError
 from bertdeploy.runtime.predictor import invalid_unicode
 
@@ -184,15 +185,10 @@ def _texts(record: dict, key: str, where: str) -> tuple[str, ...]:
 
 
 def _answers(context: str, texts: Any, starts: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(texts, list) or not isinstance(starts, list) or len(texts) != len(starts):
-        raise UserError(f"{where}: 'answers' must hold equally long lists 'text' and 'answer_start'")
-    for text, start in zip(texts, starts):
-        if not isinstance(text, str) or not text or not isinstance(start, int) or isinstance(start, bool):
-            raise UserError(f"{where}: an answer needs a non-empty text and an integer start")
-        if start < 0 or context[start : start + len(text)] != text:
-            found = context[max(start, 0) : max(start, 0) + len(text)]
-            raise UserError(f"{where}: the answer {text!r} is not at {start} of its context (found {found!r})")
-    return tuple(texts)
+    """The gold answer texts, each checked at its offset by the data package's one rule."""
+    if not isinstance(texts, list) or not isinstance(starts, list):
+        raise UserError(f"{where}: 'answers' must hold lists 'text' and 'answer_start'")
+    return tuple(check_answers(context, texts, starts, where)["text"])
 
 
 def _index(value: Any, n: int, key: str, where: str) -> int | None:
