@@ -85,6 +85,14 @@ def test_doc_stride_windows_like_the_transformers_pipeline(tiny_qa_bundle, tiny_
     assert [(r["answer"], r["start"], r["end"]) for r in got] == [(t["answer"], t["start"], t["end"]) for t in theirs]
     _run(tiny_qa_bundle, src, tmp_path / "default.jsonl")
     assert _jsonl(tmp_path / "default.jsonl") != got  # the stride changed the windows, so some answer
+    with load(tiny_qa_bundle, variant="fp32", threads=1) as reader:
+        assert [(a.answer, a.start) for a in reader.predict(rows, doc_stride=6)] == [
+            (r["answer"], r["start"]) for r in got
+        ]
+        with pytest.raises(UserError, match="doc_stride must be < 29"):
+            reader.predict(rows, doc_stride=29)
+        with pytest.raises(UserError, match="doc_stride 20 does not fit a window of 32 tokens"):
+            reader.predict([("where is the " + "very " * 10 + "food?", rows[0]["context"])], doc_stride=20)
 
 
 def test_squad_json_with_chinese_contexts(tiny_qa_bundle, reader, tmp_path):

@@ -31,8 +31,9 @@ def render(result, console) -> None:  # noqa: ANN001 - PredictFileResult, rich C
     questions = result.task in ("question-answering", "multiple-choice", "two-stage")
     if not questions:  # a question with an empty field is an error, never skipped
         table.add_row("empty rows skipped", f"{result.skipped:,}")
-    windowed = result.task in ("token-classification", "question-answering", "two-stage")  # windows, not cut
-    table.add_row("texts windowed" if windowed else "texts truncated", f"{result.truncated:,}")
+    windowed = result.task in ("token-classification", "question-answering")  # windows, not cut
+    if result.task not in ("multiple-choice", "two-stage"):
+        table.add_row("texts windowed" if windowed else "texts truncated", f"{result.truncated:,}")
     unit = "texts" if result.task in ("text-classification", "token-classification") else "questions"
     table.add_row("time", f"{result.seconds:.2f} s ({result.texts_per_second:,.0f} {unit}/s)")
     for key, name in _METRICS.items():

@@ -30,7 +30,6 @@ from bertdeploy.runtime.filejob import PredictFileResult, ProgressFn, open_outpu
 from bertdeploy.runtime.options import LoadOptions
 from bertdeploy.runtime.qa_records import MC, QA, SELECT, QARecord
 from bertdeploy.runtime.reader import check_params
-from bertdeploy.runtime.tokenize import PairEncoder
 from bertdeploy.runtime.writers import DECIMALS
 
 QUESTION_TASKS = (QA, MC)
@@ -92,63 +91,47 @@ class QAJob:
 
 
 class QAModels:
-    """The loaded head(s) of a job: a ``Reader`` (with the job's ``doc_stride``), a ``Chooser``, or both."""
+    """The loaded head(s) of a job: a ``Reader``, a ``Chooser``, or both as a
+    :class:`~bertdeploy.runtime.two_stage.TwoStageReader`."""
 
     def __init__(self, job: QAJob, options: LoadOptions) -> None:
         from bertdeploy.runtime.loader import load_with
 
         self.job = job
         first = load_with(job.bundle, options)
-        self.chooser = first if job.kind in (MC, SELECT) else None
-        self.reader = load_with(job.then, options) if job.kind == SELECT and job.then else first
+        self.heads = [first]
+        self.two_stage = None
         if job.kind == SELECT:
             from bertdeploy.runtime.two_stage import TwoStageReader
 
-            TwoStageReader(first, self.reader)  # checks that the bundles are a chooser and a reader
-        self.encoder = None
-        if job.kind != MC:
-            self.encoder = _encoder(self.reader, job.questions.doc_stride)
-        head = self.chooser or self.reader
-        self.variant, self.providers = head.variant.name, head.providers
+            self.heads.append(load_with(job.then, options))
+            self.two_stage = TwoStageReader(*self.heads)  # checks: a multiple-choice, then a QA bundle
+        if job.kind != MC:  # a bad stride fails before any question is read
+            self.heads[-1].encoder_for(job.questions.doc_stride)
+        self.variant, self.providers = first.variant.name, first.providers
 
     def close(self) -> None:
-        for head in {id(h): h for h in (self.chooser, self.reader) if h is not None}.values():
+        for head in self.heads:
             head.close()
 
     def rows(self, records: list[QARecord]) -> tuple[list[dict[str, Any]], int]:
-        """The output rows of ``records`` and how many contexts needed several windows."""
+        """The output rows of ``records`` and how many of their contexts needed several windows (QA)."""
+        head, q = self.heads[0], self.job.questions
         if self.job.kind == MC:
-            found = self.chooser.predict([(r.question, list(r.choices)) for r in records])  # type: ignore[union-attr]
+            found = head.predict([(r.question, list(r.choices)) for r in records])
             return [_row(r, {"label": c.label, "score": c.score}) for r, c in zip(records, found)], 0
-        if self.job.kind == QA:
-            answers, windowed = self.answers([(r.question, r.context) for r in records])
-            return [row for r, a in zip(records, answers) for row in _qa_rows(r, a, self.job.top_k)], windowed
-        chosen = self.chooser.predict([(r.question, list(r.choices)) for r in records])  # type: ignore[union-attr]
-        answers, windowed = self.answers([(r.question, r.choices[c.label]) for r, c in zip(records, chosen)])
+        params = {"max_answer_len": q.max_answer_len, "handle_impossible_answer": q.handle_impossible_answer}
+        if self.two_stage is None:
+            encoded = head.encode_with([(r.question, r.context) for r in records], q.doc_stride)
+            answers = head.decode(head.forward(encoded), q.top_k, **params)
+            return [row for r, a in zip(records, answers) for row in _qa_rows(r, a, q.top_k)], encoded.truncated
+        questions = [{"question": r.question, "paragraphs": r.choices} for r in records]
+        found = self.two_stage.predict(questions, doc_stride=q.doc_stride, **params)
         rows = []
-        for r, c, a in zip(records, chosen, answers):
-            pid = r.paragraph_ids[c.label] if r.paragraph_ids else None
-            rows.append(_row(r, {**a.to_dict(), "paragraph": c.label, "paragraph_score": c.score, "paragraph_id": pid}))
-        return rows, windowed
-
-    def answers(self, pairs: list[tuple[str, str]]) -> tuple[list[Any], int]:
-        try:
-            encoded = self.encoder.encode_pairs(pairs)  # type: ignore[union-attr]
-        except Exception as e:  # the tokenizers library refuses a stride the window cannot hold
-            raise UserError(f"doc_stride {self.job.questions.doc_stride} does not fit a window of "
-                            f"{self.reader.max_length} tokens with the question ({e})") from None  # fmt: skip
-        q = self.job.questions
-        found = self.reader.decode(self.reader.forward(encoded), q.top_k, q.max_answer_len, q.handle_impossible_answer)
-        return found, encoded.truncated
-
-
-def _encoder(reader: Any, doc_stride: int | None) -> PairEncoder:
-    if doc_stride is None or doc_stride == reader.doc_stride:
-        return reader._encoder
-    if doc_stride >= reader.max_length - 3:
-        raise UserError(f"doc_stride must be < {reader.max_length - 3} (the bundle's max_length {reader.max_length} "
-                        f"less the special tokens), got {doc_stride}")  # fmt: skip
-    return PairEncoder(reader.bundle / reader.manifest.tokenizer_file, reader.max_length, stride=doc_stride)
+        for r, f in zip(records, found):
+            values = {**f.to_dict(), "paragraph_id": r.paragraph_ids[f.paragraph] if r.paragraph_ids else None}
+            rows.append(_row(r, values))
+        return rows, 0
 
 
 def _row(record: QARecord, values: dict[str, Any]) -> dict[str, Any]:
