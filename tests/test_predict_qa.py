@@ -229,6 +229,8 @@ def test_options_of_another_task_are_refused(tiny_qa_bundle, tiny_mc_bundle, tin
         _run(tiny_qa_bundle, qa, tmp_path / "o.jsonl", aggregation="simple")
     with pytest.raises(UserError, match="apply to question answering; .* multiple-choice"):
         _run(tiny_mc_bundle, qa, tmp_path / "o.jsonl", questions=QuestionOptions(top_k=2))
+    with pytest.raises(UserError, match="the two-stage reader answers one span per question"):
+        _run(tiny_mc_bundle, qa, tmp_path / "o.jsonl", then=tiny_qa_bundle, questions=QuestionOptions(top_k=2))
     with pytest.raises(UserError, match="--then needs a question-answering bundle"):
         _run(tiny_mc_bundle, qa, tmp_path / "o.jsonl", then=tiny_mc_bundle)
     with pytest.raises(UserError, match="question options apply to"):
