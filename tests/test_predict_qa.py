@@ -24,18 +24,6 @@ MC_ROWS = tiny_mc_records(10, seed=12)
 CHINESE = "在歐洲，梵語的學術研究由德國學者開創。movie at night 後來威廉發現印歐語系。" * 2
 
 
-@pytest.fixture(scope="module")
-def reader(tiny_qa_bundle):
-    with load(tiny_qa_bundle, variant="fp32", threads=1) as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def chooser(tiny_mc_bundle):
-    with load(tiny_mc_bundle, variant="fp32", threads=1) as c:
-        yield c
-
-
 def _jsonl(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -48,11 +36,11 @@ def _answers(found) -> list[dict]:
     return [{**a.to_dict(), "score": round(a.score, 6)} for a in found]
 
 
-def test_qa_rows_equal_the_reader_and_gold_answers_are_scored(tiny_qa_bundle, reader, tmp_path):
+def test_qa_rows_equal_the_reader_and_gold_answers_are_scored(tiny_qa_bundle, qa_reader, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", QA_ROWS)
     res = _run(tiny_qa_bundle, src, tmp_path / "out.jsonl", chunk_size=4)
     got = _jsonl(tmp_path / "out.jsonl")
-    expected = reader.predict(QA_ROWS)
+    expected = qa_reader.predict(QA_ROWS)
     assert [{k: r[k] for k in ("answer", "score", "start", "end")} for r in got] == _answers(expected)
     assert [(r["row"], r["id"]) for r in got] == [(i, q["id"]) for i, q in enumerate(QA_ROWS, 1)]
     assert all(r["answer"] == q["context"][r["start"] : r["end"]] for r, q in zip(got, QA_ROWS))
@@ -61,12 +49,12 @@ def test_qa_rows_equal_the_reader_and_gold_answers_are_scored(tiny_qa_bundle, re
     assert (res.rows, res.task) == (len(QA_ROWS), "question-answering") and res.truncated >= 1  # windows ran
 
 
-def test_top_k_writes_ranked_rows_and_csv_works(tiny_qa_bundle, reader, tmp_path):
+def test_top_k_writes_ranked_rows_and_csv_works(tiny_qa_bundle, qa_reader, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", QA_ROWS[:5])
     _run(tiny_qa_bundle, src, tmp_path / "out.csv", questions=QuestionOptions(top_k=3, max_answer_len=4))
     with open(tmp_path / "out.csv", encoding="utf-8", newline="") as f:
         got = list(csv.DictReader(f))
-    expected = reader.predict(QA_ROWS[:5], top_k=3, max_answer_len=4)
+    expected = qa_reader.predict(QA_ROWS[:5], top_k=3, max_answer_len=4)
     assert [r["answer"] for r in got] == [a.answer for found in expected for a in found]
     assert [int(r["rank"]) for r in got] == [i for found in expected for i in range(1, len(found) + 1)]
     assert len(got) == 15 and list(got[0]) == ["row", "id", "rank", "answer", "score", "start", "end"]
@@ -85,17 +73,17 @@ def test_doc_stride_windows_like_the_transformers_pipeline(tiny_qa_bundle, tiny_
     assert [(r["answer"], r["start"], r["end"]) for r in got] == [(t["answer"], t["start"], t["end"]) for t in theirs]
     _run(tiny_qa_bundle, src, tmp_path / "default.jsonl")
     assert _jsonl(tmp_path / "default.jsonl") != got  # the stride changed the windows, so some answer
-    with load(tiny_qa_bundle, variant="fp32", threads=1) as reader:
-        assert [(a.answer, a.start) for a in reader.predict(rows, doc_stride=6)] == [
+    with load(tiny_qa_bundle, variant="fp32", threads=1) as qa_reader:
+        assert [(a.answer, a.start) for a in qa_reader.predict(rows, doc_stride=6)] == [
             (r["answer"], r["start"]) for r in got
         ]
         with pytest.raises(UserError, match="doc_stride must be < 29"):
-            reader.predict(rows, doc_stride=29)
+            qa_reader.predict(rows, doc_stride=29)
         with pytest.raises(UserError, match="doc_stride 20 does not fit a window of 32 tokens"):
-            reader.predict([("where is the " + "very " * 10 + "food?", rows[0]["context"])], doc_stride=20)
+            qa_reader.predict([("where is the " + "very " * 10 + "food?", rows[0]["context"])], doc_stride=20)
 
 
-def test_squad_json_with_chinese_contexts(tiny_qa_bundle, reader, tmp_path):
+def test_squad_json_with_chinese_contexts(tiny_qa_bundle, qa_reader, tmp_path):
     start = CHINESE.index("德國學者")
     doc = {"data": [{"paragraphs": [
         {"context": CHINESE, "qas": [{"id": "z1", "question": "誰開創了研究？",
@@ -108,16 +96,16 @@ def test_squad_json_with_chinese_contexts(tiny_qa_bundle, reader, tmp_path):
     got = _jsonl(tmp_path / "out.jsonl")
     assert [r["id"] for r in got] == ["z1", "z1", "e1", "e1"]
     assert all(r["answer"] == CHINESE[r["start"] : r["end"]] and r["answer"] for r in got[:2])
-    expected = reader.predict([("誰開創了研究？", CHINESE)], top_k=2)[0]
+    expected = qa_reader.predict([("誰開創了研究？", CHINESE)], top_k=2)[0]
     assert [r["answer"] for r in got[:2]] == [a.answer for a in expected]
     assert res.metrics["answered"] == 1  # only the question with gold answers is scored
 
 
-def test_mc_rows_equal_the_chooser(tiny_mc_bundle, chooser, tmp_path):
+def test_mc_rows_equal_the_chooser(tiny_mc_bundle, mc_chooser, tmp_path):
     src = write_jsonl(tmp_path / "mc.jsonl", MC_ROWS)
     res = _run(tiny_mc_bundle, src, tmp_path / "out.jsonl")
     got = _jsonl(tmp_path / "out.jsonl")
-    expected = chooser.predict(MC_ROWS)
+    expected = mc_chooser.predict(MC_ROWS)
     assert [(r["label"], r["score"]) for r in got] == [(c.label, round(c.score, 6)) for c in expected]
     assert list(got[0]) == ["row", "id", "label", "score"]
     right = sum(c.label == r["label"] for c, r in zip(expected, MC_ROWS))
@@ -143,21 +131,21 @@ def _layout(tmp_path, n: int = 9):
     return root / "test.json", questions, contexts
 
 
-def test_paragraph_id_layout_serves_each_bundle(tiny_qa_bundle, tiny_mc_bundle, reader, chooser, tmp_path):
+def test_paragraph_id_layout_serves_each_bundle(tiny_qa_bundle, tiny_mc_bundle, qa_reader, mc_chooser, tmp_path):
     src, questions, contexts = _layout(tmp_path)
     _run(tiny_qa_bundle, src, tmp_path / "qa.jsonl")
     relevant = [(q["question"], contexts[q["relevant"]]) for q in questions]
-    assert [r["answer"] for r in _jsonl(tmp_path / "qa.jsonl")] == [a.answer for a in reader.predict(relevant)]
+    assert [r["answer"] for r in _jsonl(tmp_path / "qa.jsonl")] == [a.answer for a in qa_reader.predict(relevant)]
     _run(tiny_mc_bundle, src, tmp_path / "mc.jsonl")
     records = [(q["question"], [contexts[j] for j in q["paragraphs"]]) for q in questions]
-    assert [r["label"] for r in _jsonl(tmp_path / "mc.jsonl")] == [c.label for c in chooser.predict(records)]
+    assert [r["label"] for r in _jsonl(tmp_path / "mc.jsonl")] == [c.label for c in mc_chooser.predict(records)]
 
 
-def test_two_stage_rows_and_scores(tiny_qa_bundle, tiny_mc_bundle, reader, chooser, tmp_path):
+def test_two_stage_rows_and_scores(tiny_qa_bundle, tiny_mc_bundle, qa_reader, mc_chooser, tmp_path):
     src, questions, contexts = _layout(tmp_path)
     res = _run(tiny_mc_bundle, src, tmp_path / "out.jsonl", then=tiny_qa_bundle)
     got = _jsonl(tmp_path / "out.jsonl")
-    found = TwoStageReader(chooser, reader).predict(
+    found = TwoStageReader(mc_chooser, qa_reader).predict(
         [{"question": q["question"], "paragraphs": [contexts[j] for j in q["paragraphs"]]} for q in questions]
     )
     assert [(r["answer"], r["start"], r["paragraph"]) for r in got] == [(f.answer, f.start, f.paragraph) for f in found]

@@ -11,14 +11,8 @@ from helpers import tiny_mc_records, tiny_qa_records, write_jsonl
 from bertdeploy.runtime import predict_file
 from bertdeploy.runtime.qa_files import QuestionOptions
 
-ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
+pytest.importorskip("ray")
+from test_runtime_ray import local_ray  # noqa: E402, F401 - the module's 2-CPU Ray
 
 
 def _both(bundle, src, tmp_path, **kw):
@@ -31,7 +25,8 @@ def _both(bundle, src, tmp_path, **kw):
 
 
 @pytest.mark.slow
-def test_ray_equals_local_for_questions(tiny_qa_bundle, tiny_mc_bundle, tmp_path, local_ray):
+@pytest.mark.usefixtures("local_ray")
+def test_ray_equals_local_for_questions(tiny_qa_bundle, tiny_mc_bundle, tmp_path):
     qa = write_jsonl(tmp_path / "qa.jsonl", tiny_qa_records(23, seed=31))
     rows = _both(tiny_qa_bundle, qa, tmp_path, questions=QuestionOptions(top_k=2))
     assert {r["row"] for r in rows} == set(range(1, 24)) and {r["rank"] for r in rows} == {1, 2}

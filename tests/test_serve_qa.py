@@ -18,25 +18,13 @@ huggingface_hub = pytest.importorskip("huggingface_hub")
 from huggingface_hub.errors import HfHubHTTPError as HTTPError  # noqa: E402
 from test_serve_server import _metric, in_one_batch, running  # noqa: E402
 
-from bertdeploy.runtime import LoadOptions, load  # noqa: E402
+from bertdeploy.runtime import LoadOptions  # noqa: E402
 from bertdeploy.serve import ServeOptions, app  # noqa: E402
 from bertdeploy.serve.asgi import _build  # noqa: E402
 
 QA = tiny_qa_records(8, seed=41)
 MC = tiny_mc_records(6, seed=42)
 CHINESE = "在歐洲，梵語的學術研究由德國學者開創。movie at night 後來威廉發現印歐語系。" * 2
-
-
-@pytest.fixture(scope="module")
-def reader(tiny_qa_bundle):
-    with load(tiny_qa_bundle, variant="fp32", threads=1) as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def chooser(tiny_mc_bundle):
-    with load(tiny_mc_bundle, variant="fp32", threads=1) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
@@ -60,41 +48,41 @@ def _same(got: dict, answer) -> None:
     assert got["score"] == pytest.approx(answer.score, abs=1e-6)
 
 
-def test_inference_client_question_answering(qa_url, reader):
+def test_inference_client_question_answering(qa_url, qa_reader):
     for record in [*QA, {"question": "誰開創了研究？", "context": CHINESE}]:
         got = _client(qa_url).question_answering(question=record["question"], context=record["context"])
-        [expected] = reader.predict([record])
+        [expected] = qa_reader.predict([record])
         _same(dict(got), expected)
         assert got.answer == record["context"][got.start : got.end] and got.answer
 
 
 @pytest.mark.parametrize("params", [{"top_k": 3}, {"top_k": 2, "handle_impossible_answer": True, "max_answer_len": 3}])
-def test_inference_client_top_k_is_a_list(qa_url, reader, params):
+def test_inference_client_top_k_is_a_list(qa_url, qa_reader, params):
     record = QA[1]
     got = _client(qa_url).question_answering(question=record["question"], context=record["context"], **params)
-    [expected] = reader.predict([record], **params)
+    [expected] = qa_reader.predict([record], **params)
     assert isinstance(got, list) and len(got) == len(expected) == params["top_k"]
     for element, answer in zip(got, expected, strict=True):
         _same(dict(element), answer)
 
 
-def test_a_list_of_questions_answers_in_order(qa_url, reader):
+def test_a_list_of_questions_answers_in_order(qa_url, qa_reader):
     inputs = [{"question": r["question"], "context": r["context"]} for r in QA[:4]]
-    r = httpx.post(qa_url, json={"inputs": inputs, "parameters": {"doc_stride": reader.doc_stride}}, timeout=60)
+    r = httpx.post(qa_url, json={"inputs": inputs, "parameters": {"doc_stride": qa_reader.doc_stride}}, timeout=60)
     assert r.status_code == 200, r.text
-    for got, expected in zip(r.json(), reader.predict(inputs), strict=True):
+    for got, expected in zip(r.json(), qa_reader.predict(inputs), strict=True):
         _same(got, expected)
 
 
-def test_multiple_choice_in_the_same_style(mc_url, chooser):
+def test_multiple_choice_in_the_same_style(mc_url, mc_chooser):
     one = {"question": MC[0]["question"], "choices": MC[0]["choices"]}
     r = httpx.post(mc_url, json={"inputs": one}, timeout=60)
-    [expected] = chooser.predict([one])
+    [expected] = mc_chooser.predict([one])
     assert r.status_code == 200 and r.json()["label"] == expected.label
     assert r.json()["score"] == pytest.approx(expected.score, abs=1e-6)
     many = [{"question": m["question"], "choices": m["choices"]} for m in MC]
     r = httpx.post(mc_url, json={"inputs": many}, timeout=60)
-    assert [g["label"] for g in r.json()] == [c.label for c in chooser.predict(many)]
+    assert [g["label"] for g in r.json()] == [c.label for c in mc_chooser.predict(many)]
     assert httpx.get(f"{mc_url}/info").json()["task"] == "multiple-choice"
 
 
@@ -130,9 +118,9 @@ def test_bad_requests_through_the_client_and_predict(qa_url, mc_url):
     assert r.status_code == 422 and "at least 2 strings" in r.json()["error"]
 
 
-def test_concurrent_questions_share_one_batch_and_decode_with_their_own_parameters(reader):
+def test_concurrent_questions_share_one_batch_and_decode_with_their_own_parameters(qa_reader):
     release = threading.Event()
-    asgi = _build(lambda: SlowClassifier(reader, release), "slow", ServeOptions(max_wait_ms=0), False)
+    asgi = _build(lambda: SlowClassifier(qa_reader, release), "slow", ServeOptions(max_wait_ms=0), False)
     plans = [{}, {"top_k": 2}, {"max_answer_len": 2}, {"top_k": 3, "handle_impossible_answer": True}, {"top_k": 1}]
 
     def post(url: str, i: int) -> httpx.Response:
@@ -150,7 +138,7 @@ def test_concurrent_questions_share_one_batch_and_decode_with_their_own_paramete
     assert _metric(metrics, "bertdeploy_batch_size_count") == 2  # the held request, then all five together
     for i, (r, params) in enumerate(zip(answers, plans, strict=True)):
         assert r.status_code == 200, r.text
-        expected = reader.predict(QA[i : i + 2], **params)
+        expected = qa_reader.predict(QA[i : i + 2], **params)
         for got, want in zip(r.json(), expected, strict=True):
             for g, w in zip(*((got, want) if isinstance(got, list) else ([got], [want])), strict=True):
                 _same(g, w)
