@@ -40,7 +40,7 @@ def command() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace our models if they exist (others are kept).")
 def triton(bundle: str, output: str, ignore_labels: str | None, **options: object) -> object:
     """Write a Triton model repository: NAME (onnxruntime), NAME_tokenizer (python), NAME_ensemble (and, for a
-    token-classification bundle, NAME_entities (python))."""
+    token-classification bundle, NAME_entities (python)); for question answering / multiple choice NAME alone."""
     from bertdeploy.package import triton_repository
 
     ignore = None if ignore_labels is None else [x.strip() for x in ignore_labels.split(",") if x.strip()]
@@ -49,8 +49,11 @@ def triton(bundle: str, output: str, ignore_labels: str | None, **options: objec
     inputs = ", ".join(f"{s.name} {s.data_type}" for s in result.inputs)
     _say(f"wrote {result.repository} (variant {result.variant}, kind {result.kind}, {result.task})")
     out = result.output
-    _say(f"  {name}: {inputs} -> {out.name} {out.data_type} {list(out.dims)}")
-    if result.entities is None:
+    outs = ", ".join(f"{o.name} {o.data_type} {list(o.dims)}" for o in result.outputs or [out])
+    _say(f"  {name}: {inputs} -> {outs}")
+    if result.limitation:
+        _say(f"  note: {result.limitation}")
+    elif result.entities is None:
         _say(f"  {tokenizer}: TEXT TYPE_STRING -> token ids")
         _say(f"  {ensemble}: TEXT -> {tokenizer} -> {name} -> {result.output.name}")
     else:
