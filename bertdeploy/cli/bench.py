@@ -81,6 +81,16 @@ def command() -> None:
 @click.option("--keep-work", is_flag=True, default=None, help="Keep OUTPUT/.work (saved presets, temp bundles).")
 @click.option("--name", help="Label of this result set (shown by bench compare).")
 @click.option("--seed", type=int)
+@click.option(
+    "--scenario",
+    type=click.Choice(["cells", "serve"]),
+    default="cells",
+    help="cells: the grid above; serve: `bertdeploy serve` under concurrent clients beside offline predict.",
+)
+@click.option("--clients", help="serve: comma list of concurrent clients (default 1,8,32).")
+@click.option("--repeats", type=int, help="serve: interleaved rounds; each cell keeps its best (default 3).")
+@click.option("--texts", type=int, help="serve: only the first N texts of --data.")
+@click.option("--serve-args", help="serve: more `bertdeploy serve` options, e.g. '--streams 1'.")
 @click.pass_context
 def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, **opts: Any) -> object:
     """Time TARGET... (bundles, training runs or model presets) across backends x variants x padding x batch.
@@ -89,6 +99,14 @@ def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, *
     YAML file; options win over the file, KEY=VALUE over both.
     Compare two result folders with: bertdeploy bench compare A B
     """
+    scenario = opts.pop("scenario")
+    scenario_opts = {k: opts.pop(k) for k in ("clients", "repeats", "texts", "serve_args")}
+    argv = ctx.parent.meta.get("bench_argv", []) if ctx.parent else []
+    if scenario != "cells":
+        from bertdeploy.cli.bench_scenario import run_scenario
+
+        command_line = shlex.join(["bertdeploy", "bench", *argv])
+        return run_scenario(scenario, list(targets), {**opts, **scenario_opts}, command_line)
     require_extra("train", "bertdeploy bench")
     from bertdeploy.benchmark import BenchConfig, bench
 
@@ -96,7 +114,6 @@ def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, *
     paths = [t for t in targets if t not in overrides]
     if paths:
         opts["targets"] = paths
-    argv = ctx.parent.meta.get("bench_argv", []) if ctx.parent else []
     opts["command"] = shlex.join(["bertdeploy", "bench", *argv])
     cfg = BenchConfig.load(config_file, opts, overrides)
     with _progress() as on_event:

@@ -1,0 +1,91 @@
+"""The ``serve`` and ``whole-file`` scenarios of ``bertdeploy bench`` on the tiny bundle (short runs; no timing
+assertions: what is checked is that every cell is measured, with the one percentile definition, and written)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bertdeploy.benchmark.scenarios.common import read_texts, write_results
+from bertdeploy.benchmark.scenarios.serve_load import ServeLoadConfig, run_serve_load, summarize
+from bertdeploy.benchmark.timing import percentiles
+from bertdeploy.errors import UserError
+
+
+def test_read_texts_of_a_folder_is_its_test_split(tiny_data_dir):
+    texts = read_texts(str(tiny_data_dir), limit=7)
+    assert len(texts) == 7 and texts == read_texts(str(tiny_data_dir / "test.csv"))[:7]
+
+
+def test_write_results_rewrites_only_the_readme_block(tmp_path):
+    (tmp_path / "README.md").write_text("intro\n<!-- results -->\nold\n<!-- /results -->\nafter\n")
+    files = write_results({"a": 1}, tmp_path, "| new |")
+    assert json.loads(files["results"].read_text()) == {"a": 1}
+    assert (tmp_path / "README.md").read_text() == "intro\n<!-- results -->\n| new |\n<!-- /results -->\nafter\n"
+
+
+def test_summarize_keeps_the_best_round_and_the_median():
+    cells = {"on:8": [{"texts_per_s": 10.0, "x": 1}, {"texts_per_s": 30.0, "x": 2}, {"texts_per_s": 20.0, "x": 3}]}
+    s = summarize(cells)["on:8"]
+    assert (s["x"], s["median_texts_per_s"], s["rounds"]) == (2, 20.0, 3)
+
+
+def test_serve_config_refuses_bad_modes(tmp_path):
+    with pytest.raises(UserError, match="batching modes"):
+        ServeLoadConfig(bundle="b", data="d", output=str(tmp_path), modes=["maybe"])
+
+
+def test_serve_scenario_end_to_end(tiny_bundle, tiny_data_dir, tmp_path):
+    cfg = ServeLoadConfig(
+        bundle=str(tiny_bundle),
+        data=str(tiny_data_dir),
+        output=str(tmp_path),
+        variant="fp32",
+        threads=1,
+        clients=[1, 4],
+        modes=["on"],
+        repeats=1,
+        texts=12,
+    )
+    res = run_serve_load(cfg)
+    s = res["summary"]
+    assert set(s) == {"offline", "offline_streams", "on:1", "on:4"}
+    for key in ("on:1", "on:4"):
+        cell = res["rounds"][key][0]
+        assert cell["server_cpu_ms_per_text"] >= 0 and cell["texts_per_s"] > 0  # below a clock tick: 0
+        assert cell["p50_ms"] <= cell["p90_ms"] <= cell["p99_ms"]
+    assert s["on:1"]["mean_batch"] == pytest.approx(1.0)
+    assert s["offline"]["cpu_ms_per_text"] >= 0
+    report = (tmp_path / "report.md").read_text()
+    assert "| serve, batching on | 4 |" in report and json.loads((tmp_path / "results.json").read_text())
+
+
+def test_percentiles_is_numpys_linear_definition():
+    values = [5.0, 1.0, 3.0, 2.0, 4.0]
+    assert percentiles(values)["p90"] == pytest.approx(float(np.percentile(values, 90)))
+
+
+def test_bench_cli_serve_scenario(tiny_bundle, tiny_data_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from bertdeploy.cli import cli
+
+    (tmp_path / "README.md").write_text("# serve\n<!-- results -->\n<!-- /results -->\n")
+    args = ["bench", "--scenario", "serve", str(tiny_bundle), "--data", str(tiny_data_dir / "test.csv")]
+    args += ["-o", str(tmp_path), "--variants", "fp32", "--threads", "1", "--clients", "2", "--repeats", "1"]
+    r = CliRunner().invoke(cli, [*args, "--texts", "6"])
+    assert r.exit_code == 0, r.output
+    readme = (tmp_path / "README.md").read_text()
+    assert "| serve, batching off | 2 |" in readme and "bertdeploy bench --scenario serve" in readme
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["n_texts"] == 6
+
+
+def test_bench_cli_scenario_needs_one_bundle(tmp_path):
+    from click.testing import CliRunner
+
+    from bertdeploy.cli import cli
+
+    r = CliRunner().invoke(cli, ["bench", "--scenario", "serve", "a", "b", "--data", "x", "-o", str(tmp_path)])
+    assert r.exit_code == 2 and "needs one bundle" in r.output
