@@ -31,7 +31,7 @@ def run_scenario(scenario: str, targets: list[str], opts: dict[str, Any], comman
             bundle=targets[0],
             data=opts["data"],
             output=opts["output"],
-            variant=variants[0] if variants else "qint8",
+            variant=variants[0] if variants else "auto",
             threads=opts.get("threads") or 2,
             clients=_ints(opts.get("clients"), [1, 8, 32]),
             repeats=opts.get("repeats") or 3,

@@ -45,7 +45,8 @@ class ServeLoadConfig:
     data: str
     """A csv / tsv / jsonl file (or a dataset folder: its test split) with a ``text`` column; each row is sent once."""
     output: str
-    variant: str = "qint8"
+    variant: str = "auto"
+    """A bundle variant, or auto (what `serve` picks: int8 on a CPU)."""
     threads: int = 2
     clients: list[int] = field(default_factory=lambda: [1, 8, 32])
     modes: list[str] = field(default_factory=lambda: ["on", "off"])
