@@ -89,3 +89,42 @@ def test_bench_cli_scenario_needs_one_bundle(tmp_path):
 
     r = CliRunner().invoke(cli, ["bench", "--scenario", "serve", "a", "b", "--data", "x", "-o", str(tmp_path)])
     assert r.exit_code == 2 and "needs one bundle" in r.output
+
+
+def test_whole_file_scenario_end_to_end(tiny_bundle, tiny_data_dir, tmp_path):
+    from bertdeploy.benchmark.scenarios.whole_file import WholeFileConfig, run_whole_file
+
+    (tmp_path / "README.md").write_text("<!-- results -->\n<!-- /results -->\n")
+    engines = ["bertdeploy:fp32", "bertdeploy:fp32:static"]
+    cfg = WholeFileConfig(
+        bundle=str(tiny_bundle), data=str(tiny_data_dir), output=str(tmp_path), engines=engines, threads=1,
+        repeats=2, latency=4, texts=12,
+    )  # fmt: skip
+    res = run_whole_file(cfg)
+    runs = {r["engine"]: r for r in res["runs"]}
+    assert list(runs) == engines and len(res["loads"]) == 3
+    for r in runs.values():
+        assert len(r["rounds"]) == 2 and r["texts"] == 12 and 0 <= r["accuracy"] <= 1
+        assert r["texts_per_s"] >= r["texts_per_s_median"] > 0
+        assert r["batch1"]["n"] == 4 and r["batch1"]["p50_ms"] <= r["batch1"]["p90_ms"]
+    assert runs["bertdeploy:fp32"]["labels"] == runs["bertdeploy:fp32:static"]["labels"]  # fp32: padding-invariant
+    assert "| `bertdeploy:fp32:static` |" in (tmp_path / "README.md").read_text()
+
+
+def test_whole_file_engine_specs():
+    from bertdeploy.benchmark.scenarios.whole_file_worker import parse_engine
+
+    assert parse_engine("bertdeploy:fp32") == ("bertdeploy", "fp32", "bucketed")
+    assert parse_engine("ortmodel:fp32") == ("ortmodel", "fp32", "dynamic")
+    assert parse_engine("bertdeploy:fp32:static") == ("bertdeploy", "fp32", "static")
+
+
+def test_synthetic_texts_have_the_asked_lengths(tiny_bundle):
+    from tokenizers import Tokenizer
+
+    from bertdeploy.benchmark.scenarios.whole_file import synthetic_texts
+
+    texts = synthetic_texts(str(tiny_bundle), ["some words here", "and a few more words"], 24, n=5)
+    tok = Tokenizer.from_file(str(tiny_bundle / "tokenizer.json"))
+    tok.no_truncation()
+    assert len(texts) == 5 and all(12 <= len(tok.encode(t).ids) <= 24 for t in texts)

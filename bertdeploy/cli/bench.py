@@ -83,13 +83,16 @@ def command() -> None:
 @click.option("--seed", type=int)
 @click.option(
     "--scenario",
-    type=click.Choice(["cells", "serve"]),
+    type=click.Choice(["cells", "whole-file", "serve"]),
     default="cells",
-    help="cells: the grid above; serve: `bertdeploy serve` under concurrent clients beside offline predict.",
+    help="cells: the grid above; whole-file: --engines over every text of --data, each in its own process; serve: "
+    "`bertdeploy serve` under concurrent clients beside offline predict.",
 )
+@click.option("--engines", help="whole-file: BACKEND:VARIANT[:PADDING] list, e.g. ortmodel:fp32,bertdeploy:qint8.")
+@click.option("--latency", type=int, help="whole-file: also time the first N texts one call each (batch 1).")
 @click.option("--clients", help="serve: comma list of concurrent clients (default 1,8,32).")
-@click.option("--repeats", type=int, help="serve: interleaved rounds; each cell keeps its best (default 3).")
-@click.option("--texts", type=int, help="serve: only the first N texts of --data.")
+@click.option("--repeats", type=int, help="serve, whole-file: interleaved rounds; each keeps its best (default 3).")
+@click.option("--texts", type=int, help="serve, whole-file: only the first N texts of --data.")
 @click.option("--serve-args", help="serve: more `bertdeploy serve` options, e.g. '--streams 1'.")
 @click.pass_context
 def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, **opts: Any) -> object:
@@ -100,7 +103,7 @@ def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, *
     Compare two result folders with: bertdeploy bench compare A B
     """
     scenario = opts.pop("scenario")
-    scenario_opts = {k: opts.pop(k) for k in ("clients", "repeats", "texts", "serve_args")}
+    scenario_opts = {k: opts.pop(k) for k in ("clients", "repeats", "texts", "serve_args", "engines", "latency")}
     argv = ctx.parent.meta.get("bench_argv", []) if ctx.parent else []
     if scenario != "cells":
         from bertdeploy.cli.bench_scenario import run_scenario
