@@ -128,3 +128,17 @@ def test_synthetic_texts_have_the_asked_lengths(tiny_bundle):
     tok = Tokenizer.from_file(str(tiny_bundle / "tokenizer.json"))
     tok.no_truncation()
     assert len(texts) == 5 and all(12 <= len(tok.encode(t).ids) <= 24 for t in texts)
+
+
+def test_headline_regenerates_the_committed_readme_block(tmp_path):
+    from pathlib import Path
+
+    from bertdeploy.benchmark.scenarios.headline import END, START, update_readme
+
+    root = Path(__file__).resolve().parents[1]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{START}\nstale\n{END}\nbottom\n")
+    update_readme(root / "benchmarks/runtime/final/bench", readme)
+    committed = (root / "README.md").read_text()
+    block = committed.split(START, 1)[1].split(END, 1)[0]
+    assert readme.read_text() == f"top\n{START}{block}{END}\nbottom\n"
