@@ -142,3 +142,16 @@ def test_headline_regenerates_the_committed_readme_block(tmp_path):
     committed = (root / "README.md").read_text()
     block = committed.split(START, 1)[1].split(END, 1)[0]
     assert readme.read_text() == f"top\n{START}{block}{END}\nbottom\n"
+
+
+def test_ortmodel_reads_the_file_of_the_named_bundle_variant(tiny_bundle):
+    from bertdeploy.benchmark.contract import BackendContext
+    from bertdeploy.benchmark.engines import _bundle_file
+    from bertdeploy.bundle import read_manifest
+
+    variants = read_manifest(tiny_bundle).variants
+    other = next(v for v in variants if v.file != "onnx/model.onnx")
+    ctx = BackendContext(None, tiny_bundle, ["a"], 32, other.name, 1, "cpu", 8)
+    assert _bundle_file(ctx) == (other.file, other.precision)
+    ctx.variant = "int8"  # a torch dtype, not a bundle variant: the plain fp32 export
+    assert _bundle_file(ctx) == ("onnx/model.onnx", "fp32")
