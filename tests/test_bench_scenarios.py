@@ -155,3 +155,14 @@ def test_ortmodel_reads_the_file_of_the_named_bundle_variant(tiny_bundle):
     assert _bundle_file(ctx) == (other.file, other.precision)
     ctx.variant = "int8"  # a torch dtype, not a bundle variant: the plain fp32 export
     assert _bundle_file(ctx) == ("onnx/model.onnx", "fp32")
+
+
+def test_whole_file_worker_that_cannot_start_is_one_error_with_its_log(tiny_bundle, tiny_data_dir, tmp_path):
+    from bertdeploy.benchmark.scenarios.whole_file import WholeFileConfig, run_whole_file
+
+    cfg = WholeFileConfig(
+        bundle=str(tiny_bundle), data=str(tiny_data_dir), output=str(tmp_path), engines=["nosuch:fp32"]
+    )
+    with pytest.raises(UserError, match="nosuch:fp32: the worker failed to start(.|\n)*unknown backend 'nosuch'"):
+        run_whole_file(cfg)
+    assert not (tmp_path / "results.json").exists()

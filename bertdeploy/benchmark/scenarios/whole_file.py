@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -124,7 +125,9 @@ class _Worker:
         )  # fmt: skip
         hello = self.read()
         if not hello.get("ready"):
-            raise UserError(f"{engine}: the worker failed to start (its log: {log})")
+            self.close()
+            tail = log.read_text(encoding="utf-8", errors="replace")[-800:]
+            raise UserError(f"{engine}: the worker failed to start; the end of its log:\n{tail}")
         self.info = hello.get("info", {})
 
     def ask(self, command: str) -> dict[str, Any]:
@@ -183,10 +186,9 @@ def run_whole_file(cfg: WholeFileConfig, log: Callable[[str], None] = lambda _: 
     """Run the scenario; write ``results.json`` and ``report.md`` into ``cfg.output`` (and the results block of a
     ``README.md`` there); return the results."""
     out = Path(cfg.output)
-    work = out / ".work"
-    work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    runs, loads = measure(cfg, work, log)
+    with tempfile.TemporaryDirectory(prefix="bertdeploy-whole-file-") as work:  # the texts and the workers' logs
+        runs, loads = measure(cfg, Path(work), log)
     results = {
         "scenario": "whole-file",
         "date": time.strftime("%Y-%m-%d %H:%M"),
