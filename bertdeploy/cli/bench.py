@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from bertdeploy.benchmark.config import BACKENDS, DEVICES, PADDINGS
+from bertdeploy.benchmark.scenarios import SCENARIOS
 from bertdeploy.errors import require_extra
 
 
@@ -83,7 +84,7 @@ def command() -> None:
 @click.option("--seed", type=int)
 @click.option(
     "--scenario",
-    type=click.Choice(["cells", "whole-file", "serve"]),
+    type=click.Choice(SCENARIOS),
     default="cells",
     help="cells: the grid above; whole-file: --engines over every text of --data, each in its own process; serve: "
     "`bertdeploy serve` under concurrent clients beside offline predict.",

@@ -3,4 +3,4 @@
 (:mod:`.whole_file`: every engine over a whole file in its own process, interleaved rounds). Each writes
 ``results.json`` + ``report.md`` into its output folder and regenerates a README table there."""
 
-SCENARIOS = ("cells", "whole-file", "serve")
+SCENARIOS = ["cells", "whole-file", "serve"]
