@@ -20,7 +20,7 @@ from bertdeploy.errors import require_extra
 @click.option(
     "--batch-size",
     type=int,
-    default=8,
+    default=4,  # bertdeploy.serve.options.SERVE_BATCH_SIZE (not imported: the CLI loads without the serve extra)
     show_default=True,
     help="Max rows per model call: a dynamic batch is length-sorted and cut into calls of this size (small calls "
     "waste less padding on a few dozen texts of mixed length; benchmarks/serve).",
