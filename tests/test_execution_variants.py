@@ -113,6 +113,24 @@ def test_load_options_validate_provider():
         LoadOptions(provider="tpu")
 
 
+def test_pad_multiple_rounds_batch_lengths():
+    import numpy as np
+
+    from bertdeploy.runtime.batching import BatchPolicy, plan
+
+    lengths = np.array([3, 9, 10, 17, 28, 30])
+    groups = plan(lengths, BatchPolicy(batch_size=2, max_tokens=10_000, pad_multiple=8), max_length=30)
+    assert [padded for _, padded in groups] == [16, 24, 30]  # multiples of 8, capped at max_length
+    assert sorted(np.concatenate([idx for idx, _ in groups]).tolist()) == list(range(6))
+    plain = plan(lengths, BatchPolicy(batch_size=2, max_tokens=10_000), max_length=30)
+    assert [padded for _, padded in plain] == [9, 17, 30]
+    # the token budget counts the rounded lengths
+    tight = plan(np.array([9, 9]), BatchPolicy(max_tokens=20, pad_multiple=8), max_length=64)
+    assert [(len(idx), padded) for idx, padded in tight] == [(1, 16), (1, 16)]
+    with pytest.raises(UserError, match="pad_multiple"):
+        BatchPolicy(pad_multiple=0)
+
+
 def _with_ov_entry(src: Path, dest: Path) -> Path:
     """A copy of a bundle whose manifest also lists fp32_ov_bf16 (as an export with the plugin would)."""
     shutil.copytree(src, dest)
@@ -139,7 +157,7 @@ def test_auto_goes_on_when_the_provider_does_not_attach(monkeypatch, tiny_bundle
     root = _with_ov_entry(tiny_bundle, tmp_path / "b")
     with pytest.warns(RuntimeWarning, match="fp32_ov_bf16 did not start.*trying qint8"):
         predictor = load(root, device="cpu")
-    assert predictor.variant.name == "qint8"
+    assert predictor.variant.name == "qint8" and predictor.policy.pad_multiple == 1
     with pytest.raises(UserError, match="did not attach"):  # asked for by name: an error, not a fallback
         load(root, variant="fp32_ov_bf16", device="cpu")
 
@@ -187,8 +205,9 @@ class TestOpenVINO:
         texts = ["a good day", "a bad day", "nothing much happened today at all"]
         ov = load(ov_bundle, provider="openvino", threads=1)
         assert ov.variant.name == "fp32_ov_bf16" and ov.providers[0] == plugins.OPENVINO
+        assert ov.policy.pad_multiple == plugins.PAD_MULTIPLE  # fewer shapes for OpenVINO to prepare
         ref = load(ov_bundle, variant="fp32", provider="cpu", threads=1)
-        assert ref.providers == ["CPUExecutionProvider"]
+        assert ref.providers == ["CPUExecutionProvider"] and ref.policy.pad_multiple == 1
         got = [p.label for p in ov.predict(texts)]
         assert got == [p.label for p in ref.predict(texts)]
         _machine(monkeypatch, plugins.installed_providers(), AMX)

@@ -57,5 +57,5 @@ def _best_on(manifest: Manifest, provider: str) -> Variant:
 
 
 def _export_hint(provider: str) -> str:
-    names = ", ".join(variants.execution_variants(provider))
-    return f"export with --variants {names} on a machine with it installed ({OPENVINO_EXTRA})"
+    names = ",".join(variants.execution_variants(provider))
+    return f"export with --all or variants=fp32,{names} where it is installed ({OPENVINO_EXTRA})"

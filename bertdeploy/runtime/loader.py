@@ -16,6 +16,7 @@ from bertdeploy.runtime import session as _session
 from bertdeploy.runtime.choice import candidates
 from bertdeploy.runtime.heads import head_for
 from bertdeploy.runtime.options import LoadOptions
+from bertdeploy.runtime.plugins import PAD_MULTIPLE
 
 
 def load(
@@ -102,7 +103,10 @@ def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Any:
         built = _build(root, manifest, options, target, device_id, options.allow_fallback)
     chosen, sess, config = built
     streams = options.streams or 1
-    predictor = head(root, manifest, chosen, sess, encoder, options.policy, device_id, config.cpu_arena, streams)
+    policy = options.policy
+    if chosen.provider != "cpu":
+        policy = replace(policy, pad_multiple=max(policy.pad_multiple, PAD_MULTIPLE))
+    predictor = head(root, manifest, chosen, sess, encoder, policy, device_id, config.cpu_arena, streams)
     if _session.TENSORRT not in predictor.providers:  # TensorRT would build an engine for each probe shape
         try:
             predictor.check_limits()
