@@ -214,3 +214,21 @@ class TestOpenVINO:
         assert load(ov_bundle, device="cpu", threads=1).variant.name == "fp32_ov_bf16"
         _machine(monkeypatch, plugins.installed_providers(), NO_AMX)
         assert load(ov_bundle, device="cpu", threads=1).variant.name == "qint8"
+
+
+def test_export_table_says_skipped_not_rejected():
+    from rich.console import Console
+
+    from bertdeploy.cli.export import render
+    from bertdeploy.exporter.pipeline import ExportResult, _row
+
+    rows = [_row("fp32", accepted=True), _row("fp32_ov_bf16", reason="skipped: not installed", skipped=True)]
+    manifest = {"task": "text-classification", "machine": {"isa": "avx2"},
+                "eval": {"rows": 1, "split": "test", "data": "d", "parity_rows": 1}}  # fmt: skip
+    note = f"fp32_ov_bf16 skipped ({plugins.OPENVINO_EXTRA})"
+    result = ExportResult(bundle=Path("b"), rows=rows, baseline={}, manifest=manifest, notes=[note])
+    console = Console(record=True, width=200)
+    render(result, console)
+    text = console.export_text()
+    assert "skipped" in text and "REJECTED" not in text and "rejected fp32_ov_bf16" not in text
+    assert 'pip install "bertdeploy[openvino-ep]"' in text  # not eaten as rich markup
