@@ -232,3 +232,18 @@ def test_export_table_says_skipped_not_rejected():
     text = console.export_text()
     assert "skipped" in text and "REJECTED" not in text and "rejected fp32_ov_bf16" not in text
     assert 'pip install "bertdeploy[openvino-ep]"' in text  # not eaten as rich markup
+
+
+def test_serve_cli_passes_the_provider(monkeypatch, tiny_bundle):
+    from click.testing import CliRunner
+
+    import bertdeploy.serve
+    from bertdeploy.cli.serve import command
+
+    seen = {}
+    monkeypatch.setattr(bertdeploy.serve, "serve", lambda bundle, load, options, **kw: seen.update(load=load))
+    result = CliRunner().invoke(command, [str(tiny_bundle), "--provider", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert seen["load"].provider == "cpu"
+    bad = CliRunner().invoke(command, [str(tiny_bundle), "--provider", "tpu"])
+    assert bad.exit_code == 2 and "tpu" in bad.output
