@@ -247,3 +247,13 @@ def test_serve_cli_passes_the_provider(monkeypatch, tiny_bundle):
     assert seen["load"].provider == "cpu"
     bad = CliRunner().invoke(command, [str(tiny_bundle), "--provider", "tpu"])
     assert bad.exit_code == 2 and "tpu" in bad.output
+
+
+def test_bench_skips_a_variant_whose_provider_is_not_installed(monkeypatch, tiny_bundle, tmp_path):
+    from bertdeploy.benchmark.backends import BackendContext, Skip, make_backend
+
+    monkeypatch.setattr(plugins, "installed_providers", lambda: ("cpu",))
+    root = _with_ov_entry(tiny_bundle, tmp_path / "b")
+    ctx = BackendContext(None, root, ["a", "b", "c"], 32, "fp32_ov_bf16", 1, "cpu", 8, [])
+    with pytest.raises(Skip, match="openvino execution provider is not installed"):
+        make_backend("bertdeploy", ctx).load()
