@@ -9,9 +9,9 @@ Nothing is imported or registered until a session asks for the provider.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
+import threading
 from typing import Any
 
 import onnxruntime as ort
@@ -39,16 +39,20 @@ def installed_providers() -> tuple[str, ...]:
     return ("cpu", "openvino") if openvino_installed() else ("cpu",)
 
 
-@functools.lru_cache(maxsize=1)
+_REGISTER_LOCK = threading.Lock()
+
+
 def register_openvino() -> None:
-    """Register the OpenVINO EP library with ONNX Runtime (once; a no-op when the application registered it)."""
-    if any(d.ep_name == OPENVINO for d in ort.get_ep_devices()):
-        return
-    try:
-        import onnxruntime_ep_openvino as plugin
-    except ImportError:
-        raise UserError(f"the OpenVINO execution provider is not installed: {OPENVINO_EXTRA}") from None
-    ort.register_execution_provider_library("bertdeploy-openvino", plugin.get_library_path())
+    """Register the OpenVINO EP library with ONNX Runtime, once per process (a no-op when the application or an
+    earlier load registered it; ORT's registry is process-wide)."""
+    with _REGISTER_LOCK:
+        if any(d.ep_name == OPENVINO for d in ort.get_ep_devices()):
+            return
+        try:
+            import onnxruntime_ep_openvino as plugin
+        except ImportError:
+            raise UserError(f"the OpenVINO execution provider is not installed: {OPENVINO_EXTRA}") from None
+        ort.register_execution_provider_library("bertdeploy-openvino", plugin.get_library_path())
 
 
 def openvino_devices() -> list[Any]:
