@@ -139,7 +139,7 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         labelled=False,
         metrics=("f1", "exact_match"),
         pipeline="question-answering",
-        stages=("data", "export", "runtime", "bench"),
+        stages=("data", "export", "runtime", "predict", "serve", "bench", "package"),
     ),
     TaskSpec(
         "multiple-choice",
@@ -153,7 +153,7 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         head="chooser",
         labelled=False,
         metrics=("accuracy",),
-        stages=("data", "export", "runtime", "bench"),
+        stages=("data", "export", "runtime", "predict", "serve", "bench", "package"),
     ),
 )
 

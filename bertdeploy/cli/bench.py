@@ -82,7 +82,7 @@ def command() -> None:
 @click.option("--name", help="Label of this result set (shown by bench compare).")
 @click.option("--seed", type=int)
 @click.pass_context
-def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, **opts: Any) -> None:
+def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, **opts: Any) -> object:
     """Time TARGET... (bundles, training runs or model presets) across backends x variants x padding x batch.
 
     Any BenchConfig key can also be given as KEY=VALUE among the targets (e.g. min_seconds=0.5) or in a --config
@@ -102,6 +102,7 @@ def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, *
     with _progress() as on_event:
         result = bench(cfg, progress=on_event)
     _summary(result)
+    return result
 
 
 def _is_override(arg: str, config: Any) -> bool:
@@ -113,11 +114,13 @@ def _is_override(arg: str, config: Any) -> bool:
 @command.command(name="compare")
 @click.argument("a")
 @click.argument("b")
-def compare_cmd(a: str, b: str) -> None:
+def compare_cmd(a: str, b: str) -> object:
     """Ratios B/A between two result sets (folders holding results.json, or the files)."""
     from bertdeploy.benchmark import compare
 
-    _comparison(compare(a, b))
+    result = compare(a, b)
+    _comparison(result)
+    return result
 
 
 # ---------------------------------------------------------------- rendering (rich)
@@ -133,6 +136,7 @@ def _progress() -> Iterator[Callable[[dict[str, Any]], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from bertdeploy.cli.render import err_console
+    from bertdeploy.progress import bars_enabled
 
     bar = Progress(
         TextColumn("[bold]bench[/]"),
@@ -141,6 +145,7 @@ def _progress() -> Iterator[Callable[[dict[str, Any]], None]]:
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
         console=err_console,
+        disable=not bars_enabled(),
     )
     task = bar.add_task("planning", total=None)
     failed = 0

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from bertdeploy import variants
+from bertdeploy.cli import output
 from bertdeploy.errors import require_extra
 from bertdeploy.machine import ISAS
 
@@ -125,7 +126,7 @@ def command(
     all_: bool,
     config_file: str | None,
     **options: Any,
-) -> None:
+) -> object:
     """Export RUN_DIR to ONNX variants, validate each against PyTorch and on the eval data, write a bundle.
 
     \b
@@ -156,5 +157,6 @@ def command(
     failed = result.failed_required
     if failed:
         names = ", ".join(f"{r['name']} ({r['reason']})" for r in failed)
-        click.echo(f"error: requested variant(s) rejected: {names}", err=True)
-        click.get_current_context().exit(1)
+        output.set_result(result)
+        output.fail(click.get_current_context(), f"error: requested variant(s) rejected: {names}", 1)
+    return result

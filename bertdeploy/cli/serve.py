@@ -69,8 +69,9 @@ def command(
     access_log: bool,
     **load_options: Any,
 ) -> None:
-    """Serve BUNDLE over HTTP: POST / (the Hugging Face Inference API of the bundle's task), POST /predict
-    (text-embeddings-inference shapes; entities for a token-classification bundle), GET /health, /info, /metrics.
+    """Serve BUNDLE over HTTP: POST / (the Hugging Face Inference API of the bundle's task: labels, entities,
+    answer spans, choices), POST /predict (text-embeddings-inference shapes; entities for a token-classification
+    bundle; none for question answering / multiple choice), GET /health, /info, /metrics.
 
     SIGTERM (or Ctrl-C) drains the requests in flight and exits 0: the normal way to stop a server.
 

@@ -55,7 +55,7 @@ def common_options(command):
 @click.command(name="train")
 @click.option("--model", help="HF folder, Hub id, 'minilm-l6', or a preset (bert-tiny … bert-base, distilbert-base).")
 @common_options
-def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **options) -> None:
+def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **options) -> object:
     """Fine-tune a BERT-family classifier with transformers' Trainer.
 
     \b
@@ -65,10 +65,10 @@ def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **opt
     require_extra("train", "bertdeploy train")
     from bertdeploy.training import train
 
-    run_command("train", train, recipe, offline, overrides, options)
+    return run_command("train", train, recipe, offline, overrides, options)
 
 
-def run_command(kind: str, fn, recipe: str | None, offline: bool, overrides: tuple[str, ...], options) -> None:
+def run_command(kind: str, fn, recipe: str | None, offline: bool, overrides: tuple[str, ...], options) -> object:
     """One run (``fn`` = train or distill) or every cell of a ``kind`` recipe, rendered."""
     from bertdeploy.training import COMMANDS, Recipe, load_recipe, run_recipe
 
@@ -98,9 +98,10 @@ def run_command(kind: str, fn, recipe: str | None, offline: bool, overrides: tup
             f"train {s['train_wall_time_s']:.1f} s · {s['train_samples_per_second']:.1f} samples/s · "
             f"wrote {result.output}"
         )
-        return
+        return result
     rows = run_recipe(cells, on_epoch=render.epoch_row, on_cell=lambda name: render.console.rule(name), runner=fn)
     render.comparison(rows, _GRID_COLUMNS, f"recipe {rec.name}: {len(rows)} runs")
+    return rows
 
 
 _GRID_COLUMNS = [
