@@ -252,12 +252,22 @@ def _student_init(config: DistillConfig, prep: Prepared) -> dict[str, Any] | Non
     return info
 
 
+def _check_task(config: DistillConfig) -> None:
+    """The data's task must be one ``distill`` supports (one line before the teacher is even looked at)."""
+    from bertdeploy.data import DataSpec, resolve_task
+    from bertdeploy.training import task_setup
+
+    if config.data:
+        task_setup.get(resolve_task(DataSpec(config.data, task=config.task)), "distill")
+
+
 def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> DistillResult:
     """Train ``config.model`` (the student) on ``config.teacher``'s soft labels; write the run folder."""
     from bertdeploy.training.callbacks import EpochRecorder
 
     if not isinstance(config, DistillConfig):
         raise UserError("distill() takes a DistillConfig")
+    _check_task(config)
     teacher = resolve_teacher(config.teacher, config.teacher_variant)
     unlabelled = read_unlabelled(config.unlabelled, config.text_column) if config.unlabelled else []
     if config.alpha == 0:
@@ -265,7 +275,7 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     hidden_spec = _hidden_teacher(config, teacher)
     if config.student_init:
         prune.check_source(config.student_init)
-    prep = prepare(config)
+    prep = prepare(config, stage="distill")
     label_order(teacher.labels, prep.data.labels)  # a different label set fails before any work
     truncate_layers(prep.model, config.student_layers)
     embeddings = init_embeddings(prep.model, config.student_embeddings)
