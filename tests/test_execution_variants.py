@@ -238,14 +238,15 @@ def test_serve_cli_passes_the_provider(monkeypatch, tiny_bundle):
     from click.testing import CliRunner
 
     import bertdeploy.serve
-    from bertdeploy.cli.serve import command
+    from bertdeploy.cli import cli
 
     seen = {}
     monkeypatch.setattr(bertdeploy.serve, "serve", lambda bundle, load, options, **kw: seen.update(load=load))
-    result = CliRunner().invoke(command, [str(tiny_bundle), "--provider", "cpu"])
+    # through the group, as users call it: invoking the bare command would cache a help option without "-h"
+    result = CliRunner().invoke(cli, ["serve", str(tiny_bundle), "--provider", "cpu"])
     assert result.exit_code == 0, result.output
     assert seen["load"].provider == "cpu"
-    bad = CliRunner().invoke(command, [str(tiny_bundle), "--provider", "tpu"])
+    bad = CliRunner().invoke(cli, ["serve", str(tiny_bundle), "--provider", "tpu"])
     assert bad.exit_code == 2 and "tpu" in bad.output
 
 
