@@ -140,7 +140,7 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         labelled=False,
         metrics=("f1", "exact_match"),
         pipeline="question-answering",
-        stages=("data", "export", "runtime", "predict", "serve", "bench", "package"),
+        stages=("data", "train", "export", "runtime", "predict", "serve", "bench", "package"),
     ),
     TaskSpec(
         "multiple-choice",
@@ -154,7 +154,7 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         head="chooser",
         labelled=False,
         metrics=("accuracy",),
-        stages=("data", "export", "runtime", "predict", "serve", "bench", "package"),
+        stages=("data", "train", "export", "runtime", "predict", "serve", "bench", "package"),
     ),
 )
 

@@ -40,9 +40,20 @@ TOKEN_EPOCH_COLUMNS = [
 ]
 
 
+QA_EPOCH_COLUMNS = [
+    ("epoch", "epoch"),
+    ("train_loss", "train loss"),
+    ("loss", "val loss"),
+    ("exact_match", "EM"),
+    ("f1", "F1"),
+]
+
+
 def epoch_row(row: dict[str, Any]) -> None:
     """Print one epoch as a one-row table (printed as it happens, so a long run shows progress)."""
-    columns = TOKEN_EPOCH_COLUMNS if "token_accuracy" in row else EPOCH_COLUMNS
+    columns = (
+        TOKEN_EPOCH_COLUMNS if "token_accuracy" in row else QA_EPOCH_COLUMNS if "exact_match" in row else EPOCH_COLUMNS
+    )
     table = Table(show_header=row.get("epoch", 0) <= 1.01, box=None, pad_edge=False)
     for key, title in columns:
         table.add_column(title, justify="right", min_width=10)
@@ -53,6 +64,9 @@ def epoch_row(row: dict[str, Any]) -> None:
 def final_metrics(final: dict[str, Any], labels: list[str], split: str) -> None:
     if "per_type" in final:
         return entity_metrics(final, split)
+    if "confusion_matrix" not in final:  # question answering, multiple choice: a few scalars
+        scalars = ", ".join(f"{k} {fmt(v)}" for k, v in final.items() if isinstance(v, float))
+        return console.print(f"final scores on {split} ({final.get('n', '?')} questions): {scalars}")
     t = Table(title=f"final scores on {split} ({final.get('n', '?')} rows)")
     t.add_column("metric")
     for avg in ("macro", "micro", "weighted"):

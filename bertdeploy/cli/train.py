@@ -35,6 +35,7 @@ COMMON_OPTIONS = [
         type=click.Choice(["text-classification", "token-classification", "question-answering", "multiple-choice"]),
         help="The task (default: from the data's layout: token JSONL / CoNLL files are token classification).",
     ),
+    click.option("--doc-stride", type=int, help="Question answering: tokens shared by consecutive windows (128)."),
     click.option(
         "--label-all-tokens",
         is_flag=True,

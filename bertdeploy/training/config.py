@@ -45,6 +45,9 @@ class TrainConfig(Config):
     """Initialise the model from its config (random weights) instead of pretrained weights."""
     task: str | None = None
     """``text-classification`` | ``token-classification`` (the task table's names); None: from the data's layout."""
+    doc_stride: int | None = None
+    """Question answering: tokens that consecutive windows of a long context share (default: 128, at most a
+    quarter of max_length)."""
     label_all_tokens: bool = False
     """Token classification: label every sub-token of a word (B- turned into I-) instead of its first only."""
     epochs: float = 3.0

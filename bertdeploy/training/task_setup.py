@@ -23,8 +23,9 @@ class TaskTraining:
     """``(data, tokenizer, max_length, padding, config) -> DatasetDict`` with a ``labels``/``label`` column."""
     collator: Callable[[Any], Any]
     """``tokenizer -> data collator`` (dynamic padding of a batch)."""
-    scores: Callable[[Any, Any, list[str]], dict[str, Any]]
-    """``(predictions, label_ids, labels) -> metrics`` (scalars plus per-class / per-type detail)."""
+    scorer: Callable[[Any, Any, str], Callable[[Any, Any], dict[str, Any]]]
+    """``(data, tokenized datasets, split) -> ((predictions, label_ids) -> metrics)``: the metrics of ``split``
+    (scalars plus per-class / per-type detail), given the model's outputs on its rows in dataset order."""
     best_metrics: tuple[str, ...]
     """The metric names ``--metric`` may pick the best checkpoint by (``loss`` is always allowed)."""
     default_metric: str
@@ -43,12 +44,12 @@ def _text_collator(tokenizer):
     return DataCollatorWithPadding(tokenizer)
 
 
-def _text_scores(predictions, label_ids, labels: list[str]) -> dict[str, Any]:
+def _text_scorer(data, datasets, split: str):
     import numpy as np
 
     from bertdeploy.metrics import classification_metrics
 
-    return classification_metrics(label_ids, np.argmax(predictions, -1), labels)
+    return lambda predictions, label_ids: classification_metrics(label_ids, np.argmax(predictions, -1), data.labels)
 
 
 def _token_encode(data, tokenizer, max_length: int, padding: str, config: Any = None):
@@ -63,18 +64,41 @@ def _token_collator(tokenizer):
     return DataCollatorForTokenClassification(tokenizer)
 
 
-def _token_scores(predictions, label_ids, labels: list[str]) -> dict[str, Any]:
+def _token_scorer(data, datasets, split: str):
     from bertdeploy.training.task_tokens import scores
 
-    return scores(predictions, label_ids, labels)
+    return lambda predictions, label_ids: scores(predictions, label_ids, data.labels)
+
+
+def _lazy(name: str):
+    """A function of :mod:`bertdeploy.training.task_qa`, imported when called."""
+
+    def call(*args, **kwargs):
+        from bertdeploy.training import task_qa
+
+        return getattr(task_qa, name)(*args, **kwargs)
+
+    return call
+
+
+def _static_collator(tokenizer):
+    from transformers import default_data_collator
+
+    return default_data_collator
 
 
 _TEXT_METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro")
 
 REGISTRY: dict[str, TaskTraining] = {
-    "text-classification": TaskTraining(_text_encode, _text_collator, _text_scores, _TEXT_METRICS, "f1_macro"),
+    "text-classification": TaskTraining(_text_encode, _text_collator, _text_scorer, _TEXT_METRICS, "f1_macro"),
     "token-classification": TaskTraining(
-        _token_encode, _token_collator, _token_scores, ("f1", "precision", "recall", "token_accuracy"), "f1"
+        _token_encode, _token_collator, _token_scorer, ("f1", "precision", "recall", "token_accuracy"), "f1"
+    ),
+    "question-answering": TaskTraining(
+        _lazy("encode_qa"), _static_collator, _lazy("qa_scorer"), ("f1", "exact_match"), "f1"
+    ),
+    "multiple-choice": TaskTraining(
+        _lazy("encode_mc"), _static_collator, _lazy("mc_scorer"), ("accuracy",), "accuracy"
     ),
 }
 

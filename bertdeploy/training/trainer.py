@@ -151,7 +151,8 @@ def prepare(config: TrainConfig, stage: str = "train") -> Prepared:
     metric = task_setup.best_metric(task, config.metric)
     data = load_data(spec)
     check_trainable(data, config.unseen_labels)
-    model, tok, info = load_classifier(config.model, data.labels, config.from_scratch, config.tokenizer, config.seed,
+    head = data.labels or ["LABEL_0", "LABEL_1"]  # QA: two outputs (start, end); multiple choice: one score a choice
+    model, tok, info = load_classifier(config.model, head, config.from_scratch, config.tokenizer, config.seed,
                                        auto_model=tasks.get(task).auto_model)  # fmt: skip
     trainable = freeze(model, config.freeze)
     ds = setup.encode(data, tok, config.max_length, config.padding, config)
@@ -167,11 +168,12 @@ def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trai
     from bertdeploy.training import task_setup
     from bertdeploy.training.callbacks import QuietProgress
 
-    labels = prep.data.labels
     setup = task_setup.get(prep.task)
 
+    scorer = setup.scorer(prep.data, prep.datasets, "validation")
+
     def compute_metrics(pred) -> dict[str, float]:
-        return summary(setup.scores(pred.predictions, pred.label_ids, labels))
+        return summary(scorer(pred.predictions, pred.label_ids))
 
     if config.early_stopping:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping)]
@@ -204,7 +206,7 @@ def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra:
     wall = time.perf_counter() - t0
     eval_split = prep.data.eval_split
     pred = trainer.predict(prep.datasets[eval_split], metric_key_prefix="final")
-    final = task_setup.get(prep.task).scores(pred.predictions, pred.label_ids, prep.data.labels)
+    final = task_setup.get(prep.task).scorer(prep.data, prep.datasets, eval_split)(pred.predictions, pred.label_ids)
     speed = {
         "train_wall_time_s": round(wall, 2),
         "train_samples_per_second": train_out.metrics.get("train_samples_per_second"),
