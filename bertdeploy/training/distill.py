@@ -27,8 +27,9 @@ from bertdeploy.data import LoadedData
 from bertdeploy.errors import UserError
 from bertdeploy.training import hidden, prune
 from bertdeploy.training.config import DistillConfig
+from bertdeploy.training.task_setup import tokenize
 from bertdeploy.training.teacher import Teacher, caches_kept, label_order, resolve_teacher, teacher_logits
-from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare, tokenize
+from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare
 
 #: the training-set column holding the teacher's logits
 SOFT = "teacher_logits"

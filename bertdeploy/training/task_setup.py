@@ -32,9 +32,18 @@ class TaskTraining:
     """What picks the best checkpoint when ``--metric`` is left at its text-classification default."""
 
 
-def _text_encode(data, tokenizer, max_length: int, padding: str, config: Any = None):
-    from bertdeploy.training.trainer import tokenize
+def tokenize(data, tokenizer, max_length: int, padding: str):
+    """Tokenized ``DatasetDict`` of text-classification data (columns input_ids, attention_mask, [token_type_ids],
+    label); other tasks encode in their ``task_*`` module (:mod:`bertdeploy.training.task_setup`)."""
+    pad = "max_length" if padding == "static" else False
 
+    def encode(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=max_length, padding=pad)
+
+    return data.to_datasets().map(encode, batched=True, remove_columns=["text"], desc="tokenize")
+
+
+def _text_encode(data, tokenizer, max_length: int, padding: str, config: Any = None):
     return tokenize(data, tokenizer, max_length, padding)
 
 

@@ -39,17 +39,6 @@ class TrainResult:
     task: str = "text-classification"
 
 
-def tokenize(data: LoadedData, tokenizer, max_length: int, padding: str):
-    """Tokenized ``DatasetDict`` of text-classification data (columns input_ids, attention_mask, [token_type_ids],
-    label); other tasks encode in their ``task_*`` module (:mod:`bertdeploy.training.task_setup`)."""
-    pad = "max_length" if padding == "static" else False
-
-    def encode(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=max_length, padding=pad)
-
-    return data.to_datasets().map(encode, batched=True, remove_columns=["text"], desc="tokenize")
-
-
 def _is_rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
