@@ -182,3 +182,21 @@ def tiny_mc_bundle(tmp_path_factory, tiny_chooser_dir, tiny_mc_dir) -> Path:
     """``tiny_chooser_dir`` exported (fp32, qint8) with max_length 32."""
     return _export_tiny(tmp_path_factory, "tiny_mc_bundle", tiny_chooser_dir, tiny_mc_dir, variants=["qint8"],
                         max_length=32)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def qa_reader(tiny_qa_bundle):
+    """``tiny_qa_bundle`` loaded (fp32, one thread): the Reader the file, server and package tests compare with."""
+    from bertdeploy.runtime import load
+
+    with load(tiny_qa_bundle, variant="fp32", threads=1) as reader:
+        yield reader
+
+
+@pytest.fixture(scope="session")
+def mc_chooser(tiny_mc_bundle):
+    """``tiny_mc_bundle`` loaded (fp32, one thread)."""
+    from bertdeploy.runtime import load
+
+    with load(tiny_mc_bundle, variant="fp32", threads=1) as chooser:
+        yield chooser

@@ -9,6 +9,7 @@ import warnings
 import click
 
 from bertdeploy import __version__
+from bertdeploy.cli import output
 from bertdeploy.errors import UserError, missing_extra
 
 
@@ -16,6 +17,10 @@ class _Group(click.Group):
     """Turns a :class:`UserError`, a bad option, a full disk and a missing optional dependency (the commands import
     the heavy stack lazily: the line names the extra) into one line on stderr and exit code 2; SIGTERM is handled like
     Ctrl-C (``cli/signals.py``): exit 143, resp. 130, after the cleanup ran. A warning is one ``warning:`` line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[output.ARGV] = list(args)  # a usage error in --json mode still answers JSON
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         from bertdeploy.cli.signals import Terminated, sigterm_as_interrupt
@@ -26,27 +31,23 @@ class _Group(click.Group):
                 warnings.showwarning = _warning_line
                 return super().invoke(ctx)
         except UserError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
+            output.fail(ctx, f"error: {e}", 2)
         except click.UsageError as e:  # a bad option of a command: one line too
             where = e.ctx.command_path if e.ctx else ctx.command_path
-            click.echo(f"error: {e.format_message()} (see {where} --help)", err=True)
-            ctx.exit(2)
+            output.fail(ctx, f"error: {e.format_message()} (see {where} --help)", 2, where)
         except OSError as e:
             if e.errno not in DISK_ERRNOS:
                 raise
             where = e.filename2 or e.filename or "while writing"  # a copy's destination, not its source
-            click.echo(f"error: {e.strerror}: {where}", err=True)
-            ctx.exit(2)
+            output.fail(ctx, f"error: {e.strerror}: {where}", 2)
         except ImportError as e:
             missing = missing_extra(e, f"bertdeploy {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "")
             if missing is None:
                 raise
-            click.echo(f"error: {missing}", err=True)
-            ctx.exit(2)
+            output.fail(ctx, f"error: {missing}", 2)
         except KeyboardInterrupt as e:
-            click.echo("terminated" if isinstance(e, Terminated) else "interrupted", err=True)
-            ctx.exit(143 if isinstance(e, Terminated) else 130)
+            terminated = isinstance(e, Terminated)
+            output.fail(ctx, "terminated" if terminated else "interrupted", 143 if terminated else 130)
 
 
 def _warning_line(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
@@ -64,7 +65,7 @@ def _register() -> None:
     from bertdeploy.cli import bench, data, distill, export, package, predict, quickstart, serve, train
 
     for module in (quickstart, data, train, distill, export, predict, serve, bench, package):
-        cli.add_command(module.command)
+        cli.add_command(output.with_output_modes(module.command))
 
 
 _register()

@@ -22,7 +22,7 @@ def command() -> None:
 @click.option(
     "--plot", type=click.Path(dir_okay=False), help="Length histogram PNG (default: <data name>_lengths.png)."
 )
-def stats(data: str, model: str, text_column: str, label_column: str, plot: str | None) -> None:
+def stats(data: str, model: str, text_column: str, label_column: str, plot: str | None) -> object:
     """Rows, label counts, token-length percentiles and padding waste."""
     require_extra("train", "bertdeploy data stats")
     from pathlib import Path
@@ -54,3 +54,4 @@ def stats(data: str, model: str, text_column: str, label_column: str, plot: str 
         f"max_length covering 95 % of rows: [bold]{s.cover['p95']}[/]; 99 %: [bold]{s.cover['p99']}[/]"
         f" · histogram: {s.plot}"
     )
+    return s

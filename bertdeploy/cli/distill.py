@@ -24,7 +24,7 @@ from bertdeploy.errors import require_extra
 @click.option("--hidden-teacher", help="Run folder of the PyTorch teacher for --hidden-loss (default: --teacher).")
 @click.option("--teacher-variant", help="Bundle variant that scores the texts (default fp32).")
 @common_options
-def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **options) -> None:
+def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **options) -> object:
     """Distil a teacher into a small student: KL on temperature-scaled logits + hard-label cross entropy.
 
     \b
@@ -39,4 +39,4 @@ def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **opt
     require_extra("train", "bertdeploy distill")
     from bertdeploy.training import distill
 
-    run_command("distill", distill, recipe, offline, overrides, options)
+    return run_command("distill", distill, recipe, offline, overrides, options)

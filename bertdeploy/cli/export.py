@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from bertdeploy import variants
+from bertdeploy.cli import output
 from bertdeploy.errors import require_extra
 from bertdeploy.machine import ISAS
 
@@ -25,7 +26,14 @@ _SCORES = {
 }
 
 
+def _verdict(row: dict) -> str:
+    if row["accepted"]:
+        return "[green]accepted[/]"
+    return "[yellow]skipped[/]" if row.get("skipped") else "[red]REJECTED[/]"
+
+
 def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Console (imported lazily)
+    from rich.markup import escape
     from rich.table import Table
 
     base = result.baseline
@@ -42,7 +50,7 @@ def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Consol
             _fmt(r["max_diff"], ".1e"),
             _fmt(r["agreement"], ".2%"),
             *(_fmt(r.get(k), ".4f") for k, _ in scores),
-            "[green]accepted[/]" if r["accepted"] else "[red]REJECTED[/]",
+            _verdict(r),
         )
     console.print(table)
     ev = result.manifest["eval"]
@@ -51,14 +59,14 @@ def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Consol
         f"int8 for {result.manifest['machine']['isa']}"
     )
     for r in result.rows:
-        if not r["accepted"]:
-            console.print(f"[red]rejected {r['name']}:[/] {r['reason']}")
+        if not r["accepted"] and not r.get("skipped"):  # a skipped one is told in the notes
+            console.print(f"[red]rejected {r['name']}:[/] {escape(r['reason'])}")
     for r in result.rows:
         if r["fused_nodes"] and variants.get(r["name"]).precision != "int8":
             counts = ", ".join(f"{k} {v}" for k, v in r["fused_nodes"].items())
             console.print(f"[dim]fused {r['name']}: {counts}[/]")
     for note in result.notes:
-        console.print(f"[dim]note: {note}[/]")
+        console.print(f"[dim]note: {escape(note)}[/]")
     for r in result.rows:
         for note in r["notes"]:
             if "did not fuse" in note or "meant for CUDA" in note:
@@ -118,7 +126,7 @@ def command(
     all_: bool,
     config_file: str | None,
     **options: Any,
-) -> None:
+) -> object:
     """Export RUN_DIR to ONNX variants, validate each against PyTorch and on the eval data, write a bundle.
 
     \b
@@ -149,5 +157,6 @@ def command(
     failed = result.failed_required
     if failed:
         names = ", ".join(f"{r['name']} ({r['reason']})" for r in failed)
-        click.echo(f"error: requested variant(s) rejected: {names}", err=True)
-        click.get_current_context().exit(1)
+        output.set_result(result)
+        output.fail(click.get_current_context(), f"error: requested variant(s) rejected: {names}", 1)
+    return result

@@ -21,7 +21,12 @@ def command() -> None:
 @command.command(name="triton")
 @click.argument("bundle", type=click.Path())
 @click.option("--output", "-o", required=True, help="Model repository folder (created or added to).")
-@click.option("--variant", default="auto", show_default=True, help="Bundle variant (auto: see the README).")
+@click.option(
+    "--variant",
+    default="auto",
+    show_default=True,
+    help="Bundle variant (auto: fp32 with --tensorrt-fp16, else what load() picks: fp16 on gpu, int8 on cpu).",
+)
 @click.option("--name", default=None, help="Model name (default: the bundle folder's name).")
 @click.option("--max-batch-size", type=int, default=32, show_default=True)
 @click.option("--instances", type=int, default=1, show_default=True, help="Instances of each model.")
@@ -33,9 +38,9 @@ def command() -> None:
 @click.option("--aggregation", type=click.Choice(AGGREGATIONS), help="Token classification: the entities step's.")
 @click.option("--ignore-labels", help="Token classification: comma-separated groups left out ('' keeps all).")
 @click.option("--overwrite", is_flag=True, help="Replace our models if they exist (others are kept).")
-def triton(bundle: str, output: str, ignore_labels: str | None, **options: object) -> None:
+def triton(bundle: str, output: str, ignore_labels: str | None, **options: object) -> object:
     """Write a Triton model repository: NAME (onnxruntime), NAME_tokenizer (python), NAME_ensemble (and, for a
-    token-classification bundle, NAME_entities (python))."""
+    token-classification bundle, NAME_entities (python)); for question answering / multiple choice NAME alone."""
     from bertdeploy.package import triton_repository
 
     ignore = None if ignore_labels is None else [x.strip() for x in ignore_labels.split(",") if x.strip()]
@@ -44,8 +49,11 @@ def triton(bundle: str, output: str, ignore_labels: str | None, **options: objec
     inputs = ", ".join(f"{s.name} {s.data_type}" for s in result.inputs)
     _say(f"wrote {result.repository} (variant {result.variant}, kind {result.kind}, {result.task})")
     out = result.output
-    _say(f"  {name}: {inputs} -> {out.name} {out.data_type} {list(out.dims)}")
-    if result.entities is None:
+    outs = ", ".join(f"{o.name} {o.data_type} {list(o.dims)}" for o in result.outputs or [out])
+    _say(f"  {name}: {inputs} -> {outs}")
+    if result.limitation:
+        _say(f"  note: {result.limitation}")
+    elif result.entities is None:
         _say(f"  {tokenizer}: TEXT TYPE_STRING -> token ids")
         _say(f"  {ensemble}: TEXT -> {tokenizer} -> {name} -> {result.output.name}")
     else:
@@ -54,6 +62,7 @@ def triton(bundle: str, output: str, ignore_labels: str | None, **options: objec
         _say(f"  {ensemble}: TEXT -> {tokenizer} -> {name} -> {result.entities} -> ENTITIES")
     if result.replaced:
         _say(f"  replaced: {', '.join(result.replaced)}")
+    return result
 
 
 @command.command(name="wheel")
@@ -64,7 +73,9 @@ def triton(bundle: str, output: str, ignore_labels: str | None, **options: objec
 @click.option("--variants", default=None, help="Comma-separated variants to package (default: all in the bundle).")
 @click.option("--gpu", is_flag=True, help="Depend on bertdeploy[gpu] instead of bertdeploy[cpu].")
 @click.option("--overwrite", is_flag=True, help="Replace a wheel of the same name and version.")
-def wheel(bundle: str, name: str, version: str, output: str, variants: str | None, gpu: bool, overwrite: bool) -> None:
+def wheel(
+    bundle: str, name: str, version: str, output: str, variants: str | None, gpu: bool, overwrite: bool
+) -> object:
     """Build a py3-none-any wheel holding BUNDLE: `import NAME; NAME.load().predict([...])`."""
     from bertdeploy.package.wheel import build_wheel
 
@@ -74,3 +85,4 @@ def wheel(bundle: str, name: str, version: str, output: str, variants: str | Non
     _say(f"  variants: {', '.join(result.variants)} · requires: {', '.join(result.requires)}")
     pkg = result.package
     _say(f"  pip install {result.path.name} && python -c 'import {pkg}; print({pkg}.load().predict([\"hello\"]))'")
+    return result

@@ -13,6 +13,9 @@ from bertdeploy.errors import require_extra
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 _AGGREGATION_HELP = "Token classification: how tokens become entities (the pipeline's strategies). [default: simple]"
 _IGNORE_HELP = "Token classification: comma-separated entity groups left out ('' keeps all). [default: O]"
+_THEN_HELP = "Two-stage reader: BUNDLE (multiple choice) selects the paragraph, this QA bundle finds the answer in it."
+_METRICS = {"selection_accuracy": "selection accuracy", "accuracy": "choice accuracy", "exact_match": "exact match",
+            "f1": "F1"}  # fmt: skip
 
 
 def render(result, console) -> None:  # noqa: ANN001 - PredictFileResult, rich Console (imported lazily)
@@ -25,15 +28,32 @@ def render(result, console) -> None:  # noqa: ANN001 - PredictFileResult, rich C
     table.add_row("variant", result.variant)
     table.add_row("engine", f"{result.engine}: {', '.join(result.providers)}")
     table.add_row("rows predicted", f"{result.rows:,}")
-    table.add_row("empty rows skipped", f"{result.skipped:,}")
-    windowed = result.task == "token-classification"  # a long text is cut into windows, not truncated
-    table.add_row("texts windowed" if windowed else "texts truncated", f"{result.truncated:,}")
-    table.add_row("time", f"{result.seconds:.2f} s ({result.texts_per_second:,.0f} texts/s)")
+    questions = result.task in ("question-answering", "multiple-choice", "two-stage")
+    if not questions:  # a question with an empty field is an error, never skipped
+        table.add_row("empty rows skipped", f"{result.skipped:,}")
+    windowed = result.task in ("token-classification", "question-answering")  # windows, not cut
+    if result.task not in ("multiple-choice", "two-stage"):
+        table.add_row("texts windowed" if windowed else "texts truncated", f"{result.truncated:,}")
+    unit = "texts" if result.task in ("text-classification", "token-classification") else "questions"
+    table.add_row("time", f"{result.seconds:.2f} s ({result.texts_per_second:,.0f} {unit}/s)")
+    for key, name in _METRICS.items():
+        if key in result.metrics:
+            counted = result.metrics.get("labelled" if "accuracy" in key else "answered")
+            table.add_row(name, f"{result.metrics[key]:.4f} ({counted:,} questions)")
     console.print(table)
     if result.skipped:
         shown = ", ".join(map(str, result.skipped_lines[:20]))
         more = " ..." if result.skipped > 20 else ""
         console.print(f"[yellow]skipped empty text at {result.skipped_unit}(s): {shown}{more}[/]")
+
+
+def _questions(options: dict[str, Any]) -> Any:
+    """The QA options given on the command line (taken out of ``options``) as a ``QuestionOptions``, or None."""
+    from bertdeploy.runtime.qa_files import QuestionOptions
+
+    names = ("top_k", "max_answer_len", "doc_stride", "handle_impossible_answer")
+    given = {name: value for name in names if (value := options.pop(name)) not in (None, False)}
+    return QuestionOptions(**given) if given else None
 
 
 @click.command(name="predict")
@@ -44,10 +64,15 @@ def render(result, console) -> None:  # noqa: ANN001 - PredictFileResult, rich C
 @click.option("--id-column", default=None, help="Column copied to the output as the row id (default: 'id' if present).")
 @click.option(
     "--input-format",
-    type=click.Choice(["csv", "tsv", "jsonl", "parquet", "text"]),
+    type=click.Choice(["csv", "tsv", "jsonl", "json", "parquet", "text"]),
     default=None,
-    help="Default: from the file suffix (stdin: text).",
+    help="Default: from the file suffix (stdin: text). json: SQuAD JSON or the paragraph-id layout (questions).",
 )
+@click.option("--then", "then", type=click.Path(), default=None, help=_THEN_HELP)
+@click.option("--top-k", type=int, default=None, help="Question answering: answers per question (rows). [default: 1]")
+@click.option("--max-answer-len", type=int, default=None, help="Question answering: longest answer, in tokens. [15]")
+@click.option("--doc-stride", type=int, default=None, help="Question answering: tokens shared by consecutive windows.")
+@click.option("--handle-impossible-answer", is_flag=True, help="Question answering: the empty answer competes.")
 @click.option("--variant", default="auto", show_default=True, help="Bundle variant (auto: int8 on CPU, fp16 on CUDA).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | tensorrt.")
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores).")
@@ -83,26 +108,21 @@ def command(
     chunk_size: int,
     quiet: bool,
     **load_options: Any,
-) -> None:
-    """Predict every text of --input with BUNDLE and write one row per record to --output: its label and score (a
-    text-classification bundle) or its entities (a token-classification bundle)."""
+) -> object:
+    """Predict every record of --input with BUNDLE into one row per record of --output: a label and score, entities,
+    an answer span (QA) or a choice (multiple choice), by the bundle's task. --then QA_BUNDLE: BUNDLE selects each
+    question's paragraph, the QA bundle answers from it."""
     require_extra("cpu", "bertdeploy predict")
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from bertdeploy.runtime import LoadOptions, predict_file
 
+    then, questions = load_options.pop("then"), _questions(load_options)
     options = LoadOptions(**load_options)  # the CLI's load options are named like its fields
     console = Console(stderr=True)
-    bar = Progress(
-        TextColumn("predicting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet or not console.is_terminal,
-        transient=True,
-    )
+    bar = Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=console, disable=quiet or not console.is_terminal, transient=True)  # fmt: skip
     with bar:
         task = bar.add_task("predict", total=None)
 
@@ -124,6 +144,9 @@ def command(
             workers=workers,
             chunk_size=chunk_size,
             progress=progress,
+            then=then,
+            questions=questions,
         )
     if not quiet:
         render(result, console if output == "-" else Console())
+    return result

@@ -11,7 +11,7 @@ from bertdeploy.errors import require_extra
 @click.command(name="quickstart")
 @click.option("--output", "-o", default="models/quickstart", show_default=True, help="Folder for run, bundle, bench.")
 @click.option("--epochs", default=5.0, show_default=True, type=float)
-def command(output: str, epochs: float) -> None:
+def command(output: str, epochs: float) -> object:
     """Fine-tune the packaged all-MiniLM-L6-v2 on the packaged sample dataset, export and validate its ONNX
     variants, benchmark them against PyTorch, and print the result table. Runs offline in a few minutes."""
     require_extra("train", "bertdeploy quickstart")
@@ -39,3 +39,4 @@ def command(output: str, epochs: float) -> None:
     )  # fmt: skip
     secs = " · ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     render.console.print(f"done in {sum(result.seconds.values()):.0f} s ({secs}) → {result.root}")
+    return result

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from bertdeploy import variants
 from bertdeploy.errors import require_extra
 
 
@@ -20,7 +21,7 @@ from bertdeploy.errors import require_extra
 @click.option(
     "--batch-size",
     type=int,
-    default=8,
+    default=4,  # bertdeploy.serve.options.SERVE_BATCH_SIZE (not imported: the CLI loads without the serve extra)
     show_default=True,
     help="Max rows per model call: a dynamic batch is length-sorted and cut into calls of this size (small calls "
     "waste less padding on a few dozen texts of mixed length; benchmarks/serve).",
@@ -43,6 +44,14 @@ from bertdeploy.errors import require_extra
 @click.option("--drain-timeout", type=float, default=30.0, show_default=True, help="Seconds to finish on SIGTERM.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
 @click.option("--allow-fallback", is_flag=True, help="Run on the CPU (with a warning) if the GPU does not attach.")
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", *variants.PROVIDERS]),
+    default="auto",
+    show_default=True,
+    help="CPU execution provider: auto (the variant's own), cpu (ONNX Runtime's), openvino (the OpenVINO EP plugin: "
+    'pip install "bertdeploy[openvino-ep]").',
+)
 def command(
     bundle: str,
     host: str,
@@ -60,8 +69,9 @@ def command(
     access_log: bool,
     **load_options: Any,
 ) -> None:
-    """Serve BUNDLE over HTTP: POST / (the Hugging Face Inference API of the bundle's task), POST /predict
-    (text-embeddings-inference shapes; entities for a token-classification bundle), GET /health, /info, /metrics.
+    """Serve BUNDLE over HTTP: POST / (the Hugging Face Inference API of the bundle's task: labels, entities,
+    answer spans, choices), POST /predict (text-embeddings-inference shapes; entities for a token-classification
+    bundle; none for question answering / multiple choice), GET /health, /info, /metrics.
 
     SIGTERM (or Ctrl-C) drains the requests in flight and exits 0: the normal way to stop a server.
 

@@ -30,7 +30,22 @@ COMMON_OPTIONS = [
     click.option("--train-size", type=int, help="Stratified, seeded subset of the training split."),
     click.option("--seed", type=int),
     click.option("--from-scratch", is_flag=True, default=None, help="Random init from the model's config."),
-    click.option("--metric", help="Metric that picks the best checkpoint (default f1_macro)."),
+    click.option(
+        "--task",
+        type=click.Choice(["text-classification", "token-classification", "question-answering", "multiple-choice"]),
+        help="The task (default: from the data's layout: token JSONL / CoNLL files are token classification).",
+    ),
+    click.option("--doc-stride", type=int, help="Question answering: tokens shared by consecutive windows (128)."),
+    click.option(
+        "--label-all-tokens",
+        is_flag=True,
+        default=None,
+        help="Token classification: label every sub-token of a word, not its first only.",
+    ),
+    click.option(
+        "--metric",
+        help="Metric that picks the best checkpoint (default f1_macro; token classification: entity f1).",
+    ),
     click.option("--early-stopping", type=int, help="Stop after N epochs without improvement."),
     click.option(
         "--unseen-labels",
@@ -55,20 +70,21 @@ def common_options(command):
 @click.command(name="train")
 @click.option("--model", help="HF folder, Hub id, 'minilm-l6', or a preset (bert-tiny … bert-base, distilbert-base).")
 @common_options
-def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **options) -> None:
-    """Fine-tune a BERT-family classifier with transformers' Trainer.
+def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **options) -> object:
+    """Fine-tune a BERT-family classifier or token classifier with transformers' Trainer.
 
     \b
     bertdeploy train --model minilm-l6 --data ../shared/datasets/emotion --output runs/emotion
+    bertdeploy train --model minilm-l6 --data ../shared/datasets/snips_slots --output runs/snips-slots
     bertdeploy train --recipe recipes/emotion_padding.yaml --offline epochs=1 train_size=2000
     """
     require_extra("train", "bertdeploy train")
     from bertdeploy.training import train
 
-    run_command("train", train, recipe, offline, overrides, options)
+    return run_command("train", train, recipe, offline, overrides, options)
 
 
-def run_command(kind: str, fn, recipe: str | None, offline: bool, overrides: tuple[str, ...], options) -> None:
+def run_command(kind: str, fn, recipe: str | None, offline: bool, overrides: tuple[str, ...], options) -> object:
     """One run (``fn`` = train or distill) or every cell of a ``kind`` recipe, rendered."""
     from bertdeploy.training import COMMANDS, Recipe, load_recipe, run_recipe
 
@@ -98,9 +114,10 @@ def run_command(kind: str, fn, recipe: str | None, offline: bool, overrides: tup
             f"train {s['train_wall_time_s']:.1f} s · {s['train_samples_per_second']:.1f} samples/s · "
             f"wrote {result.output}"
         )
-        return
+        return result
     rows = run_recipe(cells, on_epoch=render.epoch_row, on_cell=lambda name: render.console.rule(name), runner=fn)
     render.comparison(rows, _GRID_COLUMNS, f"recipe {rec.name}: {len(rows)} runs")
+    return rows
 
 
 _GRID_COLUMNS = [

@@ -9,7 +9,9 @@ package's ``__init__.py``; inside bertdeploy it is only a template)::
     emotion_classifier.manifest              # the bundle's bertdeploy.json as a dict
 
 The head is the bundle task's: for a token-classification bundle ``load()`` is a ``Tagger`` and
-``predict(texts, aggregation="simple")`` returns the entities of each text.
+``predict(texts, aggregation="simple")`` returns the entities of each text; for question answering a ``Reader``
+(``predict([{"question": ..., "context": ...}])`` -> answers with offsets into the context), for multiple choice a
+``Chooser`` (``predict([{"question": ..., "choices": [...]}])`` -> the chosen index and its probability).
 """
 
 from __future__ import annotations

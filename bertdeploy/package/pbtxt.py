@@ -8,11 +8,32 @@ file written this way with ``google.protobuf.text_format`` into Triton's own ``M
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
+
+#: ONNX tensor type -> Triton data type
+TRITON_TYPES = {
+    "tensor(int64)": "TYPE_INT64",
+    "tensor(int32)": "TYPE_INT32",
+    "tensor(float)": "TYPE_FP32",
+    "tensor(float16)": "TYPE_FP16",
+}
 
 
 class Enum(str):
     """An enum value (``TYPE_INT64``, ``KIND_GPU``): written without quotes."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as Triton declares it (``dims`` without the batch dimension)."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+
+    def config(self, **extra: Any) -> dict[str, Any]:
+        return {"name": self.name, "data_type": Enum(self.data_type), "dims": list(self.dims), **extra}
 
 
 def _scalar(value: Any) -> str:

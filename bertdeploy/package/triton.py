@@ -14,7 +14,9 @@ Layout (``N`` = the model name)::
 The output dims come from the task table (:mod:`bertdeploy.tasks`): ``[num_labels]`` for text classification,
 ``[-1, num_labels]`` (per token) for token classification, whose repository also has ``N_entities`` (Python
 backend: the runtime's entity aggregation) and whose ensemble answers ``ENTITIES`` (JSON per text) instead of the
-logits: :mod:`bertdeploy.package.triton_tokens`.
+logits: :mod:`bertdeploy.package.triton_tokens`. A question-answering or multiple-choice repository is the model
+alone (two outputs ``[-1]`` for QA, a choices axis for MC; no tokenizer or ensemble):
+:mod:`bertdeploy.package.triton_qa`.
 
 Only these three model folders are ours: other models in ``REPO`` are left alone, and ours are replaced only with
 ``overwrite=True``. Everything is built in a temporary sibling of ``REPO`` and renamed into place, one whole model
@@ -38,19 +40,12 @@ from bertdeploy import bundle as _bundle
 from bertdeploy import tasks, variants
 from bertdeploy.errors import UserError
 from bertdeploy.outputs import disk_errors, install_dir, staging_dir, sweep_siblings
-from bertdeploy.package import triton_tokenizer, triton_tokens
-from bertdeploy.package.pbtxt import Enum, render
+from bertdeploy.package import triton_qa, triton_tokenizer, triton_tokens
+from bertdeploy.package.pbtxt import TRITON_TYPES, Enum, TensorSpec, render
 
 KINDS = ("gpu", "cpu")
 TEXT_INPUT = "TEXT"
 LABELS_FILE = "labels.txt"
-#: ONNX tensor type -> Triton data type
-TRITON_TYPES = {
-    "tensor(int64)": "TYPE_INT64",
-    "tensor(int32)": "TYPE_INT32",
-    "tensor(float)": "TYPE_FP32",
-    "tensor(float16)": "TYPE_FP16",
-}
 _NUMPY = {"TYPE_INT64": "int64", "TYPE_INT32": "int32"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -110,18 +105,6 @@ class TritonOptions:
         return f"{self.name}_entities"
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One model input or output as Triton declares it (``dims`` without the batch dimension)."""
-
-    name: str
-    data_type: str
-    dims: tuple[int, ...]
-
-    def config(self, **extra: Any) -> dict[str, Any]:
-        return {"name": self.name, "data_type": Enum(self.data_type), "dims": list(self.dims), **extra}
-
-
 @dataclass
 class TritonRepository:
     """What :func:`triton_repository` wrote."""
@@ -138,6 +121,10 @@ class TritonRepository:
     task: str = tasks.DEFAULT
     entities: str | None = None
     """Token classification: the entities step's model name (the ensemble then answers ``ENTITIES``)."""
+    outputs: list[TensorSpec] = field(default_factory=list)
+    """Every output of the ONNX model (question answering: ``start_logits`` and ``end_logits``)."""
+    limitation: str = ""
+    """What the repository leaves to the client (question answering / multiple choice: the model alone)."""
 
 
 def graph_io(path: Path, num_labels: int, task: str = tasks.DEFAULT) -> tuple[list[TensorSpec], TensorSpec]:
@@ -279,6 +266,18 @@ def _write_models(
     return inputs, output
 
 
+def _write_question_model(
+    stage: Path, root: Path, manifest: _bundle.Manifest, chosen: _bundle.Variant, options: TritonOptions
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Question answering / multiple choice: the model folder alone (:mod:`bertdeploy.package.triton_qa`)."""
+    source = _bundle.verify_variant(root, chosen)
+    _bundle.verify_files(root, manifest)
+    inputs, outputs = triton_qa.graph_io(source, manifest.task)
+    config = {**onnx_config(options, inputs, outputs[0]), "output": [o.config() for o in outputs]}
+    triton_qa.write_model(stage / options.name, source, root / manifest.tokenizer_file, config)
+    return inputs, outputs
+
+
 def _write_tokenizer(folder: Path, root: Path, manifest: _bundle.Manifest, options: TritonOptions,
                      inputs: list[TensorSpec], offsets: bool) -> None:  # fmt: skip
     from bertdeploy.runtime.tokenize import TextEncoder
@@ -354,10 +353,10 @@ def triton_repository(
     )
     root = Path(bundle)
     manifest = _bundle.read_manifest(root)
-    tokens = _per_token(manifest)
+    tokens, questions = _per_token(manifest), triton_qa.serves_questions(manifest.task)
     if not tokens and (aggregation is not None or ignore_labels is not None):
         raise UserError(f"aggregation / ignore_labels apply to token-classification bundles; {root} is {manifest.task}")
-    ours = (*options.models, options.entities) if tokens else options.models
+    ours = (options.name,) if questions else (*options.models, options.entities) if tokens else options.models
     chosen = choose_variant(manifest, options)
     repo = Path(output)
     if repo.exists() and not repo.is_dir():
@@ -368,10 +367,11 @@ def triton_repository(
     if taken and not overwrite:
         raise UserError(f"{repo} already holds {', '.join(taken)} (pass --overwrite to replace them)")
     with disk_errors(repo, probe=repo.parent), staging_dir(repo) as stage:
-        inputs, out = _write_models(stage, root, manifest, chosen, options)
+        write = _write_question_model if questions else _write_models
+        inputs, outs = write(stage, root, manifest, chosen, options)
         _bundle.usual_modes(stage)
         replaced = _install(stage, repo, ours)
     entities = options.entities if tokens else None
-    return TritonRepository(
-        repo, options.models, chosen.name, inputs, out, options.kind, replaced, manifest.task, entities
-    )
+    outs = outs if isinstance(outs, list) else [outs]
+    return TritonRepository(repo, options.models, chosen.name, inputs, outs[0], options.kind, replaced, manifest.task,
+                            entities, outs, triton_qa.LIMITATION if questions else "")  # fmt: skip

@@ -206,7 +206,8 @@ def build_wheel(
         raise UserError(f"{target} already exists (pass --overwrite to replace it)")
     requires = [f"bertdeploy[{'gpu' if gpu else 'cpu'}]>={_bertdeploy_version}"]
     labels = ", ".join(manifest.labels)
-    summary = f"A {manifest.task} model packaged by bertdeploy ({len(manifest.labels)} labels: {labels[:200]})"
+    summary = f"A {manifest.task} model packaged by bertdeploy"
+    summary += f" ({len(manifest.labels)} labels: {labels[:200]})" if manifest.labels else ""
     # the staging folder .PACKAGE.bertdeploy-PID.XXXX.tmp in OUTPUT: swept by the next build of PACKAGE after a kill
     with disk_errors(out, probe=out), staging_dir(out / package) as stage:
         project = stage / "project"

@@ -5,6 +5,8 @@ clf = load("models/emotion")                 # best accepted variant for the dev
 clf.predict(["i feel great today"])          # [Prediction(label='joy', score=0.97)]
 tagger = load("models/slots")                # a token-classification bundle: a Tagger
 tagger.predict(["book a table at the ritz in paris"])   # [[Entity(entity_group='restaurant_name', ...), ...]]
+reader = load("models/squad")                # question answering: a Reader
+reader.predict([{"question": "who?", "context": "..."}])  # [Answer(answer=..., score=..., start=..., end=...)]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from bertdeploy.runtime.files import predict_file
 from bertdeploy.runtime.loader import load, load_with
 from bertdeploy.runtime.options import LoadOptions
 from bertdeploy.runtime.predictor import Predictor
+from bertdeploy.runtime.qa_files import QuestionOptions
 from bertdeploy.runtime.session import SessionConfig
 from bertdeploy.runtime.tagger import Entity, Tagger
 from bertdeploy.runtime.tokenize import Encoded
@@ -31,6 +34,7 @@ __all__ = [
     "Prediction",
     "PredictFileResult",
     "Predictor",
+    "QuestionOptions",
     "SessionConfig",
     "Tagger",
     "load",

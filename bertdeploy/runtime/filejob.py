@@ -73,6 +73,8 @@ class PredictFileResult:
     """texts longer than the bundle's max_length (cut, still predicted; token classification: windowed, whole)."""
     seconds: float = 0.0
     task: str = tasks.DEFAULT
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """Question answering / multiple choice: the scores against the input's gold answers or labels, if any."""
 
     @property
     def texts_per_second(self) -> float:

@@ -31,6 +31,9 @@ from bertdeploy.runtime.filejob import (
     split_empty,
 )
 from bertdeploy.runtime.options import LoadOptions
+from bertdeploy.runtime.qa_files import MC, QA, QUESTION_TASKS, SELECT, QAJob, QuestionOptions, predict_qa_local
+from bertdeploy.runtime.qa_records import input_format as qa_input_format
+from bertdeploy.runtime.qa_records import read_records
 from bertdeploy.runtime.readers import check_input, count_rows, detect_format, iter_chunks
 from bertdeploy.runtime.writers import resolve_output_format
 
@@ -52,6 +55,8 @@ def predict_file(
     chunk_size: int = 4096,
     workers: int | None = None,
     progress: ProgressFn | None = None,
+    then: str | os.PathLike[str] | None = None,
+    questions: QuestionOptions | None = None,
     **load_options: Any,
 ) -> PredictFileResult:
     """Predict every record of ``input`` ("-": stdin) and write ``output`` ("-": stdout).
@@ -65,25 +70,24 @@ def predict_file(
       (in csv / tsv a JSON string column); ``aggregation`` (default ``simple``), ``ignore_labels`` (default
       ``["O"]``; ``[]`` keeps all) as in the transformers pipeline. A jsonl / parquet record may hold pre-split
       words (a list of strings): joined with single spaces, the offsets point into the joined text.
+    * question answering / multiple choice, and the two-stage reader (a selection ``bundle`` ``then`` a QA
+      bundle): see :mod:`bertdeploy.runtime.qa_files` (``questions``: ``top_k``, ``doc_stride``, ...).
 
     ``engine="ray"`` runs the same on Ray Data with ``workers`` actors (one session each).
     """
-    for name, value in (("bundle", bundle), ("input", input), ("output", output)):
-        if not isinstance(value, (str, os.PathLike)) or str(value) == "":
-            raise UserError(f"{name} must be a path (input / output: or '-'), got {value!r}")
+    _check_args(bundle, input, output, engine, chunk_size, workers, text_column, id_column)
     input, output = str(input), str(output)
-    if engine not in ENGINES:
-        raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise UserError(f"chunk_size must be >= 1, got {chunk_size!r}")
-    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-        raise UserError(f"workers must be >= 1, got {workers!r}")
-    for name, value in (("text_column", text_column), ("id_column", id_column)):
-        if value is not None and not isinstance(value, str):
-            raise UserError(f"{name} must be a column name, got {value!r}")
     if options is not None and load_options:
         raise UserError(f"pass either options= or load keywords, not both ({', '.join(load_options)})")
     options = options or _options(load_options)
+    task = tasks.get(read_manifest(bundle).task, stage="predict").name
+    if then is not None or task in QUESTION_TASKS:
+        given = {"probabilities": probabilities, "aggregation": aggregation, "ignore_labels": ignore_labels,
+                 "text_column": text_column != "text"}  # fmt: skip
+        job = (bundle, input, output, then, input_format, output_format, id_column, chunk_size)
+        return _questions(task, given, job, questions, options, engine, workers, progress)
+    if questions is not None:
+        raise UserError(f"question options apply to question-answering / multiple-choice bundles, not {task}")
     formats = detect_format(input, input_format), resolve_output_format(output, output_format)
     check_paths(input, output, str(bundle))
     check_input(input)
@@ -94,6 +98,41 @@ def predict_file(
 
         return predict_file_ray(job, options, workers, progress)
     return _predict_local(job, options, progress)
+
+
+def _check_args(
+    bundle: Any, input: Any, output: Any, engine: Any, chunk_size: Any, workers: Any, *columns: Any
+) -> None:
+    for name, value in (("bundle", bundle), ("input", input), ("output", output)):
+        if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+            raise UserError(f"{name} must be a path (input / output: or '-'), got {value!r}")
+    if engine not in ENGINES:
+        raise UserError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise UserError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise UserError(f"workers must be >= 1, got {workers!r}")
+    for name, value in zip(("text_column", "id_column"), columns):
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"{name} must be a column name, got {value!r}")
+
+
+def _questions(
+    task: str,
+    given: dict[str, Any],
+    job: tuple,
+    questions: QuestionOptions | None,
+    options: LoadOptions,
+    engine: str,
+    workers: int | None,
+    progress: ProgressFn | None,
+) -> PredictFileResult:
+    """A QA / MC bundle or the two-stage reader: the text options refused, then :func:`predict_questions`."""
+    wrong = [name for name, value in given.items() if value not in (None, False)]
+    if wrong:
+        raise UserError(f"{', '.join(wrong)} do not apply to {task} bundles (questions are read by field name)")
+    check_paths(job[1], job[2], str(job[0]))
+    return predict_questions(*job, questions or QuestionOptions(), options, engine, workers, progress)
 
 
 def _head_options(
@@ -148,3 +187,41 @@ def _predict_local(job: FileJob, options: LoadOptions, progress: ProgressFn | No
             raise UserError(f"no non-empty text in {job.input} (all {result.skipped} records are empty)")
     result.seconds = time.perf_counter() - start
     return result
+
+
+def predict_questions(
+    bundle: Any,
+    input: str,
+    output: str,
+    then: Any,
+    input_format: str | None,
+    output_format: str | None,
+    id_column: str | None,
+    chunk_size: int,
+    questions: QuestionOptions,
+    options: LoadOptions,
+    engine: str,
+    workers: int | None,
+    progress: ProgressFn | None,
+) -> PredictFileResult:
+    """``predict_file`` of a QA / MC bundle (``then``: a QA bundle after a selection bundle): check, read every
+    record, then predict with the local engine or Ray."""
+    task = tasks.get(read_manifest(bundle).task, stage="predict").name
+    if then is not None:
+        if task != MC:
+            raise UserError(f"--then reads the answer after a multiple-choice selection bundle; {bundle} is {task}")
+        second = tasks.get(read_manifest(then).task, stage="predict").name
+        if second != QA:
+            raise UserError(f"--then needs a question-answering bundle; {then} is {second}")
+    if not isinstance(questions, QuestionOptions):
+        raise UserError(f"questions must be a QuestionOptions, got {type(questions).__name__}")
+    kind = SELECT if then is not None else task
+    fmt, ofmt = qa_input_format(input, input_format), resolve_output_format(output, output_format)
+    job = QAJob(str(bundle), input, output, fmt, ofmt, kind, None if then is None else str(then), id_column,
+                min(chunk_size, 1024), questions)  # fmt: skip
+    records = read_records(input, fmt, kind, id_column)
+    if engine == "ray":
+        from bertdeploy.runtime.qa_ray import predict_qa_ray
+
+        return predict_qa_ray(job, records, options, workers, progress)
+    return predict_qa_local(job, records, options, progress)

@@ -8,6 +8,7 @@ question is run in the same length-sorted token-budget batches as the other head
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -139,24 +140,54 @@ class Reader(Predictor):
             return [a[0] if a else Answer("", 0.0, 0, 0) for a in out]
         return out
 
-    def logits(self, records: Any) -> SpanLogits:
+    def encoder_for(self, doc_stride: int | None = None) -> PairEncoder:
+        """The pair encoder that windows contexts with ``doc_stride`` tokens of overlap (None: the bundle's)."""
+        if doc_stride is None or doc_stride == self.doc_stride:
+            return self._encoder
+        if not isinstance(doc_stride, numbers.Integral) or isinstance(doc_stride, bool) or doc_stride < 0:
+            raise UserError(f"doc_stride must be an integer >= 0, got {doc_stride!r}")
+        if doc_stride >= self.max_length - 3:
+            raise UserError(f"doc_stride must be < {self.max_length - 3} (max_length {self.max_length} less the "
+                            f"special tokens), got {doc_stride}")  # fmt: skip
+        return _strided(str(self.bundle / self.manifest.tokenizer_file), self.max_length, int(doc_stride))
+
+    def encode_with(self, records: Any, doc_stride: int | None = None) -> PairEncoded:
+        """:meth:`encode` with ``doc_stride`` (a question too long to leave room for the stride: :class:`UserError`)."""
+        encoder = self.encoder_for(doc_stride)
+        try:
+            return encoder.encode_pairs(as_pairs(records))
+        except BaseException as e:  # tokenizers panics (pyo3 PanicException) when the window cannot hold the stride
+            if isinstance(e, (UserError, KeyboardInterrupt, SystemExit)) or "stride" not in str(e):
+                raise
+            raise UserError(f"doc_stride {encoder.stride} does not fit a window of {self.max_length} tokens with "
+                            f"the question ({str(e).splitlines()[0][:100]})") from None  # fmt: skip
+
+    def logits(self, records: Any, doc_stride: int | None = None) -> SpanLogits:
         pairs = as_pairs(records)
-        parts = [self.forward(self._encoder.encode_pairs(pairs[i : i + SORT_WINDOW]))
+        parts = [self.forward(self.encode_with(pairs[i : i + SORT_WINDOW], doc_stride))
                  for i in range(0, len(pairs), SORT_WINDOW)]  # fmt: skip
         return self.concat(parts) if parts else self.forward(self._encoder.encode_pairs([]))
 
     def predict(self, records: Any, top_k: int = 1, max_answer_len: int = 15, handle_impossible_answer: bool = False,
-                align_to_words: bool = True) -> list[Answer] | list[list[Answer]]:  # fmt: skip
+                align_to_words: bool = True, doc_stride: int | None = None,
+                ) -> list[Answer] | list[list[Answer]]:  # fmt: skip
         """The answer of each question: an :class:`Answer` (``top_k > 1``: a best-first list) per record.
 
         Args:
             records: ``{"question": ..., "context": ...}`` dicts, ``(question, context)`` pairs, or one of either.
-            top_k, max_answer_len, handle_impossible_answer, align_to_words: the transformers question-answering
-                pipeline's parameters, with its meaning (``max_answer_len`` in tokens; with
-                ``handle_impossible_answer`` the empty answer competes with the spans).
+            top_k, max_answer_len, handle_impossible_answer, align_to_words, doc_stride: the transformers
+                question-answering pipeline's parameters, with its meaning (``max_answer_len`` in tokens; with
+                ``handle_impossible_answer`` the empty answer competes with the spans; ``doc_stride`` the tokens
+                shared by consecutive windows, default the bundle's ``min(max_length // 2, 128)``).
         """
         check_params(top_k, max_answer_len)  # before any work
-        return self.decode(self.logits(records), top_k, max_answer_len, handle_impossible_answer, align_to_words)
+        outputs = self.logits(records, doc_stride)
+        return self.decode(outputs, top_k, max_answer_len, handle_impossible_answer, align_to_words)
+
+
+@functools.lru_cache(maxsize=8)
+def _strided(tokenizer: str, max_length: int, stride: int) -> PairEncoder:
+    return PairEncoder(tokenizer, max_length, stride=stride)
 
 
 def check_params(top_k: Any, max_answer_len: Any) -> None:

@@ -56,7 +56,7 @@ class TwoStageReader:
 
     def predict(self, records: Sequence[dict[str, Any]], **params: Any) -> list[Found]:
         """One :class:`Found` per ``{"question", "paragraphs": [...]}`` record; ``params`` go to the reader
-        (``max_answer_len``, ``align_to_words``)."""
+        (``max_answer_len``, ``align_to_words``, ``handle_impossible_answer``, ``doc_stride``)."""
         if isinstance(records, dict):
             records = [records]
         rows = [_record(r, i) for i, r in enumerate(records)]

@@ -22,6 +22,7 @@ import numpy as np
 
 from bertdeploy.errors import UserError
 from bertdeploy.serve.options import ServeOptions
+from bertdeploy.serve.qa_api import warmup_inputs
 
 log = logging.getLogger("bertdeploy.serve")
 
@@ -149,7 +150,7 @@ class DynamicBatcher:
         start = time.perf_counter()
         self.classifier = self._loader()
         if self.options.warmup:
-            self.classifier.forward(self.classifier.encode(["warm up"]))
+            self.classifier.forward(self.classifier.encode(warmup_inputs(self.classifier)))
         self.warmup_seconds = time.perf_counter() - start
         with self._cond:
             self.state = "ready"

@@ -17,6 +17,10 @@ token classification, ``/`` and ``/predict``
     are characters of the text (``word == text[start:end]``). ``stride`` is accepted when it is the bundle's (long
     texts are always windowed with it).
 
+question answering and multiple choice, ``/``
+    ``{"inputs": {"question", "context"}}`` -> ``{"answer", "score", "start", "end"}``, ``{"inputs": {"question",
+    "choices"}}`` -> ``{"label", "score"}``: :mod:`bertdeploy.serve.qa_api`.
+
 The batcher runs ``forward(encode(texts))`` for the texts of every request in a batch; each request then decodes
 its own slice with its own parameters (:attr:`Parsed.respond`).
 """
@@ -34,6 +38,7 @@ from bertdeploy.errors import UserError
 from bertdeploy.runtime.classifier import softmax
 from bertdeploy.runtime.entities import check_aggregation, check_ignore
 from bertdeploy.serve.protocol import PredictRequest, RequestError, parse_inputs, parse_predict, render
+from bertdeploy.serve.qa_api import QUESTION_TASKS, parse_questions, tei_refusal
 
 INFERENCE_FIELDS = ("inputs", "parameters", "options")
 """``options`` (the legacy API's ``wait_for_model`` / ``use_cache``) is accepted and has no effect: the server
@@ -60,8 +65,10 @@ def parse_inference(data: Any, max_texts: int, predictor: Any) -> Parsed:
     for name in ("parameters", "options"):
         if data.get(name) is not None and not isinstance(data[name], dict):
             raise RequestError(422, f"{name!r} must be an object, got {json.dumps(data[name])[:80]}")
-    texts, single = parse_inputs(data, max_texts)
     params = data.get("parameters") or {}
+    if predictor.task.name in QUESTION_TASKS:
+        return Parsed(*parse_questions(data, params, max_texts, predictor))
+    texts, single = parse_inputs(data, max_texts)
     if predictor.task.name == "token-classification":
         return _entities(texts, single, _token_params(params, predictor, TOKEN_PARAMETERS), predictor)
     _known(params, TEXT_PARAMETERS, "parameter")
@@ -80,7 +87,10 @@ def parse_inference(data: Any, max_texts: int, predictor: Any) -> Parsed:
 
 def parse_tei(data: Any, max_texts: int, predictor: Any) -> Parsed:
     """``POST /predict``: TEI's request for text classification; for token classification ``inputs`` with the entity
-    parameters at the top level (``truncate`` accepted, as in TEI: long texts are windowed anyway)."""
+    parameters at the top level (``truncate`` accepted, as in TEI: long texts are windowed anyway); 422 for
+    question answering and multiple choice, which TEI has no shape for."""
+    if predictor.task.name in QUESTION_TASKS:
+        raise tei_refusal(predictor.task.name)
     if predictor.task.name == "token-classification":
         data = _object(data)
         _known(data, TOKEN_PREDICT_FIELDS, "field")

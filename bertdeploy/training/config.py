@@ -15,7 +15,10 @@ from bertdeploy.errors import UserError
 
 PADDING = ("static", "dynamic")
 FREEZE = ("none", "embeddings", "encoder")
-METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro", "loss")
+METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro", "loss",
+           "f1", "precision", "recall", "token_accuracy")  # fmt: skip
+#: the tasks ``train`` may be asked for (None: from the data's layout); the task table refuses the others
+TASKS = (None, "text-classification", "token-classification", "question-answering", "multiple-choice")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
 UNSEEN_LABELS = ("error", "keep", "drop")
 #: ``distill --augment`` when not given, for a ``--student-init`` student (measured: benchmarks/accuracy/README.md)
@@ -42,6 +45,13 @@ class TrainConfig(Config):
     """Tokenizer spec for presets (default: the MiniLM vocab)."""
     from_scratch: bool = False
     """Initialise the model from its config (random weights) instead of pretrained weights."""
+    task: str | None = None
+    """``text-classification`` | ``token-classification`` (the task table's names); None: from the data's layout."""
+    doc_stride: int | None = None
+    """Question answering: tokens that consecutive windows of a long context share (default: 128, at most a
+    quarter of max_length)."""
+    label_all_tokens: bool = False
+    """Token classification: label every sub-token of a word (B- turned into I-) instead of its first only."""
     epochs: float = 3.0
     """Training epochs (fractions allowed)."""
     batch_size: int = 32
@@ -106,7 +116,7 @@ class TrainConfig(Config):
 
     def __post_init__(self) -> None:
         choices = (("padding", PADDING), ("freeze", FREEZE), ("metric", METRICS), ("scheduler", SCHEDULERS),
-                   ("unseen_labels", UNSEEN_LABELS))  # fmt: skip
+                   ("unseen_labels", UNSEEN_LABELS), ("task", TASKS))  # fmt: skip
         for key, allowed in choices:
             if getattr(self, key) not in allowed:
                 raise UserError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")

@@ -27,8 +27,9 @@ from bertdeploy.data import LoadedData
 from bertdeploy.errors import UserError
 from bertdeploy.training import augment, hidden, prune
 from bertdeploy.training.config import DistillConfig
+from bertdeploy.training.task_setup import tokenize
 from bertdeploy.training.teacher import Teacher, caches_kept, label_order, resolve_teacher, teacher_logits
-from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare, tokenize
+from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare
 
 #: the training-set column holding the teacher's logits
 SOFT = "teacher_logits"
@@ -266,12 +267,22 @@ def _student_init(config: DistillConfig, prep: Prepared) -> dict[str, Any] | Non
     return info
 
 
+def _check_task(config: DistillConfig) -> None:
+    """The data's task must be one ``distill`` supports (one line before the teacher is even looked at)."""
+    from bertdeploy.data import DataSpec, resolve_task
+    from bertdeploy.training import task_setup
+
+    if config.data:
+        task_setup.get(resolve_task(DataSpec(config.data, task=config.task)), "distill")
+
+
 def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> DistillResult:
     """Train ``config.model`` (the student) on ``config.teacher``'s soft labels; write the run folder."""
     from bertdeploy.training.callbacks import EpochRecorder
 
     if not isinstance(config, DistillConfig):
         raise UserError("distill() takes a DistillConfig")
+    _check_task(config)
     teacher = resolve_teacher(config.teacher, config.teacher_variant)
     unlabelled = read_unlabelled(config.unlabelled, config.text_column) if config.unlabelled else []
     if config.alpha == 0:
@@ -279,7 +290,7 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     hidden_spec = _hidden_teacher(config, teacher)
     if config.student_init:
         prune.check_source(config.student_init)
-    prep = prepare(config)
+    prep = prepare(config, stage="distill")
     label_order(teacher.labels, prep.data.labels)  # a different label set fails before any work
     truncate_layers(prep.model, config.student_layers)
     embeddings = init_embeddings(prep.model, config.student_embeddings)

@@ -128,11 +128,20 @@ def load_tokenizer(spec: str | None, fallback: ModelSpec | None = None):
 
 
 def load_classifier(
-    spec: str, labels: list[str], from_scratch: bool = False, tokenizer: str | None = None, seed: int = 42
+    spec: str,
+    labels: list[str],
+    from_scratch: bool = False,
+    tokenizer: str | None = None,
+    seed: int = 42,
+    auto_model: str = "AutoModelForSequenceClassification",
 ):
-    """(model, tokenizer, info) for sequence classification with ``labels`` (head initialised when missing)."""
+    """(model, tokenizer, info) for ``auto_model`` (the task table's class: sequence classification by default)
+    with ``labels`` (head initialised when missing)."""
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    import transformers
+    from transformers import AutoConfig
+
+    auto_class = getattr(transformers, auto_model)
 
     ms = resolve(spec)
     id2label = dict(enumerate(labels))
@@ -142,16 +151,16 @@ def load_classifier(
     info: dict[str, Any] = {"spec": spec, "kind": ms.kind, "location": ms.location, "pretrained": False}
     if ms.kind == "preset":
         config = preset_config(spec, len(labels), id2label, vocab_size=len(tok))
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = auto_class.from_config(config)
         return model, tok, info
     try:
         config = AutoConfig.from_pretrained(
             ms.location, num_labels=len(labels), id2label=id2label, label2id=label2id, **_hub_kwargs(ms)
         )
         if from_scratch:
-            model = AutoModelForSequenceClassification.from_config(config)
+            model = auto_class.from_config(config)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model = auto_class.from_pretrained(
                 ms.location, config=config, ignore_mismatched_sizes=True, use_safetensors=True, **_hub_kwargs(ms)
             )
             info["pretrained"] = True
