@@ -21,8 +21,13 @@ METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
 TASKS = (None, "text-classification", "token-classification", "question-answering", "multiple-choice")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
 UNSEEN_LABELS = ("error", "keep", "drop")
-#: ``distill --augment`` when not given, for a ``--student-init`` student (measured: benchmarks/accuracy/README.md)
+#: ``distill --augment`` when not given, for a ``--student-init`` student: up to 8 copies per training text, fewer
+#: when that would pass :data:`AUGMENT_BUDGET` perturbed texts (measured: benchmarks/accuracy/distill-defaults.md —
+#: 8 copies of 1,000 snips rows and 4 of 16,000 emotion rows kept the pruned students at their teachers' accuracy)
 AUGMENT_DEFAULT = 8
+AUGMENT_BUDGET = 64_000
+#: ``distill --lr`` when not given: a ``--student-init`` student starts from its teacher's weights
+STUDENT_INIT_LR = 1e-4
 #: seeds numpy / scikit-learn accept
 MAX_SEED = 2**32 - 1
 
@@ -191,13 +196,18 @@ class DistillConfig(TrainConfig):
     """Run folder of the PyTorch teacher for ``hidden_loss`` (default: ``teacher`` when it is a run folder)."""
     augment: int | None = None
     """Perturbed copies of each training text added to the transfer set (masking, word swaps, n-gram windows; Tang
-    et al. 2019), labelled by the teacher only; ``None``: :data:`AUGMENT_DEFAULT` with ``student_init``, else 0."""
+    et al. 2019), labelled by the teacher only; ``None``: with ``student_init`` 8, fewer above 8,000 training texts
+    (at most 64,000 perturbed texts, at least 1 copy), else 0."""
+    lr: float | None = None  # type: ignore[assignment]
+    """Peak learning rate; ``None``: 1e-4 with ``student_init`` (measured), else 5e-5 as ``train``."""
 
     def inputs(self) -> list[str | None]:
         """Train's inputs plus the teacher, the pruning source, the hidden-state teacher and the unlabelled texts."""
         return [*super().inputs(), self.teacher, self.student_init, self.hidden_teacher, self.unlabelled]
 
     def __post_init__(self) -> None:
+        if self.lr is None:
+            self.lr = STUDENT_INIT_LR if self.student_init else 5e-5
         super().__post_init__()
         if not self.temperature > 0 or not math.isfinite(self.temperature):
             raise UserError(f"temperature must be > 0, got {self.temperature}")
@@ -216,11 +226,13 @@ class DistillConfig(TrainConfig):
         if self.augment is not None and not 0 <= self.augment <= 64:
             raise UserError(f"augment must be in [0, 64] copies per training text, got {self.augment}")
 
-    def copies(self) -> int:
-        """The ``augment`` in effect (its default depends on ``student_init``)."""
+    def copies(self, train_texts: int) -> int:
+        """The ``augment`` in effect for ``train_texts`` training texts (its default depends on ``student_init``)."""
         if self.augment is not None:
             return self.augment
-        return AUGMENT_DEFAULT if self.student_init else 0
+        if not self.student_init:
+            return 0
+        return max(1, min(AUGMENT_DEFAULT, AUGMENT_BUDGET // max(train_texts, 1)))
 
 
 #: what a recipe's ``command`` key (default ``train``) runs, and the config its cells are

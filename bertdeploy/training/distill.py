@@ -226,11 +226,11 @@ def _score(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: 
 def _augmented(config: DistillConfig, teacher: Teacher, prep: Prepared) -> tuple[list[str], np.ndarray, Any]:
     """The ``--augment`` copies of the training texts, their teacher logits (the teacher's label order), and what
     was done (None without augmentation)."""
-    copies = config.copies()
+    train = list(prep.data.splits["train"]["text"])
+    copies = config.copies(len(train))
     if copies == 0 or config.alpha == 0:  # hard labels only: texts without a label would carry no loss
         return [], np.zeros((0, len(teacher.labels)), dtype=np.float32), None
     mask = getattr(prep.tokenizer, "mask_token", None) or augment.Perturbation.mask
-    train = list(prep.data.splits["train"]["text"])
     p = augment.Perturbation(mask=mask)
     return augment.transfer_logits(teacher, train, copies, config.seed, config.teacher_batch_size, p)
 
