@@ -23,7 +23,7 @@ from bertdeploy.data import DataSpec, LoadedData, check_trainable, load_data
 from bertdeploy.errors import UserError
 from bertdeploy.machine import versions
 from bertdeploy.outputs import check_inputs, disk_errors
-from bertdeploy.training import checkpoints
+from bertdeploy.training import checkpoints, vocab
 from bertdeploy.training.config import TrainConfig
 
 
@@ -141,8 +141,18 @@ def prepare(config: TrainConfig, stage: str = "train") -> Prepared:
     data = load_data(spec)
     check_trainable(data, config.unseen_labels)
     head = data.labels or ["LABEL_0", "LABEL_1"]  # QA: two outputs (start, end); multiple choice: one score a choice
-    model, tok, info = load_classifier(config.model, head, config.from_scratch, config.tokenizer, config.seed,
+    texts = vocab.sample(vocab.texts_of(data.splits["train"]), seed=config.seed)
+    built = (
+        vocab.build_vocab_tokenizer(vocab.texts_of(data.splits["train"]), config.vocab_size)
+        if config.vocab_from_data
+        else None
+    )
+    model, tok, info = load_classifier(config.model, head, config.from_scratch, built or config.tokenizer, config.seed,
                                        auto_model=tasks.get(task).auto_model)  # fmt: skip
+    info["unk_rate"] = round(vocab.unk_rate(tok, texts), 5)
+    if built is not None:
+        info["vocab"] = {"from_data": True, "size": len(tok)}
+    vocab.check_unk(info["unk_rate"], config.max_unk_rate, config.tokenizer or config.model)
     trainable = freeze(model, config.freeze)
     ds = setup.encode(data, tok, config.max_length, config.padding, config)
     return Prepared(out, work, last, data, model, tok, info, trainable, ds, incomplete, task, metric)
