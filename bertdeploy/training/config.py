@@ -12,6 +12,8 @@ from typing import Any
 from bertdeploy import variants
 from bertdeploy.config import Config, read_yaml
 from bertdeploy.errors import UserError
+from bertdeploy.training.models import PRESETS
+from bertdeploy.training.vocab import DEFAULT_MAX_UNK_RATE, DEFAULT_VOCAB_SIZE
 
 PADDING = ("static", "dynamic")
 FREEZE = ("none", "embeddings", "encoder")
@@ -40,6 +42,13 @@ class TrainConfig(Config):
     """Tokenizer spec for presets (default: the MiniLM vocab)."""
     from_scratch: bool = False
     """Initialise the model from its config (random weights) instead of pretrained weights."""
+    vocab_from_data: bool = False
+    """From scratch only: build a WordPiece vocabulary from the training texts (CJK one character a token) and size
+    the model's embeddings to it; the run folder saves that tokenizer."""
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    """With ``vocab_from_data``: the WordPiece vocabulary size (every character seen is kept even beyond it)."""
+    max_unk_rate: float = DEFAULT_MAX_UNK_RATE
+    """Refuse to train when more than this share of the training tokens is ``[UNK]`` (1.0 = never refuse)."""
     epochs: float = 3.0
     """Training epochs (fractions allowed)."""
     batch_size: int = 32
@@ -116,6 +125,7 @@ class TrainConfig(Config):
         if not (self.epochs > 0 and self.batch_size >= 1 and self.lr > 0 and self.eval_batch_size >= 1):
             raise UserError("epochs, batch_size, eval_batch_size and lr must be positive")
         self._check_ranges()
+        self._check_vocab()
         if isinstance(self.report_to, str):
             self.report_to = [self.report_to]
 
@@ -146,6 +156,18 @@ class TrainConfig(Config):
             raise UserError(f"early_stopping must be >= 1 (evaluations without improvement), got {self.early_stopping}")
         if self.logging_steps < 1 or self.num_workers < 0:
             raise UserError("logging_steps must be >= 1 and num_workers >= 0")
+
+    def _check_vocab(self) -> None:
+        if not (math.isfinite(self.max_unk_rate) and 0 <= self.max_unk_rate <= 1):
+            raise UserError(f"max_unk_rate must be in [0, 1], got {self.max_unk_rate}")
+        if not self.vocab_from_data:
+            return
+        if not self.from_scratch and self.model not in PRESETS:
+            raise UserError("--vocab-from-data builds a new vocabulary, so it needs --from-scratch (or a preset model)")
+        if self.tokenizer:
+            raise UserError("--vocab-from-data builds the tokenizer: it does not combine with --tokenizer")
+        if self.vocab_size < 100:
+            raise UserError(f"vocab_size must be at least 100, got {self.vocab_size}")
 
 
 @dataclass

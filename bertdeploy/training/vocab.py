@@ -1,0 +1,84 @@
+"""Vocabulary coverage: the share of a tokenizer's output that is ``[UNK]`` on the training texts (``train``
+refuses a vocabulary that does not cover the data), and a WordPiece vocabulary built from the training texts
+for from-scratch models (``--from-scratch --vocab-from-data``), CJK one character a token as in BERT's Chinese
+vocabulary. Built with the ``tokenizers`` trainer; the result is a ``BertTokenizerFast`` that saves and exports
+like any other."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from bertdeploy.errors import UserError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+#: default size of a vocabulary built from data (every character seen is kept even beyond it)
+DEFAULT_VOCAB_SIZE = 8000
+#: default ceiling of the training texts' [UNK] rate
+DEFAULT_MAX_UNK_RATE = 0.05
+
+
+def build_vocab_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, lowercase: bool = True):
+    """A ``BertTokenizerFast`` whose WordPiece vocabulary is trained on ``texts`` (BERT normalizer and
+    pre-tokenizer: each CJK character is its own word, so its own token)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    if vocab_size < len(SPECIAL_TOKENS) + 1:
+        raise UserError(f"vocab_size must be at least {len(SPECIAL_TOKENS) + 1}, got {vocab_size}")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##", show_progress=False
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    tok.decoder = decoders.WordPiece(prefix="##")
+    return BertTokenizerFast(
+        tokenizer_object=tok,
+        do_lower_case=lowercase,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+
+
+def unk_rate(tokenizer: Any, texts: Sequence[str]) -> float:
+    """Share of the tokens ``tokenizer`` produces for ``texts`` that are its unknown token (no special tokens,
+    no truncation, no padding: every real token counts once); 0.0 for a tokenizer without one."""
+    from tokenizers import Tokenizer
+
+    unk = tokenizer.unk_token_id
+    if unk is None or not texts:
+        return 0.0
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())  # a copy: the caller's settings stay
+    backend.no_padding()
+    backend.no_truncation()
+    total = unknown = 0
+    for enc in backend.encode_batch(list(texts), add_special_tokens=False):
+        total += len(enc.ids)
+        unknown += enc.ids.count(unk)
+    return unknown / total if total else 0.0
+
+
+def texts_of(split: dict[str, list[Any]]) -> list[str]:
+    """The texts of one loaded split: its ``text`` column, or its ``tokens`` joined by spaces (token data)."""
+    if "text" in split:
+        return list(split["text"])
+    return [" ".join(words) for words in split.get("tokens", [])]
+
+
+def check_unk(rate: float, limit: float, model: str) -> None:
+    """Refuse (one line naming the fix) when the [UNK] rate of the training texts is above ``limit``."""
+    if rate > limit:
+        raise UserError(
+            f"{rate:.1%} of the training tokens are [UNK] with the {model} tokenizer (limit {limit:.0%}): its "
+            "vocabulary does not cover this data; use --from-scratch --vocab-from-data, or --max-unk-rate 1.0 "
+            "to train anyway"
+        )
