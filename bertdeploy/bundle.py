@@ -54,6 +54,10 @@ class Variant:
     metrics: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    provider: str = "cpu"
+    """The execution provider it was gated on and runs on (:data:`bertdeploy.variants.PROVIDERS`)."""
+    hint: str | None = None
+    """The provider's precision hint (OpenVINO: f32 | bf16)."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Variant:
@@ -84,6 +88,8 @@ _VARIANT_TYPES: dict[str, Any] = {
     "metrics": dict,
     "machine": dict,
     "notes": list,
+    "provider": str,
+    "hint": (str, type(None)),
 }
 
 
@@ -118,12 +124,21 @@ class Manifest:
         raise UserError(f"variant {name!r} is not in the bundle{why}; accepted variants: {names}")
 
     def auto_variant(self, device: str) -> Variant:
+        """The first accepted variant of ``auto``'s order on ORT's own providers (see :meth:`auto_variants`)."""
+        return self.auto_variants(device)[0]
+
+    def auto_variants(
+        self, device: str, providers: tuple[str, ...] = ("cpu",), cpu_flags: frozenset[str] = frozenset()
+    ) -> list[Variant]:
+        """Accepted variants in ``variant="auto"`` order for ``device``, those of other execution providers only
+        where ``providers`` has them and the CPU has their ``cpu_flags``; never empty."""
         names = {v.name for v in self.variants}
-        for name in variants.auto_order(device):
-            if name in names:
-                return self.variant(name)
-        if self.variants:
-            return self.variants[0]
+        out = [self.variant(n) for n in variants.auto_candidates(device, providers, cpu_flags) if n in names]
+        if out:
+            return out
+        plain = [v for v in self.variants if v.provider == "cpu"]
+        if plain:
+            return plain[:1]
         raise UserError("the bundle has no accepted variant")
 
 

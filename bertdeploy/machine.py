@@ -29,6 +29,8 @@ PACKAGES = (
     "onnx",
     "onnxruntime",
     "onnxruntime-gpu",
+    "onnxruntime-ep-openvino",
+    "openvino",
     "datasets",
     "accelerate",
     "scikit-learn",

@@ -124,6 +124,7 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         head="tagger",
         metrics=("f1", "precision", "recall", "token_accuracy"),
         pipeline="token-classification",
+        stages=("data", "train", "export", "runtime", "predict", "serve", "bench", "package"),
         notes=("entity-level precision / recall / F1 as seqeval computes them (IOB2, micro over entity types)",),
     ),
     TaskSpec(
@@ -139,7 +140,7 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         labelled=False,
         metrics=("f1", "exact_match"),
         pipeline="question-answering",
-        stages=("data", "export", "runtime", "predict", "serve", "bench", "package"),
+        stages=("data", "train", "export", "runtime", "predict", "serve", "bench", "package"),
     ),
     TaskSpec(
         "multiple-choice",
@@ -153,7 +154,7 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         head="chooser",
         labelled=False,
         metrics=("accuracy",),
-        stages=("data", "export", "runtime", "predict", "serve", "bench", "package"),
+        stages=("data", "train", "export", "runtime", "predict", "serve", "bench", "package"),
     ),
 )
 

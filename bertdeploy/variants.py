@@ -20,6 +20,11 @@ from bertdeploy.errors import UserError
 ATTENTION_OPS = ("Attention", "MultiHeadAttention")
 PRECISIONS = ("fp32", "fp16", "int8")
 DEVICES = ("cpu", "cuda")
+#: execution providers a variant can name: ORT's own CPU EP, and the OpenVINO EP plugin (PyPI
+#: ``onnxruntime-ep-openvino``, registered beside stock onnxruntime; extra ``bertdeploy[openvino-ep]``)
+PROVIDERS = ("cpu", "openvino")
+#: precision hints the OpenVINO EP takes (its ``INFERENCE_PRECISION_HINT``)
+HINTS = ("f32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,28 @@ class VariantSpec:
     js_dtype: str | None = None
     """The transformers.js ``dtype`` that loads :attr:`file` from the bundle folder (None: no dtype names it)."""
     help: str = ""
+    provider: str = "cpu"
+    """The execution provider that runs it (:data:`PROVIDERS`)."""
+    hint: str | None = None
+    """The provider's precision hint (:data:`HINTS`, OpenVINO only): bf16 computes the float parts in bfloat16."""
+    runs: str | None = None
+    """An *execution variant*: the name of the file variant whose file it runs on :attr:`provider` (no file of
+    its own is built; it is gated on its provider like any other variant). None: a file variant."""
+    cpu_flags: tuple[str, ...] = ()
+    """CPU feature flags (``/proc/cpuinfo`` names) without which ``variant="auto"`` never picks it."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"{self.name}: precision must be one of {PRECISIONS}")
+        if self.provider not in PROVIDERS or (self.hint is not None and self.hint not in HINTS):
+            raise ValueError(f"{self.name}: provider must be one of {PROVIDERS}, hint one of {HINTS}")
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
         object.__setattr__(self, "auto_rank", MappingProxyType(dict(self.auto_rank)))
+
+    @property
+    def source(self) -> str:
+        """The file variant whose file this variant runs (itself for a file variant)."""
+        return self.runs or self.name
 
     @property
     def gated_on_accuracy(self) -> bool:
@@ -152,6 +173,40 @@ VARIANT_TABLE: tuple[VariantSpec, ...] = (
     ),
 )
 
+# Execution variants: a file above x a provider x a precision hint. Built at export only where the provider is
+# installed (skipped with a note elsewhere); ``auto`` picks them only where the provider attaches and the CPU has
+# the flags (benchmarks/openvino-ep/README.md has the measurements behind the ranks).
+_OV_NOTE = 'runs on the OpenVINO execution provider (pip install "bertdeploy[openvino-ep]")'
+VARIANT_TABLE += (
+    VariantSpec(
+        "fp32_ov_bf16",
+        "onnx/model.onnx",
+        "fp32",
+        "execute",
+        min_agreement=0.99,
+        provider="openvino",
+        hint="bf16",
+        runs="fp32",
+        cpu_flags=("amx_bf16",),
+        auto_rank={"cpu": -1},
+        notes=(_OV_NOTE + ", matmuls in bf16 (AMX where the CPU has it)",),
+        help="the fp32 file on the OpenVINO EP in bf16 (AMX-BF16 CPUs)",
+    ),
+    VariantSpec(
+        "qint8_static_ov",
+        "onnx/model_qint8_static.onnx",
+        "int8",
+        "execute",
+        min_agreement=None,
+        provider="openvino",
+        hint="bf16",
+        runs="qint8_static",
+        cpu_flags=("amx_int8",),
+        notes=(_OV_NOTE + ": its QDQ MatMuls in int8, the rest in bf16",),
+        help="the static int8 (QDQ) file on the OpenVINO EP",
+    ),
+)
+
 VARIANTS: Mapping[str, VariantSpec] = MappingProxyType({v.name: v for v in VARIANT_TABLE})
 NAMES: tuple[str, ...] = tuple(VARIANTS)
 #: the variant every other one is derived from (built first, always)
@@ -170,10 +225,12 @@ def get(name: str) -> VariantSpec:
 
 
 def canonical(names: Iterable[str]) -> list[str]:
-    """``names`` validated, de-duplicated, in table order, with the base variant first (always included)."""
+    """``names`` validated, de-duplicated, in table order, with the base variant first (always included) and the
+    file variant of every execution variant asked for before it."""
     wanted = set()
     for name in names:
-        wanted.add(get(name).name)
+        spec = get(name)
+        wanted.update((spec.name, spec.source))
     return [v for v in NAMES if v == BASE or v in wanted]
 
 
@@ -182,6 +239,29 @@ def auto_order(device: str) -> list[str]:
     dev = device if device in DEVICES else "cpu"
     ranked = [v for v in VARIANT_TABLE if dev in v.auto_rank]
     return [v.name for v in sorted(ranked, key=lambda v: v.auto_rank[dev])]
+
+
+def runnable(spec: VariantSpec, providers: Iterable[str], cpu_flags: Iterable[str]) -> bool:
+    """True when ``auto`` may try ``spec`` here: its provider is installed (``providers``: names of
+    :data:`PROVIDERS`) and the CPU has its flags. Whether the provider then attaches is checked on the session."""
+    flags = set(cpu_flags)
+    return spec.provider in set(providers) and all(f in flags for f in spec.cpu_flags)
+
+
+def auto_candidates(device: str, providers: Iterable[str], cpu_flags: Iterable[str]) -> list[str]:
+    """:func:`auto_order` less the variants this machine cannot run (:func:`runnable`); CUDA takes only ORT's own."""
+    providers, cpu_flags = list(providers), list(cpu_flags)
+    out = []
+    for name in auto_order(device):
+        spec = VARIANTS[name]
+        if (device == "cpu" and runnable(spec, providers, cpu_flags)) or spec.provider == "cpu":
+            out.append(name)
+    return out
+
+
+def execution_variants(provider: str | None = None) -> list[str]:
+    """Names of the execution variants (a file variant on another provider), optionally of one provider."""
+    return [v.name for v in VARIANT_TABLE if v.runs and provider in (None, v.provider)]
 
 
 def with_flag() -> list[VariantSpec]:
@@ -197,4 +277,4 @@ def by_build(build: str) -> list[str]:
 def float_reference(name: str) -> bool:
     """True when ``name`` computes in fp32 (an accuracy reference for picks)."""
     spec = VARIANTS.get(name)
-    return spec is not None and spec.precision == "fp32"
+    return spec is not None and spec.precision == "fp32" and spec.hint in (None, "f32")

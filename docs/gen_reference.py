@@ -188,8 +188,11 @@ def variants_table(page_dir: str = "") -> str:
         gate = "accuracy drop ≤ budget" if v.gated_on_accuracy else f"agreement ≥ {v.min_agreement:.1%}"
         rank = " / ".join(str(v.auto_rank.get(d, "–")) for d in ("cpu", "cuda"))
         flag = f"`{v.cli_flag}`" if v.cli_flag else (f"`--optimize {v.name}`" if v.build == "optimize" else "always")
+        if v.runs:  # an execution variant: the file of `runs` on another provider
+            flag = f"`--all` / `variants={v.runs},{v.name}`"
         js = f"`{v.js_dtype}`" if v.js_dtype else "–"
-        cells = [f"`{v.name}`", f"`{v.file}`", v.precision, v.build, gate, rank, flag, js, _cell(v.help)]
+        precision = v.precision if v.provider == "cpu" else f"{v.precision} file on {v.provider}, hint {v.hint}"
+        cells = [f"`{v.name}`", f"`{v.file}`", precision, v.build, gate, rank, flag, js, _cell(v.help)]
         rows.append("| " + " | ".join(cells) + " |")
     heads = ["variant", "file", "precision", "builder", "gate", "auto rank (cpu / cuda)", "export flag"]
     head = "| " + " | ".join([*heads, "transformers.js", "what"]) + " |"

@@ -154,3 +154,23 @@ def test_every_public_name_resolves():
 
     for name in bertdeploy.__all__:
         assert getattr(bertdeploy, name) is not None, name
+
+
+def test_no_machine_paths_in_the_repository():
+    """Committed files name paths as a user's checkout has them (``runs/``, ``../shared/``), never this machine's."""
+    import subprocess
+
+    root = PACKAGE.parent
+    try:
+        files = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    marker = "/" + "work" + "/"
+    hits = []
+    for name in filter(None, files.decode().split("\0")):
+        path = root / name
+        if path.suffix in {".png", ".onnx", ".safetensors", ".whl"} or not path.is_file():
+            continue
+        if marker in path.read_text(errors="ignore"):
+            hits.append(name)
+    assert not hits, f"machine paths ({marker}) in: {hits}"

@@ -1,7 +1,7 @@
 """One committed summary per accuracy run: what a run folder's metrics.json / train_config.json say (not the
 weights), with the command that produced it, its wall time and the load average around it.
 
-    python benchmarks/accuracy/summarize.py /work/runs/RUN --command "bertdeploy distill ..." \
+    python benchmarks/accuracy/summarize.py runs/RUN --command "bertdeploy distill ..." \
         --wall-s 1234 --load "5.1 4.8 4.0" -o benchmarks/accuracy/runs/RUN.json
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 KEEP_CONFIG = ("model", "teacher", "student_layers", "temperature", "alpha", "unlabelled", "epochs", "batch_size",
                "lr", "weight_decay", "warmup_ratio", "label_smoothing", "scheduler", "max_length", "padding",
                "group_by_length", "train_size", "seed", "metric", "from_scratch", "hidden_loss",
-               "hidden_teacher")  # fmt: skip
+               "hidden_teacher", "student_init", "augment")  # fmt: skip
 TEACHER_KEYS = ("kind", "path", "variant", "eval_split", "eval", "cache", "scored_texts", "unlabelled_texts",
-                "train_agreement")  # fmt: skip
+                "train_agreement", "augment")  # fmt: skip
 SCORES = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "n")
 
 

@@ -16,7 +16,8 @@ Modules: config (BenchConfig), targets / evaldata / materialize (what is benchma
 grid), backends / engines / head_backends / pipeline_backends (one class per engine and task), scoring (per task:
 metrics, agreement), timing (the method), gemm (machine peak, FLOPs), worker / isolation / sweep (running,
 resume), results (the typed Report) / report / summary / plots (outputs), pick (Pareto, pick, copy), compare (two
-result sets).
+result sets), scenarios (``bench --scenario whole-file | serve``: :func:`~bertdeploy.benchmark.scenarios.whole_file.
+run_whole_file`, :func:`~bertdeploy.benchmark.scenarios.serve_load.run_serve_load`).
 """
 
 from __future__ import annotations

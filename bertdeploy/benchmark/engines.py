@@ -94,8 +94,9 @@ def torch_model(ctx: BackendContext, auto_model: str = "AutoModelForSequenceClas
 
 
 def ort_model(ctx: BackendContext, class_name: str) -> tuple[Any, dict[str, Any]]:
-    """Optimum's ``class_name`` (``ORTModelForSequenceClassification`` ...) on the bundle's plain fp32 ONNX file, or
-    exported on the fly from the training run; and the row facts."""
+    """Optimum's ``class_name`` (``ORTModelForSequenceClassification`` ...) on the bundle's ONNX file (the plain fp32
+    export, or the file of the bundle variant ``ctx.variant`` names), or exported on the fly from the training run;
+    and the row facts."""
     import onnxruntime as ort
     import optimum.onnxruntime
 
@@ -104,11 +105,12 @@ def ort_model(ctx: BackendContext, class_name: str) -> tuple[Any, dict[str, Any]
     so.intra_op_num_threads = ctx.threads
     so.inter_op_num_threads = 1
     provider = "CUDAExecutionProvider" if ctx.device == "cuda" else "CPUExecutionProvider"
-    if ctx.bundle is not None and (ctx.bundle / "onnx" / "model.onnx").is_file():
+    file, precision = _bundle_file(ctx)
+    if ctx.bundle is not None and (ctx.bundle / file).is_file():
         src = ctx.bundle
-        onnx = {"subfolder": "onnx", "file_name": "model.onnx"}
+        onnx = {"subfolder": str(Path(file).parent), "file_name": Path(file).name}
         model = cls.from_pretrained(src, **onnx, session_options=so, provider=provider)
-        size = (src / "onnx" / "model.onnx").stat().st_size
+        size = (src / file).stat().st_size
     else:
         src = need(ctx.hf_dir, "ONNX file or PyTorch model")
         model = cls.from_pretrained(src, export=True, session_options=so, provider=provider)
@@ -116,4 +118,16 @@ def ort_model(ctx: BackendContext, class_name: str) -> tuple[Any, dict[str, Any]
     providers = model.model.get_providers()
     if ctx.device == "cuda" and providers[0] != "CUDAExecutionProvider":
         raise Skip(f"CUDAExecutionProvider did not attach (providers: {providers})")
-    return model, {"file": str(src), "bytes": size, "precision": "fp32", "providers": providers}
+    return model, {"file": str(src), "bytes": size, "precision": precision, "providers": providers}
+
+
+def _bundle_file(ctx: BackendContext) -> tuple[str, str]:
+    """The ONNX file ORTModel reads: that of the bundle variant ``ctx.variant`` names (the whole-file scenario's
+    ``ortmodel:qint8``), else the plain fp32 export; and its precision."""
+    from bertdeploy.bundle import MANIFEST_NAME, read_manifest
+
+    if ctx.bundle is not None and (ctx.bundle / MANIFEST_NAME).is_file():
+        for v in read_manifest(ctx.bundle).variants:
+            if v.name == ctx.variant:
+                return v.file, v.precision
+    return "onnx/model.onnx", "fp32"

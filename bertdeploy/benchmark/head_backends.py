@@ -86,6 +86,11 @@ class RuntimeBackend(HeadBackend):
         if self.ctx.variant not in names:
             why = [r.get("reason") for r in manifest.rejected if r.get("name") == self.ctx.variant]
             raise Skip(f"rejected at export: {why[0]}" if why else f"variant {self.ctx.variant} is not in the bundle")
+        from bertdeploy.runtime.plugins import OPENVINO_EXTRA, installed_providers
+
+        provider = manifest.variant(self.ctx.variant).provider
+        if provider not in installed_providers():
+            raise Skip(f"the {provider} execution provider is not installed here ({OPENVINO_EXTRA})")
         head = self.head("dynamic")
         v = head.variant
         return {"file": str(bundle / v.file), "bytes": v.bytes, "precision": v.precision, "providers": head.providers}

@@ -57,14 +57,16 @@ class OpenVINOBackend:
         core = ov.Core()
         model = core.read_model(str(path))
         self.specs = {inp.get_any_name(): np.int64 for inp in model.inputs}
-        precision = variant.precision
+        # a bundle variant gated on the OpenVINO EP (fp32_ov_bf16) is read with its own precision hint
+        hint = variant.hint or "f32"
+        precision = "bf16" if hint == "bf16" else variant.precision
         if self.ctx.variant == NNCF:
             model, precision = self._nncf(model), "int8"
         config = {
             "INFERENCE_NUM_THREADS": int(self.ctx.threads),
             "NUM_STREAMS": 1,
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",  # no bf16 down-casting where the CPU has bf16
+            "INFERENCE_PRECISION_HINT": hint,  # f32 unless the variant says bf16: no silent down-casting
         }
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from bertdeploy.benchmark.config import BACKENDS, DEVICES, PADDINGS
+from bertdeploy.benchmark.scenarios import SCENARIOS
 from bertdeploy.errors import require_extra
 
 
@@ -81,6 +82,19 @@ def command() -> None:
 @click.option("--keep-work", is_flag=True, default=None, help="Keep OUTPUT/.work (saved presets, temp bundles).")
 @click.option("--name", help="Label of this result set (shown by bench compare).")
 @click.option("--seed", type=int)
+@click.option(
+    "--scenario",
+    type=click.Choice(SCENARIOS),
+    default="cells",
+    help="cells: the grid above; whole-file: --engines over every text of --data, each in its own process; serve: "
+    "`bertdeploy serve` under concurrent clients beside offline predict.",
+)
+@click.option("--engines", help="whole-file: BACKEND:VARIANT[:PADDING] list, e.g. ortmodel:fp32,bertdeploy:qint8.")
+@click.option("--latency", type=int, help="whole-file: also time the first N texts one call each (batch 1).")
+@click.option("--clients", help="serve: comma list of concurrent clients (default 1,8,32).")
+@click.option("--repeats", type=int, help="serve, whole-file: interleaved rounds; each keeps its best (default 3).")
+@click.option("--texts", type=int, help="serve, whole-file: only the first N texts of --data.")
+@click.option("--serve-args", help="serve: more `bertdeploy serve` options, e.g. '--streams 1'.")
 @click.pass_context
 def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, **opts: Any) -> object:
     """Time TARGET... (bundles, training runs or model presets) across backends x variants x padding x batch.
@@ -89,6 +103,14 @@ def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, *
     YAML file; options win over the file, KEY=VALUE over both.
     Compare two result folders with: bertdeploy bench compare A B
     """
+    scenario = opts.pop("scenario")
+    scenario_opts = {k: opts.pop(k) for k in ("clients", "repeats", "texts", "serve_args", "engines", "latency")}
+    argv = ctx.parent.meta.get("bench_argv", []) if ctx.parent else []
+    if scenario != "cells":
+        from bertdeploy.cli.bench_scenario import run_scenario
+
+        command_line = shlex.join(["bertdeploy", "bench", *argv])
+        return run_scenario(scenario, list(targets), {**opts, **scenario_opts}, command_line)
     require_extra("train", "bertdeploy bench")
     from bertdeploy.benchmark import BenchConfig, bench
 
@@ -96,7 +118,6 @@ def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, *
     paths = [t for t in targets if t not in overrides]
     if paths:
         opts["targets"] = paths
-    argv = ctx.parent.meta.get("bench_argv", []) if ctx.parent else []
     opts["command"] = shlex.join(["bertdeploy", "bench", *argv])
     cfg = BenchConfig.load(config_file, opts, overrides)
     with _progress() as on_event:

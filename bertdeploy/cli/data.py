@@ -54,4 +54,8 @@ def stats(data: str, model: str, text_column: str, label_column: str, plot: str 
         f"max_length covering 95 % of rows: [bold]{s.cover['p95']}[/]; 99 %: [bold]{s.cover['p99']}[/]"
         f" · histogram: {s.plot}"
     )
+    flag = " [bold red](train refuses above 5 %: --from-scratch --vocab-from-data)[/]" if s.unk_rate > 0.05 else ""
+    render.console.print(
+        f"[UNK] tokens with the {model} tokenizer: [bold]{s.unk_rate:.2%}[/] of the training tokens{flag}"
+    )
     return s

@@ -18,6 +18,7 @@ from bertdeploy.errors import require_extra
 )
 @click.option("--temperature", type=float, help="Softmax temperature of the soft targets (default 2).")
 @click.option("--alpha", type=float, help="Weight of the soft (KL) loss; 1 - alpha weighs the hard labels (0.5).")
+@click.option("--augment", type=int, help="Perturbed copies of each training text for the teacher to label (0 = none).")
 @click.option("--unlabelled", type=click.Path(dir_okay=False), help="Extra texts for the teacher to label.")
 @click.option("--hidden-loss", type=float, help="Weight of a TinyBERT-style hidden-state loss (needs a torch teacher).")
 @click.option("--hidden-teacher", help="Run folder of the PyTorch teacher for --hidden-loss (default: --teacher).")
@@ -31,6 +32,7 @@ def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **opt
         --epochs 10 --output runs/bert-mini-distilled
     bertdeploy distill --teacher runs/minilm-emotion --student minilm-l6 --student-layers 3 --data ... -o runs/l3
     bertdeploy distill --teacher models/minilm-emotion --student bert-mini --student-init runs/minilm-emotion ...
+    bertdeploy distill --teacher models/minilm-emotion --student bert-mini --augment 8 ...
     bertdeploy distill --teacher models/minilm-emotion --hidden-teacher runs/minilm-emotion --hidden-loss 1 ...
     bertdeploy distill --recipe recipes/distill_emotion.yaml
     """

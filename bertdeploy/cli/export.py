@@ -26,7 +26,14 @@ _SCORES = {
 }
 
 
+def _verdict(row: dict) -> str:
+    if row["accepted"]:
+        return "[green]accepted[/]"
+    return "[yellow]skipped[/]" if row.get("skipped") else "[red]REJECTED[/]"
+
+
 def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Console (imported lazily)
+    from rich.markup import escape
     from rich.table import Table
 
     base = result.baseline
@@ -43,7 +50,7 @@ def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Consol
             _fmt(r["max_diff"], ".1e"),
             _fmt(r["agreement"], ".2%"),
             *(_fmt(r.get(k), ".4f") for k, _ in scores),
-            "[green]accepted[/]" if r["accepted"] else "[red]REJECTED[/]",
+            _verdict(r),
         )
     console.print(table)
     ev = result.manifest["eval"]
@@ -52,14 +59,14 @@ def render(result, console) -> None:  # noqa: ANN001 - ExportResult, rich Consol
         f"int8 for {result.manifest['machine']['isa']}"
     )
     for r in result.rows:
-        if not r["accepted"]:
-            console.print(f"[red]rejected {r['name']}:[/] {r['reason']}")
+        if not r["accepted"] and not r.get("skipped"):  # a skipped one is told in the notes
+            console.print(f"[red]rejected {r['name']}:[/] {escape(r['reason'])}")
     for r in result.rows:
         if r["fused_nodes"] and variants.get(r["name"]).precision != "int8":
             counts = ", ".join(f"{k} {v}" for k, v in r["fused_nodes"].items())
             console.print(f"[dim]fused {r['name']}: {counts}[/]")
     for note in result.notes:
-        console.print(f"[dim]note: {note}[/]")
+        console.print(f"[dim]note: {escape(note)}[/]")
     for r in result.rows:
         for note in r["notes"]:
             if "did not fuse" in note or "meant for CUDA" in note:

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from bertdeploy import variants
 from bertdeploy.errors import require_extra
 
 
@@ -20,7 +21,7 @@ from bertdeploy.errors import require_extra
 @click.option(
     "--batch-size",
     type=int,
-    default=8,
+    default=4,  # bertdeploy.serve.options.SERVE_BATCH_SIZE (not imported: the CLI loads without the serve extra)
     show_default=True,
     help="Max rows per model call: a dynamic batch is length-sorted and cut into calls of this size (small calls "
     "waste less padding on a few dozen texts of mixed length; benchmarks/serve).",
@@ -43,6 +44,14 @@ from bertdeploy.errors import require_extra
 @click.option("--drain-timeout", type=float, default=30.0, show_default=True, help="Seconds to finish on SIGTERM.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
 @click.option("--allow-fallback", is_flag=True, help="Run on the CPU (with a warning) if the GPU does not attach.")
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", *variants.PROVIDERS]),
+    default="auto",
+    show_default=True,
+    help="CPU execution provider: auto (the variant's own), cpu (ONNX Runtime's), openvino (the OpenVINO EP plugin: "
+    'pip install "bertdeploy[openvino-ep]").',
+)
 def command(
     bundle: str,
     host: str,

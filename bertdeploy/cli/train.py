@@ -30,7 +30,32 @@ COMMON_OPTIONS = [
     click.option("--train-size", type=int, help="Stratified, seeded subset of the training split."),
     click.option("--seed", type=int),
     click.option("--from-scratch", is_flag=True, default=None, help="Random init from the model's config."),
-    click.option("--metric", help="Metric that picks the best checkpoint (default f1_macro)."),
+    click.option(
+        "--vocab-from-data",
+        is_flag=True,
+        default=None,
+        help="From scratch: a WordPiece vocabulary built from the training texts (each CJK character a token).",
+    ),
+    click.option("--vocab-size", type=int, help="Size of the --vocab-from-data vocabulary (default 8000)."),
+    click.option(
+        "--max-unk-rate", type=float, help="Refuse above this share of [UNK] training tokens (default 0.05; 1 = off)."
+    ),
+    click.option(
+        "--task",
+        type=click.Choice(["text-classification", "token-classification", "question-answering", "multiple-choice"]),
+        help="The task (default: from the data's layout: token JSONL / CoNLL files are token classification).",
+    ),
+    click.option("--doc-stride", type=int, help="Question answering: tokens shared by consecutive windows (128)."),
+    click.option(
+        "--label-all-tokens",
+        is_flag=True,
+        default=None,
+        help="Token classification: label every sub-token of a word, not its first only.",
+    ),
+    click.option(
+        "--metric",
+        help="Metric that picks the best checkpoint (default f1_macro; token classification: entity f1).",
+    ),
     click.option("--early-stopping", type=int, help="Stop after N epochs without improvement."),
     click.option(
         "--unseen-labels",
@@ -56,10 +81,12 @@ def common_options(command):
 @click.option("--model", help="HF folder, Hub id, 'minilm-l6', or a preset (bert-tiny … bert-base, distilbert-base).")
 @common_options
 def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **options) -> object:
-    """Fine-tune a BERT-family classifier with transformers' Trainer.
+    """Fine-tune a BERT-family classifier, token classifier, reader (QA) or chooser (multiple choice).
 
     \b
     bertdeploy train --model minilm-l6 --data ../shared/datasets/emotion --output runs/emotion
+    bertdeploy train --model minilm-l6 --data ../shared/datasets/snips_slots --output runs/snips-slots
+    bertdeploy train --model bert-mini --vocab-from-data --data ../shared/datasets/weibo_ner --output runs/weibo
     bertdeploy train --recipe recipes/emotion_padding.yaml --offline epochs=1 train_size=2000
     """
     require_extra("train", "bertdeploy train")

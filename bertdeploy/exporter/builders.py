@@ -73,6 +73,8 @@ class BuildContext:
     per_channel: bool = True
     int8_weights: str = "int8"
     calibration: list[str] = field(default_factory=list)
+    accepted: dict[str, Path] = field(default_factory=dict)
+    """Accepted file variants so far -> their file in the bundle (what an execution variant runs)."""
 
 
 @dataclass
@@ -108,6 +110,15 @@ def build(spec: VariantSpec, ctx: BuildContext) -> Built:
 @builder("export")
 def _base(spec: VariantSpec, ctx: BuildContext) -> Built:
     return Built(ctx.fp32_path)
+
+
+@builder("execute")
+def _execute(spec: VariantSpec, ctx: BuildContext) -> Built:
+    """An execution variant: no new file, the accepted file of :attr:`VariantSpec.runs` on another provider."""
+    path = ctx.accepted.get(spec.source)
+    if path is None:
+        raise RuntimeError(f"its file variant {spec.source} was not accepted")
+    return Built(path, record={"runs": spec.source})
 
 
 @builder("optimize")

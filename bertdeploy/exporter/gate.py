@@ -61,20 +61,26 @@ def torch_logits(model: Any, batches: Batches) -> np.ndarray:
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def onnx_logits(path: Path, batches: Batches, threads: int | None = None) -> np.ndarray:
-    """Logits of one ONNX file on the CPU provider, in a session built as the runtime builds it (the same ORT
-    graph optimizations, :class:`bertdeploy.runtime.session.SessionConfig` defaults): the gate judges the
-    graph that will be served."""
+def onnx_logits(
+    path: Path, batches: Batches, threads: int | None = None, provider: str = "cpu", hint: str | None = None
+) -> np.ndarray:
+    """Logits of one ONNX file on ``provider`` (ORT's CPU EP, or the OpenVINO EP with precision ``hint``), in a
+    session built as the runtime builds it (the same ORT graph optimizations and provider settings,
+    :class:`bertdeploy.runtime.session.SessionConfig` defaults): the gate judges the graph that will be served."""
     import onnxruntime as ort
 
-    from bertdeploy.runtime.session import SessionConfig, session_options
+    from bertdeploy.runtime.session import SessionConfig, create_session, session_options
 
     config = SessionConfig(threads=threads)
-    options = session_options(config)
-    options.log_severity_level = 3
-    session = ort.InferenceSession(
-        str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=list(config.disabled_optimizers)
-    )
+    if provider != "cpu":  # checked to have attached: a gate that ran on the CPU EP would judge the wrong engine
+        session = create_session(path, "cpu", 0, config, False, provider=provider, hint=hint)
+    else:
+        options = session_options(config)
+        options.log_severity_level = 3
+        cpu_ep = ["CPUExecutionProvider"]
+        session = ort.InferenceSession(
+            str(path), options, providers=cpu_ep, disabled_optimizers=list(config.disabled_optimizers)
+        )
     names = [i.name for i in session.get_inputs()]
     out: np.ndarray | None = None
     for feed, idx in zip(batches.feeds, batches.index, strict=True):

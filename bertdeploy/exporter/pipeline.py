@@ -27,6 +27,7 @@ from bertdeploy import variants
 from bertdeploy.errors import UserError
 from bertdeploy.exporter.config import ExportConfig
 from bertdeploy.outputs import scratch_dir
+from bertdeploy.runtime.plugins import OPENVINO_EXTRA, ORT_NAMES, installed_providers
 from bertdeploy.variants import VariantSpec
 
 
@@ -52,7 +53,7 @@ class ExportResult:
     def failed_required(self) -> list[dict[str, Any]]:
         """Rows of variants the user asked for explicitly that were rejected (→ non-zero exit in the CLI)."""
         required = set(self.manifest.get("required", []))
-        return [r for r in self.rows if not r["accepted"] and r["name"] in required]
+        return [r for r in self.rows if not r["accepted"] and not r.get("skipped") and r["name"] in required]
 
 
 @dataclass
@@ -149,6 +150,9 @@ def build_and_judge(
     """Build one variant, run it on the eval rows, judge it: (table row, built variant or None, gate record)."""
     from bertdeploy.exporter import builders, gate
 
+    if spec.provider != "cpu" and spec.provider not in installed_providers():
+        reason = f"skipped: the {spec.provider} execution provider is not installed on the export machine"
+        return _row(spec.name, reason=reason, skipped=True), None, {}
     say(f"building {spec.name}")
     start = time.perf_counter()
     try:
@@ -161,9 +165,9 @@ def build_and_judge(
     say(f"validating {spec.name}")
     info = builders.graph_info(built.path)
     try:
-        logits = gate.onnx_logits(built.path, ref.batches)
-    except Exception as e:  # noqa: BLE001 - e.g. an operator without a CPU kernel
-        reason = f"onnxruntime cannot run it: {_first_line(e)}"
+        logits = gate.onnx_logits(built.path, ref.batches, provider=spec.provider, hint=spec.hint)
+    except Exception as e:  # noqa: BLE001 - e.g. an operator without a CPU kernel, a provider that did not attach
+        reason = f"onnxruntime cannot run it on the {spec.provider} provider: {_first_line(e)}"
         return _row(spec.name, reason=reason, fused_nodes=info["fused_nodes"]), None, {}
     evaluated = time.perf_counter() - start - seconds
     par = gate.parity(ref.logits, logits, ref.parity_rows, ref.batches)
@@ -193,6 +197,8 @@ def build_and_judge(
         "fused_nodes": info["fused_nodes"],
         "parity": {**par, "reference": "pytorch", "checks": verdict.checks},
         "metrics": {m: v for m, v in metrics.items() if m != "confusion_matrix"},
+        "provider": spec.provider,
+        "hint": spec.hint,
         **built.record,
     }
     return row, built, record
@@ -238,9 +244,13 @@ def export(config: ExportConfig, progress: Callable[[str], None] | None = None) 
         for name in config.variants:
             row, built, record = build_and_judge(variants.get(name), ctx, ref, config, say)
             rows.append(row)
+            if row.get("skipped"):
+                notes.append(f"{name} {row['reason']} ({OPENVINO_EXTRA}): not gated, not in the bundle")
             if row["accepted"]:
-                record["machine"] = {"cpu": machine["cpu"], "isa": machine["isa"], "provider": machine["provider"]}
+                provider = ORT_NAMES.get(record["provider"], machine["provider"])
+                record["machine"] = {"cpu": machine["cpu"], "isa": machine["isa"], "provider": provider}
                 entries.append(write.add_variant(root, name, built.path, row, **record))
+                ctx.accepted[name] = root / variants.get(name).file
         if not entries:
             reasons = "; ".join(f"{r['name']}: {r['reason']}" for r in rows)
             raise UserError(f"no variant passed the gate, nothing written ({reasons})")

@@ -25,8 +25,8 @@ def add_variant(root: Path, name: str, path: Path, row: dict[str, Any], **record
     if name == variants.BASE:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
-    else:
-        place(path, dest)
+    elif spec.runs is None:
+        place(path, dest)  # an execution variant runs a file already in the bundle
     known = {k: record.pop(k) for k in list(record) if k in bundle_mod.Variant.__dataclass_fields__}
     entry = bundle_mod.Variant(
         name=name,

@@ -29,11 +29,14 @@ class BatchPolicy:
     """at most this many rows per batch."""
     max_tokens: int = 8192
     """token budget per batch, counted as rows x padded length (a single longer row still runs alone)."""
+    pad_multiple: int = 1
+    """pad each batch's length up to a multiple of this (capped at max_length): fewer distinct shapes for engines
+    that prepare kernels per input shape (the OpenVINO EP; :data:`bertdeploy.runtime.plugins.PAD_MULTIPLE`)."""
 
     def __post_init__(self) -> None:
         if self.padding not in PADDING_MODES:
             raise UserError(f"padding must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}")
-        for name in ("batch_size", "max_tokens"):
+        for name in ("batch_size", "max_tokens", "pad_multiple"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"{name} must be >= 1 (an integer), got {value!r}")
@@ -63,6 +66,9 @@ def plan(lengths: np.ndarray, policy: BatchPolicy, max_length: int) -> list[tupl
     else:
         order = np.arange(n)
     sizes = np.full(n, max_length, dtype=np.int64) if policy.padding == "static" else lengths[order]
+    if policy.pad_multiple > 1 and policy.padding != "static":
+        m = policy.pad_multiple
+        sizes = np.minimum(-(-sizes // m) * m, max_length)
     groups: list[tuple[np.ndarray, int]] = []
     start, cur = 0, 0
     for pos, length in enumerate(sizes.tolist()):

@@ -13,8 +13,10 @@ from bertdeploy import bundle as _bundle
 from bertdeploy.errors import UserError
 from bertdeploy.machine import usable_cpus
 from bertdeploy.runtime import session as _session
+from bertdeploy.runtime.choice import candidates
 from bertdeploy.runtime.heads import head_for
 from bertdeploy.runtime.options import LoadOptions
+from bertdeploy.runtime.plugins import PAD_MULTIPLE
 
 
 def load(
@@ -29,6 +31,7 @@ def load(
     *,
     streams: int | None = None,
     session_config: _session.SessionConfig | None = None,
+    provider: str = "auto",
 ) -> Any:
     """Load a bundle variant into an ONNX Runtime session; returns the predictor of the bundle's task (a
     :class:`~bertdeploy.runtime.classifier.Classifier` for text classification, a
@@ -49,6 +52,10 @@ def load(
             batches in parallel: steadier throughput on a busy machine, but one text then uses one core
             (benchmarks/runtime/README.md).
         session_config: fine-grained ONNX Runtime settings (its ``threads`` is ignored: see above).
+        provider: the execution provider on the CPU: "auto" (the variant's own; ``variant="auto"`` prefers a
+            variant of the OpenVINO EP in bf16 only where the plugin is installed, attaches and the CPU has
+            AMX-BF16), "cpu" (ONNX Runtime's CPU EP only) or "openvino" (``pip install "bertdeploy[openvino-ep]"``;
+            with a file variant such as "fp32", the execution variant gated on OpenVINO that runs that file).
 
     The same settings as one object: :class:`~bertdeploy.runtime.options.LoadOptions` and :func:`load_with`.
     """
@@ -62,6 +69,7 @@ def load(
         allow_fallback=allow_fallback,
         streams=streams,
         session_config=session_config,
+        provider=provider,
     )
     return load_with(bundle, options)
 
@@ -95,7 +103,10 @@ def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Any:
         built = _build(root, manifest, options, target, device_id, options.allow_fallback)
     chosen, sess, config = built
     streams = options.streams or 1
-    predictor = head(root, manifest, chosen, sess, encoder, options.policy, device_id, config.cpu_arena, streams)
+    policy = options.policy
+    if chosen.provider != "cpu":
+        policy = replace(policy, pad_multiple=max(policy.pad_multiple, PAD_MULTIPLE))
+    predictor = head(root, manifest, chosen, sess, encoder, policy, device_id, config.cpu_arena, streams)
     if _session.TENSORRT not in predictor.providers:  # TensorRT would build an engine for each probe shape
         try:
             predictor.check_limits()
@@ -114,19 +125,28 @@ def _build(
     total = options.threads or usable_cpus()
     intra = None if gpu and options.threads is None else max(1, total // streams)
     config = replace(options.session_config or _session.SessionConfig(), threads=intra)
-    if options.variant == "auto":
-        chosen = manifest.auto_variant("cuda" if gpu else "cpu")
-    else:
-        chosen = manifest.variant(options.variant)
-    path = _bundle.verify_variant(root, chosen)
-    sess = _session.create_session(
-        path,
-        target,
-        device_id,
-        config,
-        fallback,
-        precision=chosen.precision,
-        max_shape=(options.batch_size, manifest.max_length),
-        input_names=tuple(manifest.model_inputs),
-    )
-    return chosen, sess, config
+    tries, go_on = candidates(manifest, options.variant, options.provider, gpu)
+    for i, chosen in enumerate(tries):
+        path = _bundle.verify_variant(root, chosen)
+        plugin = chosen.provider != "cpu"
+        try:
+            sess = _session.create_session(
+                path,
+                target,
+                device_id,
+                config,
+                fallback and not (plugin and go_on),
+                precision=chosen.precision,
+                max_shape=(options.batch_size, manifest.max_length),
+                input_names=tuple(manifest.model_inputs),
+                provider=chosen.provider,
+                hint=chosen.hint,
+            )
+        except UserError as e:
+            if not (plugin and go_on) or i + 1 == len(tries):
+                raise
+            msg = f"variant='auto': {chosen.name} did not start ({e}); trying {tries[i + 1].name}"
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
+            continue
+        return chosen, sess, config
+    raise UserError("the bundle has no accepted variant")  # pragma: no cover - candidates() is never empty

@@ -10,6 +10,9 @@ from bertdeploy.errors import UserError, outside_stacklevel
 from bertdeploy.machine import usable_cpus
 from bertdeploy.runtime.batching import BatchPolicy
 from bertdeploy.runtime.session import SessionConfig, parse_device
+from bertdeploy.variants import PROVIDERS as _VARIANT_PROVIDERS
+
+PROVIDERS = ("auto", *_VARIANT_PROVIDERS)
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,10 @@ class LoadOptions:
     """A variant name of the manifest, or "auto" (int8 on CPU, fp16 on CUDA)."""
     device: str = "auto"
     """"auto" | "cpu" | "cuda" | "cuda:N" | "tensorrt"."""
+    provider: str = "auto"
+    """The execution provider on the CPU: "auto" (the variant's own; ``variant="auto"`` tries other providers'
+    variants only where they are installed, attach and the CPU has what they need), "cpu" (ONNX Runtime's CPU EP
+    only) or "openvino" (the OpenVINO EP plugin: a variant gated on it, or the one that runs the named file)."""
     threads: int | None = None
     """CPU threads in total (None: the cores this process may use); more than the CPUs this process may use is
     clamped to them, with a ``RuntimeWarning``."""
@@ -41,6 +48,8 @@ class LoadOptions:
         if not isinstance(self.variant, str) or not self.variant:
             raise UserError(f"variant must be a variant name or 'auto', got {self.variant!r}")
         parse_device(self.device)
+        if self.provider not in PROVIDERS:
+            raise UserError(f"unknown provider {self.provider!r}; use one of: {', '.join(PROVIDERS)}")
         limit = usable_cpus()
         for name in ("threads", "streams"):
             value = getattr(self, name)

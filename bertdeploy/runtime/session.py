@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bertdeploy.errors import UserError
+from bertdeploy.runtime import plugins
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -191,8 +192,15 @@ def create_session(
     precision: str = "fp32",
     max_shape: tuple[int, int] = (64, 512),
     input_names: tuple[str, ...] = (),
+    provider: str = "cpu",
+    hint: str | None = None,
 ) -> ort.InferenceSession:
-    """Create the session for ``device`` ("cpu" | "cuda" | "tensorrt") and check what attached."""
+    """Create the session for ``device`` ("cpu" | "cuda" | "tensorrt") and check what attached.
+
+    ``provider="openvino"`` (a CPU device only): the OpenVINO EP plugin with precision ``hint``
+    (:mod:`bertdeploy.runtime.plugins`), checked to have attached like CUDA."""
+    if provider != "cpu":
+        return _plugin_session(model_path, device, config, allow_fallback, provider, hint)
     chain = provider_chain(device, device_id, precision, max_shape, input_names)
     available = ort.get_available_providers()
     missing = [p for p, _ in chain if p not in available]
@@ -211,10 +219,39 @@ def create_session(
             disabled_optimizers=list(config.disabled_optimizers),
         )
     except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-        if type(e).__module__.startswith("onnxruntime"):
-            raise UserError(f"ONNX Runtime cannot load {model_path}: {str(e).splitlines()[0]}") from None
-        raise
+        _raise_load_error(model_path, e)
     check_providers(device, list(session.get_providers()), allow_fallback)
+    return session
+
+
+def _raise_load_error(model_path: Path, e: Exception) -> Any:
+    if type(e).__module__.startswith("onnxruntime"):
+        raise UserError(f"ONNX Runtime cannot load {model_path}: {str(e).splitlines()[0]}") from None
+    raise e
+
+
+def _plugin_session(
+    model_path: Path, device: str, config: SessionConfig, allow_fallback: bool, provider: str, hint: str | None
+) -> ort.InferenceSession:
+    """A session on a plugin execution provider (OpenVINO), ONNX Runtime's CPU EP taking what it leaves."""
+    if provider != "openvino":
+        raise UserError(f"unknown execution provider {provider!r}; use one of: {', '.join(plugins.ORT_NAMES)}")
+    if device != "cpu":
+        raise UserError(f"the OpenVINO execution provider runs on the CPU, not on device {device!r}")
+    options = session_options(config)
+    plugins.add_openvino(options, hint, config.threads)
+    try:
+        session = ort.InferenceSession(
+            str(model_path), sess_options=options, disabled_optimizers=list(config.disabled_optimizers)
+        )
+    except Exception as e:  # noqa: BLE001 - see create_session
+        _raise_load_error(model_path, e)
+    attached = list(session.get_providers())
+    if attached[:1] != [plugins.OPENVINO]:
+        msg = f"the OpenVINO execution provider did not attach (ONNX Runtime attached {attached})"
+        if not allow_fallback:
+            raise UserError(msg)
+        warnings.warn("running on ONNX Runtime's CPU EP: " + msg, RuntimeWarning, stacklevel=3)
     return session
 
 

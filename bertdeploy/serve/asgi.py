@@ -61,7 +61,7 @@ def app(
     Args:
         bundle: a folder written by ``bertdeploy export``, or a loaded head (not closed by the app).
         load: how to load the bundle (variant, device, threads, model batch size); ignored for a loaded head.
-            Default: :func:`~bertdeploy.serve.options.serving_load_options` (batch size 8, one stream per thread).
+            Default: :func:`~bertdeploy.serve.options.serving_load_options` (batch size 4, one stream per thread).
         options: limits and dynamic batching (:class:`ServeOptions`).
 
     Mount it in your own service (``Mount("/classifier", app=...)``) or run it: ``uvicorn.run(app(...))``.

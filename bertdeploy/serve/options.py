@@ -11,8 +11,9 @@ from bertdeploy.machine import usable_cpus
 from bertdeploy.runtime.options import LoadOptions
 
 #: rows per model call when serving: a dynamic batch holds a few dozen texts of mixed length; sorted and cut into
-#: calls of <= 8 rows it wastes far less compute on padding than as one call (benchmarks/serve/README.md)
-SERVE_BATCH_SIZE = 8
+#: calls of <= 4 rows it wastes far less compute on padding than as one call (benchmarks/serve/README.md: 32
+#: clients, MiniLM-L6 qint8, server CPU per text 1.74 ms with 4 rows against 1.91 with 8, median of 5 rounds)
+SERVE_BATCH_SIZE = 4
 
 
 @dataclass(frozen=True)

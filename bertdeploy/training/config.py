@@ -12,14 +12,23 @@ from typing import Any
 from bertdeploy import variants
 from bertdeploy.config import Config, read_yaml
 from bertdeploy.errors import UserError
-from bertdeploy.training.models import PRESETS
 from bertdeploy.training.vocab import DEFAULT_MAX_UNK_RATE, DEFAULT_VOCAB_SIZE
 
 PADDING = ("static", "dynamic")
 FREEZE = ("none", "embeddings", "encoder")
-METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro", "loss")
+METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro", "loss",
+           "f1", "precision", "recall", "token_accuracy")  # fmt: skip
+#: the tasks ``train`` may be asked for (None: from the data's layout); the task table refuses the others
+TASKS = (None, "text-classification", "token-classification", "question-answering", "multiple-choice")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "polynomial")
 UNSEEN_LABELS = ("error", "keep", "drop")
+#: ``distill --augment`` when not given, for a ``--student-init`` student: up to 8 copies per training text, fewer
+#: when that would pass :data:`AUGMENT_BUDGET` perturbed texts (measured: benchmarks/accuracy/distill-defaults.md —
+#: 8 copies of 1,000 snips rows and 4 of 16,000 emotion rows kept the pruned students at their teachers' accuracy)
+AUGMENT_DEFAULT = 8
+AUGMENT_BUDGET = 64_000
+#: ``distill --lr`` when not given: a ``--student-init`` student starts from its teacher's weights
+STUDENT_INIT_LR = 1e-4
 #: seeds numpy / scikit-learn accept
 MAX_SEED = 2**32 - 1
 
@@ -43,12 +52,19 @@ class TrainConfig(Config):
     from_scratch: bool = False
     """Initialise the model from its config (random weights) instead of pretrained weights."""
     vocab_from_data: bool = False
-    """From scratch only: build a WordPiece vocabulary from the training texts (CJK one character a token) and size
-    the model's embeddings to it; the run folder saves that tokenizer."""
+    """From scratch (``from_scratch`` or a preset): build a WordPiece vocabulary from the training texts (each CJK
+    character one token), size the model's embeddings to it and save it as the run's tokenizer."""
     vocab_size: int = DEFAULT_VOCAB_SIZE
     """With ``vocab_from_data``: the WordPiece vocabulary size (every character seen is kept even beyond it)."""
     max_unk_rate: float = DEFAULT_MAX_UNK_RATE
-    """Refuse to train when more than this share of the training tokens is ``[UNK]`` (1.0 = never refuse)."""
+    """Refuse to train when more than this share of the training tokens is ``[UNK]`` (1 = never refuse)."""
+    task: str | None = None
+    """``text-classification`` | ``token-classification`` (the task table's names); None: from the data's layout."""
+    doc_stride: int | None = None
+    """Question answering: tokens that consecutive windows of a long context share (default: 128, at most a
+    quarter of max_length)."""
+    label_all_tokens: bool = False
+    """Token classification: label every sub-token of a word (B- turned into I-) instead of its first only."""
     epochs: float = 3.0
     """Training epochs (fractions allowed)."""
     batch_size: int = 32
@@ -113,7 +129,7 @@ class TrainConfig(Config):
 
     def __post_init__(self) -> None:
         choices = (("padding", PADDING), ("freeze", FREEZE), ("metric", METRICS), ("scheduler", SCHEDULERS),
-                   ("unseen_labels", UNSEEN_LABELS))  # fmt: skip
+                   ("unseen_labels", UNSEEN_LABELS), ("task", TASKS))  # fmt: skip
         for key, allowed in choices:
             if getattr(self, key) not in allowed:
                 raise UserError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
@@ -162,6 +178,8 @@ class TrainConfig(Config):
             raise UserError(f"max_unk_rate must be in [0, 1], got {self.max_unk_rate}")
         if not self.vocab_from_data:
             return
+        from bertdeploy.training.models import PRESETS
+
         if not self.from_scratch and self.model not in PRESETS:
             raise UserError("--vocab-from-data builds a new vocabulary, so it needs --from-scratch (or a preset model)")
         if self.tokenizer:
@@ -199,12 +217,20 @@ class DistillConfig(TrainConfig):
     """Weight of a TinyBERT-style hidden-state loss (MSE of the projected student layers on the teacher's; 0 = off)."""
     hidden_teacher: str | None = None
     """Run folder of the PyTorch teacher for ``hidden_loss`` (default: ``teacher`` when it is a run folder)."""
+    augment: int | None = None
+    """Perturbed copies of each training text added to the transfer set (masking, word swaps, n-gram windows; Tang
+    et al. 2019), labelled by the teacher only; ``None``: with ``student_init`` 8, fewer above 8,000 training texts
+    (at most 64,000 perturbed texts, at least 1 copy), else 0."""
+    lr: float | None = None  # type: ignore[assignment]
+    """Peak learning rate; ``None``: 1e-4 with ``student_init`` (measured), else 5e-5 as ``train``."""
 
     def inputs(self) -> list[str | None]:
         """Train's inputs plus the teacher, the pruning source, the hidden-state teacher and the unlabelled texts."""
         return [*super().inputs(), self.teacher, self.student_init, self.hidden_teacher, self.unlabelled]
 
     def __post_init__(self) -> None:
+        if self.lr is None:
+            self.lr = STUDENT_INIT_LR if self.student_init else 5e-5
         super().__post_init__()
         if not self.temperature > 0 or not math.isfinite(self.temperature):
             raise UserError(f"temperature must be > 0, got {self.temperature}")
@@ -220,6 +246,16 @@ class DistillConfig(TrainConfig):
             raise UserError(f"teacher_batch_size must be >= 1, got {self.teacher_batch_size}")
         if not self.hidden_loss >= 0 or not math.isfinite(self.hidden_loss):
             raise UserError(f"hidden_loss must be >= 0, got {self.hidden_loss}")
+        if self.augment is not None and not 0 <= self.augment <= 64:
+            raise UserError(f"augment must be in [0, 64] copies per training text, got {self.augment}")
+
+    def copies(self, train_texts: int) -> int:
+        """The ``augment`` in effect for ``train_texts`` training texts (its default depends on ``student_init``)."""
+        if self.augment is not None:
+            return self.augment
+        if not self.student_init:
+            return 0
+        return max(1, min(AUGMENT_DEFAULT, AUGMENT_BUDGET // max(train_texts, 1)))
 
 
 #: what a recipe's ``command`` key (default ``train``) runs, and the config its cells are

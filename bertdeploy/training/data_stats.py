@@ -27,6 +27,9 @@ class DataStats:
     """max_length covering 95 % / 99 % of training rows (``p95`` / ``p99``)."""
     padding_waste: dict[str, float]
     """Share of padded positions that are padding: static to p95/p99/128 length versus dynamic batches."""
+    unk_rate: float = 0.0
+    """Share of the training tokens (no special tokens) that are the tokenizer's ``[UNK]``: ``train`` refuses
+    above ``--max-unk-rate`` (0.05)."""
     plot: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -63,6 +66,7 @@ def data_stats(
 ) -> DataStats:
     """Compute :class:`DataStats` for a dataset with ``model``'s tokenizer; write the histogram to ``plot``."""
     from bertdeploy.training.models import load_tokenizer, resolve
+    from bertdeploy.training.vocab import sample, unk_rate
 
     loaded = load_data(DataSpec(data, text_column, label_column, val_ratio=0.1, unseen_labels="keep"))
     ms = resolve(model)
@@ -71,6 +75,7 @@ def data_stats(
     texts = loaded.splits[split]["text"]
     lengths = [len(ids) for ids in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
     pct = {f"p{p}": int(np.percentile(lengths, p)) for p in PERCENTILES}
+    unk = unk_rate(tok, sample(texts))
     cover = {"p95": int(np.ceil(np.percentile(lengths, 95))), "p99": int(np.ceil(np.percentile(lengths, 99)))}
     waste = {f"static_{k}_{v}": padding_waste(lengths, v, batch_size) for k, v in {**cover, "fixed": 128}.items()}
     waste[f"dynamic_batch{batch_size}"] = padding_waste(lengths, None, batch_size)
@@ -87,6 +92,7 @@ def data_stats(
         mean_length=float(np.mean(lengths)),
         cover=cover,
         padding_waste=waste,
+        unk_rate=round(unk, 5),
         notes=[f"token lengths of the {split} split with the {model} tokenizer (incl. [CLS]/[SEP])", *loaded.notes],
     )
     if plot:

@@ -25,10 +25,11 @@ import numpy as np
 
 from bertdeploy.data import LoadedData
 from bertdeploy.errors import UserError
-from bertdeploy.training import hidden, prune
+from bertdeploy.training import augment, hidden, prune
 from bertdeploy.training.config import DistillConfig
+from bertdeploy.training.task_setup import tokenize
 from bertdeploy.training.teacher import Teacher, caches_kept, label_order, resolve_teacher, teacher_logits
-from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare, tokenize
+from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare
 
 #: the training-set column holding the teacher's logits
 SOFT = "teacher_logits"
@@ -210,14 +211,28 @@ def _score(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: 
     ev = prep.data.eval_split
     texts = [*splits["train"]["text"], *unlabelled, *splits[ev]["text"]]
     logits, cache = teacher_logits(teacher, texts, prep.work, config.teacher_batch_size)
+    extra, extra_logits, augmented = _augmented(config, teacher, prep)
+    soft = np.concatenate([logits[: len(texts) - len(splits[ev]["text"])], extra_logits])[:, order]
     logits = logits[:, order]
-    prep.datasets["train"] = _transfer_set(config, prep, unlabelled, logits)
+    prep.datasets["train"] = _transfer_set(config, prep, [*unlabelled, *extra], soft)
     eval_logits = logits[len(texts) - len(splits[ev]["text"]) :]
     scores = classification_metrics(splits[ev]["label"], eval_logits.argmax(-1), prep.data.labels)
     agree = float(np.mean(logits[: len(splits["train"]["text"])].argmax(-1) == np.asarray(splits["train"]["label"])))
     return {**teacher.describe(), "cache": cache, "scored_texts": len(texts), "unlabelled_texts": len(unlabelled),
-            "train_agreement": round(agree, 4), "eval_split": ev,
+            "train_agreement": round(agree, 4), "eval_split": ev, "augment": augmented,
             "eval": {k: v for k, v in scores.items() if isinstance(v, float)}}  # fmt: skip
+
+
+def _augmented(config: DistillConfig, teacher: Teacher, prep: Prepared) -> tuple[list[str], np.ndarray, Any]:
+    """The ``--augment`` copies of the training texts, their teacher logits (the teacher's label order), and what
+    was done (None without augmentation)."""
+    train = list(prep.data.splits["train"]["text"])
+    copies = config.copies(len(train))
+    if copies == 0 or config.alpha == 0:  # hard labels only: texts without a label would carry no loss
+        return [], np.zeros((0, len(teacher.labels)), dtype=np.float32), None
+    mask = getattr(prep.tokenizer, "mask_token", None) or augment.Perturbation.mask
+    p = augment.Perturbation(mask=mask)
+    return augment.transfer_logits(teacher, train, copies, config.seed, config.teacher_batch_size, p)
 
 
 def _hidden_teacher(config: DistillConfig, teacher: Teacher) -> str | None:
@@ -252,12 +267,22 @@ def _student_init(config: DistillConfig, prep: Prepared) -> dict[str, Any] | Non
     return info
 
 
+def _check_task(config: DistillConfig) -> None:
+    """The data's task must be one ``distill`` supports (one line before the teacher is even looked at)."""
+    from bertdeploy.data import DataSpec, resolve_task
+    from bertdeploy.training import task_setup
+
+    if config.data:
+        task_setup.get(resolve_task(DataSpec(config.data, task=config.task)), "distill")
+
+
 def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> DistillResult:
     """Train ``config.model`` (the student) on ``config.teacher``'s soft labels; write the run folder."""
     from bertdeploy.training.callbacks import EpochRecorder
 
     if not isinstance(config, DistillConfig):
         raise UserError("distill() takes a DistillConfig")
+    _check_task(config)
     teacher = resolve_teacher(config.teacher, config.teacher_variant)
     unlabelled = read_unlabelled(config.unlabelled, config.text_column) if config.unlabelled else []
     if config.alpha == 0:
@@ -265,7 +290,7 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     hidden_spec = _hidden_teacher(config, teacher)
     if config.student_init:
         prune.check_source(config.student_init)
-    prep = prepare(config)
+    prep = prepare(config, stage="distill")
     label_order(teacher.labels, prep.data.labels)  # a different label set fails before any work
     truncate_layers(prep.model, config.student_layers)
     embeddings = init_embeddings(prep.model, config.student_embeddings)

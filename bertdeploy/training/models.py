@@ -128,30 +128,42 @@ def load_tokenizer(spec: str | None, fallback: ModelSpec | None = None):
 
 
 def load_classifier(
-    spec: str, labels: list[str], from_scratch: bool = False, tokenizer: str | None = None, seed: int = 42
+    spec: str,
+    labels: list[str],
+    from_scratch: bool = False,
+    tokenizer: Any = None,
+    seed: int = 42,
+    auto_model: str = "AutoModelForSequenceClassification",
 ):
-    """(model, tokenizer, info) for sequence classification with ``labels`` (head initialised when missing)."""
+    """(model, tokenizer, info) for ``auto_model`` (the task table's class: sequence classification by default)
+    with ``labels`` (head initialised when missing). ``tokenizer``: a spec, or a built tokenizer (a vocabulary from
+    the data) whose size a from-scratch model's embeddings take."""
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    import transformers
+    from transformers import AutoConfig
+
+    auto_class = getattr(transformers, auto_model)
 
     ms = resolve(spec)
     id2label = dict(enumerate(labels))
     label2id = {name: i for i, name in enumerate(labels)}
-    tok = load_tokenizer(tokenizer, ms)
+    built = tokenizer is not None and not isinstance(tokenizer, str)
+    tok = tokenizer if built else load_tokenizer(tokenizer, ms)
     torch.manual_seed(seed)
     info: dict[str, Any] = {"spec": spec, "kind": ms.kind, "location": ms.location, "pretrained": False}
     if ms.kind == "preset":
         config = preset_config(spec, len(labels), id2label, vocab_size=len(tok))
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = auto_class.from_config(config)
         return model, tok, info
     try:
+        sized = {"vocab_size": len(tok)} if built and from_scratch else {}
         config = AutoConfig.from_pretrained(
-            ms.location, num_labels=len(labels), id2label=id2label, label2id=label2id, **_hub_kwargs(ms)
+            ms.location, num_labels=len(labels), id2label=id2label, label2id=label2id, **sized, **_hub_kwargs(ms)
         )
         if from_scratch:
-            model = AutoModelForSequenceClassification.from_config(config)
+            model = auto_class.from_config(config)
         else:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model = auto_class.from_pretrained(
                 ms.location, config=config, ignore_mismatched_sizes=True, use_safetensors=True, **_hub_kwargs(ms)
             )
             info["pretrained"] = True

@@ -149,6 +149,16 @@ def caches_kept(folder: Path) -> Iterator[None]:
                 tmp.write_bytes(data)
 
 
+def score(teacher: Teacher, texts: list[str], batch_size: int = 64) -> np.ndarray:
+    """The teacher's logits on ``texts`` (its own label order), uncached: the ONNX runtime for a bundle, PyTorch
+    for a run folder."""
+    scorer = _score_bundle if teacher.kind == "bundle" else _score_run
+    logits = np.ascontiguousarray(scorer(teacher, texts, batch_size), dtype=np.float32)
+    if not np.isfinite(logits).all():
+        raise UserError(f"the teacher {teacher.path} produced non-finite logits")
+    return logits
+
+
 def teacher_logits(teacher: Teacher, texts: list[str], cache_dir: Path, batch_size: int = 64) -> tuple[np.ndarray, str]:
     """The teacher's logits on ``texts`` (its own label order) and ``"hit"`` / ``"computed"``; cached in
     ``cache_dir`` so that a resumed or restarted run does not score again."""
@@ -157,10 +167,7 @@ def teacher_logits(teacher: Teacher, texts: list[str], cache_dir: Path, batch_si
         cached = np.load(path, allow_pickle=False)
         if cached.shape == (len(texts), len(teacher.labels)):
             return cached, "hit"
-    score = _score_bundle if teacher.kind == "bundle" else _score_run
-    logits = np.ascontiguousarray(score(teacher, texts, batch_size), dtype=np.float32)
-    if not np.isfinite(logits).all():
-        raise UserError(f"the teacher {teacher.path} produced non-finite logits")
+    logits = score(teacher, texts, batch_size)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _bundle.atomic_file(path) as tmp, open(tmp, "wb") as f:
         np.save(f, logits, allow_pickle=False)

@@ -23,7 +23,7 @@ from bertdeploy.data import DataSpec, LoadedData, check_trainable, load_data
 from bertdeploy.errors import UserError
 from bertdeploy.machine import versions
 from bertdeploy.outputs import check_inputs, disk_errors
-from bertdeploy.training import checkpoints
+from bertdeploy.training import checkpoints, vocab
 from bertdeploy.training.config import TrainConfig
 
 
@@ -36,23 +36,14 @@ class TrainResult:
     speed: dict[str, Any]
     labels: list[str]
     notes: list[str] = field(default_factory=list)
-
-
-def tokenize(data: LoadedData, tokenizer, max_length: int, padding: str):
-    """Tokenized ``DatasetDict`` (columns input_ids, attention_mask, [token_type_ids], label)."""
-    pad = "max_length" if padding == "static" else False
-
-    def encode(batch):
-        return tokenizer(batch["text"], truncation=True, max_length=max_length, padding=pad)
-
-    return data.to_datasets().map(encode, batched=True, remove_columns=["text"], desc="tokenize")
+    task: str = "text-classification"
 
 
 def _is_rank0() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _training_args(config: TrainConfig, work: Path):
+def _training_args(config: TrainConfig, work: Path, metric: str):
     import importlib.util
 
     import torch
@@ -80,8 +71,8 @@ def _training_args(config: TrainConfig, work: Path):
         save_strategy="epoch",
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model=config.metric,
-        greater_is_better=config.metric != "loss",
+        metric_for_best_model=metric,
+        greater_is_better=metric != "loss",
         logging_strategy="steps",
         logging_steps=config.logging_steps,
         logging_dir=str(work / "logs"),
@@ -114,10 +105,18 @@ class Prepared:
     datasets: Any
     incomplete: list[str] = field(default_factory=list)
     """Checkpoints of the work folder a kill left half-written (removed before training)."""
+    task: str = "text-classification"
+    """The task being trained (:mod:`bertdeploy.tasks`)."""
+    metric: str = "f1_macro"
+    """The metric that picks the best checkpoint (``--metric`` read for the task)."""
 
 
-def prepare(config: TrainConfig) -> Prepared:
-    """Every check that can fail on the user's input, then data, model, tokenizer and tokenized splits."""
+def prepare(config: TrainConfig, stage: str = "train") -> Prepared:
+    """Every check that can fail on the user's input, then data, model, tokenizer and tokenized splits
+    (``stage``: ``train`` | ``distill``, for the task table's check)."""
+    from bertdeploy import tasks
+    from bertdeploy.data import resolve_task
+    from bertdeploy.training import task_setup
     from bertdeploy.training.models import check_hub, freeze, load_classifier
 
     if not config.output:
@@ -135,28 +134,45 @@ def prepare(config: TrainConfig) -> Prepared:
         raise UserError("a dataset is required (--data)")
     check_hub(config.model, config.tokenizer)
     spec = DataSpec(config.data, config.text_column, config.label_column, config.val_ratio, config.test_ratio,
-                    config.train_size, config.seed, config.unseen_labels)  # fmt: skip
+                    config.train_size, config.seed, config.unseen_labels, config.task)  # fmt: skip
+    task = resolve_task(spec)
+    setup = task_setup.get(task, stage)
+    metric = task_setup.best_metric(task, config.metric)
     data = load_data(spec)
     check_trainable(data, config.unseen_labels)
-    model, tok, info = load_classifier(config.model, data.labels, config.from_scratch, config.tokenizer, config.seed)
+    head = data.labels or ["LABEL_0", "LABEL_1"]  # QA: two outputs (start, end); multiple choice: one score a choice
+    texts = vocab.sample(vocab.texts_of(data.splits["train"]), seed=config.seed)
+    built = (
+        vocab.build_vocab_tokenizer(vocab.texts_of(data.splits["train"]), config.vocab_size)
+        if config.vocab_from_data
+        else None
+    )
+    model, tok, info = load_classifier(config.model, head, config.from_scratch, built or config.tokenizer, config.seed,
+                                       auto_model=tasks.get(task).auto_model)  # fmt: skip
+    info["unk_rate"] = round(vocab.unk_rate(tok, texts), 5)
+    if built is not None:
+        info["vocab"] = {"from_data": True, "size": len(tok)}
+    vocab.check_unk(info["unk_rate"], config.max_unk_rate, config.tokenizer or config.model)
     trainable = freeze(model, config.freeze)
-    ds = tokenize(data, tok, config.max_length, config.padding)
-    return Prepared(out, work, last, data, model, tok, info, trainable, ds, incomplete)
+    ds = setup.encode(data, tok, config.max_length, config.padding, config)
+    return Prepared(out, work, last, data, model, tok, info, trainable, ds, incomplete, task, metric)
 
 
 def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trainer_class: Any = None) -> Any:
     """A transformers ``Trainer`` (or ``trainer_class``) over the prepared splits, with our progress callbacks."""
-    import numpy as np
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers import EarlyStoppingCallback, Trainer
     from transformers.trainer_callback import ProgressCallback
 
-    from bertdeploy.metrics import classification_metrics, summary
+    from bertdeploy.metrics import summary
+    from bertdeploy.training import task_setup
     from bertdeploy.training.callbacks import QuietProgress
 
-    labels = prep.data.labels
+    setup = task_setup.get(prep.task)
+
+    scorer = setup.scorer(prep.data, prep.datasets, "validation")
 
     def compute_metrics(pred) -> dict[str, float]:
-        return summary(classification_metrics(pred.label_ids, np.argmax(pred.predictions, -1), labels))
+        return summary(scorer(pred.predictions, pred.label_ids))
 
     if config.early_stopping:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=config.early_stopping)]
@@ -166,11 +182,11 @@ def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trai
         checkpoints.claim(prep.work, prep.incomplete)
     trainer = (trainer_class or Trainer)(
         model=prep.model,
-        args=_training_args(config, prep.work),
+        args=_training_args(config, prep.work, prep.metric),
         train_dataset=prep.datasets["train"],
         eval_dataset=prep.datasets["validation"],
         processing_class=prep.tokenizer,
-        data_collator=DataCollatorWithPadding(prep.tokenizer),
+        data_collator=setup.collator(prep.tokenizer),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
@@ -181,9 +197,7 @@ def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trai
 
 def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra: dict[str, Any] | None = None):
     """Train (resuming when asked), score the eval split, write the run folder on rank 0; the result."""
-    import numpy as np
-
-    from bertdeploy.metrics import classification_metrics
+    from bertdeploy.training import task_setup
 
     t0 = time.perf_counter()
     with disk_errors(f"checkpoints to {prep.work}", probe=prep.work):
@@ -191,7 +205,7 @@ def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra:
     wall = time.perf_counter() - t0
     eval_split = prep.data.eval_split
     pred = trainer.predict(prep.datasets[eval_split], metric_key_prefix="final")
-    final = classification_metrics(pred.label_ids, np.argmax(pred.predictions, -1), prep.data.labels)
+    final = task_setup.get(prep.task).scorer(prep.data, prep.datasets, eval_split)(pred.predictions, pred.label_ids)
     speed = {
         "train_wall_time_s": round(wall, 2),
         "train_samples_per_second": train_out.metrics.get("train_samples_per_second"),
@@ -203,7 +217,8 @@ def fit(config: TrainConfig, prep: Prepared, trainer: Any, recorder: Any, extra:
         "train_rows": len(prep.datasets["train"]),
         "resumed_from": Path(prep.last_checkpoint).name if config.resume else None,  # speed: the resumed part only
     }
-    result = TrainResult(prep.out, recorder.history, final, eval_split, speed, prep.data.labels, prep.data.notes)
+    result = TrainResult(prep.out, recorder.history, final, eval_split, speed, prep.data.labels, prep.data.notes,
+                         task=prep.task)  # fmt: skip
     if trainer.is_world_process_zero():
         _write_run(result, trainer, config, prep, extra or {})
     return result
@@ -228,7 +243,14 @@ def _write_run(result: TrainResult, trainer: Any, config: TrainConfig, prep: Pre
         "output": str(result.output.resolve()),  # where the run lives after the final rename
         "data": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
     }
-    train_config = {**resolved, "labels": data.labels, "model_info": prep.model_info, "versions": versions()}
+    train_config = {
+        **resolved,
+        "task": prep.task,
+        "metric": prep.metric,
+        "labels": data.labels,
+        "model_info": prep.model_info,
+        "versions": versions(),
+    }
     with atomic_dir(result.output, overwrite=config.overwrite, kind="run", inputs=config.inputs()) as tmp:
         trainer.save_model(str(tmp))
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: the run folder ships none
@@ -242,7 +264,7 @@ def _write_run(result: TrainResult, trainer: Any, config: TrainConfig, prep: Pre
             "best_metric": trainer.state.best_metric,
             "data": {
                 "source": data.source,
-                "rows": {k: len(v["label"]) for k, v in data.splits.items()},
+                "rows": {k: data.rows(k) for k in data.splits},
                 "notes": data.notes,
             },
         }

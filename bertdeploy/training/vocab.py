@@ -33,6 +33,7 @@ def build_vocab_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##", show_progress=False
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    tok.model = models.WordPiece(_canonical(tok.get_vocab()), unk_token="[UNK]", continuing_subword_prefix="##")
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
@@ -46,7 +47,16 @@ def build_vocab_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_
         cls_token="[CLS]",
         sep_token="[SEP]",
         mask_token="[MASK]",
+        model_max_length=512,
     )
+
+
+def _canonical(vocab: dict[str, int]) -> dict[str, int]:
+    """The trained tokens in a fixed order (specials, then words, then ``##`` pieces, each by length and text): the
+    trainer numbers them in hash order, so the same texts would give other ids from run to run. (Where merges tie
+    on tiny corpora, the trainer may also keep other tokens; on real data sets the set was stable.)"""
+    rest = sorted(set(vocab) - set(SPECIAL_TOKENS), key=lambda t: (t.startswith("##"), len(t), t))
+    return {t: i for i, t in enumerate([*SPECIAL_TOKENS, *rest])}
 
 
 def unk_rate(tokenizer: Any, texts: Sequence[str]) -> float:
@@ -68,10 +78,25 @@ def unk_rate(tokenizer: Any, texts: Sequence[str]) -> float:
 
 
 def texts_of(split: dict[str, list[Any]]) -> list[str]:
-    """The texts of one loaded split: its ``text`` column, or its ``tokens`` joined by spaces (token data)."""
+    """The texts of one loaded split, whatever its task: ``text``; ``tokens`` joined by spaces; questions with their
+    contexts (each distinct context once) or their choices."""
     if "text" in split:
         return list(split["text"])
-    return [" ".join(words) for words in split.get("tokens", [])]
+    if "tokens" in split:
+        return [" ".join(words) for words in split["tokens"]]
+    texts = list(split.get("question", []))
+    texts += list(dict.fromkeys(split.get("context", [])))
+    texts += list(dict.fromkeys(c for choices in split.get("choices", []) for c in choices))
+    return texts
+
+
+def sample(texts: Sequence[str], n: int = 5000, seed: int = 0) -> list[str]:
+    """At most ``n`` of ``texts`` (a seeded sample; all of them when there are fewer)."""
+    import random
+
+    if len(texts) <= n:
+        return list(texts)
+    return random.Random(seed).sample(list(texts), n)
 
 
 def check_unk(rate: float, limit: float, model: str) -> None:
@@ -79,6 +104,6 @@ def check_unk(rate: float, limit: float, model: str) -> None:
     if rate > limit:
         raise UserError(
             f"{rate:.1%} of the training tokens are [UNK] with the {model} tokenizer (limit {limit:.0%}): its "
-            "vocabulary does not cover this data; use --from-scratch --vocab-from-data, or --max-unk-rate 1.0 "
-            "to train anyway"
+            "vocabulary does not cover this data; use --from-scratch --vocab-from-data (a vocabulary built from the "
+            "training texts), or --max-unk-rate 1 to train anyway"
         )

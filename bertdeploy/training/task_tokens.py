@@ -1,0 +1,77 @@
+"""Token classification in training: words → sub-tokens with each word's tag on its first sub-token (``-100``
+elsewhere, or on every sub-token with ``label_all_tokens``), and entity-level scores with seqeval on the words.
+
+Evaluation splits are always labelled on first sub-tokens only, so validation and test scores count each word
+once whatever ``label_all_tokens`` says (as the runtime's word-level aggregation does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: the label id transformers' losses ignore
+IGNORE = -100
+
+
+def align(word_ids: list[int | None], tags: list[int], label_all: bool, inside: dict[int, int]) -> list[int]:
+    """Per-token labels of one encoded sentence: a word's tag on its first sub-token; its other sub-tokens get
+    ``IGNORE`` or, with ``label_all``, the tag again (a ``B-`` tag turned into its ``I-`` tag via ``inside``)."""
+    out, prev = [], None
+    for w in word_ids:
+        if w is None:
+            out.append(IGNORE)
+        elif w != prev:
+            out.append(tags[w])
+        else:
+            out.append(inside.get(tags[w], tags[w]) if label_all else IGNORE)
+        prev = w
+    return out
+
+
+def inside_ids(labels: list[str]) -> dict[int, int]:
+    """``B-X`` id -> ``I-X`` id, for the tags that have both."""
+    index = {name: i for i, name in enumerate(labels)}
+    return {i: index[f"I-{n[2:]}"] for i, n in enumerate(labels) if n.startswith("B-") and f"I-{n[2:]}" in index}
+
+
+def encode(data: Any, tokenizer: Any, max_length: int, padding: str, label_all_tokens: bool = False):
+    """Tokenized ``DatasetDict`` (input_ids, attention_mask, [token_type_ids], labels) of token data."""
+    pad = "max_length" if padding == "static" else False
+    inside = inside_ids(data.labels)
+
+    def encoder(label_all: bool):
+        def run(batch):
+            enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length,
+                            padding=pad)  # fmt: skip
+            enc["labels"] = [align(enc.word_ids(i), tags, label_all, inside) for i, tags in enumerate(batch["tags"])]
+            return enc
+
+        return run
+
+    ds = data.to_datasets()
+    return type(ds)(
+        {
+            name: split.map(
+                encoder(label_all_tokens and name == "train"),
+                batched=True,
+                remove_columns=["tokens", "tags"],
+                desc=f"tokenize {name}",
+            )  # fmt: skip
+            for name, split in ds.items()
+        }
+    )
+
+
+def scores(predictions: Any, label_ids: Any, labels: list[str]) -> dict[str, Any]:
+    """seqeval entity P/R/F1 (micro and per type) and token accuracy over the labelled positions (one a word)."""
+    import numpy as np
+
+    from bertdeploy.metrics import entity_metrics
+
+    pred = np.argmax(predictions, -1) if predictions.ndim == 3 else predictions
+    gold_tags, pred_tags = [], []
+    for p_row, g_row in zip(pred, label_ids):
+        keep = g_row != IGNORE
+        gold_tags.append([labels[int(t)] for t in g_row[keep]])
+        pred_tags.append([labels[int(t)] for t in p_row[keep]])
+    return entity_metrics(gold_tags, pred_tags)

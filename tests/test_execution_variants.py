@@ -1,0 +1,260 @@
+"""Execution variants (issue 24): a variant is a file x an execution provider x a precision hint.
+
+The table entries, ``variant="auto"``'s choice with the OpenVINO EP plugin present / absent and the CPU flags
+mocked, the export's skip-with-a-note where the plugin is missing, and the loader going on to the next variant when
+a provider does not attach run everywhere. ``TestOpenVINO`` runs the real plugin on a tiny model: it skips where
+``onnxruntime-ep-openvino`` is not installed, and the CI job that installs it (.ci/openvino_peers.sh) fails if it
+skips there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bertdeploy import bundle, variants
+from bertdeploy.errors import UserError
+from bertdeploy.machine import Cpu
+from bertdeploy.runtime import choice, plugins
+
+AMX = frozenset({"avx512f", "avx512_vnni", "amx_bf16", "amx_int8"})
+NO_AMX = frozenset({"avx2", "fma"})  # the AMD EPYC kind of CI machine
+
+
+def test_execution_variants_in_the_table():
+    spec = variants.get("fp32_ov_bf16")
+    assert (spec.provider, spec.hint, spec.runs, spec.source) == ("openvino", "bf16", "fp32", "fp32")
+    assert spec.file == variants.get("fp32").file  # no file of its own
+    assert spec.cpu_flags == ("amx_bf16",)
+    assert not variants.float_reference("fp32_ov_bf16") and variants.float_reference("fp32")
+    for name in variants.execution_variants():
+        ex = variants.get(name)
+        assert ex.build == "execute" and ex.file == variants.get(ex.runs).file and ex.provider != "cpu"
+    assert variants.execution_variants("openvino") == ["fp32_ov_bf16", "qint8_static_ov"]
+    # asking for an execution variant builds its file variant first
+    assert variants.canonical(["qint8_static_ov"]) == ["fp32", "qint8_static", "qint8_static_ov"]
+    with pytest.raises(ValueError, match="provider"):
+        variants.VariantSpec("x", "onnx/x.onnx", "fp32", "execute", provider="tpu")
+
+
+@pytest.mark.parametrize(
+    ("providers", "flags", "first"),
+    [
+        (("cpu",), AMX, "qint8"),  # plugin absent
+        (("cpu", "openvino"), NO_AMX, "qint8"),  # plugin present, no AMX-BF16: nothing changes
+        (("cpu", "openvino"), AMX, "fp32_ov_bf16"),
+    ],
+)
+def test_auto_candidates(providers, flags, first):
+    order = variants.auto_candidates("cpu", providers, flags)
+    assert order[0] == first
+    assert order[-1] == "fp32"
+    assert "fp32_ov_bf16" not in variants.auto_candidates("cuda", providers, flags)
+
+
+def _manifest(names: list[str]) -> bundle.Manifest:
+    entries = []
+    for name in names:
+        spec = variants.get(name)
+        entries.append(bundle.Variant(name, spec.file, "0" * 64, 1, spec.precision, provider=spec.provider,
+                                      hint=spec.hint))  # fmt: skip
+    return bundle.Manifest(labels=["a", "b"], max_length=16, variants=entries)
+
+
+def _machine(monkeypatch, providers: tuple[str, ...], flags: frozenset[str]) -> None:
+    monkeypatch.setattr(choice, "installed_providers", lambda: providers)
+    monkeypatch.setattr(choice, "cpu", lambda: Cpu("test cpu", flags))
+
+
+@pytest.mark.parametrize(
+    ("providers", "flags", "expected"),
+    [
+        (("cpu",), AMX, ["qint8", "fp32"]),
+        (("cpu", "openvino"), NO_AMX, ["qint8", "fp32"]),
+        (("cpu", "openvino"), AMX, ["fp32_ov_bf16", "qint8", "fp32"]),
+    ],
+)
+def test_load_auto_choice(monkeypatch, providers, flags, expected):
+    _machine(monkeypatch, providers, flags)
+    manifest = _manifest(["fp32", "qint8", "fp32_ov_bf16"])
+    tries, go_on = choice.candidates(manifest, "auto", "auto", gpu=False)
+    assert [v.name for v in tries] == expected and go_on
+    # provider="cpu" never leaves ORT's CPU EP; the GPU path never takes a plugin variant
+    assert [v.name for v in choice.candidates(manifest, "auto", "cpu", gpu=False)[0]] == ["qint8"]
+    assert choice.candidates(manifest, "auto", "auto", gpu=True)[0][0].provider == "cpu"
+    # a bundle exported without the plugin: auto is what it was
+    assert choice.candidates(_manifest(["fp32", "qint8"]), "auto", "auto", gpu=False)[0][0].name == "qint8"
+
+
+def test_explicit_provider_choice(monkeypatch):
+    _machine(monkeypatch, ("cpu",), NO_AMX)
+    manifest = _manifest(["fp32", "qint8", "fp32_ov_bf16"])
+    assert choice.candidates(manifest, "fp32", "openvino", False)[0][0].name == "fp32_ov_bf16"
+    assert choice.candidates(manifest, "auto", "openvino", False)[0][0].name == "fp32_ov_bf16"
+    assert choice.candidates(manifest, "fp32_ov_bf16", "auto", False) == ([manifest.variant("fp32_ov_bf16")], False)
+    with pytest.raises(UserError, match="no variant of the bundle runs 'qint8' on the openvino provider"):
+        choice.candidates(manifest, "qint8", "openvino", False)
+    with pytest.raises(UserError, match="load variant 'fp32'"):
+        choice.candidates(manifest, "fp32_ov_bf16", "cpu", False)
+    with pytest.raises(UserError, match="no variant of the bundle was gated on the openvino provider"):
+        choice.candidates(_manifest(["fp32"]), "auto", "openvino", False)
+    with pytest.raises(UserError, match="device='cpu'"):
+        choice.candidates(manifest, "auto", "openvino", True)
+
+
+def test_load_options_validate_provider():
+    from bertdeploy.runtime import LoadOptions
+
+    assert LoadOptions(provider="openvino").provider == "openvino"
+    with pytest.raises(UserError, match="unknown provider 'tpu'"):
+        LoadOptions(provider="tpu")
+
+
+def test_pad_multiple_rounds_batch_lengths():
+    import numpy as np
+
+    from bertdeploy.runtime.batching import BatchPolicy, plan
+
+    lengths = np.array([3, 9, 10, 17, 28, 30])
+    groups = plan(lengths, BatchPolicy(batch_size=2, max_tokens=10_000, pad_multiple=8), max_length=30)
+    assert [padded for _, padded in groups] == [16, 24, 30]  # multiples of 8, capped at max_length
+    assert sorted(np.concatenate([idx for idx, _ in groups]).tolist()) == list(range(6))
+    plain = plan(lengths, BatchPolicy(batch_size=2, max_tokens=10_000), max_length=30)
+    assert [padded for _, padded in plain] == [9, 17, 30]
+    # the token budget counts the rounded lengths
+    tight = plan(np.array([9, 9]), BatchPolicy(max_tokens=20, pad_multiple=8), max_length=64)
+    assert [(len(idx), padded) for idx, padded in tight] == [(1, 16), (1, 16)]
+    with pytest.raises(UserError, match="pad_multiple"):
+        BatchPolicy(pad_multiple=0)
+
+
+def _with_ov_entry(src: Path, dest: Path) -> Path:
+    """A copy of a bundle whose manifest also lists fp32_ov_bf16 (as an export with the plugin would)."""
+    shutil.copytree(src, dest)
+    path = dest / bundle.MANIFEST_NAME
+    raw = json.loads(path.read_text())
+    fp32 = next(v for v in raw["variants"] if v["name"] == "fp32")
+    raw["variants"].append({**fp32, "name": "fp32_ov_bf16", "provider": "openvino", "hint": "bf16", "runs": "fp32"})
+    path.write_text(json.dumps(raw))
+    return dest
+
+
+def test_auto_goes_on_when_the_provider_does_not_attach(monkeypatch, tiny_bundle, tmp_path):
+    from bertdeploy.runtime import load, session
+
+    _machine(monkeypatch, ("cpu", "openvino"), AMX)
+    real = session.create_session
+
+    def no_openvino(*args, provider="cpu", **kw):
+        if provider == "openvino":
+            raise UserError("the OpenVINO execution provider did not attach")
+        return real(*args, provider=provider, **kw)
+
+    monkeypatch.setattr(session, "create_session", no_openvino)
+    root = _with_ov_entry(tiny_bundle, tmp_path / "b")
+    with pytest.warns(RuntimeWarning, match="fp32_ov_bf16 did not start.*trying qint8"):
+        predictor = load(root, device="cpu")
+    assert predictor.variant.name == "qint8" and predictor.policy.pad_multiple == 1
+    with pytest.raises(UserError, match="did not attach"):  # asked for by name: an error, not a fallback
+        load(root, variant="fp32_ov_bf16", device="cpu")
+
+
+def test_export_skips_a_provider_that_is_not_installed(monkeypatch, tmp_path, tiny_model_dir, tiny_data_dir):
+    from bertdeploy.exporter import ExportConfig, export, pipeline
+
+    monkeypatch.setattr(pipeline, "installed_providers", lambda: ("cpu",))
+    config = ExportConfig(run_dir=str(tiny_model_dir), output=str(tmp_path / "b"), data=str(tiny_data_dir),
+                          variants=["fp32_ov_bf16"], max_accuracy_drop=100.0)  # fmt: skip
+    result = export(config)
+    row = next(r for r in result.rows if r["name"] == "fp32_ov_bf16")
+    assert row["skipped"] and not row["accepted"] and "not installed" in row["reason"]
+    assert result.failed_required == []  # skipped with a note, not an error
+    assert [v["name"] for v in result.manifest["variants"]] == ["fp32"]
+    assert any("fp32_ov_bf16 skipped" in n for n in result.manifest["eval"]["notes"])
+    assert result.manifest["variants"][0]["provider"] == "cpu"
+
+
+@pytest.mark.openvino
+class TestOpenVINO:
+    """The real OpenVINO EP plugin on the tiny model (CI: .ci/openvino_peers.sh installs it; a skip fails there)."""
+
+    @pytest.fixture(scope="class")
+    def ov_bundle(self, tmp_path_factory, tiny_model_dir, tiny_data_dir) -> Path:
+        pytest.importorskip(plugins.OPENVINO_PACKAGE)
+        from bertdeploy.exporter import ExportConfig, export
+
+        out = tmp_path_factory.mktemp("ov") / "bundle"
+        export(ExportConfig(run_dir=str(tiny_model_dir), output=str(out), data=str(tiny_data_dir),
+                            variants=["qint8", "fp32_ov_bf16"], max_accuracy_drop=100.0))  # fmt: skip
+        return out
+
+    def test_gated_and_recorded(self, ov_bundle):
+        raw = json.loads((ov_bundle / bundle.MANIFEST_NAME).read_text())
+        entry = next(v for v in raw["variants"] if v["name"] == "fp32_ov_bf16")
+        assert (entry["provider"], entry["hint"], entry["runs"], entry["file"]) == ("openvino", "bf16", "fp32",
+                                                                                   "onnx/model.onnx")  # fmt: skip
+        assert entry["machine"]["provider"] == plugins.OPENVINO
+        assert entry["parity"]["agreement"] >= 0.99 and entry["parity"]["max_abs_diff"] < 0.05
+
+    def test_load_attaches_and_agrees(self, ov_bundle, monkeypatch):
+        from bertdeploy.runtime import load
+
+        texts = ["a good day", "a bad day", "nothing much happened today at all"]
+        ov = load(ov_bundle, provider="openvino", threads=1)
+        assert ov.variant.name == "fp32_ov_bf16" and ov.providers[0] == plugins.OPENVINO
+        assert ov.policy.pad_multiple == plugins.PAD_MULTIPLE  # fewer shapes for OpenVINO to prepare
+        ref = load(ov_bundle, variant="fp32", provider="cpu", threads=1)
+        assert ref.providers == ["CPUExecutionProvider"] and ref.policy.pad_multiple == 1
+        got = [p.label for p in ov.predict(texts)]
+        assert got == [p.label for p in ref.predict(texts)]
+        _machine(monkeypatch, plugins.installed_providers(), AMX)
+        assert load(ov_bundle, device="cpu", threads=1).variant.name == "fp32_ov_bf16"
+        _machine(monkeypatch, plugins.installed_providers(), NO_AMX)
+        assert load(ov_bundle, device="cpu", threads=1).variant.name == "qint8"
+
+
+def test_export_table_says_skipped_not_rejected():
+    from rich.console import Console
+
+    from bertdeploy.cli.export import render
+    from bertdeploy.exporter.pipeline import ExportResult, _row
+
+    rows = [_row("fp32", accepted=True), _row("fp32_ov_bf16", reason="skipped: not installed", skipped=True)]
+    manifest = {"task": "text-classification", "machine": {"isa": "avx2"},
+                "eval": {"rows": 1, "split": "test", "data": "d", "parity_rows": 1}}  # fmt: skip
+    note = f"fp32_ov_bf16 skipped ({plugins.OPENVINO_EXTRA})"
+    result = ExportResult(bundle=Path("b"), rows=rows, baseline={}, manifest=manifest, notes=[note])
+    console = Console(record=True, width=200)
+    render(result, console)
+    text = console.export_text()
+    assert "skipped" in text and "REJECTED" not in text and "rejected fp32_ov_bf16" not in text
+    assert 'pip install "bertdeploy[openvino-ep]"' in text  # not eaten as rich markup
+
+
+def test_serve_cli_passes_the_provider(monkeypatch, tiny_bundle):
+    from click.testing import CliRunner
+
+    import bertdeploy.serve
+    from bertdeploy.cli import cli
+
+    seen = {}
+    monkeypatch.setattr(bertdeploy.serve, "serve", lambda bundle, load, options, **kw: seen.update(load=load))
+    # through the group, as users call it: invoking the bare command would cache a help option without "-h"
+    result = CliRunner().invoke(cli, ["serve", str(tiny_bundle), "--provider", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert seen["load"].provider == "cpu"
+    bad = CliRunner().invoke(cli, ["serve", str(tiny_bundle), "--provider", "tpu"])
+    assert bad.exit_code == 2 and "tpu" in bad.output
+
+
+def test_bench_skips_a_variant_whose_provider_is_not_installed(monkeypatch, tiny_bundle, tmp_path):
+    from bertdeploy.benchmark.backends import BackendContext, Skip, make_backend
+
+    monkeypatch.setattr(plugins, "installed_providers", lambda: ("cpu",))
+    root = _with_ov_entry(tiny_bundle, tmp_path / "b")
+    ctx = BackendContext(None, root, ["a", "b", "c"], 32, "fp32_ov_bf16", 1, "cpu", 8, [])
+    with pytest.raises(Skip, match="openvino execution provider is not installed"):
+        make_backend("bertdeploy", ctx).load()

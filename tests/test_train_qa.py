@@ -1,0 +1,94 @@
+"""Question answering and multiple choice training on tiny models: windows with a stride, answers scored end to
+end (EM / F1) per epoch and on test, choices scored on accuracy, the run folders, the export → runtime path, and
+what is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bertdeploy.errors import UserError
+from bertdeploy.training import TrainConfig, train
+from tests.helpers import build_tiny_reader
+
+
+def _cfg(model, data, out, **kw) -> TrainConfig:
+    base = dict(model=str(model), data=str(data), output=str(out), epochs=1, batch_size=8, lr=5e-3,
+                max_length=32, report_to=["none"], logging_steps=2)  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def qa_run(tiny_qa_dir, tmp_path_factory):
+    model = build_tiny_reader(tmp_path_factory.mktemp("trainable_reader"))
+    rows: list[dict] = []
+    out = tmp_path_factory.mktemp("qa_run") / "run"
+    r = train(_cfg(model, tiny_qa_dir, out, epochs=8, doc_stride=8), on_epoch=rows.append)
+    return r, rows
+
+
+def test_qa_run_scores_answers_end_to_end(qa_run):
+    r, rows = qa_run
+    assert r.task == "question-answering" and r.eval_split == "test"
+    assert len(rows) == 8 and all({"exact_match", "f1"} <= set(row) for row in rows)
+    assert r.final["n"] == 20 and 0.0 <= r.final["exact_match"] <= r.final["f1"] <= 1.0
+    # a copy task: the answer is the word after "where is"; a model that learned finds most of them
+    assert r.final["f1"] > 0.5, (r.final, rows)
+
+
+def test_qa_run_folder_and_runtime(qa_run, tmp_path):
+    from bertdeploy import export, load
+    from bertdeploy.exporter import ExportConfig
+
+    r, _ = qa_run
+    config = json.loads((r.output / "config.json").read_text())
+    assert config["architectures"][0].endswith("ForQuestionAnswering")
+    tc = json.loads((r.output / "train_config.json").read_text())
+    assert tc["task"] == "question-answering" and tc["metric"] == "f1" and tc["doc_stride"] == 8
+    bundle = tmp_path / "bundle"
+    export(ExportConfig(run_dir=str(r.output), output=str(bundle), variants=["fp32"]))
+    context = "i love the food at work so very good and the movie was bad"
+    answer = load(bundle, variant="fp32").predict([{"question": "where is movie", "context": context}])[0]
+    assert context[answer.start : answer.end] == answer.answer
+
+
+def test_windows_label_the_answer_or_cls(tiny_qa_dir):
+    from transformers import BertTokenizerFast
+
+    from bertdeploy.data import DataSpec, load_data
+    from bertdeploy.training.task_qa import encode_qa
+    from tests.helpers import VOCAB
+
+    data = load_data(DataSpec(str(tiny_qa_dir)))
+    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
+    feats = encode_qa(data, tok, 32, "static", TrainConfig(doc_stride=8))
+    val = feats["validation"]
+    assert len(val) > data.rows("validation")  # long contexts became several windows
+    for row in val:
+        s, e = row["start_positions"], row["end_positions"]
+        if s:
+            q = row["example"]
+            gold = data.splits["validation"]["answers"][q]["text"][0]
+            context = data.splits["validation"]["context"][q]
+            assert context[row["offsets"][s][0] : row["offsets"][e][1]] == gold
+        else:
+            assert e == 0
+    assert "example" not in feats["train"].column_names
+
+
+def test_multiple_choice_trains_on_accuracy(tiny_mc_dir, tmp_path):
+    model = build_tiny_reader(tmp_path / "chooser", task="multiple-choice")
+    rows: list[dict] = []
+    r = train(_cfg(model, tiny_mc_dir, tmp_path / "run", epochs=2), on_epoch=rows.append)
+    assert r.task == "multiple-choice" and "accuracy" in rows[-1] and r.final["n"] == 20
+    config = json.loads((r.output / "config.json").read_text())
+    assert config["architectures"][0].endswith("ForMultipleChoice")
+
+
+def test_bad_stride_and_metric_are_refused(tiny_qa_dir, tiny_reader_dir, tmp_path):
+    with pytest.raises(UserError, match="doc-stride"):
+        train(_cfg(tiny_reader_dir, tiny_qa_dir, tmp_path / "a", doc_stride=20))
+    with pytest.raises(UserError, match="not a question-answering metric"):
+        train(_cfg(tiny_reader_dir, tiny_qa_dir, tmp_path / "b", metric="accuracy"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
