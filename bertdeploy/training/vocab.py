@@ -7,6 +7,7 @@ like any other."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from bertdeploy.errors import UserError
@@ -49,6 +50,16 @@ def build_vocab_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_
         mask_token="[MASK]",
         model_max_length=512,
     )
+
+
+def run_tokenizer(texts: Sequence[str], vocab_size: int, checkpoint: Path | None = None) -> Any:
+    """The data vocabulary of a run: the one saved with ``checkpoint`` when resuming (the model's embedding rows are
+    numbered by it), else one built from ``texts``."""
+    if checkpoint is not None and (checkpoint / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(checkpoint, use_fast=True)
+    return build_vocab_tokenizer(texts, vocab_size)
 
 
 def _canonical(vocab: dict[str, int]) -> dict[str, int]:
