@@ -104,6 +104,14 @@ def test_config_refusals(kw, match):
         TrainConfig(**kw)
 
 
+@pytest.mark.parametrize("kw", [dict(student_init="minilm-l6"), dict(student_embeddings="minilm-l6")])
+def test_distill_refuses_a_data_vocabulary_with_copied_embeddings(kw):
+    from bertdeploy.training.config import DistillConfig
+
+    with pytest.raises(UserError, match="does not combine with --student-init or --student-embeddings"):
+        DistillConfig(model="bert-mini", teacher="t", vocab_from_data=True, **kw)
+
+
 def test_from_scratch_with_a_data_vocabulary_trains_exports_and_predicts(tiny_model_dir, chinese_dir, tmp_path):
     from bertdeploy.exporter import ExportConfig, export
     from bertdeploy.runtime import load
