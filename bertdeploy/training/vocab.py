@@ -65,7 +65,7 @@ def run_tokenizer(texts: Sequence[str], vocab_size: int, checkpoint: Path | None
 def _canonical(vocab: dict[str, int]) -> dict[str, int]:
     """The trained tokens in a fixed order (specials, then words, then ``##`` pieces, each by length and text): the
     trainer numbers them in hash order, so the same texts would give other ids from run to run. (Where merge counts
-    tie at the size cutoff, the trainer may also keep other rare ``##`` pieces: ~1 % of tnews' 8,000 tokens.)"""
+    tie at the size cutoff, the trainer may also keep other rare Latin or digit pieces: ~1 % of tnews' 8,000 tokens.)"""
     rest = sorted(set(vocab) - set(SPECIAL_TOKENS), key=lambda t: (t.startswith("##"), len(t), t))
     return {t: i for i, t in enumerate([*SPECIAL_TOKENS, *rest])}
 
