@@ -104,6 +104,14 @@ def test_config_refusals(kw, match):
         TrainConfig(**kw)
 
 
+@pytest.mark.parametrize("kw", [dict(student_init="minilm-l6"), dict(student_embeddings="minilm-l6")])
+def test_distill_refuses_a_data_vocabulary_with_copied_embeddings(kw):
+    from bertdeploy.training.config import DistillConfig
+
+    with pytest.raises(UserError, match="does not combine with --student-init or --student-embeddings"):
+        DistillConfig(model="bert-mini", teacher="t", vocab_from_data=True, **kw)
+
+
 def test_from_scratch_with_a_data_vocabulary_trains_exports_and_predicts(tiny_model_dir, chinese_dir, tmp_path):
     from bertdeploy.exporter import ExportConfig, export
     from bertdeploy.runtime import load
@@ -122,3 +130,64 @@ def test_from_scratch_with_a_data_vocabulary_trains_exports_and_predicts(tiny_mo
     export(ExportConfig(run_dir=str(out), output=str(bundle), data=str(chinese_dir), max_accuracy_drop=100.0))
     labels = [p.label for p in load(bundle).predict(["今天天氣很好", "球隊比賽獲勝"])]
     assert set(labels) <= {"weather", "sports"} and len(labels) == 2
+
+
+def test_a_resumed_run_takes_the_vocabulary_of_its_checkpoint(tmp_path):
+    from bertdeploy.training.vocab import run_tokenizer
+
+    first = build_vocab_tokenizer([r["text"] for r in _chinese_rows(50, 1)], 200)
+    first.save_pretrained(tmp_path / "checkpoint-4")
+    other_texts = ["鼎鼐調和", "今天"]
+    resumed = run_tokenizer(other_texts, 200, tmp_path / "checkpoint-4")
+    assert resumed.get_vocab() == first.get_vocab(), "the ids the checkpoint's embeddings learnt"
+    assert "鼎" in run_tokenizer(other_texts, 200, tmp_path / "no-checkpoint").get_vocab()
+    assert "鼎" in run_tokenizer(other_texts, 200, None).get_vocab()
+
+
+def test_a_token_classifier_from_scratch_on_a_data_vocabulary(tiny_tagger_dir, tiny_token_dir, tmp_path):
+    out = tmp_path / "run"
+    cfg = TrainConfig(model=str(tiny_tagger_dir), data=str(tiny_token_dir), output=str(out), from_scratch=True,
+                      vocab_from_data=True, vocab_size=150, epochs=1, batch_size=32, max_length=24,
+                      report_to=["none"])  # fmt: skip
+    train(cfg)
+    saved = json.loads((out / "train_config.json").read_text(encoding="utf-8"))
+    assert saved["model_info"]["unk_rate"] == 0.0, "the words' own vocabulary covers them"
+    assert (
+        json.loads((out / "config.json").read_text(encoding="utf-8"))["vocab_size"]
+        == saved["model_info"]["vocab"]["size"]
+    )
+
+
+@pytest.mark.parametrize("fixture", ["tiny_token_dir", "tiny_qa_dir", "tiny_mc_dir", "chinese_dir"])
+def test_data_stats_reads_every_task_and_reports_the_unk_rate(fixture, tiny_model_dir, request):
+    from bertdeploy.training.data_stats import data_stats
+
+    stats = data_stats(str(request.getfixturevalue(fixture)), str(tiny_model_dir))
+    assert stats.rows["train"] > 0 and stats.length_percentiles["p100"] > 2
+    if fixture == "chinese_dir":
+        assert stats.unk_rate > 0.5 and stats.task == "text-classification"
+    else:
+        assert stats.unk_rate == 0.0, "the tiny English data is in the tiny vocabulary"
+    if fixture == "tiny_token_dir":
+        assert stats.task == "token-classification"
+        assert sum(stats.label_counts["train"].values()) > stats.rows["train"], "tokens per tag, not rows"
+
+
+def test_data_stats_cli_on_token_data_names_tags_and_the_unk_rate(tiny_model_dir, tiny_token_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from bertdeploy.cli import cli
+
+    args = [
+        "data",
+        "stats",
+        "--data",
+        str(tiny_token_dir),
+        "--model",
+        str(tiny_model_dir),
+        "--plot",
+        str(tmp_path / "h.png"),
+    ]
+    r = CliRunner().invoke(cli, [*args, "--task", "token-classification"])
+    assert r.exit_code == 0, r.output
+    assert "tokens per tag" in r.output and "[UNK] tokens with the" in r.output and "0.00%" in r.output

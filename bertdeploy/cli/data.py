@@ -20,9 +20,14 @@ def command() -> None:
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
 @click.option(
+    "--task",
+    type=click.Choice(["text-classification", "token-classification", "question-answering", "multiple-choice"]),
+    help="The task (default: from the data's layout); needed where a layout serves two (drcd_select).",
+)
+@click.option(
     "--plot", type=click.Path(dir_okay=False), help="Length histogram PNG (default: <data name>_lengths.png)."
 )
-def stats(data: str, model: str, text_column: str, label_column: str, plot: str | None) -> object:
+def stats(data: str, model: str, text_column: str, label_column: str, task: str | None, plot: str | None) -> object:
     """Rows, label counts, token-length percentiles and padding waste."""
     require_extra("train", "bertdeploy data stats")
     from pathlib import Path
@@ -30,14 +35,15 @@ def stats(data: str, model: str, text_column: str, label_column: str, plot: str 
     from bertdeploy.training.data_stats import data_stats
 
     plot = plot or f"{Path(data).name or 'data'}_lengths.png"
-    s = data_stats(data, model, text_column, label_column, plot=plot)
-    t = Table(title=f"{s.source}: rows per label")
+    s = data_stats(data, model, text_column, label_column, plot=plot, task=task)
+    per = "tokens per tag" if s.task == "token-classification" else "rows per label"
+    t = Table(title=f"{s.source}: {per}" if s.labels else f"{s.source}: rows")
     t.add_column("label")
     for split in s.rows:
         t.add_column(split, justify="right")
     for label in s.labels:
         t.add_row(label, *(str(s.label_counts[split][label]) for split in s.rows))
-    t.add_row("[bold]total", *(f"[bold]{n}" for n in s.rows.values()))
+    t.add_row("[bold]rows", *(f"[bold]{n}" for n in s.rows.values()))
     render.console.print(t)
     p = Table(title="token length (train)")
     for k in [*s.length_percentiles, "mean"]:

@@ -242,6 +242,11 @@ class DistillConfig(TrainConfig):
             raise UserError(
                 "student_init sets the whole student: it does not combine with student_layers / _embeddings"
             )
+        if self.vocab_from_data and (self.student_init or self.student_embeddings):
+            raise UserError(
+                "--vocab-from-data builds a new vocabulary: it does not combine with --student-init or "
+                "--student-embeddings (they copy another vocabulary's embeddings)"
+            )
         if self.teacher_batch_size < 1:
             raise UserError(f"teacher_batch_size must be >= 1, got {self.teacher_batch_size}")
         if not self.hidden_loss >= 0 or not math.isfinite(self.hidden_loss):

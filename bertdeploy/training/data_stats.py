@@ -4,6 +4,7 @@ covers 95 % / 99 % of rows, padding waste (static at that length versus dynamic)
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ class DataStats:
     """max_length covering 95 % / 99 % of training rows (``p95`` / ``p99``)."""
     padding_waste: dict[str, float]
     """Share of padded positions that are padding: static to p95/p99/128 length versus dynamic batches."""
+    task: str = "text-classification"
+    """The task the data was read as (:mod:`bertdeploy.tasks`)."""
     unk_rate: float = 0.0
     """Share of the training tokens (no special tokens) that are the tokenizer's ``[UNK]``: ``train`` refuses
     above ``--max-unk-rate`` (0.05)."""
@@ -63,41 +66,72 @@ def data_stats(
     label_column: str = "label",
     plot: str | Path | None = None,
     batch_size: int = 32,
+    task: str | None = None,
 ) -> DataStats:
-    """Compute :class:`DataStats` for a dataset with ``model``'s tokenizer; write the histogram to ``plot``."""
+    """Compute :class:`DataStats` for a dataset of any task (``task``: None reads it from the layout) with
+    ``model``'s tokenizer; write the histogram to ``plot``."""
     from bertdeploy.training.models import load_tokenizer, resolve
-    from bertdeploy.training.vocab import sample, unk_rate
+    from bertdeploy.training.vocab import sample, texts_of, unk_rate
 
-    loaded = load_data(DataSpec(data, text_column, label_column, val_ratio=0.1, unseen_labels="keep"))
+    spec = DataSpec(data, text_column, label_column, val_ratio=0.1, unseen_labels="keep", task=task)
+    loaded = load_data(spec)
     ms = resolve(model)
     tok = load_tokenizer(None if ms.kind != "preset" else "minilm-l6", ms)
     split = "train" if "train" in loaded.splits else next(iter(loaded.splits))
-    texts = loaded.splits[split]["text"]
-    lengths = [len(ids) for ids in tok(texts, add_special_tokens=True, truncation=False)["input_ids"]]
+    lengths = encoded_lengths(loaded.splits[split], tok)
     pct = {f"p{p}": int(np.percentile(lengths, p)) for p in PERCENTILES}
-    unk = unk_rate(tok, sample(texts))
+    unk = unk_rate(tok, sample(texts_of(loaded.splits[split])))
     cover = {"p95": int(np.ceil(np.percentile(lengths, 95))), "p99": int(np.ceil(np.percentile(lengths, 99)))}
     waste = {f"static_{k}_{v}": padding_waste(lengths, v, batch_size) for k, v in {**cover, "fixed": 128}.items()}
     waste[f"dynamic_batch{batch_size}"] = padding_waste(lengths, None, batch_size)
-    counts = {
-        name: {loaded.labels[i]: s["label"].count(i) for i in range(len(loaded.labels))}
-        for name, s in loaded.splits.items()
-    }
     stats = DataStats(
         source=loaded.source,
         labels=loaded.labels,
-        rows={k: len(v["label"]) for k, v in loaded.splits.items()},
-        label_counts=counts,
+        rows={k: loaded.rows(k) for k in loaded.splits},
+        label_counts={name: label_counts(s, loaded.labels) for name, s in loaded.splits.items()},
         length_percentiles=pct,
         mean_length=float(np.mean(lengths)),
         cover=cover,
         padding_waste=waste,
+        task=loaded.task,
         unk_rate=round(unk, 5),
-        notes=[f"token lengths of the {split} split with the {model} tokenizer (incl. [CLS]/[SEP])", *loaded.notes],
+        notes=[f"token lengths of the {split} split with the {model} tokenizer (incl. special tokens)", *loaded.notes],
     )
     if plot:
         stats.plot = str(_histogram(lengths, cover, Path(plot), Path(data).name))
     return stats
+
+
+def encoded_lengths(split: dict[str, list[Any]], tok: Any) -> list[int]:
+    """Tokens per row with special tokens, untruncated, for any task's split: a text; a sentence's words (token
+    classification); a question with its context (QA); a question with its longest choice (multiple choice)."""
+    if "text" in split:
+        ids = tok(split["text"], add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    elif "tokens" in split:
+        ids = tok(split["tokens"], is_split_into_words=True, truncation=False, verbose=False)["input_ids"]
+    elif "context" in split:
+        ids = tok(split["question"], split["context"], truncation=False, verbose=False)["input_ids"]
+    else:
+        pairs = [(q, c) for q, choices in zip(split["question"], split["choices"]) for c in choices]
+        each = [
+            len(x)
+            for x in tok([q for q, _ in pairs], [c for _, c in pairs], truncation=False, verbose=False)["input_ids"]
+        ]
+        width = len(split["choices"][0]) if split["choices"] else 1
+        return [max(each[i : i + width]) for i in range(0, len(each), width)]
+    return [len(x) for x in ids]
+
+
+def label_counts(split: dict[str, list[Any]], labels: list[str]) -> dict[str, int]:
+    """Rows per label (text classification), tokens per tag (token classification); {} for QA / multiple choice."""
+    if "tags" in split:
+        flat = [t for tags in split["tags"] for t in tags]
+    elif "label" in split and labels:
+        flat = split["label"]
+    else:
+        return {}
+    counts = Counter(flat)
+    return {name: counts[i] for i, name in enumerate(labels)}
 
 
 def _histogram(lengths: list[int], cover: dict[str, int], path: Path, title: str) -> Path:

@@ -141,12 +141,10 @@ def prepare(config: TrainConfig, stage: str = "train") -> Prepared:
     data = load_data(spec)
     check_trainable(data, config.unseen_labels)
     head = data.labels or ["LABEL_0", "LABEL_1"]  # QA: two outputs (start, end); multiple choice: one score a choice
-    texts = vocab.sample(vocab.texts_of(data.splits["train"]), seed=config.seed)
-    built = (
-        vocab.build_vocab_tokenizer(vocab.texts_of(data.splits["train"]), config.vocab_size)
-        if config.vocab_from_data
-        else None
-    )
+    train_texts = vocab.texts_of(data.splits["train"])
+    texts = vocab.sample(train_texts, seed=config.seed)
+    resumed = Path(last) if config.resume and last else None  # resuming: the vocabulary the checkpoint learnt
+    built = vocab.run_tokenizer(train_texts, config.vocab_size, resumed) if config.vocab_from_data else None
     model, tok, info = load_classifier(config.model, head, config.from_scratch, built or config.tokenizer, config.seed,
                                        auto_model=tasks.get(task).auto_model)  # fmt: skip
     info["unk_rate"] = round(vocab.unk_rate(tok, texts), 5)
