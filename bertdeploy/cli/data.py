@@ -33,6 +33,7 @@ def stats(data: str, model: str, text_column: str, label_column: str, task: str 
     from pathlib import Path
 
     from bertdeploy.training.data_stats import data_stats
+    from bertdeploy.training.vocab import DEFAULT_MAX_UNK_RATE
 
     plot = plot or f"{Path(data).name or 'data'}_lengths.png"
     s = data_stats(data, model, text_column, label_column, plot=plot, task=task)
@@ -60,7 +61,12 @@ def stats(data: str, model: str, text_column: str, label_column: str, task: str 
         f"max_length covering 95 % of rows: [bold]{s.cover['p95']}[/]; 99 %: [bold]{s.cover['p99']}[/]"
         f" · histogram: {s.plot}"
     )
-    flag = " [bold red](train refuses above 5 %: --from-scratch --vocab-from-data)[/]" if s.unk_rate > 0.05 else ""
+    limit = DEFAULT_MAX_UNK_RATE
+    flag = (
+        f" [bold red](train refuses above {limit:.0%}: --from-scratch --vocab-from-data)[/]"
+        if s.unk_rate > limit
+        else ""
+    )
     render.console.print(
         f"[UNK] tokens with the {model} tokenizer: [bold]{s.unk_rate:.2%}[/] of the training tokens{flag}"
     )

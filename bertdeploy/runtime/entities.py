@@ -114,7 +114,8 @@ def _words(words: np.ndarray) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _is_cjk(ch: str) -> bool:
+def is_cjk(ch: str) -> bool:
+    """Whether ``ch`` is a CJK ideograph: a word of its own in token-classification data (and its augmentation)."""
     return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
 
 
@@ -125,7 +126,7 @@ def whitespace_words(text: str, spans: np.ndarray) -> np.ndarray:
     out = np.zeros(n, dtype=np.int64)
     for i in range(1, n):
         gap = text[int(spans[i - 1, 1]) : int(spans[i, 0])]
-        cjk = _is_cjk(text[int(spans[i, 0]) : int(spans[i, 0]) + 1]) or _is_cjk(text[int(spans[i - 1, 0])])
+        cjk = is_cjk(text[int(spans[i, 0]) : int(spans[i, 0]) + 1]) or is_cjk(text[int(spans[i - 1, 0])])
         out[i] = out[i - 1] + (1 if cjk or any(c.isspace() for c in gap) else 0)
     return out
 

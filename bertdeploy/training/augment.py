@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bertdeploy.errors import UserError
+from bertdeploy.runtime.entities import is_cjk
 
 if TYPE_CHECKING:
     from bertdeploy.training.teacher import Teacher
@@ -68,17 +69,13 @@ class Augmented:
     window: range
 
 
-def _is_cjk(ch: str) -> bool:
-    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
-
-
 def split_words(text: str) -> list[str]:
     """Whitespace-separated words, each CJK character a word of its own."""
     out: list[str] = []
     for chunk in text.split():
         run = ""
         for ch in chunk:
-            if _is_cjk(ch):
+            if is_cjk(ch):
                 if run:
                     out.append(run)
                 out.append(ch)
@@ -94,7 +91,7 @@ def join_words(words: Sequence[str]) -> str:
     """The inverse of :func:`split_words` up to whitespace: a space between words, none between CJK characters."""
     out = ""
     for i, w in enumerate(words):
-        if i and not (_is_cjk(words[i - 1][-1:]) and _is_cjk(w[:1])):
+        if i and not (is_cjk(words[i - 1][-1:]) and is_cjk(w[:1])):
             out += " "
         out += w
     return out

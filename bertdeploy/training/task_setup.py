@@ -32,7 +32,7 @@ class TaskTraining:
     """What picks the best checkpoint when ``--metric`` is left at its text-classification default."""
 
 
-def tokenize(data, tokenizer, max_length: int, padding: str):
+def tokenize(data, tokenizer, max_length: int, padding: str, config: Any = None):
     """Tokenized ``DatasetDict`` of text-classification data (columns input_ids, attention_mask, [token_type_ids],
     label); other tasks encode in their ``task_*`` module (:mod:`bertdeploy.training.task_setup`)."""
     pad = "max_length" if padding == "static" else False
@@ -41,10 +41,6 @@ def tokenize(data, tokenizer, max_length: int, padding: str):
         return tokenizer(batch["text"], truncation=True, max_length=max_length, padding=pad)
 
     return data.to_datasets().map(encode, batched=True, remove_columns=["text"], desc="tokenize")
-
-
-def _text_encode(data, tokenizer, max_length: int, padding: str, config: Any = None):
-    return tokenize(data, tokenizer, max_length, padding)
 
 
 def _text_collator(tokenizer):
@@ -99,7 +95,7 @@ def _static_collator(tokenizer):
 _TEXT_METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro")
 
 REGISTRY: dict[str, TaskTraining] = {
-    "text-classification": TaskTraining(_text_encode, _text_collator, _text_scorer, _TEXT_METRICS, "f1_macro"),
+    "text-classification": TaskTraining(tokenize, _text_collator, _text_scorer, _TEXT_METRICS, "f1_macro"),
     "token-classification": TaskTraining(
         _token_encode, _token_collator, _token_scorer, ("f1", "precision", "recall", "token_accuracy"), "f1"
     ),
