@@ -250,6 +250,25 @@ def test_serve_cli_passes_the_provider(monkeypatch, tiny_bundle):
     assert bad.exit_code == 2 and "tpu" in bad.output
 
 
+def test_predict_cli_takes_the_provider(tiny_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from bertdeploy.cli import cli
+
+    src = tmp_path / "in.txt"
+    src.write_text("a good day\na bad day\n")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(cli, ["predict", str(tiny_bundle), "-i", str(src), "-o", str(out), "-q",
+                                      "--provider", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 2
+    # a bundle with no variant gated on the OpenVINO EP: one line, exit 2, nothing written
+    out2 = tmp_path / "out2.jsonl"
+    bad = CliRunner().invoke(cli, ["predict", str(tiny_bundle), "-i", str(src), "-o", str(out2), "-q",
+                                   "--provider", "openvino"])  # fmt: skip
+    assert bad.exit_code == 2 and "openvino" in bad.output and not out2.exists()
+
+
 def test_bench_skips_a_variant_whose_provider_is_not_installed(monkeypatch, tiny_bundle, tmp_path):
     from bertdeploy.benchmark.backends import BackendContext, Skip, make_backend
 

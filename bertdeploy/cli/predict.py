@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from bertdeploy.cli.options import provider_option
 from bertdeploy.errors import require_extra
 
 #: bertdeploy.runtime.entities.AGGREGATIONS (not imported here: the CLI starts without numpy)
@@ -92,6 +93,7 @@ def _questions(options: dict[str, Any]) -> Any:
 @click.option("--workers", type=int, default=None, help="Ray actors (default: CPUs / threads).")
 @click.option("--chunk-size", type=int, default=4096, show_default=True, help="Records read and sorted together.")
 @click.option("--allow-fallback", is_flag=True, help="Run on the CPU (with a warning) if the GPU does not attach.")
+@provider_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 def command(
     bundle: str,

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from bertdeploy import variants
+from bertdeploy.cli.options import provider_option
 from bertdeploy.errors import require_extra
 
 
@@ -44,14 +44,7 @@ from bertdeploy.errors import require_extra
 @click.option("--drain-timeout", type=float, default=30.0, show_default=True, help="Seconds to finish on SIGTERM.")
 @click.option("--access-log", is_flag=True, help="Log every request (costs throughput).")
 @click.option("--allow-fallback", is_flag=True, help="Run on the CPU (with a warning) if the GPU does not attach.")
-@click.option(
-    "--provider",
-    type=click.Choice(["auto", *variants.PROVIDERS]),
-    default="auto",
-    show_default=True,
-    help="CPU execution provider: auto (the variant's own), cpu (ONNX Runtime's), openvino (the OpenVINO EP plugin: "
-    'pip install "bertdeploy[openvino-ep]").',
-)
+@provider_option
 def command(
     bundle: str,
     host: str,
