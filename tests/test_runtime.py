@@ -148,6 +148,24 @@ def test_truncation_is_counted(varied_bundle):
     assert len(clf.predict(["good " * 100])) == 1
 
 
+def test_fast_encoding_equals_the_full_one(varied_bundle, texts):
+    # TextEncoder uses tokenizers' encode_batch_fast (no character offsets): ids, lengths and truncation must be
+    # exactly what encode_batch gives
+    from tokenizers import Tokenizer
+
+    from bertdeploy.bundle import read_manifest
+
+    clf = load(varied_bundle, variant="fp32", threads=1)
+    batch = [*texts[:50], "good " * 100, "héllo wörld, naïve café"]
+    tok = Tokenizer.from_file(str(varied_bundle / read_manifest(varied_bundle).tokenizer_file))
+    tok.no_padding()
+    tok.enable_truncation(clf.max_length)
+    full = tok.encode_batch(batch)
+    enc = clf.encode(batch)
+    assert [enc.row(i).tolist() for i in range(len(batch))] == [e.ids for e in full]
+    assert enc.truncated == sum(1 for e in full if e.overflowing) >= 1
+
+
 def test_top_k(varied_bundle, texts):
     clf = load(varied_bundle, variant="fp32", threads=1)
     top1 = clf.predict(texts[:20])
