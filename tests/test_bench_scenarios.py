@@ -95,7 +95,7 @@ def test_whole_file_scenario_end_to_end(tiny_bundle, tiny_data_dir, tmp_path):
     from bertdeploy.benchmark.scenarios.whole_file import WholeFileConfig, run_whole_file
 
     (tmp_path / "README.md").write_text("<!-- results -->\n<!-- /results -->\n")
-    engines = ["bertdeploy:fp32", "bertdeploy:fp32:static"]
+    engines = ["bertdeploy:fp32", "bertdeploy:fp32:static", "bertdeploy:auto"]
     cfg = WholeFileConfig(
         bundle=str(tiny_bundle), data=str(tiny_data_dir), output=str(tmp_path), engines=engines, threads=1,
         repeats=2, latency=4, texts=12,
@@ -109,6 +109,12 @@ def test_whole_file_scenario_end_to_end(tiny_bundle, tiny_data_dir, tmp_path):
         assert r["batch1"]["n"] == 4 and r["batch1"]["p50_ms"] <= r["batch1"]["p90_ms"]
     assert runs["bertdeploy:fp32"]["labels"] == runs["bertdeploy:fp32:static"]["labels"]  # fp32: padding-invariant
     assert "| `bertdeploy:fp32:static` |" in (tmp_path / "README.md").read_text()
+    # auto is what `load(bundle)` gives on this machine, named in the row (the tiny bundle: qint8 without the plugin)
+    chosen = runs["bertdeploy:auto"]["info"]["variant"]
+    assert (
+        chosen in ("qint8", "fp32_ov_bf16")
+        and f"| `bertdeploy:auto` ({chosen}) |" in (tmp_path / "README.md").read_text()
+    )
 
 
 def test_whole_file_engine_specs():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,8 @@ class RuntimeBackend(HeadBackend):
         bundle = need(self.ctx.bundle, "bundle (bertdeploy.json): pass --export to export a training run")
         manifest = read_manifest(bundle)
         names = [v.name for v in manifest.variants]
+        if self.ctx.variant == "auto":  # what `load(bundle)` gives by default on this machine
+            return self._info(bundle)
         if self.ctx.variant not in names:
             why = [r.get("reason") for r in manifest.rejected if r.get("name") == self.ctx.variant]
             raise Skip(f"rejected at export: {why[0]}" if why else f"variant {self.ctx.variant} is not in the bundle")
@@ -91,9 +94,13 @@ class RuntimeBackend(HeadBackend):
         provider = manifest.variant(self.ctx.variant).provider
         if provider not in installed_providers():
             raise Skip(f"the {provider} execution provider is not installed here ({OPENVINO_EXTRA})")
+        return self._info(bundle)
+
+    def _info(self, bundle: Path) -> dict[str, Any]:
         head = self.head("dynamic")
         v = head.variant
-        return {"file": str(bundle / v.file), "bytes": v.bytes, "precision": v.precision, "providers": head.providers}
+        return {"file": str(bundle / v.file), "bytes": v.bytes, "precision": v.precision, "providers": head.providers,
+                "variant": v.name}  # fmt: skip
 
 
 @dataclass(frozen=True)

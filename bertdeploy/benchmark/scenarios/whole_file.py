@@ -223,8 +223,9 @@ def report(res: dict[str, Any]) -> str:
         peer = next((p for e, p in by.items() if e.startswith("ortmodel:") and _precision(p) == precision), None)
         same = sum(a == b for a, b in zip(r["labels"], ref["labels"], strict=True)) / max(1, len(r["labels"]))
         b1 = r.get("batch1")
+        resolved = (r["info"] or {}).get("variant")  # what `auto` chose on this machine
         cells = [
-            f"`{r['engine']}`",
+            f"`{r['engine']}`" + (f" ({resolved})" if resolved and r["engine"].split(":")[1] == "auto" else ""),
             f"{r['texts_per_s']:.1f}",
             f"{r['texts_per_s_median']:.1f}",
             f"{r['texts_per_s'] / peer['texts_per_s']:.2f}" if peer and peer is not r else "–",
