@@ -4,7 +4,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 EXTRAS ?= cpu,train,serve,ray,dev,docs
 
-.PHONY: install quickstart test lint docs bench-runtime bench-serve
+.PHONY: install quickstart test lint docs bench-runtime bench-seq bench-serve
 install:
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[$(EXTRAS)]"
@@ -22,28 +22,41 @@ test: install lint
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
 
-# The runtime's benchmark in one command (benchmarks/runtime/README.md): every engine over the whole emotion test
-# file, the sequence-length rows, the peers as bench backends, then the README headline block. Idle machine only.
-BUNDLE ?= models/minilm-emotion-e6
-HF ?= runs/minilm-emotion-e6
+# The runtime's benchmark in one command (benchmarks/runtime/README.md): a MiniLM-L6 fine-tuned on emotion and a
+# bert-tiny trained on it from scratch (trained here when runs/ lacks them), each exported with --all, every engine
+# over the whole emotion test file in its own process, then the README headline block. Idle machine only; the
+# OpenVINO peers and the fp32_ov_bf16 variant need the [openvino] and [openvino-ep] extras (installed first).
 DATA ?= ../shared/datasets/emotion
-RUNTIME_OUT ?= benchmarks/runtime/final
-WHOLE_FILE_ENGINES ?= pipeline:fp32,torch:int8,ortmodel:fp32,ortmodel:qint8,openvino:fp32,openvino:qint8,openvino:nncf,bertdeploy:fp32,bertdeploy:qint8,bertdeploy:qint8_qkv,bertdeploy:qint8:static
+RUNTIME_OUT ?= benchmarks/runtime/idle-2026-12-05
+MINILM ?= minilm-emotion-e2
+TINY ?= bert-tiny-emotion
+ENGINES ?= pipeline:fp32,torch:int8,ortmodel:fp32,ortmodel:qint8,openvino:fp32,openvino:fp32_ov_bf16,openvino:nncf,bertdeploy:fp32,bertdeploy:qint8,bertdeploy:fp32_ov_bf16,bertdeploy:auto
+WHOLE_FILE = bertdeploy bench --scenario whole-file --data $(DATA)/test.csv --engines $(ENGINES) --threads 2 --repeats 3 --latency 300
 SEQ_ENGINES ?= bertdeploy:fp32,bertdeploy:fp32:static,bertdeploy:qint8,bertdeploy:qint8:static
 
-$(BUNDLE)-512/bertdeploy.json:
-	bertdeploy export $(HF) -o $(BUNDLE)-512 --int8 --max-length 512
+runs/$(MINILM)/config.json:
+	bertdeploy train --recipe recipes/minilm_emotion.yaml --epochs 2 --output runs/$(MINILM)
+runs/$(TINY)/config.json:
+	bertdeploy train --model bert-tiny --data $(DATA) --epochs 5 --lr 5e-4 --batch-size 32 --max-length 64 \
+	    --padding dynamic --group-by-length --output runs/$(TINY)
+models/%/bertdeploy.json: runs/%/config.json
+	bertdeploy export runs/$* -o models/$* --all
 
-bench-runtime: $(BUNDLE)-512/bertdeploy.json
-	bertdeploy bench --scenario whole-file $(BUNDLE) $(HF) --data $(DATA)/test.csv -o $(RUNTIME_OUT)/whole-file \
-	    --engines $(WHOLE_FILE_ENGINES) --threads 2 --repeats 3 --latency 300
+bench-runtime: models/$(MINILM)/bertdeploy.json models/$(TINY)/bertdeploy.json
+	$(PIP) install -q -c constraints.txt openvino nncf onnxruntime-ep-openvino
+	$(WHOLE_FILE) models/$(MINILM) runs/$(MINILM) -o $(RUNTIME_OUT)/minilm
+	$(WHOLE_FILE) models/$(TINY) runs/$(TINY) -o $(RUNTIME_OUT)/bert-tiny
+	$(PYTHON) -m bertdeploy.benchmark.scenarios.headline README.md $(RUNTIME_OUT)/minilm $(RUNTIME_OUT)/bert-tiny
+
+# The sequence-length rows (synthetic texts of 128 / 256 / 512 tokens) of benchmarks/runtime/final.
+models/$(MINILM)-512/bertdeploy.json: runs/$(MINILM)/config.json
+	bertdeploy export runs/$(MINILM) -o models/$(MINILM)-512 --int8 --max-length 512
+bench-seq: models/$(MINILM)-512/bertdeploy.json
 	for L in 128 256 512; do \
-	    bertdeploy bench --scenario whole-file $(BUNDLE)-512 --data synthetic:$$L@$(DATA)/test.csv \
-	        -o $(RUNTIME_OUT)/seq-$$L --engines $(SEQ_ENGINES) --threads 2 --repeats 3 || exit 1; \
+	    bertdeploy bench --scenario whole-file models/$(MINILM)-512 --data synthetic:$$L@$(DATA)/test.csv \
+	        -o benchmarks/runtime/final/seq-$$L --engines $(SEQ_ENGINES) --threads 2 --repeats 3 || exit 1; \
 	done
-	bertdeploy bench --config benchmarks/runtime/peers.yaml
-	$(PYTHON) -m bertdeploy.benchmark.scenarios.headline $(RUNTIME_OUT)/bench README.md
 
 # `bertdeploy serve` under load beside offline predict; rewrites the table of benchmarks/serve/README.md.
-bench-serve:
-	bertdeploy bench --scenario serve $(BUNDLE) --data $(DATA)/test.csv -o benchmarks/serve --threads 2 --repeats 3
+bench-serve: models/$(MINILM)/bertdeploy.json
+	bertdeploy bench --scenario serve models/$(MINILM) --data $(DATA)/test.csv -o benchmarks/serve --threads 2 --repeats 3

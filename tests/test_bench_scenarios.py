@@ -144,10 +144,24 @@ def test_headline_regenerates_the_committed_readme_block(tmp_path):
     root = Path(__file__).resolve().parents[1]
     readme = tmp_path / "README.md"
     readme.write_text(f"top\n{START}\nstale\n{END}\nbottom\n")
-    update_readme(root / "benchmarks/runtime/final/bench", readme)
+    runs = root / "benchmarks/runtime/idle-2026-12-05"
+    update_readme(readme, [runs / "minilm", runs / "bert-tiny"])
     committed = (root / "README.md").read_text()
     block = committed.split(START, 1)[1].split(END, 1)[0]
     assert readme.read_text() == f"top\n{START}{block}{END}\nbottom\n"
+    # the default's row names what `auto` chose, and stands against the fastest peer
+    assert "**`load(bundle)` default** (fp32_ov_bf16)" in block and "best peer" in block
+
+
+def test_headline_refuses_what_is_not_a_whole_file_run(tmp_path):
+    from bertdeploy.benchmark.scenarios.headline import headline_table
+    from bertdeploy.errors import UserError
+
+    with pytest.raises(UserError, match="no results.json"):
+        headline_table([tmp_path])
+    (tmp_path / "results.json").write_text('{"scenario": "serve", "runs": [1]}')
+    with pytest.raises(UserError, match="not the results of a whole-file run"):
+        headline_table([tmp_path])
 
 
 def test_ortmodel_reads_the_file_of_the_named_bundle_variant(tiny_bundle):
