@@ -296,6 +296,21 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
 
 
+def relative_paths(data: Any, root: str | os.PathLike[str] | None = None) -> Any:
+    """``data`` (JSON-like) with every string that is a path under ``root`` (default: the working directory) made
+    relative to it: committed results name files as a user's checkout has them, not as the measuring machine did."""
+    prefix = str(Path(root or Path.cwd()).resolve()) + os.sep
+    if isinstance(data, str):
+        if data == prefix[:-1]:
+            return "."
+        return data[len(prefix) :] if data.startswith(prefix) else data
+    if isinstance(data, dict):
+        return {key: relative_paths(value, prefix[:-1]) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [relative_paths(value, prefix[:-1]) for value in data]
+    return data
+
+
 @contextlib.contextmanager
 def staging_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary sibling folder of ``path`` (``.NAME.bertdeploy-PID.XXXX.tmp``, on the same file system, so that

@@ -191,3 +191,13 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, code):
     with pytest.raises(OSError, match="Permission"), atomic_file(tmp_path / "x"):  # not a disk error: unchanged
         raise PermissionError(errno.EACCES, "Permission denied")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_relative_paths_names_files_as_the_checkout_has_them(tmp_path):
+    from bertdeploy.outputs import relative_paths
+
+    root = tmp_path.resolve()
+    data = {"file": str(root / "models" / "m" / "model.onnx"), "rows": [str(root), "/elsewhere/x", 3],
+            "nested": {"bundle": str(root / "b")}, "sibling": str(root) + "-other/f"}  # fmt: skip
+    assert relative_paths(data, root) == {"file": "models/m/model.onnx", "rows": [".", "/elsewhere/x", 3],
+                                          "nested": {"bundle": "b"}, "sibling": str(root) + "-other/f"}  # fmt: skip

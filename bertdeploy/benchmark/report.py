@@ -14,6 +14,7 @@ from bertdeploy.benchmark.results import Report
 from bertdeploy.benchmark.scoring import BenchTask, bench_task
 from bertdeploy.benchmark.summary import peer_markdown
 from bertdeploy.bundle import atomic_file, write_json
+from bertdeploy.outputs import relative_paths
 
 TABLE = [
     ("backend", "backend", None),
@@ -243,7 +244,7 @@ def write_all(res: Report, out: Path) -> dict[str, Path]:
         ),
     }
     write_csv(rows, out / "results.csv")
-    write_json(out / "config.json", res.config)
+    write_json(out / "config.json", relative_paths(res.config))
     with atomic_file(out / "report.md") as tmp:
         tmp.write_text(report_markdown(res, rows, plot_paths), encoding="utf-8")
     files = {

@@ -28,6 +28,7 @@ import numpy as np
 
 from bertdeploy.benchmark import scoring
 from bertdeploy.bundle import write_json
+from bertdeploy.outputs import relative_paths
 from bertdeploy.tasks import DEFAULT
 
 SCHEMA = "bertdeploy-bench/1"
@@ -227,7 +228,7 @@ class Report:
 
     def save(self, path: Path) -> None:
         self.updated = now()
-        write_json(path, self.to_dict())
+        write_json(path, relative_paths(self.to_dict()))
 
     def finished(self) -> dict[CellKey, Cell]:
         """Cells that need not be redone (ok or skipped; failed ones are retried)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bertdeploy.errors import UserError
-from bertdeploy.outputs import atomic_file, write_json
+from bertdeploy.outputs import atomic_file, relative_paths, write_json
 from bertdeploy.runtime.readers import detect_format, iter_chunks
 
 #: the README block a scenario rewrites (everything between the two markers)
@@ -41,7 +41,7 @@ def read_texts(data: str, text_column: str = "text", limit: int | None = None) -
 def write_results(results: dict[str, Any], out: Path, markdown: str) -> dict[str, Path]:
     """``out/results.json`` and ``out/report.md`` (atomically), and the results block of ``out/README.md`` when that
     file has one."""
-    write_json(out / "results.json", results)
+    write_json(out / "results.json", relative_paths(results))
     with atomic_file(out / "report.md") as tmp:
         tmp.write_text(markdown + "\n", encoding="utf-8")
     files = {"results": out / "results.json", "report": out / "report.md"}

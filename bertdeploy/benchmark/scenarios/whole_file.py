@@ -128,7 +128,7 @@ class _Worker:
             self.close()
             tail = log.read_text(encoding="utf-8", errors="replace")[-800:]
             raise UserError(f"{engine}: the worker failed to start; the end of its log:\n{tail}")
-        self.info = _portable(hello.get("info", {}))
+        self.info = hello.get("info", {})
 
     def ask(self, command: str) -> dict[str, Any]:
         assert self.proc.stdin is not None
@@ -236,19 +236,6 @@ def report(res: dict[str, Any]) -> str:
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return head + "\n\n" + "\n".join(rows)
-
-
-def _portable(info: dict[str, Any]) -> dict[str, Any]:
-    """``info`` with the paths under the working directory made relative to it: committed results name files as a
-    user's checkout has them, not as this machine does."""
-    cwd = Path.cwd()
-
-    def fix(value: Any) -> Any:
-        if isinstance(value, str) and value.startswith(str(cwd) + os.sep):
-            return str(Path(value).relative_to(cwd))
-        return value
-
-    return {key: fix(value) for key, value in info.items()}
 
 
 def _precision(run: dict[str, Any]) -> str:
