@@ -160,13 +160,15 @@ def cache_name(identity: str, max_length: int, texts: Sequence[str], copies: int
     return f"transfer-k{copies}-seed{seed}-{h.hexdigest()[:20]}.npz"
 
 
-def _read_cache(path: Path, texts: list[str], width: int) -> np.ndarray | None:
+def _read_cache(path: Path, texts: list[str], shape: tuple[int, int]) -> np.ndarray | None:
+    from bertdeploy.training.teacher import sound
+
     try:
         with np.load(path, allow_pickle=False) as f:
             cached, logits = f["texts"].tolist(), f["logits"]
     except (OSError, ValueError, KeyError):
         return None
-    if cached != texts or logits.shape != (len(texts), width) or not np.isfinite(logits).all():
+    if cached != texts or logits.shape != shape or not sound(logits):
         return None
     return logits
 
@@ -181,23 +183,29 @@ def _write_cache(path: Path, texts: list[str], logits: np.ndarray) -> None:
 
 def transfer_logits(
     teacher: Teacher,
-    texts: Sequence[str],
+    texts: Sequence[Any],
     copies: int,
     seed: int,
     batch_size: int = 64,
     p: Perturbation = Perturbation(),
-) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+) -> tuple[list[Any], np.ndarray, dict[str, Any]]:
     """The augmented copies of ``texts``, the teacher's logits on them (its own label order) and what was done;
-    scored once, then read from the cache (:func:`cache_dir`)."""
-    from bertdeploy.training.teacher import score
+    scored once, then read from the cache (:func:`cache_dir`). A token-classification teacher takes pre-split
+    sentences (word lists, :func:`augment_sentences`) and gives one logit row per word of the copies."""
+    from bertdeploy.training.teacher import expected_rows, input_keys, score
 
-    augmented = augment_texts(texts, copies, seed, p)
-    path = cache_dir() / cache_name(teacher.identity, teacher.max_length, texts, copies, seed, p)
-    logits = _read_cache(path, augmented, len(teacher.labels)) if augmented else np.zeros((0, len(teacher.labels)))
+    if teacher.per_word:
+        augmented: list[Any] = [list(a.words) for a in augment_sentences(texts, copies, seed, p)]
+    else:
+        augmented = augment_texts(texts, copies, seed, p)
+    keys = input_keys(augmented)
+    path = cache_dir() / cache_name(teacher.identity, teacher.max_length, input_keys(list(texts)), copies, seed, p)
+    shape = (expected_rows(teacher, augmented), len(teacher.labels))
+    logits = _read_cache(path, keys, shape) if augmented else np.zeros(shape)
     status = "hit"
     if logits is None:
         logits, status = score(teacher, augmented, batch_size), "computed"
-        _write_cache(path, augmented, logits)
+        _write_cache(path, keys, logits)
     info = {"copies": copies, "seed": seed, "texts": len(augmented), "duplicates_dropped": copies * len(texts)
             - len(augmented), "cache": status, "cache_file": str(path), **asdict(p)}  # fmt: skip
     return augmented, logits.astype(np.float32), info
