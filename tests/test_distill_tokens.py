@@ -102,6 +102,37 @@ def test_hard_labels_and_the_later_sub_tokens_of_label_all_tokens():
     assert loss(student, refs, labels).item() == pytest.approx(0.5 * ce + 0.5 * kl, rel=1e-5)
 
 
+def test_the_trainer_computes_the_token_loss_from_the_teacher_rows(tiny_tagger_dir):
+    """Through the Trainer's compute_loss on a real token classifier: other teacher rows, other gradients."""
+    from transformers import AutoModelForTokenClassification, TrainingArguments
+
+    from bertdeploy.training.distill import _trainer_class
+
+    model = AutoModelForTokenClassification.from_pretrained(tiny_tagger_dir)
+    none = NO_SOFT
+    batch = {"input_ids": torch.tensor([[2, 40, 41, 3], [2, 42, 3, 0]]), "attention_mask": torch.tensor([[1] * 4,
+             [1, 1, 1, 0]]), "labels": torch.tensor([[-100, 1, -100, -100], [-100, -100, -100, -100]]),
+             "teacher_logits": torch.tensor([[none, 0, none, none], [none, 1, none, none]])}  # fmt: skip
+    table = np.random.default_rng(0).normal(size=(2, len(TINY_TAGS))).astype(np.float32)
+
+    def grads(rows):
+        args = TrainingArguments(output_dir="unused", report_to=[], use_cpu=True)
+        soft = TokenSoftLoss(rows, temperature=2.0, alpha=0.5)
+        trainer = _trainer_class()(model=model, args=args, temperature=2.0, alpha=0.5, soft_loss=soft)
+        model.zero_grad()
+        trainer.compute_loss(model, dict(batch)).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).clone()
+
+    assert not torch.allclose(grads(table), grads(-table)), "the teacher's rows change the gradients"
+    evaluation = {k: v for k, v in batch.items() if k != "teacher_logits"}
+    args = TrainingArguments(output_dir="unused", report_to=[], use_cpu=True)
+    trainer = _trainer_class()(model=model, args=args, temperature=2.0, alpha=0.5)
+    with torch.no_grad():
+        want = torch.nn.functional.cross_entropy(model(**{k: v for k, v in evaluation.items() if k != "labels"})
+                                                 .logits[0, 1:2], torch.tensor([1]))  # fmt: skip
+        assert trainer.compute_loss(model, evaluation).item() == pytest.approx(want.item(), rel=1e-5)
+
+
 def test_the_collator_pads_the_teacher_rows_like_the_tokens():
     from transformers import DataCollatorForTokenClassification
 
@@ -191,7 +222,7 @@ def test_a_student_with_its_own_vocabulary_learns_from_a_run_teacher_and_exports
     assert all(text[e.start : e.end] == e.word for e in entities)
 
 
-def test_a_pruned_student_from_a_bundle_teacher_with_augmented_sentences(token_teacher, tiny_token_dir, tmp_path,
+def test_a_pruned_student_from_a_bundle_teacher_with_augment(token_teacher, tiny_token_dir, tmp_path,
                                                                           monkeypatch):  # fmt: skip
     """--student-init prunes the teacher run into a narrower token classifier (its head kept); --augment adds
     perturbed sentences that carry soft labels only; label_all_tokens places the soft labels on every sub-token."""
