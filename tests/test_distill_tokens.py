@@ -225,7 +225,8 @@ def test_a_student_with_its_own_vocabulary_learns_from_a_run_teacher_and_exports
 def test_a_pruned_student_from_a_bundle_teacher_with_augment(token_teacher, tiny_token_dir, tmp_path,
                                                                           monkeypatch):  # fmt: skip
     """--student-init prunes the teacher run into a narrower token classifier (its head kept); --augment adds
-    perturbed sentences that carry soft labels only; label_all_tokens places the soft labels on every sub-token."""
+    perturbed sentences that carry soft labels only; label_all_tokens places the soft labels on every sub-token;
+    the hidden-state term runs the teacher run in PyTorch on the same tokens."""
     from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
 
     from bertdeploy.exporter import ExportConfig, export
@@ -239,13 +240,16 @@ def test_a_pruned_student_from_a_bundle_teacher_with_augment(token_teacher, tiny
                                           num_labels=len(TINY_TAGS))).save_pretrained(small)  # fmt: skip
     BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True).save_pretrained(small)
     cfg = _cfg(bundle, tiny_token_dir, tmp_path / "run", model=str(small), student_init=str(token_teacher),
-               augment=2, epochs=1, label_all_tokens=True)  # fmt: skip
+               augment=2, epochs=1, label_all_tokens=True, hidden_loss=0.5,
+               hidden_teacher=str(token_teacher))  # fmt: skip
     r = distill(cfg)
     pruned, augmented = r.teacher, r.teacher["augment"]
     assert pruned["kind"] == "bundle" and augmented["copies"] == 2 and augmented["texts"] > 120
     assert r.speed["train_rows"] == 120 + augmented["texts"]
     init = json.loads((r.output / "train_config.json").read_text())["distill"]["student_init"]
     assert init["head"] is True and init["shape"] == [1, 16, 1, 32]
+    hidden = json.loads((r.output / "train_config.json").read_text())["distill"]["hidden_loss"]
+    assert hidden["weight"] == 0.5 and hidden["teacher_layers"] == [0, 2]
     assert json.loads((r.output / "config.json").read_text())["architectures"] == ["BertForTokenClassification"]
     assert 0 <= r.final["f1"] <= 1
 
