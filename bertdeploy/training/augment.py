@@ -34,6 +34,7 @@ from bertdeploy.errors import UserError
 from bertdeploy.runtime.entities import is_cjk
 
 if TYPE_CHECKING:
+    from bertdeploy.training.config import DistillConfig
     from bertdeploy.training.teacher import Teacher
 
 #: the version of the perturbation algorithm (part of the cache key: a change invalidates old caches)
@@ -209,3 +210,16 @@ def transfer_logits(
     info = {"copies": copies, "seed": seed, "texts": len(augmented), "duplicates_dropped": copies * len(texts)
             - len(augmented), "cache": status, "cache_file": str(path), **asdict(p)}  # fmt: skip
     return augmented, logits.astype(np.float32), info
+
+
+def for_config(
+    config: DistillConfig, teacher: Teacher, tokenizer: Any, train: list[Any]
+) -> tuple[list[Any], np.ndarray, dict[str, Any] | None]:
+    """``distill``'s ``--augment`` copies of the training texts (token classification: sentences), their teacher
+    logits (the teacher's label order) and what was done (None without augmentation); masks are the student
+    tokenizer's mask token."""
+    copies = config.copies(len(train))
+    if copies == 0 or config.alpha == 0:  # hard labels only: texts without a label would carry no loss
+        return [], np.zeros((0, len(teacher.labels)), dtype=np.float32), None
+    p = Perturbation(mask=getattr(tokenizer, "mask_token", None) or Perturbation.mask)
+    return transfer_logits(teacher, train, copies, config.seed, config.teacher_batch_size, p)

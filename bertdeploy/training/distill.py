@@ -29,14 +29,10 @@ from bertdeploy.data import LoadedData
 from bertdeploy.errors import UserError
 from bertdeploy.training import augment, hidden, prune, vocab
 from bertdeploy.training.config import DistillConfig
+from bertdeploy.training.losses import SOFT, UNLABELLED, distillation_loss, hard_loss
 from bertdeploy.training.task_setup import tokenize
 from bertdeploy.training.teacher import Teacher, caches_kept, label_order, resolve_teacher, teacher_logits
 from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare
-
-#: the training-set column holding the teacher's logits
-SOFT = "teacher_logits"
-#: the label of an unlabelled transfer text (ignored by the cross entropy, as in torch)
-UNLABELLED = -100
 
 
 @dataclass
@@ -44,43 +40,6 @@ class DistillResult(TrainResult):
     """A :class:`TrainResult` plus what the teacher was and how it scored on the eval split."""
 
     teacher: dict[str, Any] = field(default_factory=dict)
-
-
-def hard_loss(logits, labels, label_smoothing: float = 0.0):
-    """Cross entropy over the labelled rows (``logits [..., labels]``: a text's row, or a token's; label ``-100``
-    marks an unlabelled row); 0 (in the graph) when there is none."""
-    import torch.nn.functional as F
-
-    flat, y = logits.float().flatten(0, -2), labels.flatten()
-    labelled = y != UNLABELLED
-    if not bool(labelled.any()):
-        return flat.sum() * 0.0
-    return F.cross_entropy(flat[labelled], y[labelled], label_smoothing=label_smoothing)
-
-
-def kl_term(student, target, temperature: float):
-    """``KL(target || softmax(student / T))`` averaged over the rows (``target``: the teacher's probabilities)."""
-    import torch.nn.functional as F
-
-    return F.kl_div(F.log_softmax(student.float() / temperature, dim=-1), target, reduction="batchmean")
-
-
-def distillation_loss(student, teacher, labels, temperature: float, alpha: float, label_smoothing: float = 0.0):
-    """``alpha * T^2 * KL(p_teacher^T || p_student^T) + (1 - alpha) * CE(student, labels)`` (torch tensors).
-
-    The KL term is averaged over every row; the cross entropy over the labelled rows only (label ``-100`` marks an
-    unlabelled transfer text). The ``T^2`` factor keeps the soft gradients' scale independent of ``T``
-    (Hinton et al., 2015).
-    """
-    import torch
-
-    loss = student.new_zeros(())
-    if alpha > 0:
-        target = torch.softmax(teacher.float() / temperature, dim=-1)
-        loss = loss + alpha * temperature**2 * kl_term(student, target, temperature)
-    if alpha < 1:
-        loss = loss + (1 - alpha) * hard_loss(student, labels, label_smoothing)
-    return loss
 
 
 @functools.cache
@@ -227,7 +186,8 @@ def _score(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: 
     ev = prep.data.eval_split
     texts = [*splits["train"]["text"], *unlabelled, *splits[ev]["text"]]
     logits, cache = teacher_logits(teacher, texts, prep.work, config.teacher_batch_size)
-    extra, extra_logits, augment_info = augmented(config, teacher, prep, list(splits["train"]["text"]))
+    train = list(splits["train"]["text"])
+    extra, extra_logits, augment_info = augment.for_config(config, teacher, prep.tokenizer, train)
     soft = np.concatenate([logits[: len(texts) - len(splits[ev]["text"])], extra_logits])[:, order]
     logits = logits[:, order]
     prep.datasets["train"] = _transfer_set(config, prep, [*unlabelled, *extra], soft)
@@ -237,19 +197,6 @@ def _score(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: 
     return {**teacher.describe(), "cache": cache, "scored_texts": len(texts), "unlabelled_texts": len(unlabelled),
             "train_agreement": round(agree, 4), "eval_split": ev, "augment": augment_info,
             "eval": {k: v for k, v in scores.items() if isinstance(v, float)}}  # fmt: skip
-
-
-def augmented(
-    config: DistillConfig, teacher: Teacher, prep: Prepared, train: list[Any]
-) -> tuple[list[Any], np.ndarray, Any]:
-    """The ``--augment`` copies of the training texts (token classification: sentences), their teacher logits (the
-    teacher's label order), and what was done (None without augmentation)."""
-    copies = config.copies(len(train))
-    if copies == 0 or config.alpha == 0:  # hard labels only: texts without a label would carry no loss
-        return [], np.zeros((0, len(teacher.labels)), dtype=np.float32), None
-    mask = getattr(prep.tokenizer, "mask_token", None) or augment.Perturbation.mask
-    p = augment.Perturbation(mask=mask)
-    return augment.transfer_logits(teacher, train, copies, config.seed, config.teacher_batch_size, p)
 
 
 def _hidden_teacher(config: DistillConfig, teacher: Teacher) -> str | None:

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from bertdeploy.data import LoadedData
+from bertdeploy.training.augment import for_config
 from bertdeploy.training.config import DistillConfig
-from bertdeploy.training.distill import SOFT, augmented, hard_loss, kl_term
+from bertdeploy.training.losses import SOFT, hard_loss, kl_term
 from bertdeploy.training.task_tokens import IGNORE, WORD_IDS, encode, inside_ids
 from bertdeploy.training.teacher import Teacher, label_order, teacher_logits
 from bertdeploy.training.trainer import Prepared
@@ -148,7 +149,7 @@ def score_tokens(config: DistillConfig, teacher: Teacher, prep: Prepared) -> tup
     sentences = [*train, *(list(s) for s in splits[ev]["tokens"])]
     logits, cache = teacher_logits(teacher, sentences, prep.work, config.teacher_batch_size)
     n = sum(len(s) for s in train)
-    extra, extra_logits, augment_info = augmented(config, teacher, prep, train)
+    extra, extra_logits, augment_info = for_config(config, teacher, prep.tokenizer, train)
     table = np.concatenate([logits[:n], extra_logits])[:, order]
     prep.datasets["train"] = _transfer_set(config, prep, extra, table)
     gold = np.concatenate([np.asarray(t, dtype=np.int64) for t in splits["train"]["tags"]])
