@@ -269,3 +269,13 @@ def test_cli_unsupported_option_is_one_line_exit_2(tiny_tagger_dir, tiny_token_d
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.startswith("error: --unlabelled takes texts")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_cli_prints_the_students_and_the_teachers_entity_scores(tiny_tagger_dir, tiny_token_dir, tmp_path):
+    cmd = [sys.executable, "-m", "bertdeploy.cli.__main__", "distill", "--teacher", str(tiny_tagger_dir),
+           "--student", str(tiny_tagger_dir), "--data", str(tiny_token_dir), "--epochs", "1", "--max-length", "32",
+           "-o", str(tmp_path / "run"), "report_to=none"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = " ".join(proc.stdout.split())  # rich wraps long lines
+    assert "entity F1" in out and "teacher on test: entity F1" in out and "150 sentences scored (computed)" in out

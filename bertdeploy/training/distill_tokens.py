@@ -73,12 +73,14 @@ class TokenSoftLoss:
         """Teacher probabilities at temperature T of the rows ``refs`` (``-2 - row``: with B- moved to I-)."""
         import torch
 
+        if self.table.device != refs.device:  # moved once, not every step
+            self.table = self.table.to(refs.device)
+            self.inside = None if self.inside is None else self.inside.to(refs.device)
         later = refs < NO_SOFT
         rows = torch.where(later, -2 - refs, refs)
-        table = self.table.to(refs.device)
-        p = torch.softmax(table[rows] / self.temperature, dim=-1)
+        p = torch.softmax(self.table[rows] / self.temperature, dim=-1)
         if self.inside is not None and bool(later.any()):
-            p[later] = p[later] @ self.inside.to(refs.device)
+            p[later] = p[later] @ self.inside
         return p
 
     def __call__(self, student: Any, refs: Any, labels: Any, label_smoothing: float = 0.0) -> Any:
