@@ -184,14 +184,14 @@ def _cfg(teacher, data, out, **kw) -> DistillConfig:
 
 @pytest.fixture(scope="module")
 def token_teacher(tmp_path_factory, tiny_token_dir):
-    """A tiny tagger trained for 4 epochs (entity F1 > 0.9 on the tiny test split): a real teacher run folder."""
+    """A tiny tagger trained for 3 epochs (entity F1 > 0.9 on the tiny test split): a real teacher run folder."""
     from helpers import build_tiny_tagger
 
     from bertdeploy.training import TrainConfig, train
 
     init = build_tiny_tagger(tmp_path_factory.mktemp("teacher_init"))
     out = tmp_path_factory.mktemp("teacher") / "run"
-    train(TrainConfig(model=str(init), data=str(tiny_token_dir), output=str(out), epochs=4, batch_size=8, lr=5e-3,
+    train(TrainConfig(model=str(init), data=str(tiny_token_dir), output=str(out), epochs=3, batch_size=8, lr=5e-3,
                       max_length=32, report_to=["none"]))  # fmt: skip
     return out
 
