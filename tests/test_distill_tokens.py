@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -160,6 +161,8 @@ def test_per_word_logits_of_a_run_and_of_its_bundle_agree(tiny_tagger_dir, tiny_
         logits = AutoModelForTokenClassification.from_pretrained(tiny_tagger_dir)(**enc).logits[0]
     assert enc.word_ids()[1] == 0 and len(enc.word_ids()) > 3
     assert np.allclose(a[-1], logits[1].numpy(), atol=1e-5)
+    cut = score(replace(run, max_length=6), sentences)  # 4 word pieces a sentence: "tonight" is cut off
+    assert np.isnan(cut).all(axis=1).tolist() == [False] * 4 + [True] + [False] * 4 + [False]
 
 
 def test_augmented_sentences_are_seeded_and_cached(tiny_tagger_dir, tmp_path, monkeypatch):

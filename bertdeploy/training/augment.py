@@ -12,7 +12,8 @@ token-classification data split sentences). :func:`perturb_words` works on one w
 of original positions it kept — masking and swaps keep every position, a window slices them — so a token-
 classification variant (:func:`augment_sentences`) keeps a word ↔ tag alignment for free.
 
-The teacher scores the augmented texts once (:func:`transfer_logits`); the logits and the texts are cached under
+The teacher scores the augmented texts once (:func:`transfer_logits`; a token-classification teacher scores the
+augmented sentences' words, one row a word); the logits and the texts are cached under
 ``$BERTDEPLOY_CACHE/transfer`` (default ``~/.cache/bertdeploy/transfer``), keyed by the teacher's weights, the
 training texts, the seed, K and the perturbation, so ``--resume`` and later runs over the same teacher and data
 (another student, seed or schedule) do not score them again.
