@@ -124,7 +124,7 @@ TASK_TABLE: tuple[TaskSpec, ...] = (
         head="tagger",
         metrics=("f1", "precision", "recall", "token_accuracy"),
         pipeline="token-classification",
-        stages=("data", "train", "export", "runtime", "predict", "serve", "bench", "package"),
+        stages=("data", "train", "distill", "export", "runtime", "predict", "serve", "bench", "package"),
         notes=("entity-level precision / recall / F1 as seqeval computes them (IOB2, micro over entity types)",),
     ),
     TaskSpec(

@@ -81,6 +81,24 @@ def test_a_smaller_shape_keeps_the_most_active_heads_neurons_and_channels(tmp_pa
     assert torch.equal(pruned.bert.encoder.layer[0].intermediate.dense.bias, layer.intermediate.dense.bias[kept])
 
 
+def test_a_token_classifier_pruned_to_its_own_shape_gives_the_same_logits(tmp_path):
+    """Token classification: the student is a token classifier, and a token-classifier source gives its head (its
+    rows in the data's tag order)."""
+    from helpers import TINY_TAGS, build_tiny_tagger
+    from transformers import BertForTokenClassification, BertTokenizerFast
+
+    build_tiny_tagger(tmp_path / "src", initializer_range=0.2)
+    source = BertForTokenClassification.from_pretrained(tmp_path / "src").eval()
+    tok = BertTokenizerFast.from_pretrained(tmp_path / "src")
+    tags = list(reversed(TINY_TAGS))
+    student = BertForTokenClassification(source.config)
+    pruned, info = prune_into(student, tok, str(tmp_path / "src"), tags, TEXTS, 32, "token-classification")
+    assert isinstance(pruned, BertForTokenClassification) and info["head"] is True
+    enc = tok(TEXTS[:5], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(pruned.eval()(**enc).logits, source(**enc).logits.flip(-1), atol=1e-5)
+
+
 def test_a_base_model_source_gives_the_encoder_but_not_a_head(tmp_path):
     source, tok = _source(tmp_path / "src", labels=["x", "y"])  # a classifier of other labels: its head is not used
     pruned, info = prune_into(_student(tok, 1, 16, 1, 32), tok, str(tmp_path / "src"), TINY_LABELS, TEXTS, 32)

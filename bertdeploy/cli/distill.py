@@ -19,7 +19,9 @@ from bertdeploy.errors import require_extra
 @click.option("--temperature", type=float, help="Softmax temperature of the soft targets (default 2).")
 @click.option("--alpha", type=float, help="Weight of the soft (KL) loss; 1 - alpha weighs the hard labels (0.5).")
 @click.option("--augment", type=int, help="Perturbed copies of each training text for the teacher to label (0 = none).")
-@click.option("--unlabelled", type=click.Path(dir_okay=False), help="Extra texts for the teacher to label.")
+@click.option(
+    "--unlabelled", type=click.Path(dir_okay=False), help="Extra texts for the teacher to label (text classification)."
+)
 @click.option("--hidden-loss", type=float, help="Weight of a TinyBERT-style hidden-state loss (needs a torch teacher).")
 @click.option("--hidden-teacher", help="Run folder of the PyTorch teacher for --hidden-loss (default: --teacher).")
 @click.option("--teacher-variant", help="Bundle variant that scores the texts (default fp32).")
@@ -34,6 +36,8 @@ def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **opt
     bertdeploy distill --teacher models/minilm-emotion --student bert-mini --student-init runs/minilm-emotion ...
     bertdeploy distill --teacher models/minilm-emotion --student bert-mini --augment 8 ...
     bertdeploy distill --teacher models/minilm-emotion --hidden-teacher runs/minilm-emotion --hidden-loss 1 ...
+    bertdeploy distill --teacher models/snips-slots --student bert-mini --student-init runs/snips-slots \\
+        --data ../shared/datasets/snips_slots -o runs/slots-mini   # token classification: per-token soft labels
     bertdeploy distill --recipe recipes/distill_emotion.yaml
     """
     require_extra("train", "bertdeploy distill")

@@ -115,11 +115,7 @@ def run_command(kind: str, fn, recipe: str | None, offline: bool, overrides: tup
         result = fn(cfg, on_epoch=render.epoch_row)
         render.final_metrics(result.final, result.labels, result.eval_split)
         if kind == "distill":
-            t = result.teacher
-            render.console.print(
-                f"teacher on {t['eval_split']}: accuracy {t['eval']['accuracy']:.4f} · F1 macro "
-                f"{t['eval']['f1_macro']:.4f} · {t['scored_texts']} texts scored ({t['cache']})"
-            )
+            render.console.print(_teacher_line(result.teacher))
         s = result.speed
         render.console.print(
             f"train {s['train_wall_time_s']:.1f} s · {s['train_samples_per_second']:.1f} samples/s · "
@@ -129,6 +125,16 @@ def run_command(kind: str, fn, recipe: str | None, offline: bool, overrides: tup
     rows = run_recipe(cells, on_epoch=render.epoch_row, on_cell=lambda name: render.console.rule(name), runner=fn)
     render.comparison(rows, _GRID_COLUMNS, f"recipe {rec.name}: {len(rows)} runs")
     return rows
+
+
+def _teacher_line(t: dict) -> str:
+    """How the teacher scored on the eval split (entity scores for a token classifier)."""
+    e = t["eval"]
+    if t.get("task") == "token-classification":
+        scores = f"entity F1 {e['f1']:.4f} · precision {e['precision']:.4f} · recall {e['recall']:.4f}"
+        return f"teacher on {t['eval_split']}: {scores} · {t['scored_texts']} sentences scored ({t['cache']})"
+    scores = f"accuracy {e['accuracy']:.4f} · F1 macro {e['f1_macro']:.4f}"
+    return f"teacher on {t['eval_split']}: {scores} · {t['scored_texts']} texts scored ({t['cache']})"
 
 
 _GRID_COLUMNS = [

@@ -31,7 +31,7 @@ from bertdeploy.runtime.heads import register
 from bertdeploy.runtime.predictor import SORT_WINDOW, Predictor, check_texts, unambiguous
 from bertdeploy.runtime.tokenize import TokenEncoded, TokenEncoder
 
-__all__ = ["AGGREGATIONS", "Entity", "TokenScores", "Tagger"]
+__all__ = ["AGGREGATIONS", "Entity", "TokenScores", "Tagger", "first_sub_tokens"]
 
 Words = Sequence[str]
 
@@ -98,10 +98,9 @@ class Tagger(Predictor):
         """Tokenize with offsets and word ids; ``.truncated`` counts the texts that needed several windows."""
         return self._encoder.encode(as_inputs(texts))
 
-    def forward(self, encoded: TokenEncoded) -> TokenScores:  # type: ignore[override]
-        """Softmax per token, each token taken from the window where it is farthest from an edge."""
-        width = len(self.labels)
-        logits = np.zeros((len(encoded.ids), width), dtype=np.float32)
+    def token_logits(self, encoded: TokenEncoded) -> np.ndarray:
+        """Raw logits ``[tokens, labels]`` of every token of ``encoded`` (aligned with ``encoded.ids``)."""
+        logits = np.zeros((len(encoded.ids), len(self.labels)), dtype=np.float32)
 
         def store(batch: Any, out: np.ndarray) -> None:
             lengths = encoded.lengths[batch.index]
@@ -111,6 +110,25 @@ class Tagger(Predictor):
             logits[pos[mask]] = out[mask]
 
         self.run_batches(encoded, store)
+        return logits
+
+    def word_logits(self, sentences: Sequence[Words]) -> np.ndarray:
+        """Raw logits of each word's first sub-token, for pre-split sentences encoded as training encodes them
+        (``is_pretokenized``, truncated to ``max_length``, no windows): ``[total words, labels]``, the words of
+        sentence ``i`` after those of sentences ``0..i-1``; a word that truncation cut off (or that has no token)
+        gets a row of NaN."""
+        counts = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
+        starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        out = np.full((int(starts[-1]), len(self.labels)), np.nan, dtype=np.float32)
+        for a in range(0, len(sentences), SORT_WINDOW):
+            encoded = self._encoder.encode_words(sentences[a : a + SORT_WINDOW])
+            positions, rows = first_sub_tokens(encoded.words, _row_of_token(encoded), starts[a:])
+            out[rows] = self.token_logits(encoded)[positions]
+        return out
+
+    def forward(self, encoded: TokenEncoded) -> TokenScores:  # type: ignore[override]
+        """Softmax per token, each token taken from the window where it is farthest from an edge."""
+        logits = self.token_logits(encoded)
         keep = _best_window_tokens(encoded)
         z = logits[keep]
         z -= z.max(axis=1, keepdims=True) if len(z) else 0
@@ -188,6 +206,15 @@ def as_inputs(texts: Any) -> list[str]:
             item = " ".join(w.strip() for w in item)
         out.append(item)
     return check_texts(out)
+
+
+def first_sub_tokens(words: np.ndarray, rows: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each word's first sub-token is, from per-token word ids (``-1``: a special or padding token) and the
+    row (sentence) of each token, tokens in order: (token positions, global word indices ``starts[row] + word``)."""
+    real = np.flatnonzero(np.asarray(words) >= 0)
+    index = np.asarray(starts)[np.asarray(rows)[real]] + np.asarray(words)[real]
+    unique, first = np.unique(index, return_index=True)
+    return real[first], unique
 
 
 def _row_of_token(encoded: TokenEncoded) -> np.ndarray:

@@ -12,7 +12,8 @@ token-classification data split sentences). :func:`perturb_words` works on one w
 of original positions it kept — masking and swaps keep every position, a window slices them — so a token-
 classification variant (:func:`augment_sentences`) keeps a word ↔ tag alignment for free.
 
-The teacher scores the augmented texts once (:func:`transfer_logits`); the logits and the texts are cached under
+The teacher scores the augmented texts once (:func:`transfer_logits`; a token-classification teacher scores the
+augmented sentences' words, one row a word); the logits and the texts are cached under
 ``$BERTDEPLOY_CACHE/transfer`` (default ``~/.cache/bertdeploy/transfer``), keyed by the teacher's weights, the
 training texts, the seed, K and the perturbation, so ``--resume`` and later runs over the same teacher and data
 (another student, seed or schedule) do not score them again.
@@ -34,6 +35,7 @@ from bertdeploy.errors import UserError
 from bertdeploy.runtime.entities import is_cjk
 
 if TYPE_CHECKING:
+    from bertdeploy.training.config import DistillConfig
     from bertdeploy.training.teacher import Teacher
 
 #: the version of the perturbation algorithm (part of the cache key: a change invalidates old caches)
@@ -160,13 +162,15 @@ def cache_name(identity: str, max_length: int, texts: Sequence[str], copies: int
     return f"transfer-k{copies}-seed{seed}-{h.hexdigest()[:20]}.npz"
 
 
-def _read_cache(path: Path, texts: list[str], width: int) -> np.ndarray | None:
+def _read_cache(path: Path, texts: list[str], shape: tuple[int, int]) -> np.ndarray | None:
+    from bertdeploy.training.teacher import sound
+
     try:
         with np.load(path, allow_pickle=False) as f:
             cached, logits = f["texts"].tolist(), f["logits"]
     except (OSError, ValueError, KeyError):
         return None
-    if cached != texts or logits.shape != (len(texts), width) or not np.isfinite(logits).all():
+    if cached != texts or logits.shape != shape or not sound(logits):
         return None
     return logits
 
@@ -181,23 +185,42 @@ def _write_cache(path: Path, texts: list[str], logits: np.ndarray) -> None:
 
 def transfer_logits(
     teacher: Teacher,
-    texts: Sequence[str],
+    texts: Sequence[Any],
     copies: int,
     seed: int,
     batch_size: int = 64,
     p: Perturbation = Perturbation(),
-) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+) -> tuple[list[Any], np.ndarray, dict[str, Any]]:
     """The augmented copies of ``texts``, the teacher's logits on them (its own label order) and what was done;
-    scored once, then read from the cache (:func:`cache_dir`)."""
-    from bertdeploy.training.teacher import score
+    scored once, then read from the cache (:func:`cache_dir`). A token-classification teacher takes pre-split
+    sentences (word lists, :func:`augment_sentences`) and gives one logit row per word of the copies."""
+    from bertdeploy.training.teacher import expected_rows, input_keys, score
 
-    augmented = augment_texts(texts, copies, seed, p)
-    path = cache_dir() / cache_name(teacher.identity, teacher.max_length, texts, copies, seed, p)
-    logits = _read_cache(path, augmented, len(teacher.labels)) if augmented else np.zeros((0, len(teacher.labels)))
+    if teacher.per_word:
+        augmented: list[Any] = [list(a.words) for a in augment_sentences(texts, copies, seed, p)]
+    else:
+        augmented = augment_texts(texts, copies, seed, p)
+    keys = input_keys(augmented)
+    path = cache_dir() / cache_name(teacher.identity, teacher.max_length, input_keys(list(texts)), copies, seed, p)
+    shape = (expected_rows(teacher, augmented), len(teacher.labels))
+    logits = _read_cache(path, keys, shape) if augmented else np.zeros(shape)
     status = "hit"
     if logits is None:
         logits, status = score(teacher, augmented, batch_size), "computed"
-        _write_cache(path, augmented, logits)
+        _write_cache(path, keys, logits)
     info = {"copies": copies, "seed": seed, "texts": len(augmented), "duplicates_dropped": copies * len(texts)
             - len(augmented), "cache": status, "cache_file": str(path), **asdict(p)}  # fmt: skip
     return augmented, logits.astype(np.float32), info
+
+
+def for_config(
+    config: DistillConfig, teacher: Teacher, tokenizer: Any, train: list[Any]
+) -> tuple[list[Any], np.ndarray, dict[str, Any] | None]:
+    """``distill``'s ``--augment`` copies of the training texts (token classification: sentences), their teacher
+    logits (the teacher's label order) and what was done (None without augmentation); masks are the student
+    tokenizer's mask token."""
+    copies = config.copies(len(train))
+    if copies == 0 or config.alpha == 0:  # hard labels only: texts without a label would carry no loss
+        return [], np.zeros((0, len(teacher.labels)), dtype=np.float32), None
+    p = Perturbation(mask=getattr(tokenizer, "mask_token", None) or Perturbation.mask)
+    return transfer_logits(teacher, train, copies, config.seed, config.teacher_batch_size, p)

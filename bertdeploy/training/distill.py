@@ -10,7 +10,9 @@ loss (:func:`distillation_loss`) is a ``Trainer.compute_loss`` override::
 
     alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, labels)
 
-plus, with ``hidden_loss > 0``, the hidden-state term of :mod:`bertdeploy.training.hidden` (TinyBERT).
+plus, with ``hidden_loss > 0``, the hidden-state term of :mod:`bertdeploy.training.hidden` (TinyBERT). Token
+classification computes the same loss per token, the teacher's logits aligned through the words
+(:mod:`bertdeploy.training.distill_tokens`).
 """
 
 from __future__ import annotations
@@ -25,16 +27,12 @@ import numpy as np
 
 from bertdeploy.data import LoadedData
 from bertdeploy.errors import UserError
-from bertdeploy.training import augment, hidden, prune
+from bertdeploy.training import augment, hidden, prune, vocab
 from bertdeploy.training.config import DistillConfig
+from bertdeploy.training.losses import SOFT, UNLABELLED, distillation_loss, hard_loss
 from bertdeploy.training.task_setup import tokenize
 from bertdeploy.training.teacher import Teacher, caches_kept, label_order, resolve_teacher, teacher_logits
 from bertdeploy.training.trainer import Prepared, TrainResult, fit, make_trainer, prepare
-
-#: the training-set column holding the teacher's logits
-SOFT = "teacher_logits"
-#: the label of an unlabelled transfer text (ignored by the cross entropy, as in torch)
-UNLABELLED = -100
 
 
 @dataclass
@@ -44,42 +42,19 @@ class DistillResult(TrainResult):
     teacher: dict[str, Any] = field(default_factory=dict)
 
 
-def distillation_loss(student, teacher, labels, temperature: float, alpha: float, label_smoothing: float = 0.0):
-    """``alpha * T^2 * KL(p_teacher^T || p_student^T) + (1 - alpha) * CE(student, labels)`` (torch tensors).
-
-    The KL term is averaged over every row; the cross entropy over the labelled rows only (label ``-100`` marks an
-    unlabelled transfer text). The ``T^2`` factor keeps the soft gradients' scale independent of ``T``
-    (Hinton et al., 2015).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    loss = student.new_zeros(())
-    if alpha > 0:
-        log_s = F.log_softmax(student.float() / temperature, dim=-1)
-        log_t = F.log_softmax(teacher.float() / temperature, dim=-1)
-        kl = F.kl_div(log_s, log_t, log_target=True, reduction="batchmean")
-        loss = loss + alpha * temperature**2 * kl
-    labelled = labels != UNLABELLED
-    if alpha < 1 and bool(torch.any(labelled)):
-        ce = F.cross_entropy(student[labelled].float(), labels[labelled], label_smoothing=label_smoothing)
-        loss = loss + (1 - alpha) * ce
-    return loss
-
-
 @functools.cache
 def _trainer_class():
     """``Trainer`` with the distillation loss (built once, on first use: transformers is imported lazily)."""
-    import torch.nn.functional as F
     from transformers import Trainer
 
     class DistillTrainer(Trainer):
         def __init__(self, *args: Any, temperature: float, alpha: float, hidden: Any = None,
-                     hidden_weight: float = 0.0, **kwargs: Any) -> None:  # fmt: skip
+                     hidden_weight: float = 0.0, soft_loss: Any = None, **kwargs: Any) -> None:  # fmt: skip
             super().__init__(*args, **kwargs)
             self.temperature = temperature
             self.alpha = alpha
             self.hidden, self.hidden_weight = hidden, hidden_weight
+            self.soft_loss = soft_loss or functools.partial(distillation_loss, temperature=temperature, alpha=alpha)
 
         def create_optimizer(self):
             optimizer = super().create_optimizer()
@@ -113,9 +88,9 @@ def _trainer_class():
             outputs = model(**inputs, output_hidden_states=True) if with_hidden else model(**inputs)
             smoothing = self.args.label_smoothing_factor
             if soft is None:  # evaluation: the plain cross entropy, comparable with `train`
-                loss = F.cross_entropy(outputs.logits.float(), labels, label_smoothing=smoothing)
+                loss = hard_loss(outputs.logits, labels, smoothing)
             else:
-                loss = distillation_loss(outputs.logits, soft, labels, self.temperature, self.alpha, smoothing)
+                loss = self.soft_loss(outputs.logits, soft, labels, label_smoothing=smoothing)
             if with_hidden:
                 loss = loss + self.hidden_weight * self.hidden(outputs.hidden_states, inputs)
             return (loss, outputs) if return_outputs else loss
@@ -211,7 +186,8 @@ def _score(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: 
     ev = prep.data.eval_split
     texts = [*splits["train"]["text"], *unlabelled, *splits[ev]["text"]]
     logits, cache = teacher_logits(teacher, texts, prep.work, config.teacher_batch_size)
-    extra, extra_logits, augmented = _augmented(config, teacher, prep)
+    train = list(splits["train"]["text"])
+    extra, extra_logits, augment_info = augment.for_config(config, teacher, prep.tokenizer, train)
     soft = np.concatenate([logits[: len(texts) - len(splits[ev]["text"])], extra_logits])[:, order]
     logits = logits[:, order]
     prep.datasets["train"] = _transfer_set(config, prep, [*unlabelled, *extra], soft)
@@ -219,20 +195,8 @@ def _score(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: 
     scores = classification_metrics(splits[ev]["label"], eval_logits.argmax(-1), prep.data.labels)
     agree = float(np.mean(logits[: len(splits["train"]["text"])].argmax(-1) == np.asarray(splits["train"]["label"])))
     return {**teacher.describe(), "cache": cache, "scored_texts": len(texts), "unlabelled_texts": len(unlabelled),
-            "train_agreement": round(agree, 4), "eval_split": ev, "augment": augmented,
+            "train_agreement": round(agree, 4), "eval_split": ev, "augment": augment_info,
             "eval": {k: v for k, v in scores.items() if isinstance(v, float)}}  # fmt: skip
-
-
-def _augmented(config: DistillConfig, teacher: Teacher, prep: Prepared) -> tuple[list[str], np.ndarray, Any]:
-    """The ``--augment`` copies of the training texts, their teacher logits (the teacher's label order), and what
-    was done (None without augmentation)."""
-    train = list(prep.data.splits["train"]["text"])
-    copies = config.copies(len(train))
-    if copies == 0 or config.alpha == 0:  # hard labels only: texts without a label would carry no loss
-        return [], np.zeros((0, len(teacher.labels)), dtype=np.float32), None
-    mask = getattr(prep.tokenizer, "mask_token", None) or augment.Perturbation.mask
-    p = augment.Perturbation(mask=mask)
-    return augment.transfer_logits(teacher, train, copies, config.seed, config.teacher_batch_size, p)
 
 
 def _hidden_teacher(config: DistillConfig, teacher: Teacher) -> str | None:
@@ -250,7 +214,7 @@ def _hidden_distiller(spec: str | None, prep: Prepared):
     """The hidden-state term's module: the teacher in PyTorch plus the projections (None without the term)."""
     if spec is None:
         return None
-    sample = list(prep.data.splits["train"]["text"][:256])
+    sample = vocab.texts_of(prep.data.splits["train"])[:256]
     return hidden.build(spec, prep.model, prep.tokenizer, sample)
 
 
@@ -260,20 +224,50 @@ def _student_init(config: DistillConfig, prep: Prepared) -> dict[str, Any] | Non
         return None
     from bertdeploy.training.models import freeze
 
-    texts = list(prep.data.splits["train"]["text"])
+    texts = vocab.texts_of(prep.data.splits["train"])
     prep.model, info = prune.prune_into(prep.model, prep.tokenizer, config.student_init, prep.data.labels, texts,
-                                        config.max_length)  # fmt: skip
+                                        config.max_length, prep.task)  # fmt: skip
     freeze(prep.model, config.freeze)
     return info
 
 
-def _check_task(config: DistillConfig) -> None:
-    """The data's task must be one ``distill`` supports (one line before the teacher is even looked at)."""
+def _check_task(config: DistillConfig) -> str | None:
+    """The data's task, which ``distill`` must support (one line before the teacher is even looked at)."""
     from bertdeploy.data import DataSpec, resolve_task
     from bertdeploy.training import task_setup
 
-    if config.data:
-        task_setup.get(resolve_task(DataSpec(config.data, task=config.task)), "distill")
+    if not config.data:
+        return None
+    task = resolve_task(DataSpec(config.data, task=config.task))
+    task_setup.get(task, "distill")
+    if task == "token-classification" and config.unlabelled:
+        raise UserError("--unlabelled takes texts, for text classification; token classification widens the "
+                        "transfer set with --augment K")  # fmt: skip
+    return task
+
+
+def _check_teacher(teacher: Teacher, task: str | None) -> None:
+    if task is not None and teacher.task != task:
+        raise UserError(f"the teacher {teacher.path} is a {teacher.task} model, but the data is {task} data")
+
+
+def _soft_labels(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: list[str]):
+    """Teacher scores (the transfer set put in place) -> (teacher info, the soft loss or None for the default)."""
+    if prep.task == "token-classification":
+        from bertdeploy.training.distill_tokens import score_tokens
+
+        return score_tokens(config, teacher, prep)
+    return _score(config, teacher, prep, unlabelled), None
+
+
+def _collator(prep: Prepared) -> Any:
+    """Token classification: the task's collator with the teacher-row column padded (None: the task's own)."""
+    if prep.task != "token-classification":
+        return None
+    from bertdeploy.training import task_setup
+    from bertdeploy.training.distill_tokens import SoftCollator
+
+    return SoftCollator(task_setup.get(prep.task).collator(prep.tokenizer), prep.tokenizer.padding_side)
 
 
 def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> DistillResult:
@@ -282,8 +276,9 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
 
     if not isinstance(config, DistillConfig):
         raise UserError("distill() takes a DistillConfig")
-    _check_task(config)
+    task = _check_task(config)
     teacher = resolve_teacher(config.teacher, config.teacher_variant)
+    _check_teacher(teacher, task)
     unlabelled = read_unlabelled(config.unlabelled, config.text_column) if config.unlabelled else []
     if config.alpha == 0:
         unlabelled = []  # hard labels only: texts without a label would carry no loss
@@ -301,8 +296,10 @@ def distill(config: DistillConfig, on_epoch: Callable[[dict[str, Any]], None] | 
     trainer_class = functools.partial(_trainer_class(), temperature=config.temperature, alpha=config.alpha,
                                       hidden=term, hidden_weight=config.hidden_loss)  # fmt: skip
     with caches_kept(prep.work):  # make_trainer clears a stale partial folder; the teacher's logits stay valid
-        trainer = make_trainer(config, prep, [recorder], trainer_class=trainer_class)
-    info = _score(config, teacher, prep, unlabelled)
+        trainer = make_trainer(config, prep, [recorder], trainer_class=trainer_class, collator=_collator(prep))
+    info, soft_loss = _soft_labels(config, teacher, prep, unlabelled)
+    if soft_loss is not None:
+        trainer.soft_loss = soft_loss
     trainer.train_dataset = prep.datasets["train"]
     hidden_info = None if term is None else {"weight": config.hidden_loss, **term.describe()}
     extra = {"distill": {"teacher": info, "temperature": config.temperature, "alpha": config.alpha,

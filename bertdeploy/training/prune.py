@@ -11,7 +11,8 @@ pruning: Muralidharan et al., 2024, "Compact language models via pruning and kno
 
 Heads keep the source's head size, so a preset's width decides the head count: bert-mini's 256 channels from
 MiniLM-L6 (32-dim heads) give 8 heads of 32 rather than bert-mini's 4 of 64 (the same parameters and FLOPs).
-The source needs the student's vocabulary; a classifier source with the data's labels also gives its head.
+The source needs the student's vocabulary; a source of the data's task (a sequence classifier, or a token classifier
+for token classification) with the data's labels also gives its head.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bertdeploy import tasks
 from bertdeploy.errors import UserError
 
 #: sample texts that score the channels, heads and neurons
@@ -37,17 +39,19 @@ def check_source(spec: str) -> str:
     return ms.location
 
 
-def _load_source(location: str, labels: list[str]):
+def _load_source(location: str, labels: list[str], task: str):
     """(encoder model, classifier head or None, its row order for ``labels``, tokenizer vocabulary)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+    import transformers
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    spec = tasks.get(task)
     try:
         config = AutoConfig.from_pretrained(location, local_files_only=True)
         vocab = AutoTokenizer.from_pretrained(location, use_fast=True, local_files_only=True).get_vocab()
         names = [str(config.id2label[i]) for i in range(len(config.id2label))]
-        is_classifier = any(str(a).endswith("ForSequenceClassification") for a in config.architectures or [])
+        is_classifier = any(str(a).endswith(spec.architecture) for a in config.architectures or [])
         if is_classifier and sorted(names) == sorted(labels):
-            model = AutoModelForSequenceClassification.from_pretrained(
+            model = getattr(transformers, spec.auto_model).from_pretrained(
                 location, use_safetensors=True, local_files_only=True
             )
             base, head = getattr(model, model.base_model_prefix), model.classifier
@@ -166,13 +170,22 @@ def _copy(student: Any, base: Any, head: Any, order: Any, scores: dict[str, Any]
             _linear(student.classifier, head, torch.tensor(order), ch)
 
 
-def prune_into(student: Any, tokenizer: Any, spec: str, labels: list[str], texts: list[str], max_length: int):
-    """A new student model of ``student``'s shape cut from ``spec`` (see the module doc), and what was done."""
+def prune_into(
+    student: Any,
+    tokenizer: Any,
+    spec: str,
+    labels: list[str],
+    texts: list[str],
+    max_length: int,
+    task: str = tasks.DEFAULT,
+) -> tuple[Any, dict[str, Any]]:
+    """A new student model of ``student``'s shape cut from ``spec`` (see the module doc), and what was done;
+    ``task`` picks the student's AutoModel class (a token classifier for token classification)."""
     import torch
-    from transformers import AutoModelForSequenceClassification
+    import transformers
 
     location = check_source(spec)
-    base, head, order, vocab = _load_source(location, labels)
+    base, head, order, vocab = _load_source(location, labels, task)
     if vocab != tokenizer.get_vocab():
         raise UserError(f"--student-init {spec}: its vocabulary differs from the student's tokenizer")
     config = student_config(student, base)
@@ -183,7 +196,7 @@ def prune_into(student: Any, tokenizer: Any, spec: str, labels: list[str], texts
                          return_tensors="pt") for i in range(0, len(sample), 32)]  # fmt: skip
     scores = importance(base, [dict(b) for b in batches], config.num_hidden_layers)
     torch.manual_seed(0)
-    pruned = AutoModelForSequenceClassification.from_config(config)
+    pruned = getattr(transformers, tasks.get(task).auto_model).from_config(config)
     _copy(pruned, base, head, order, scores)
     src = base.config
     info = {"from": spec, "location": location, "sample_texts": len(sample), "head": head is not None,

@@ -11,6 +11,8 @@ from typing import Any
 
 #: the label id transformers' losses ignore
 IGNORE = -100
+#: the column ``encode(..., word_ids=True)`` adds: each token's word index, -1 for special and padding tokens
+WORD_IDS = "word_ids"
 
 
 def align(word_ids: list[int | None], tags: list[int], label_all: bool, inside: dict[int, int]) -> list[int]:
@@ -34,8 +36,10 @@ def inside_ids(labels: list[str]) -> dict[int, int]:
     return {i: index[f"I-{n[2:]}"] for i, n in enumerate(labels) if n.startswith("B-") and f"I-{n[2:]}" in index}
 
 
-def encode(data: Any, tokenizer: Any, max_length: int, padding: str, label_all_tokens: bool = False):
-    """Tokenized ``DatasetDict`` (input_ids, attention_mask, [token_type_ids], labels) of token data."""
+def encode(data: Any, tokenizer: Any, max_length: int, padding: str, label_all_tokens: bool = False,
+           word_ids: bool = False):  # fmt: skip
+    """Tokenized ``DatasetDict`` (input_ids, attention_mask, [token_type_ids], labels) of token data; with
+    ``word_ids`` also the :data:`WORD_IDS` column (distillation aligns the teacher's words with it)."""
     pad = "max_length" if padding == "static" else False
     inside = inside_ids(data.labels)
 
@@ -44,6 +48,8 @@ def encode(data: Any, tokenizer: Any, max_length: int, padding: str, label_all_t
             enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length,
                             padding=pad)  # fmt: skip
             enc["labels"] = [align(enc.word_ids(i), tags, label_all, inside) for i, tags in enumerate(batch["tags"])]
+            if word_ids:
+                enc[WORD_IDS] = [[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(batch["tags"]))]
             return enc
 
         return run

@@ -1,9 +1,13 @@
 """The teacher of ``bertdeploy distill``: a bundle (scored with our ONNX runtime, no torch model in memory) or a
-run folder (scored with PyTorch), its labels, and its logits on a list of texts, computed once and cached.
+run folder (scored with PyTorch), its task and labels, and its logits on a list of texts (text classification: one
+row a text) or of pre-split sentences (token classification: one row a *word*, the logits of the word's first
+sub-token in the teacher's own tokenization; NaN where the teacher's max_length cut the word off), computed once
+and cached.
 
 Each model reads the texts with ITS OWN tokenizer and ``max_length``: a teacher whose vocabulary differs from the
-student's is no problem, the student's inputs are tokenized separately. The cache is one ``.npy`` file (loaded
-with ``allow_pickle=False``) named by a hash of the teacher's weights, its max_length and the texts.
+student's is no problem, the student's inputs are tokenized separately (words are what the two tokenizations
+share). The cache is one ``.npy`` file (loaded with ``allow_pickle=False``) named by a hash of the teacher's
+weights, its max_length and the texts.
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from bertdeploy import bundle as _bundle
+from bertdeploy import tasks
 from bertdeploy.errors import UserError
+
+#: the tasks a teacher can have (the others have no per-label logits to distil)
+TEACHER_TASKS = ("text-classification", "token-classification")
+#: joins the words of a sentence into one cache key
+WORD_SEP = "\x1f"
 
 
 @dataclass
@@ -33,9 +43,15 @@ class Teacher:
     identity: str
     """sha256 of the weights that score the texts (the bundle variant's, or the run's model.safetensors)."""
     variant: str | None = None
+    task: str = tasks.DEFAULT
+
+    @property
+    def per_word(self) -> bool:
+        """True for a token classifier: it scores pre-split sentences, one logit row a word."""
+        return self.task == "token-classification"
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "path": str(self.path.resolve()), "variant": self.variant,
+        return {"kind": self.kind, "path": str(self.path.resolve()), "variant": self.variant, "task": self.task,
                 "labels": self.labels, "max_length": self.max_length, "sha256": self.identity}  # fmt: skip
 
 
@@ -54,8 +70,11 @@ def _run_teacher(path: Path) -> Teacher:
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise UserError(f"teacher {path} has no model.safetensors (bertdeploy loads safetensors weights only)")
-    if not any(str(a).endswith("ForSequenceClassification") for a in config.get("architectures") or []):
-        raise UserError(f"teacher {path} is not a sequence classifier; fine-tune it with `bertdeploy train` first")
+    spec = tasks.from_architectures(config.get("architectures"))
+    if spec is None or spec.name not in TEACHER_TASKS:
+        raise UserError(
+            f"teacher {path} is not a sequence or token classifier; fine-tune it with `bertdeploy train` first"
+        )
     id2label = config.get("id2label") or {}
     try:
         labels = [str(id2label[str(i)]) for i in range(len(id2label))]
@@ -63,7 +82,7 @@ def _run_teacher(path: Path) -> Teacher:
         raise UserError(f"teacher {path}: config.json has no complete id2label") from None
     train_config = _read_json(path / "train_config.json") if (path / "train_config.json").is_file() else {}
     max_length = int(train_config.get("max_length") or min(512, int(config.get("max_position_embeddings", 512))))
-    return Teacher("run", path, labels, max_length, _bundle.sha256_file(weights))
+    return Teacher("run", path, labels, max_length, _bundle.sha256_file(weights), task=spec.name)
 
 
 def resolve_teacher(spec: str, variant: str) -> Teacher:
@@ -76,7 +95,10 @@ def resolve_teacher(spec: str, variant: str) -> Teacher:
     if (path / _bundle.MANIFEST_NAME).is_file():
         manifest = _bundle.read_manifest(path)
         chosen = manifest.variant(variant)
-        return Teacher("bundle", path, list(manifest.labels), manifest.max_length, chosen.sha256, chosen.name)
+        if manifest.task not in TEACHER_TASKS:
+            raise UserError(f"teacher {path} is a {manifest.task} bundle; distill takes a sequence or token classifier")
+        labels = list(manifest.labels)
+        return Teacher("bundle", path, labels, manifest.max_length, chosen.sha256, chosen.name, manifest.task)
     if (path / "config.json").is_file():
         return _run_teacher(path)
     raise UserError(f"teacher {path} is neither a bundle ({_bundle.MANIFEST_NAME}) nor a run folder (config.json)")
@@ -95,41 +117,66 @@ def label_order(teacher_labels: list[str], labels: list[str]) -> list[int]:
     return [index[name] for name in labels]
 
 
-def cache_key(teacher: Teacher, texts: list[str]) -> str:
+def input_keys(inputs: list[Any]) -> list[str]:
+    """One string per text or pre-split sentence (its words joined by :data:`WORD_SEP`): what cache keys hash."""
+    return [x if isinstance(x, str) else WORD_SEP.join(x) for x in inputs]
+
+
+def cache_key(teacher: Teacher, texts: list[Any]) -> str:
     h = hashlib.sha256(f"{teacher.identity}\0{teacher.max_length}\0{len(texts)}\0".encode())
-    for text in texts:
+    for text in input_keys(texts):
         h.update(text.encode("utf-8"))
         h.update(b"\0")
     return h.hexdigest()
 
 
-def _score_bundle(teacher: Teacher, texts: list[str], batch_size: int) -> np.ndarray:
+def expected_rows(teacher: Teacher, inputs: list[Any]) -> int:
+    """Logit rows of ``inputs``: one a text, or (token classification) one a word."""
+    return sum(len(s) for s in inputs) if teacher.per_word else len(inputs)
+
+
+def _score_bundle(teacher: Teacher, inputs: list[Any], batch_size: int) -> np.ndarray:
     from bertdeploy.runtime import load
 
-    with load(teacher.path, variant=teacher.variant or "auto", batch_size=batch_size) as clf:
-        return clf.logits(texts)
+    with load(teacher.path, variant=teacher.variant or "auto", batch_size=batch_size) as head:
+        return head.word_logits(inputs) if teacher.per_word else head.logits(inputs)
 
 
-def _score_run(teacher: Teacher, texts: list[str], batch_size: int) -> np.ndarray:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def _load_run(teacher: Teacher) -> tuple[Any, Any]:
+    import transformers
 
+    auto = getattr(transformers, tasks.get(teacher.task).auto_model)
     try:
-        tok = AutoTokenizer.from_pretrained(teacher.path, use_fast=True, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            teacher.path, use_safetensors=True, local_files_only=True
-        ).eval()
+        tok = transformers.AutoTokenizer.from_pretrained(teacher.path, use_fast=True, local_files_only=True)
+        model = auto.from_pretrained(teacher.path, use_safetensors=True, local_files_only=True).eval()
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load the teacher {teacher.path}: {str(e).splitlines()[0]}") from None
-    lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=teacher.max_length)["input_ids"]]
+    return tok, model
+
+
+def _score_run(teacher: Teacher, inputs: list[Any], batch_size: int) -> np.ndarray:
+    import torch
+
+    from bertdeploy.runtime.tagger import first_sub_tokens
+
+    tok, model = _load_run(teacher)
+    kw = {"truncation": True, "max_length": teacher.max_length, "is_split_into_words": teacher.per_word}
+    lengths = [len(ids) for ids in tok(inputs, **kw)["input_ids"]]
     order = np.argsort(lengths, kind="stable")  # length-sorted batches: little padding
-    out = np.empty((len(texts), model.config.num_labels), dtype=np.float32)
+    out = np.full((expected_rows(teacher, inputs), model.config.num_labels), np.nan, dtype=np.float32)
+    starts = np.cumsum([0, *(len(s) for s in inputs)]) if teacher.per_word else None
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
+        for start in range(0, len(inputs), batch_size):
             idx = order[start : start + batch_size]
-            enc = tok([texts[i] for i in idx], truncation=True, max_length=teacher.max_length, padding=True,
-                      return_tensors="pt")  # fmt: skip
-            out[idx] = model(**enc).logits.float().numpy()
+            enc = tok([inputs[i] for i in idx], padding=True, return_tensors="pt", **kw)
+            logits = model(**enc).logits.float().numpy()
+            if starts is None:
+                out[idx] = logits
+                continue
+            words = np.array([[-1 if w is None else w for w in enc.word_ids(j)] for j in range(len(idx))])
+            rows = np.repeat(idx, words.shape[1])
+            positions, at = first_sub_tokens(words.ravel(), rows, starts)
+            out[at] = logits.reshape(-1, logits.shape[-1])[positions]
     return out
 
 
@@ -149,23 +196,29 @@ def caches_kept(folder: Path) -> Iterator[None]:
                 tmp.write_bytes(data)
 
 
-def score(teacher: Teacher, texts: list[str], batch_size: int = 64) -> np.ndarray:
+def sound(logits: np.ndarray) -> bool:
+    """Finite logits, except whole rows of NaN (words the teacher's max_length cut off)."""
+    missing = np.isnan(logits).all(axis=1) if logits.ndim == 2 else np.zeros(0, dtype=bool)
+    return bool(np.isfinite(logits[~missing]).all())
+
+
+def score(teacher: Teacher, texts: list[Any], batch_size: int = 64) -> np.ndarray:
     """The teacher's logits on ``texts`` (its own label order), uncached: the ONNX runtime for a bundle, PyTorch
-    for a run folder."""
+    for a run folder. A token classifier takes pre-split sentences and gives one row a word."""
     scorer = _score_bundle if teacher.kind == "bundle" else _score_run
     logits = np.ascontiguousarray(scorer(teacher, texts, batch_size), dtype=np.float32)
-    if not np.isfinite(logits).all():
+    if not sound(logits):
         raise UserError(f"the teacher {teacher.path} produced non-finite logits")
     return logits
 
 
-def teacher_logits(teacher: Teacher, texts: list[str], cache_dir: Path, batch_size: int = 64) -> tuple[np.ndarray, str]:
-    """The teacher's logits on ``texts`` (its own label order) and ``"hit"`` / ``"computed"``; cached in
-    ``cache_dir`` so that a resumed or restarted run does not score again."""
+def teacher_logits(teacher: Teacher, texts: list[Any], cache_dir: Path, batch_size: int = 64) -> tuple[np.ndarray, str]:
+    """The teacher's logits on ``texts`` (its own label order; :func:`score`) and ``"hit"`` / ``"computed"``;
+    cached in ``cache_dir`` so that a resumed or restarted run does not score again."""
     path = cache_dir / CACHE_GLOB.replace("*", cache_key(teacher, texts)[:20])
     if path.is_file():
         cached = np.load(path, allow_pickle=False)
-        if cached.shape == (len(texts), len(teacher.labels)):
+        if cached.shape == (expected_rows(teacher, texts), len(teacher.labels)):
             return cached, "hit"
     logits = score(teacher, texts, batch_size)
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -156,8 +156,11 @@ def prepare(config: TrainConfig, stage: str = "train") -> Prepared:
     return Prepared(out, work, last, data, model, tok, info, trainable, ds, incomplete, task, metric)
 
 
-def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trainer_class: Any = None) -> Any:
-    """A transformers ``Trainer`` (or ``trainer_class``) over the prepared splits, with our progress callbacks."""
+def make_trainer(
+    config: TrainConfig, prep: Prepared, callbacks: list[Any], trainer_class: Any = None, collator: Any = None
+) -> Any:
+    """A transformers ``Trainer`` (or ``trainer_class``) over the prepared splits, with our progress callbacks
+    (``collator``: instead of the task's)."""
     from transformers import EarlyStoppingCallback, Trainer
     from transformers.trainer_callback import ProgressCallback
 
@@ -184,7 +187,7 @@ def make_trainer(config: TrainConfig, prep: Prepared, callbacks: list[Any], trai
         train_dataset=prep.datasets["train"],
         eval_dataset=prep.datasets["validation"],
         processing_class=prep.tokenizer,
-        data_collator=setup.collator(prep.tokenizer),
+        data_collator=collator or setup.collator(prep.tokenizer),
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
