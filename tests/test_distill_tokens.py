@@ -282,3 +282,15 @@ def test_cli_prints_the_students_and_the_teachers_entity_scores(tiny_tagger_dir,
     assert proc.returncode == 0, proc.stderr
     out = " ".join(proc.stdout.split())  # rich wraps long lines
     assert "entity F1" in out and "teacher on test: entity F1" in out and "150 sentences scored (computed)" in out
+
+
+def test_a_nan_row_is_a_cut_word_only_for_a_token_teacher(monkeypatch, tmp_path):
+    from bertdeploy.training import teacher as teacher_mod
+
+    nan_row = np.array([[1.0, 2.0], [np.nan, np.nan]], dtype=np.float32)
+    monkeypatch.setattr(teacher_mod, "_score_run", lambda teacher, inputs, batch_size: nan_row)
+    words = teacher_mod.Teacher("run", tmp_path, ["O", "B-x"], 8, "0" * 64, task="token-classification")
+    assert np.isnan(teacher_mod.score(words, [["a", "b"]])[1]).all()  # a word the teacher's max_length cut off
+    texts = teacher_mod.Teacher("run", tmp_path, ["neg", "pos"], 8, "0" * 64, task="text-classification")
+    with pytest.raises(UserError, match="non-finite logits"):  # a text teacher's NaN row is a broken model
+        teacher_mod.score(texts, ["a", "b"])

@@ -162,7 +162,7 @@ def cache_name(identity: str, max_length: int, texts: Sequence[str], copies: int
     return f"transfer-k{copies}-seed{seed}-{h.hexdigest()[:20]}.npz"
 
 
-def _read_cache(path: Path, texts: list[str], shape: tuple[int, int]) -> np.ndarray | None:
+def _read_cache(path: Path, texts: list[str], shape: tuple[int, int], per_word: bool) -> np.ndarray | None:
     from bertdeploy.training.teacher import sound
 
     try:
@@ -170,7 +170,7 @@ def _read_cache(path: Path, texts: list[str], shape: tuple[int, int]) -> np.ndar
             cached, logits = f["texts"].tolist(), f["logits"]
     except (OSError, ValueError, KeyError):
         return None
-    if cached != texts or logits.shape != shape or not sound(logits):
+    if cached != texts or logits.shape != shape or not sound(logits, per_word):
         return None
     return logits
 
@@ -203,7 +203,7 @@ def transfer_logits(
     keys = input_keys(augmented)
     path = cache_dir() / cache_name(teacher.identity, teacher.max_length, input_keys(list(texts)), copies, seed, p)
     shape = (expected_rows(teacher, augmented), len(teacher.labels))
-    logits = _read_cache(path, keys, shape) if augmented else np.zeros(shape)
+    logits = _read_cache(path, keys, shape, teacher.per_word) if augmented else np.zeros(shape)
     status = "hit"
     if logits is None:
         logits, status = score(teacher, augmented, batch_size), "computed"

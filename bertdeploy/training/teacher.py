@@ -196,10 +196,12 @@ def caches_kept(folder: Path) -> Iterator[None]:
                 tmp.write_bytes(data)
 
 
-def sound(logits: np.ndarray) -> bool:
-    """Finite logits, except whole rows of NaN (words the teacher's max_length cut off)."""
-    missing = np.isnan(logits).all(axis=1) if logits.ndim == 2 else np.zeros(0, dtype=bool)
-    return bool(np.isfinite(logits[~missing]).all())
+def sound(logits: np.ndarray, per_word: bool) -> bool:
+    """Finite logits; a per-word teacher's may also hold whole rows of NaN (words its max_length cut off). A text
+    teacher's NaN row is a broken model, never a missing word."""
+    if not per_word or logits.ndim != 2:
+        return bool(np.isfinite(logits).all())
+    return bool(np.isfinite(logits[~np.isnan(logits).all(axis=1)]).all())
 
 
 def score(teacher: Teacher, texts: list[Any], batch_size: int = 64) -> np.ndarray:
@@ -207,7 +209,7 @@ def score(teacher: Teacher, texts: list[Any], batch_size: int = 64) -> np.ndarra
     for a run folder. A token classifier takes pre-split sentences and gives one row a word."""
     scorer = _score_bundle if teacher.kind == "bundle" else _score_run
     logits = np.ascontiguousarray(scorer(teacher, texts, batch_size), dtype=np.float32)
-    if not sound(logits):
+    if not sound(logits, teacher.per_word):
         raise UserError(f"the teacher {teacher.path} produced non-finite logits")
     return logits
 
