@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bertdeploy.benchmark.scenarios.whole_file import label_agreement
 from bertdeploy.errors import UserError
 from bertdeploy.outputs import atomic_file
 
@@ -47,7 +48,7 @@ def _rows(res: dict[str, Any]) -> list[str]:
         engine = f"`{r['engine']}`"
         if r["engine"] == "bertdeploy:auto":
             engine = f"**`load(bundle)` default** ({chosen})"
-        same = sum(a == b for a, b in zip(r["labels"], ref["labels"], strict=True)) / max(1, len(r["labels"]))
+        same = label_agreement(r, ref)
         ours = best is not None and r["engine"].startswith("bertdeploy:")
         b1 = r.get("batch1")
         cells = [

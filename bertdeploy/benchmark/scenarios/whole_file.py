@@ -221,7 +221,7 @@ def report(res: dict[str, Any]) -> str:
     for r in runs:
         precision = (r["info"] or {}).get("precision", "fp32")
         peer = next((p for e, p in by.items() if e.startswith("ortmodel:") and _precision(p) == precision), None)
-        same = sum(a == b for a, b in zip(r["labels"], ref["labels"], strict=True)) / max(1, len(r["labels"]))
+        same = label_agreement(r, ref)
         b1 = r.get("batch1")
         resolved = (r["info"] or {}).get("variant")  # what `auto` chose on this machine
         cells = [
@@ -236,6 +236,11 @@ def report(res: dict[str, Any]) -> str:
         ]
         rows.append("| " + " | ".join(cells) + " |")
     return head + "\n\n" + "\n".join(rows)
+
+
+def label_agreement(run: dict[str, Any], ref: dict[str, Any]) -> float:
+    """The share of texts whose label in ``run`` equals the one in ``ref`` (two runs of one whole-file result)."""
+    return sum(a == b for a, b in zip(run["labels"], ref["labels"], strict=True)) / max(1, len(run["labels"]))
 
 
 def _precision(run: dict[str, Any]) -> str:
