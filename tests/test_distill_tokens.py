@@ -257,6 +257,28 @@ def test_a_pruned_student_from_a_bundle_teacher_with_augment(token_teacher, tiny
     assert 0 <= r.final["f1"] <= 1
 
 
+def test_a_killed_token_run_resumes_with_the_cached_per_word_logits(tiny_tagger_dir, tiny_token_dir, tmp_path):
+    """Killed during epoch 2: the per-word teacher rows are cached in OUTPUT.partial; ``resume`` reads them back
+    (no second scoring) and continues from epoch 1's checkpoint."""
+
+    class Kill(Exception):
+        pass
+
+    def die_at_epoch_2(row):
+        if row["epoch"] >= 2:
+            raise Kill
+
+    cfg = _cfg(tiny_tagger_dir, tiny_token_dir, tmp_path / "run", model=str(tiny_tagger_dir), train_size=40)
+    with pytest.raises(Kill):
+        distill(cfg, on_epoch=die_at_epoch_2)
+    assert not (tmp_path / "run").exists()
+    assert list((tmp_path / "run.partial").glob("checkpoint-*"))
+    assert list((tmp_path / "run.partial").glob("teacher_logits-*"))
+    r = distill(replace(cfg, resume=True))
+    assert r.teacher["cache"] == "hit" and r.task == "token-classification"
+    assert [e["epoch"] for e in r.history] == [1.0, 2.0] and r.history[0].get("from_checkpoint")
+
+
 def test_a_teacher_of_another_task_is_refused(tiny_model_dir, tiny_token_dir, tmp_path):
     with pytest.raises(UserError, match="is a text-classification model, but the data is token-classification"):
         distill(_cfg(tiny_model_dir, tiny_token_dir, tmp_path / "run"))
