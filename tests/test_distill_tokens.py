@@ -18,7 +18,14 @@ from bertdeploy.errors import UserError
 from bertdeploy.runtime.tagger import first_sub_tokens
 from bertdeploy.training import DistillConfig, distill
 from bertdeploy.training import augment as aug
-from bertdeploy.training.distill_tokens import NO_SOFT, SoftCollator, TokenSoftLoss, inside_matrix, soft_refs
+from bertdeploy.training.distill_tokens import (
+    NO_SOFT,
+    SoftCollator,
+    TokenSoftLoss,
+    inside_matrix,
+    soft_refs,
+    split_words,
+)
 from bertdeploy.training.models import minilm_path
 from bertdeploy.training.teacher import resolve_teacher, score
 
@@ -285,15 +292,34 @@ def test_a_teacher_of_another_task_is_refused(tiny_model_dir, tiny_token_dir, tm
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
 
-def test_cli_unsupported_option_is_one_line_exit_2(tiny_tagger_dir, tiny_token_dir, tmp_path):
+def test_unlabelled_texts_are_split_into_words_like_the_data_sets():
+    assert split_words(["play Ölmez now", "在北京 play", "  ", ""]) == [
+        ["play", "Ölmez", "now"],
+        ["在", "北", "京", "play"],
+    ]
+
+
+def test_unlabelled_raw_texts_widen_a_token_transfer_set(tiny_tagger_dir, tiny_token_dir, tmp_path):
+    """Raw texts (one per line) are split into words, scored by the teacher per word and trained on with the KL term
+    only: the transfer set grows by exactly the non-empty texts."""
     extra = tmp_path / "more.txt"
-    extra.write_text("good day\n", encoding="utf-8")
+    extra.write_text("i love the movie tonight\n\nplay some music at night\n", encoding="utf-8")
+    cfg = _cfg(tiny_tagger_dir, tiny_token_dir, tmp_path / "run", model=str(tiny_tagger_dir), epochs=1,
+               unlabelled=str(extra))  # fmt: skip
+    r = distill(cfg)
+    assert r.teacher["unlabelled_texts"] == 2 and r.speed["train_rows"] == 120 + 2
+    assert r.teacher["scored_texts"] == 150 + 2
+
+
+def test_cli_an_empty_unlabelled_file_is_one_line_exit_2(tiny_tagger_dir, tiny_token_dir, tmp_path):
+    extra = tmp_path / "more.txt"
+    extra.write_text("\n  \n", encoding="utf-8")
     cmd = [sys.executable, "-m", "bertdeploy.cli.__main__", "distill", "--teacher", str(tiny_tagger_dir),
            "--student", "bert-tiny", "--data", str(tiny_token_dir), "--unlabelled", str(extra),
            "-o", str(tmp_path / "run")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and proc.stderr.startswith("error: --unlabelled takes texts")
-    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --unlabelled")
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 def test_cli_prints_the_students_and_the_teachers_entity_scores(tiny_tagger_dir, tiny_token_dir, tmp_path):

@@ -20,7 +20,9 @@ from bertdeploy.errors import require_extra
 @click.option("--alpha", type=float, help="Weight of the soft (KL) loss; 1 - alpha weighs the hard labels (0.5).")
 @click.option("--augment", type=int, help="Perturbed copies of each training text for the teacher to label (0 = none).")
 @click.option(
-    "--unlabelled", type=click.Path(dir_okay=False), help="Extra texts for the teacher to label (text classification)."
+    "--unlabelled",
+    type=click.Path(dir_okay=False),
+    help="Extra raw texts for the teacher to label (token data: split into words at spaces and CJK characters).",
 )
 @click.option("--hidden-loss", type=float, help="Weight of a TinyBERT-style hidden-state loss (needs a torch teacher).")
 @click.option("--hidden-teacher", help="Run folder of the PyTorch teacher for --hidden-loss (default: --teacher).")

@@ -240,9 +240,6 @@ def _check_task(config: DistillConfig) -> str | None:
         return None
     task = resolve_task(DataSpec(config.data, task=config.task))
     task_setup.get(task, "distill")
-    if task == "token-classification" and config.unlabelled:
-        raise UserError("--unlabelled takes texts, for text classification; token classification widens the "
-                        "transfer set with --augment K")  # fmt: skip
     return task
 
 
@@ -256,7 +253,7 @@ def _soft_labels(config: DistillConfig, teacher: Teacher, prep: Prepared, unlabe
     if prep.task == "token-classification":
         from bertdeploy.training.distill_tokens import score_tokens
 
-        return score_tokens(config, teacher, prep)
+        return score_tokens(config, teacher, prep, unlabelled)
     return _score(config, teacher, prep, unlabelled), None
 
 

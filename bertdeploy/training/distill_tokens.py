@@ -10,7 +10,8 @@ there is no soft label: special and padding tokens, unlabelled sub-tokens, words
 
 The loss (:class:`TokenSoftLoss`) is the text-classification one per token: ``alpha * T^2 * KL`` averaged over the
 tokens that have a soft label, plus ``(1 - alpha) * CE`` over the labelled tokens (``--augment`` copies of the
-sentences carry no hard label: their tags are -100 and only the KL term sees them).
+sentences and ``--unlabelled`` texts carry no hard label: their tags are -100 and only the KL term sees them).
+Unlabelled raw texts become word lists the way the data sets write them (:func:`split_words`).
 """
 
 from __future__ import annotations
@@ -124,6 +125,16 @@ def word_scores(logits: np.ndarray, gold: Sequence[Sequence[int]], labels: list[
     return entity_metrics([[labels[int(t)] for t in tags] for tags in gold], pred_tags)
 
 
+def split_words(texts: Sequence[str]) -> list[list[str]]:
+    """Raw texts as word lists, the layout of the token data sets: words split at whitespace, and each CJK character
+    a word of its own (BERT's basic tokenizer without lower-casing or punctuation splits); empty texts dropped."""
+    from transformers.models.bert.tokenization_bert import BasicTokenizer
+
+    basic = BasicTokenizer(do_lower_case=False, tokenize_chinese_chars=True, strip_accents=False,
+                           do_split_on_punc=False)  # fmt: skip
+    return [words for words in (basic.tokenize(t) for t in texts) if words]
+
+
 def _transfer_set(config: DistillConfig, prep: Prepared, extra: list[list[str]], table: np.ndarray):
     """The training sentences and the augmented ones (tags -100) encoded as training encodes them, with ``SOFT``."""
     train = prep.data.splits["train"]
@@ -141,24 +152,28 @@ def _transfer_set(config: DistillConfig, prep: Prepared, extra: list[list[str]],
     return ds["train"].map(refs, batched=True, with_indices=True, remove_columns=[WORD_IDS], desc="soft labels")
 
 
-def score_tokens(config: DistillConfig, teacher: Teacher, prep: Prepared) -> tuple[dict[str, Any], TokenSoftLoss]:
-    """Teacher logits per word on train + eval sentences (cached in the partial folder) and on the ``--augment``
-    copies; the transfer set is put in place of the training split. Returns the teacher's description (with its
-    eval-split scores) and the loss."""
+def score_tokens(
+    config: DistillConfig, teacher: Teacher, prep: Prepared, unlabelled: Sequence[str] = ()
+) -> tuple[dict[str, Any], TokenSoftLoss]:
+    """Teacher logits per word on train + ``unlabelled`` (split into words) + eval sentences (cached in the partial
+    folder) and on the ``--augment`` copies; the transfer set is put in place of the training split. Returns the
+    teacher's description (with its eval-split scores) and the loss."""
     order = label_order(teacher.labels, prep.data.labels)
     splits, ev = prep.data.splits, prep.data.eval_split
     train = [list(s) for s in splits["train"]["tokens"]]
-    sentences = [*train, *(list(s) for s in splits[ev]["tokens"])]
+    words = split_words(unlabelled)
+    sentences = [*train, *words, *(list(s) for s in splits[ev]["tokens"])]
     logits, cache = teacher_logits(teacher, sentences, prep.work, config.teacher_batch_size)
     n = sum(len(s) for s in train)
+    u = n + sum(len(s) for s in words)
     extra, extra_logits, augment_info = for_config(config, teacher, prep.tokenizer, train)
-    table = np.concatenate([logits[:n], extra_logits])[:, order]
-    prep.datasets["train"] = _transfer_set(config, prep, extra, table)
+    table = np.concatenate([logits[:u], extra_logits])[:, order]
+    prep.datasets["train"] = _transfer_set(config, prep, [*words, *extra], table)
     gold = np.concatenate([np.asarray(t, dtype=np.int64) for t in splits["train"]["tags"]])
     reached = ~np.isnan(table[:n]).any(axis=1)
     agree = float(np.mean(np.nan_to_num(table[:n]).argmax(-1)[reached] == gold[reached])) if reached.any() else 0.0
-    scores = word_scores(logits[n:][:, order], splits[ev]["tags"], prep.data.labels)
-    info = {**teacher.describe(), "cache": cache, "scored_texts": len(sentences), "unlabelled_texts": 0,
+    scores = word_scores(logits[u:][:, order], splits[ev]["tags"], prep.data.labels)
+    info = {**teacher.describe(), "cache": cache, "scored_texts": len(sentences), "unlabelled_texts": len(words),
             "scored_words": int(len(logits)), "words_cut": int((~reached).sum()), "train_agreement": round(agree, 4),
             "eval_split": ev, "augment": augment_info,
             "eval": {k: v for k, v in scores.items() if isinstance(v, float)}}  # fmt: skip
