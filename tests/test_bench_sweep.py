@@ -175,6 +175,20 @@ def test_block_in_a_worker_subprocess(tmp_path, tiny_bundle, tiny_data_dir):
     assert not (result.output / ".work").exists()  # cleaned after a complete sweep
 
 
+def test_auto_times_what_load_picks_and_names_it(tmp_path, tiny_bundle, tiny_data_dir):
+    """``--variants auto``: the cell runs ``load(bundle)``'s own choice on this machine and the row says which."""
+    from bertdeploy import load
+
+    picked = load(tiny_bundle).variant.name
+    cfg = _cfg(tmp_path / "o", tiny_bundle, tiny_data_dir, backends=["bertdeploy"], variants=["auto", "fp32"],
+               padding=["dynamic"], batch_sizes=[2])  # fmt: skip
+    rows = {r["variant"]: r for r in bench(cfg).rows}
+    assert set(rows) == {"auto", "fp32"} and all(r["status"] == "ok" for r in rows.values())
+    assert rows["auto"]["runs"] == picked and rows["fp32"]["runs"] == "fp32"
+    with pytest.raises(UserError, match="unknown variant"):
+        _cfg(tmp_path / "o2", tiny_bundle, tiny_data_dir, variants=["best"])
+
+
 def test_preset_rows_are_untrained(tmp_path):
     cfg = BenchConfig(
         targets=["bert-tiny"],

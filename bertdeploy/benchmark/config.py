@@ -104,7 +104,7 @@ class BenchConfig(Config):
         _check_choices("backend", self.backends, BACKENDS)
         _check_choices("padding", self.padding, PADDINGS)
         _check_choices("torch dtype", self.torch_dtypes, TORCH_DTYPES)
-        _check_choices("variant", self.variants or [], variant_table.NAMES)
+        _check_choices("variant", self.variants or [], (*variant_table.NAMES, variant_table.AUTO))
         _check_choices("export variant", self.export_variants, variant_table.NAMES)
         _check_choices("openvino variant", self.openvino_variants, (*variant_table.NAMES, *OPENVINO_EXTRA))
         _check_choices("device", [self.device], DEVICES)

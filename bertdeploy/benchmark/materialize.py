@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from bertdeploy import variants as variant_table
 from bertdeploy.benchmark.evaldata import sequence_lengths
 from bertdeploy.benchmark.targets import EvalSet, Target, load_eval_set
 from bertdeploy.bundle import MANIFEST_NAME, read_manifest
@@ -31,6 +32,8 @@ def prepare_target(sweep: Any, target: Target, tdir: Path) -> tuple[Path, dict[s
         from bertdeploy.benchmark.plan import bertdeploy_variants
 
         wanted, _ = bertdeploy_variants(cfg, target)
+        if variant_table.AUTO in wanted:  # auto picks among what is exported: the default export set
+            wanted = list(dict.fromkeys([*(v for v in wanted if v != variant_table.AUTO), *cfg.export_variants]))
         data = None if ev.split == "synthetic" else ev.source
         tcol, lcol = cfg.text_column or target.text_column, cfg.label_column or target.label_column
         export = export_bundle(target, tdir / "bundle", wanted, data, tcol, lcol)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bertdeploy import tasks
+from bertdeploy import variants as variant_table
 from bertdeploy.benchmark.config import BenchConfig
 from bertdeploy.benchmark.results import REFERENCE_DTYPE, CellKey, GroupKey
 from bertdeploy.benchmark.targets import Target, resolve_target
@@ -70,7 +71,8 @@ def bertdeploy_variants(cfg: BenchConfig, target: Target) -> tuple[list[str], di
         accepted = [v.name for v in m.variants]
         wanted = cfg.variants or accepted
         why = {r.get("name"): f"rejected at export: {r.get('reason')}" for r in m.rejected}
-        return wanted, {v: why.get(v, "not in the bundle") for v in wanted if v not in accepted}
+        missing = [v for v in wanted if v not in accepted and v != variant_table.AUTO]  # auto: load()'s own pick
+        return wanted, {v: why.get(v, "not in the bundle") for v in missing}
     wanted = cfg.variants or cfg.export_variants
     if target.kind == "run" and not cfg.export:
         return wanted, dict.fromkeys(wanted, "training run: pass --export to time bertdeploy variants")

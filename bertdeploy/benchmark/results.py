@@ -297,6 +297,7 @@ def _row(c: Cell, t: dict[str, Any], g: Group, peak: float | None, metrics: list
         "trained": trained,
         "backend": c.backend,
         "variant": c.variant,
+        "runs": info.get("variant", c.variant),  # the variant that ran: load()'s pick where variant is "auto"
         "precision": info.get("precision"),
         "padding": c.padding,
         "batch_size": c.batch_size,

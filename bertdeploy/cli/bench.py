@@ -54,7 +54,10 @@ def command() -> None:
 @click.option("--text-column", default=None)
 @click.option("--label-column", default=None)
 @click.option("--backends", help=f"Comma list of {','.join(BACKENDS)} (default: all).")
-@click.option("--variants", help="bertdeploy variants, e.g. fp32,O2,qint8 (default: every accepted one).")
+@click.option(
+    "--variants",
+    help="bertdeploy variants, e.g. auto,fp32,qint8 (auto: what load() picks here; default: every accepted one).",
+)
 @click.option("--torch-dtypes", help="fp32,bf16,int8 (bf16 is skipped on a CPU without native bf16; int8: dynamic).")
 @click.option("--openvino-variants", help="Bundle variants OpenVINO reads, and/or nncf (default: fp32,nncf).")
 @click.option("--padding", help=f"Comma list of {','.join(PADDINGS)} (default: all).")
