@@ -73,6 +73,14 @@ def test_data_stats(tiny_data_dir, tmp_path):
     assert code == 2 and "not found" in err
 
 
+def test_data_stats_writes_no_file_unless_asked(tiny_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["data", "stats", "--data", str(tiny_data_dir)])
+    assert r.exit_code == 0, r.output
+    assert "max_length covering 95 %" in r.output and "histogram" not in r.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_recipe_errors(tmp_path):
     bad = tmp_path / "r.yaml"
     bad.write_text("model: minilm-l6\nlearning_rate: 3\n")

@@ -24,18 +24,14 @@ def command() -> None:
     type=click.Choice(["text-classification", "token-classification", "question-answering", "multiple-choice"]),
     help="The task (default: from the data's layout); needed where a layout serves two (drcd_select).",
 )
-@click.option(
-    "--plot", type=click.Path(dir_okay=False), help="Length histogram PNG (default: <data name>_lengths.png)."
-)
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also write a token-length histogram to this PNG file.")
 def stats(data: str, model: str, text_column: str, label_column: str, task: str | None, plot: str | None) -> object:
     """Rows, label counts, token-length percentiles and padding waste."""
     require_extra("train", "bertdeploy data stats")
-    from pathlib import Path
 
     from bertdeploy.training.data_stats import data_stats
     from bertdeploy.training.vocab import DEFAULT_MAX_UNK_RATE
 
-    plot = plot or f"{Path(data).name or 'data'}_lengths.png"
     s = data_stats(data, model, text_column, label_column, plot=plot, task=task)
     per = "tokens per tag" if s.task == "token-classification" else "rows per label"
     t = Table(title=f"{s.source}: {per}" if s.labels else f"{s.source}: rows")
@@ -59,7 +55,7 @@ def stats(data: str, model: str, text_column: str, label_column: str, task: str 
     render.console.print(w)
     render.console.print(
         f"max_length covering 95 % of rows: [bold]{s.cover['p95']}[/]; 99 %: [bold]{s.cover['p99']}[/]"
-        f" · histogram: {s.plot}"
+        + (f" · histogram: {s.plot}" if s.plot else "")
     )
     limit = DEFAULT_MAX_UNK_RATE
     flag = (
