@@ -299,16 +299,19 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 def relative_paths(data: Any, root: str | os.PathLike[str] | None = None) -> Any:
     """``data`` (JSON-like) with every string that is a path under ``root`` (default: the working directory) made
     relative to it: committed results name files as a user's checkout has them, not as the measuring machine did."""
-    prefix = str(Path(root or Path.cwd()).resolve()) + os.sep
-    if isinstance(data, str):
-        if data == prefix[:-1]:
-            return "."
-        return data[len(prefix) :] if data.startswith(prefix) else data
-    if isinstance(data, dict):
-        return {key: relative_paths(value, prefix[:-1]) for key, value in data.items()}
-    if isinstance(data, list | tuple):
-        return [relative_paths(value, prefix[:-1]) for value in data]
-    return data
+    base = str(Path(root or Path.cwd()).resolve())
+    prefix = base + os.sep
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            return "." if value == base else value[len(prefix) :] if value.startswith(prefix) else value
+        if isinstance(value, dict):
+            return {key: fix(v) for key, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [fix(v) for v in value]
+        return value
+
+    return fix(data)
 
 
 @contextlib.contextmanager

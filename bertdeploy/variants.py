@@ -211,9 +211,9 @@ VARIANTS: Mapping[str, VariantSpec] = MappingProxyType({v.name: v for v in VARIA
 NAMES: tuple[str, ...] = tuple(VARIANTS)
 #: the variant every other one is derived from (built first, always)
 BASE = VARIANT_TABLE[0].name
-#: named selections: what ``bertdeploy bench --export`` builds by default, and what the quickstart exports
 #: not a variant: "what ``load(bundle)`` picks on this machine", accepted where a variant is chosen to run or time
 AUTO = "auto"
+#: named selections: what ``bertdeploy bench --export`` builds by default, and what the quickstart exports
 BENCH_EXPORT: tuple[str, ...] = ("fp32", "O2", "fp16", "qint8", "qint8_static")
 QUICKSTART: tuple[str, ...] = ("fp32", "O2", "qint8")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from bertdeploy import variants as variant_table
 from bertdeploy.benchmark.contract import BackendContext, Skip, need
 from bertdeploy.benchmark.scoring import AGGREGATION, QA, TOKENS
 
@@ -84,7 +85,7 @@ class RuntimeBackend(HeadBackend):
         bundle = need(self.ctx.bundle, "bundle (bertdeploy.json): pass --export to export a training run")
         manifest = read_manifest(bundle)
         names = [v.name for v in manifest.variants]
-        if self.ctx.variant == "auto":  # what `load(bundle)` gives by default on this machine
+        if self.ctx.variant == variant_table.AUTO:  # what `load(bundle)` gives by default on this machine
             return self._info(bundle)
         if self.ctx.variant not in names:
             why = [r.get("reason") for r in manifest.rejected if r.get("name") == self.ctx.variant]

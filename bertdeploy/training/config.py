@@ -210,8 +210,8 @@ class DistillConfig(TrainConfig):
     alpha: float = 0.5
     """Weight of the KL term; ``1 - alpha`` weighs the hard-label cross entropy (0 = hard labels only)."""
     unlabelled: str | None = None
-    """Extra texts (txt: one per line, or csv/tsv/jsonl/parquet with ``text_column``) the teacher labels (text
-    classification only)."""
+    """Extra texts (txt: one per line, or csv/tsv/jsonl/parquet with ``text_column``) the teacher labels (token
+    classification: each split into words at whitespace and CJK characters)."""
     teacher_batch_size: int = 64
     """Texts per teacher batch when scoring."""
     hidden_loss: float = 0.0

@@ -11,7 +11,8 @@ there is no soft label: special and padding tokens, unlabelled sub-tokens, words
 The loss (:class:`TokenSoftLoss`) is the text-classification one per token: ``alpha * T^2 * KL`` averaged over the
 tokens that have a soft label, plus ``(1 - alpha) * CE`` over the labelled tokens (``--augment`` copies of the
 sentences and ``--unlabelled`` texts carry no hard label: their tags are -100 and only the KL term sees them).
-Unlabelled raw texts become word lists the way the data sets write them (:func:`split_words`).
+Unlabelled raw texts become word lists the way the data sets write them (:func:`augment.split_words`: whitespace,
+each CJK character a word, as the runtime's ``whitespace_words``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from bertdeploy.data import LoadedData
-from bertdeploy.training.augment import for_config
+from bertdeploy.training.augment import for_config, split_words
 from bertdeploy.training.config import DistillConfig
 from bertdeploy.training.losses import SOFT, hard_loss, kl_term
 from bertdeploy.training.task_tokens import IGNORE, WORD_IDS, encode, inside_ids
@@ -125,16 +126,6 @@ def word_scores(logits: np.ndarray, gold: Sequence[Sequence[int]], labels: list[
     return entity_metrics([[labels[int(t)] for t in tags] for tags in gold], pred_tags)
 
 
-def split_words(texts: Sequence[str]) -> list[list[str]]:
-    """Raw texts as word lists, the layout of the token data sets: words split at whitespace, and each CJK character
-    a word of its own (BERT's basic tokenizer without lower-casing or punctuation splits); empty texts dropped."""
-    from transformers.models.bert.tokenization_bert import BasicTokenizer
-
-    basic = BasicTokenizer(do_lower_case=False, tokenize_chinese_chars=True, strip_accents=False,
-                           do_split_on_punc=False)  # fmt: skip
-    return [words for words in (basic.tokenize(t) for t in texts) if words]
-
-
 def _transfer_set(config: DistillConfig, prep: Prepared, extra: list[list[str]], table: np.ndarray):
     """The training sentences and the augmented ones (tags -100) encoded as training encodes them, with ``SOFT``."""
     train = prep.data.splits["train"]
@@ -161,7 +152,7 @@ def score_tokens(
     order = label_order(teacher.labels, prep.data.labels)
     splits, ev = prep.data.splits, prep.data.eval_split
     train = [list(s) for s in splits["train"]["tokens"]]
-    words = split_words(unlabelled)
+    words = [w for w in map(split_words, unlabelled) if w]
     sentences = [*train, *words, *(list(s) for s in splits[ev]["tokens"])]
     logits, cache = teacher_logits(teacher, sentences, prep.work, config.teacher_batch_size)
     n = sum(len(s) for s in train)
