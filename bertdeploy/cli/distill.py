@@ -9,7 +9,10 @@ from bertdeploy.errors import require_extra
 
 
 @click.command(name="distill")
-@click.option("--teacher", help="Teacher: a bundle (scored with the ONNX runtime) or a run folder (PyTorch).")
+@click.option(
+    "--teacher",
+    help="Teacher: a bundle (scored with the ONNX runtime) or a run folder (PyTorch); A,B,C: an ensemble.",
+)
 @click.option("--student", "model", help="Student: a preset (bert-mini, bert-tiny …), a folder, or minilm-l6.")
 @click.option("--student-layers", type=int, help="Keep only the student's first N encoder layers.")
 @click.option("--student-embeddings", help="Initialise the student's embeddings from this model's (e.g. minilm-l6).")
@@ -40,6 +43,8 @@ def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **opt
     bertdeploy distill --teacher models/minilm-emotion --hidden-teacher runs/minilm-emotion --hidden-loss 1 ...
     bertdeploy distill --teacher models/snips-slots --student bert-mini --student-init runs/snips-slots \\
         --data ../shared/datasets/snips_slots -o runs/slots-mini   # token classification: per-token soft labels
+    bertdeploy distill --teacher runs/slots-a,runs/slots-b,runs/slots-c --student minilm-l6 \
+        --student-init runs/slots-b --data ../shared/datasets/snips_slots -o runs/slots-ens  # an ensemble teacher
     bertdeploy distill --recipe recipes/distill_emotion.yaml
     """
     require_extra("train", "bertdeploy distill")

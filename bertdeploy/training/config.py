@@ -195,7 +195,8 @@ class DistillConfig(TrainConfig):
     model: str = "bert-mini"
     """The student: a preset (from scratch), a pretrained folder, or ``minilm-l6`` (see ``student_layers``)."""
     teacher: str = ""
-    """The teacher: a bundle (scored with the ONNX runtime) or a run folder (scored with PyTorch)."""
+    """The teacher: a bundle (scored with the ONNX runtime) or a run folder (scored with PyTorch); several,
+    comma-separated, form an ensemble whose mean probabilities are the soft labels."""
     teacher_variant: str = variants.BASE
     """Bundle variant that scores the texts (fp32 by default: the teacher's own logits, not int8's)."""
     student_layers: int | None = None
@@ -227,7 +228,10 @@ class DistillConfig(TrainConfig):
 
     def inputs(self) -> list[str | None]:
         """Train's inputs plus the teacher, the pruning source, the hidden-state teacher and the unlabelled texts."""
-        return [*super().inputs(), self.teacher, self.student_init, self.hidden_teacher, self.unlabelled]
+        from bertdeploy.training.teacher import ensemble_specs
+
+        teachers = ensemble_specs(self.teacher) if self.teacher else []
+        return [*super().inputs(), *teachers, self.student_init, self.hidden_teacher, self.unlabelled]
 
     def __post_init__(self) -> None:
         if self.lr is None:
