@@ -48,7 +48,7 @@ def test_entities_equal_the_transformers_pipeline(tiny_tagger_dir, tagger, aggre
     model = AutoModelForTokenClassification.from_pretrained(tiny_tagger_dir)
     pipe = pipeline("token-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(tiny_tagger_dir),
                     aggregation_strategy=aggregation)  # fmt: skip
-    ours = tagger.predict(TEXTS, aggregation=aggregation, word_boundaries="tokenizer")
+    ours = tagger.predict(TEXTS, aggregation=aggregation, word_boundaries="tokenizer", decoding="argmax")
     for text, theirs, mine in zip(TEXTS, pipe(TEXTS), ours, strict=True):
         key = "entity" if aggregation == "none" else "entity_group"
         assert [(d[key], d["start"], d["end"]) for d in theirs] == [(e.entity_group, e.start, e.end) for e in mine]
@@ -120,13 +120,13 @@ def test_a_long_text_is_windowed_and_every_token_comes_from_its_most_central_win
         assert tagger.stride == 2
         encoded = tagger.encode([text])
         assert encoded.truncated == 1 and len(encoded.lengths) > 3
-        tokens = tagger.predict([text], aggregation="none", ignore_labels=None)[0]
+        tokens = tagger.predict([text], aggregation="none", ignore_labels=None, decoding="argmax")[0]
         assert [e.word for e in tokens] == text.split()  # every word once, in order: nothing lost at an edge
         expected = []
         for row in range(len(encoded.lengths)):  # each window alone, as a text of its own (single-piece words)
             sl = slice(int(encoded.offsets[row]) + 1, int(encoded.offsets[row] + encoded.lengths[row]) - 1)
             start, end = int(encoded.spans[sl][0, 0]), int(encoded.spans[sl][-1, 1])
-            alone = tagger.predict([text[start:end]], aggregation="none", ignore_labels=None)[0]
+            alone = tagger.predict([text[start:end]], aggregation="none", ignore_labels=None, decoding="argmax")[0]
             n = len(alone)
             expected += [(min(i + 1, n - i), e.start + start, e.entity_group, e.score) for i, e in enumerate(alone)]
         best = {}
@@ -143,6 +143,7 @@ def test_a_long_text_is_windowed_and_every_token_comes_from_its_most_central_win
     [
         (lambda t: t.predict(["ok"], aggregation="longest"), "aggregation must be one of none, simple"),
         (lambda t: t.predict(["ok"], ignore_labels="O"), "ignore_labels must be a list"),
+        (lambda t: t.predict(["ok"], decoding="crf"), "decoding must be one of bio, argmax"),
         (lambda t: t.predict(["ok", "  "]), "text #1 is empty or blank"),
         (lambda t: t.predict([["ok", ""]]), "text #0: pre-split words"),
         (lambda t: t.predict([3]), "text #0 is int"),

@@ -6,7 +6,8 @@ whose thresholds come from the variant table and whose metric comes from the tas
 Text classification: one logit row per text, argmax agreement, accuracy / F1. Token classification: one logit row
 per *token* (kept flat, like the runtime's tagger), agreement of the argmax over real tokens (no special or
 padding tokens), and entity F1 (seqeval) on per-word tags taken from each word's first sub-token
-(:func:`bertdeploy.metrics.word_tags`, the rule training scores with)."""
+(:func:`bertdeploy.metrics.word_tags`, the rule training scores with), their tags decoded as training and the runtime
+decode them (:func:`bertdeploy.runtime.entities.best_tags`)."""
 
 from __future__ import annotations
 
@@ -137,14 +138,18 @@ def scores(logits: np.ndarray, label_ids: list[Any] | None, labels: list[str], b
 def token_scores(logits: np.ndarray, tag_ids: list[list[int]], labels: list[str], batches: Batches) -> dict:
     """Entity-level scores of per-token ``logits`` against the gold tags of each sentence's words."""
     from bertdeploy.metrics import entity_metrics, word_tags
+    from bertdeploy.runtime.entities import best_tags, log_softmax
 
     tok = batches.tokens
-    best = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=np.int64)
     outside = labels.index("O") if "O" in labels else 0
     gold, pred = [], []
     for i, tags in enumerate(tag_ids):
-        sl = slice(int(tok.offsets[i]), int(tok.offsets[i] + tok.lengths[i]))
-        words = word_tags(tok.words[sl].tolist(), best[sl].tolist(), len(tags), outside)
+        start = int(tok.offsets[i])
+        positions = range(start, start + int(tok.lengths[i]))
+        first = np.asarray(word_tags(tok.words[start : positions.stop].tolist(), positions, len(tags), -1))
+        words = np.full(len(tags), outside, dtype=np.int64)  # a word max_length cut off counts as a miss
+        reached = first >= 0
+        words[reached] = best_tags(log_softmax(logits[first[reached]]), labels)  # decoded as training decodes
         gold.append([labels[t] for t in tags])
         pred.append([labels[t] for t in words])
     return entity_metrics(gold, pred)

@@ -1,7 +1,14 @@
 """Token scores -> entities, with the semantics of the transformers ``token-classification`` pipeline
 (``aggregation_strategy`` none | simple | first | average | max, ``ignore_labels``), numpy only.
 
-Two deliberate differences from the pipeline, both for raw production text:
+Three deliberate differences from the pipeline:
+
+* tags are decoded as a sequence (``decoding="bio"``, the default): ``I-X`` only after ``B-X`` or ``I-X``, the most
+  probable such sequence (Viterbi over the log probabilities; conditional random field decoding without learned
+  transitions). Where the per-token argmax already obeys the rule, nothing changes; where it does not (a stray
+  ``I-X`` after ``O`` or after ``B-Y``), the pipeline splits or retypes the entity. Measured on SNIPS slots
+  (MiniLM-L6, three seeds): +0.27 to +0.46 test entity F1 points (``benchmarks/snips_slots/README.md``).
+  ``decoding="argmax"`` is the pipeline's per-token choice;
 
 * ``word`` is always ``text[start:end]``, the characters of the original text (the pipeline rebuilds it from the
   tokens: lower-cased by an uncased vocabulary, spaces put between Chinese characters, ``[UNK]`` for unknown ones);
@@ -11,6 +18,7 @@ Two deliberate differences from the pipeline, both for raw production text:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +31,10 @@ import numpy as np
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 #: what a "word" is for the word-level aggregations (first / average / max)
 WORD_BOUNDARIES = ("whitespace", "tokenizer")
+#: how tags are chosen: the best BIO-valid sequence (``I-X`` only after ``B-X`` / ``I-X``), or each on its own
+DECODINGS = ("bio", "argmax")
+#: the probability floor of the log scores the sequence decoding adds up
+TINY = 1e-30
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,62 @@ def check_word_boundaries(value: Any) -> str:
 
         raise UserError(f"word_boundaries must be one of {', '.join(WORD_BOUNDARIES)}, got {value!r}")
     return value
+
+
+def check_decoding(value: Any) -> str:
+    if value not in DECODINGS:
+        from bertdeploy.errors import UserError
+
+        raise UserError(f"decoding must be one of {', '.join(DECODINGS)}, got {value!r}")
+    return value
+
+
+@functools.lru_cache(maxsize=64)
+def _transitions(labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(step ``[from, to]``, start ``[to]``) scores, 0 where allowed and -inf where not: ``I-X`` only follows ``B-X``
+    or ``I-X``, and never starts a sentence. None for a tag set without ``I-`` tags (nothing to constrain)."""
+    inside = [j for j, name in enumerate(labels) if name.startswith("I-")]
+    if not inside:
+        return None
+    allowed = np.ones((len(labels), len(labels)), dtype=bool)
+    first = np.ones(len(labels), dtype=bool)
+    for j in inside:
+        kind = labels[j][2:]
+        allowed[:, j] = [name in (f"B-{kind}", f"I-{kind}") for name in labels]
+        first[j] = False
+    return np.where(allowed, 0.0, -np.inf), np.where(first, 0.0, -np.inf)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log softmax (logits -> the log probabilities :func:`best_tags` adds up)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def best_tags(log_scores: np.ndarray, labels: Sequence[str], decoding: str = "bio") -> np.ndarray:
+    """The tag id of each row of ``log_scores`` (``[n, labels]``, the log probabilities of one sentence's tokens or
+    words, in order): each row's argmax, or (``bio``) the most probable sequence in which ``I-X`` only follows
+    ``B-X`` / ``I-X`` — the argmax itself whenever it obeys that rule (then it is the best such sequence)."""
+    n = len(log_scores)
+    best = log_scores.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
+    rules = _transitions(tuple(labels)) if decoding == "bio" and n else None
+    if rules is None:
+        return best
+    step, start = rules
+    if np.isfinite(start[best[0]]) and np.isfinite(step[best[:-1], best[1:]]).all():
+        return best
+    width = len(labels)
+    score = log_scores[0] + start
+    back = np.zeros((n, width), dtype=np.int64)
+    for t in range(1, n):
+        candidates = score[:, None] + step
+        back[t] = candidates.argmax(axis=0)
+        score = candidates[back[t], np.arange(width)] + log_scores[t]
+    path = np.zeros(n, dtype=np.int64)
+    path[-1] = int(score.argmax())
+    for t in range(n - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
 
 
 def check_ignore(ignore_labels: Any) -> frozenset[str]:
@@ -131,6 +199,15 @@ def whitespace_words(text: str, spans: np.ndarray) -> np.ndarray:
     return out
 
 
+def _word_vector(block: np.ndarray, aggregation: str) -> np.ndarray:
+    """A word's scores from its tokens': the first token's, the most confident token's (``max``) or their mean."""
+    if aggregation == "first":
+        return block[0]
+    if aggregation == "max":
+        return block[int(block.max(axis=1).argmax())]
+    return block.mean(axis=0)
+
+
 def aggregate(
     text: str,
     scores: np.ndarray,
@@ -140,31 +217,27 @@ def aggregate(
     aggregation: str = "simple",
     ignore: frozenset[str] = frozenset({"O"}),
     word_boundaries: str = "whitespace",
+    decoding: str = "bio",
 ) -> list[Entity]:
     """The entities of one text from its tokens (special tokens removed, in text order): ``scores`` the softmax
     ``[tokens, labels]``, ``spans`` the ``[start, end)`` character offsets, ``words`` the tokenizer's word index of
     each. ``word_boundaries`` says what a word is for ``first`` / ``average`` / ``max``: ``whitespace``
     (:func:`whitespace_words`, the default: the words token-classification data is labelled on) or ``tokenizer``
-    (the tokenizer's pre-tokenized words, which also split at punctuation: the transformers pipeline's words)."""
+    (the tokenizer's pre-tokenized words, which also split at punctuation: the transformers pipeline's words).
+    ``decoding``: :func:`best_tags` over the tokens (``none`` / ``simple``) or the words' vectors."""
     if word_boundaries == "whitespace" and aggregation not in ("none", "simple"):
         words = whitespace_words(text, spans)
     if aggregation in ("none", "simple"):
-        best = scores.argmax(axis=1) if len(scores) else np.zeros(0, dtype=np.int64)
+        best = best_tags(np.log(np.maximum(scores, TINY)), labels, decoding)
         top = scores[np.arange(len(best)), best].tolist()
         items = [(labels[b], s, int(a), int(e)) for b, s, (a, e) in zip(best.tolist(), top, spans.tolist())]
         if aggregation == "none":
             found = [Entity(n, s, text[a:e], a, e, i + 1) for i, (n, s, a, e) in enumerate(items)]
             return [x for x in found if x.entity_group not in ignore]
     else:
-        items = []
-        for part in _words(words):
-            block = scores[part]
-            if aggregation == "first":
-                vector = block[0]
-            elif aggregation == "max":
-                vector = block[int(block.max(axis=1).argmax())]
-            else:
-                vector = block.mean(axis=0)
-            b = int(vector.argmax())
-            items.append((labels[b], float(vector[b]), int(spans[part][0, 0]), int(spans[part][-1, 1])))
+        parts = _words(words)
+        vectors = np.array([_word_vector(scores[part], aggregation) for part in parts]).reshape(-1, len(labels))
+        chosen = best_tags(np.log(np.maximum(vectors, TINY)), labels, decoding).tolist()
+        items = [(labels[b], float(v[b]), int(spans[part][0, 0]), int(spans[part][-1, 1]))
+                 for b, v, part in zip(chosen, vectors, parts)]  # fmt: skip
     return [x for x in _group(items, text) if x.entity_group not in ignore]

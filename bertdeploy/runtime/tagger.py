@@ -24,6 +24,7 @@ from bertdeploy.runtime.entities import (
     Entity,
     aggregate,
     check_aggregation,
+    check_decoding,
     check_ignore,
     check_word_boundaries,
 )
@@ -147,15 +148,17 @@ class Tagger(Predictor):
         aggregation: str = "simple",
         ignore_labels: Sequence[str] | None = ("O",),
         word_boundaries: str = "whitespace",
+        decoding: str = "bio",
     ) -> list[list[Entity]]:
         """Entities per text from :meth:`forward`'s scores (see :meth:`predict`)."""
         strategy = check_aggregation(aggregation)
         ignore = check_ignore(ignore_labels)
         bounds = check_word_boundaries(word_boundaries)
+        rule = check_decoding(decoding)
         out = []
         for i, text in enumerate(outputs.texts):
             scores, spans, words = outputs.tokens(i)
-            out.append(aggregate(text, scores, spans, words, self.labels, strategy, ignore, bounds))
+            out.append(aggregate(text, scores, spans, words, self.labels, strategy, ignore, bounds, rule))
         return out
 
     def scores(self, texts: Sequence[str] | Sequence[Words]) -> TokenScores:
@@ -170,6 +173,7 @@ class Tagger(Predictor):
         aggregation: str = "simple",
         ignore_labels: Sequence[str] | None = ("O",),
         word_boundaries: str = "whitespace",
+        decoding: str = "bio",
     ) -> list[list[Entity]]:
         """The entities of each text: a list of :class:`Entity` per text, in text order.
 
@@ -185,11 +189,14 @@ class Tagger(Predictor):
                 text without spaces, each CJK character its own word — the words token data is labelled on, so
                 ``top-rated`` gets one tag) or ``tokenizer`` (the tokenizer's words, split at punctuation too: what
                 the transformers pipeline does).
+            decoding: ``bio`` (default: the most probable tag sequence in which ``I-X`` only follows ``B-X`` /
+                ``I-X``, over the tokens or the words) or ``argmax`` (each tag on its own, as the pipeline does).
         """
         strategy = check_aggregation(aggregation)  # bad options fail before any work
         check_ignore(ignore_labels)
         check_word_boundaries(word_boundaries)
-        return self.decode(self.scores(texts), strategy, ignore_labels, word_boundaries)
+        check_decoding(decoding)
+        return self.decode(self.scores(texts), strategy, ignore_labels, word_boundaries, decoding)
 
 
 def as_inputs(texts: Any) -> list[str]:

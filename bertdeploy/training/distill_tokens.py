@@ -116,13 +116,19 @@ class SoftCollator:
 
 def word_scores(logits: np.ndarray, gold: Sequence[Sequence[int]], labels: list[str]) -> dict[str, Any]:
     """Entity scores (seqeval) of per-word logits (one row a word, sentence after sentence; a NaN row, a word the
-    teacher did not reach, counts as ``O``)."""
+    teacher did not reach, counts as ``O``), the tags decoded as ``train`` scores them (BIO sequences)."""
     from bertdeploy.metrics import entity_metrics
+    from bertdeploy.runtime.entities import best_tags, log_softmax
 
     outside = labels.index("O") if "O" in labels else 0
-    pred = np.where(np.isnan(logits).any(axis=1), outside, np.nan_to_num(logits).argmax(axis=1)) if len(logits) else []
     bounds = np.cumsum([0, *(len(tags) for tags in gold)])
-    pred_tags = [[labels[int(t)] for t in pred[a:b]] for a, b in zip(bounds[:-1], bounds[1:])]
+    pred_tags = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        rows = logits[a:b]
+        reached = ~np.isnan(rows).any(axis=1)
+        tags = np.full(len(rows), outside, dtype=np.int64)
+        tags[reached] = best_tags(log_softmax(rows[reached]), labels)
+        pred_tags.append([labels[int(t)] for t in tags])
     return entity_metrics([[labels[int(t)] for t in tags] for tags in gold], pred_tags)
 
 

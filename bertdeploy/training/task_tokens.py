@@ -69,15 +69,16 @@ def encode(data: Any, tokenizer: Any, max_length: int, padding: str, label_all_t
 
 
 def scores(predictions: Any, label_ids: Any, labels: list[str]) -> dict[str, Any]:
-    """seqeval entity P/R/F1 (micro and per type) and token accuracy over the labelled positions (one a word)."""
-    import numpy as np
-
+    """seqeval entity P/R/F1 (micro and per type) and token accuracy over the labelled positions (one a word), the
+    words' tags decoded as the runtime decodes them by default (:func:`bertdeploy.runtime.entities.best_tags`, BIO)
+    from logits ``[rows, tokens, labels]`` (tag ids ``[rows, tokens]`` are taken as they are)."""
     from bertdeploy.metrics import entity_metrics
+    from bertdeploy.runtime.entities import best_tags, log_softmax
 
-    pred = np.argmax(predictions, -1) if predictions.ndim == 3 else predictions
     gold_tags, pred_tags = [], []
-    for p_row, g_row in zip(pred, label_ids):
+    for p_row, g_row in zip(predictions, label_ids):
         keep = g_row != IGNORE
         gold_tags.append([labels[int(t)] for t in g_row[keep]])
-        pred_tags.append([labels[int(t)] for t in p_row[keep]])
+        chosen = best_tags(log_softmax(p_row[keep]), labels) if predictions.ndim == 3 else p_row[keep]
+        pred_tags.append([labels[int(t)] for t in chosen])
     return entity_metrics(gold_tags, pred_tags)
