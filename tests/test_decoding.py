@@ -45,7 +45,7 @@ def test_a_valid_argmax_is_kept_and_a_stray_inside_tag_is_repaired():
 
 
 def test_entities_follow_the_decoded_tags():
-    """"paris monday": the argmax tags "monday" I-city after an O, which the pipeline's grouping makes a city; as a
+    """ "paris monday": the argmax tags "monday" I-city after an O, which the pipeline's grouping makes a city; as a
     sequence, O O (0.9 x 0.3) beats O B-city (0.9 x 0.1): no entity. With "paris" likely a city, B-city I-city."""
     text, spans, words = "paris monday", np.array([[0, 5], [6, 12]]), np.array([0, 1])
     second = [0.3, 0.1, 0.5, 0.05, 0.05]
