@@ -43,7 +43,7 @@ def command(recipe: str | None, offline: bool, overrides: tuple[str, ...], **opt
     bertdeploy distill --teacher models/minilm-emotion --hidden-teacher runs/minilm-emotion --hidden-loss 1 ...
     bertdeploy distill --teacher models/snips-slots --student bert-mini --student-init runs/snips-slots \\
         --data ../shared/datasets/snips_slots -o runs/slots-mini   # token classification: per-token soft labels
-    bertdeploy distill --teacher runs/slots-a,runs/slots-b,runs/slots-c --student minilm-l6 \
+    bertdeploy distill --teacher runs/slots-a,runs/slots-b,runs/slots-c --student minilm-l6 \\
         --student-init runs/slots-b --data ../shared/datasets/snips_slots -o runs/slots-ens  # an ensemble teacher
     bertdeploy distill --recipe recipes/distill_emotion.yaml
     """

@@ -7,7 +7,7 @@ Three deliberate differences from the pipeline:
   probable such sequence (Viterbi over the log probabilities; conditional random field decoding without learned
   transitions). Where the per-token argmax already obeys the rule, nothing changes; where it does not (a stray
   ``I-X`` after ``O`` or after ``B-Y``), the pipeline splits or retypes the entity. Measured on SNIPS slots
-  (MiniLM-L6, three seeds): +0.27 to +0.46 test entity F1 points (``benchmarks/snips_slots/README.md``).
+  (six MiniLM-L6 runs): +0.26 to +0.46 test entity F1 points (``benchmarks/snips_slots/README.md``).
   ``decoding="argmax"`` is the pipeline's per-token choice;
 
 * ``word`` is always ``text[start:end]``, the characters of the original text (the pipeline rebuilds it from the
