@@ -116,7 +116,9 @@ def test_options_of_the_other_task_are_refused(tiny_token_bundle, varied_bundle,
         _run(tiny_token_bundle, src, tmp_path / "o.jsonl", aggregation="longest")
     with pytest.raises(UserError, match="ignore_labels must be a list"):
         _run(tiny_token_bundle, src, tmp_path / "o.jsonl", ignore_labels="O")
-    for kw in ({"aggregation": "simple"}, {"ignore_labels": ["O"]}):
+    with pytest.raises(UserError, match="decoding must be one of bio, argmax"):
+        _run(tiny_token_bundle, src, tmp_path / "o.jsonl", decoding="crf")
+    for kw in ({"aggregation": "simple"}, {"ignore_labels": ["O"]}, {"decoding": "argmax"}):
         with pytest.raises(UserError, match=f"{next(iter(kw))} applies to token-classification bundles"):
             _run(varied_bundle, src, tmp_path / "o.jsonl", **kw)
     assert not (tmp_path / "o.jsonl").exists()
@@ -135,6 +137,22 @@ def test_cli_writes_entities(tiny_token_bundle, tagger, tmp_path):
     assert all(e["entity_group"] != "TIME" for r in _jsonl(out) for e in r["entities"])
 
 
+def test_cli_decoding_argmax_writes_the_per_token_choice(tiny_token_bundle, tagger, tmp_path):
+    """The tiny untrained tagger's argmax is mostly no valid BIO sequence: the two decodings give other entities."""
+    src = tmp_path / "in.txt"
+    src.write_text("".join(t + "\n" for t in TEXTS), encoding="utf-8")
+    rows = {}
+    for decoding in ("argmax", "bio"):
+        out = tmp_path / f"{decoding}.jsonl"
+        args = ["predict", str(tiny_token_bundle), "-i", str(src), "-o", str(out), "--variant", "fp32"]
+        res = CliRunner().invoke(cli, [*args, "--aggregation", "none", "--decoding", decoding])
+        assert res.exit_code == 0, res.output
+        expected = tagger.predict(TEXTS, aggregation="none", decoding=decoding)
+        rows[decoding] = [r["entities"] for r in _jsonl(out)]
+        assert rows[decoding] == [_dicts(e) for e in expected]
+    assert rows["argmax"] != rows["bio"]
+
+
 @pytest.mark.parametrize(
     "bundle, args, message",
     [
@@ -142,6 +160,7 @@ def test_cli_writes_entities(tiny_token_bundle, tagger, tmp_path):
         ("tokens", ["--aggregation", "longest"], "Invalid value for '--aggregation'"),
         ("text", ["--aggregation", "max"], "aggregation applies to token-classification bundles"),
         ("text", ["--ignore-labels", "O"], "ignore_labels applies to token-classification bundles"),
+        ("text", ["--decoding", "argmax"], "decoding applies to token-classification bundles"),
     ],
 )
 def test_cli_bad_options_are_one_line(tiny_token_bundle, varied_bundle, tmp_path, bundle, args, message):

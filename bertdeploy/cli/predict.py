@@ -13,6 +13,10 @@ from bertdeploy.errors import require_extra
 #: bertdeploy.runtime.entities.AGGREGATIONS (not imported here: the CLI starts without numpy)
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 _AGGREGATION_HELP = "Token classification: how tokens become entities (the pipeline's strategies). [default: simple]"
+_DECODING_HELP = (
+    "Token classification: bio = the most probable tag sequence where I-X only follows B-X / I-X; argmax = each"
+    " token's own best tag (the pipeline's). [default: bio]"
+)
 _IGNORE_HELP = "Token classification: comma-separated entity groups left out ('' keeps all). [default: O]"
 _THEN_HELP = "Two-stage reader: BUNDLE (multiple choice) selects the paragraph, this QA bundle finds the answer in it."
 _METRICS = {"selection_accuracy": "selection accuracy", "accuracy": "choice accuracy", "exact_match": "exact match",
@@ -89,6 +93,7 @@ def _questions(options: dict[str, Any]) -> Any:
 @click.option("--probabilities", is_flag=True, help="Also write the probability of every label (text classification).")
 @click.option("--aggregation", type=click.Choice(AGGREGATIONS), help=_AGGREGATION_HELP)
 @click.option("--ignore-labels", help=_IGNORE_HELP)
+@click.option("--decoding", type=click.Choice(["bio", "argmax"]), help=_DECODING_HELP)
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--workers", type=int, default=None, help="Ray actors (default: CPUs / threads).")
 @click.option("--chunk-size", type=int, default=4096, show_default=True, help="Records read and sorted together.")
@@ -105,6 +110,7 @@ def command(
     probabilities: bool,
     aggregation: str | None,
     ignore_labels: str | None,
+    decoding: str | None,
     engine: str,
     workers: int | None,
     chunk_size: int,
@@ -142,6 +148,7 @@ def command(
             probabilities=probabilities,
             aggregation=aggregation,
             ignore_labels=None if ignore_labels is None else [x.strip() for x in ignore_labels.split(",") if x.strip()],
+            decoding=decoding,
             engine=engine,
             workers=workers,
             chunk_size=chunk_size,

@@ -48,6 +48,8 @@ class FileJob:
     """Token classification: how tokens become entities (:data:`bertdeploy.runtime.entities.AGGREGATIONS`)."""
     ignore_labels: tuple[str, ...] = ("O",)
     """Token classification: entity groups (tags with aggregation ``none``) left out of the rows."""
+    decoding: str = "bio"
+    """Token classification: how tags are chosen (:data:`bertdeploy.runtime.entities.DECODINGS`)."""
 
     @property
     def words(self) -> bool:
@@ -162,7 +164,7 @@ def predict_rows(predictor: Any, texts: list[Any], job: FileJob) -> tuple[dict[s
     encoded = predictor.encode(texts)
     outputs = predictor.forward(encoded)
     if job.task == TOKENS:
-        found = predictor.decode(outputs, job.aggregation, job.ignore_labels)
+        found = predictor.decode(outputs, job.aggregation, job.ignore_labels, decoding=job.decoding)
         return {"entities": np.array([entities_json(e) for e in found], dtype=object)}, encoded.truncated
     from bertdeploy.runtime.classifier import softmax
 

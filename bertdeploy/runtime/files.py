@@ -17,7 +17,7 @@ from typing import Any
 from bertdeploy import tasks
 from bertdeploy.bundle import read_manifest
 from bertdeploy.errors import UserError
-from bertdeploy.runtime.entities import check_aggregation, check_ignore
+from bertdeploy.runtime.entities import check_aggregation, check_decoding, check_ignore
 from bertdeploy.runtime.filejob import (
     ENGINES,
     TOKENS,
@@ -51,6 +51,7 @@ def predict_file(
     probabilities: bool = False,
     aggregation: str | None = None,
     ignore_labels: Sequence[str] | None = None,
+    decoding: str | None = None,
     engine: str = "local",
     chunk_size: int = 4096,
     workers: int | None = None,
@@ -68,7 +69,8 @@ def predict_file(
     * text classification: the label, its score and with ``probabilities`` one column per label;
     * token classification: ``entities``, ``Tagger.predict``'s ``{entity_group, score, word, start, end}`` list
       (in csv / tsv a JSON string column); ``aggregation`` (default ``simple``), ``ignore_labels`` (default
-      ``["O"]``; ``[]`` keeps all) as in the transformers pipeline. A jsonl / parquet record may hold pre-split
+      ``["O"]``; ``[]`` keeps all) as in the transformers pipeline, ``decoding`` (default ``bio``; ``argmax``: the
+      pipeline's per-token choice, see ``Tagger.predict``). A jsonl / parquet record may hold pre-split
       words (a list of strings): joined with single spaces, the offsets point into the joined text.
     * question answering / multiple choice, and the two-stage reader (a selection ``bundle`` ``then`` a QA
       bundle): see :mod:`bertdeploy.runtime.qa_files` (``questions``: ``top_k``, ``doc_stride``, ...).
@@ -83,7 +85,7 @@ def predict_file(
     task = tasks.get(read_manifest(bundle).task, stage="predict").name
     if then is not None or task in QUESTION_TASKS:
         given = {"probabilities": probabilities, "aggregation": aggregation, "ignore_labels": ignore_labels,
-                 "text_column": text_column != "text"}  # fmt: skip
+                 "decoding": decoding, "text_column": text_column != "text"}  # fmt: skip
         job = (bundle, input, output, then, input_format, output_format, id_column, chunk_size)
         return _questions(task, given, job, questions, options, engine, workers, progress)
     if questions is not None:
@@ -91,7 +93,7 @@ def predict_file(
     formats = detect_format(input, input_format), resolve_output_format(output, output_format)
     check_paths(input, output, str(bundle))
     check_input(input)
-    head = _head_options(bundle, probabilities, aggregation, ignore_labels)
+    head = _head_options(bundle, probabilities, aggregation, ignore_labels, decoding)
     job = FileJob(str(bundle), input, output, *formats, text_column, id_column, probabilities, chunk_size, **head)
     if engine == "ray":
         from bertdeploy.runtime.ray_engine import predict_file_ray
@@ -136,19 +138,20 @@ def _questions(
 
 
 def _head_options(
-    bundle: str | os.PathLike[str], probabilities: bool, aggregation: Any, ignore_labels: Any
+    bundle: str | os.PathLike[str], probabilities: bool, aggregation: Any, ignore_labels: Any, decoding: Any = None
 ) -> dict[str, Any]:
     """The task of ``bundle`` and its output options, checked: each option belongs to one task."""
     task = tasks.get(read_manifest(bundle).task, stage="predict").name
     if task != TOKENS:
-        for name, value in (("aggregation", aggregation), ("ignore_labels", ignore_labels)):
+        for name, value in (("aggregation", aggregation), ("ignore_labels", ignore_labels), ("decoding", decoding)):
             if value is not None:
                 raise UserError(f"{name} applies to token-classification bundles; {bundle} is {task}")
         return {"task": task}
     if probabilities:
         raise UserError(f"probabilities apply to text-classification bundles; {bundle} is {task} (rows hold entities)")
     ignore = check_ignore(["O"] if ignore_labels is None else ignore_labels)
-    return {"task": task, "aggregation": check_aggregation(aggregation or "simple"), "ignore_labels": tuple(ignore)}
+    return {"task": task, "aggregation": check_aggregation(aggregation or "simple"), "ignore_labels": tuple(ignore),
+            "decoding": check_decoding(decoding or "bio")}  # fmt: skip
 
 
 def _options(given: dict[str, Any]) -> LoadOptions:
