@@ -67,11 +67,9 @@ def predict_file(
     or a column named "id" when present) or the 1-based record number ("row"), then
 
     * text classification: the label, its score and with ``probabilities`` one column per label;
-    * token classification: ``entities``, ``Tagger.predict``'s ``{entity_group, score, word, start, end}`` list
-      (in csv / tsv a JSON string column); ``aggregation`` (default ``simple``), ``ignore_labels`` (default
-      ``["O"]``; ``[]`` keeps all) as in the transformers pipeline, ``decoding`` (default ``bio``; ``argmax``: the
-      pipeline's per-token choice, see ``Tagger.predict``). A jsonl / parquet record may hold pre-split
-      words (a list of strings): joined with single spaces, the offsets point into the joined text.
+    * token classification: ``entities`` (``Tagger.predict``'s dicts; in csv / tsv a JSON string column), with
+      ``aggregation`` (``simple``), ``ignore_labels`` (``["O"]``; ``[]`` keeps all) and ``decoding`` (``bio``) as
+      ``Tagger.predict`` takes them; a jsonl / parquet record may hold pre-split words, joined with single spaces.
     * question answering / multiple choice, and the two-stage reader (a selection ``bundle`` ``then`` a QA
       bundle): see :mod:`bertdeploy.runtime.qa_files` (``questions``: ``top_k``, ``doc_stride``, ...).
 
