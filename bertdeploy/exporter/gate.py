@@ -138,7 +138,7 @@ def scores(logits: np.ndarray, label_ids: list[Any] | None, labels: list[str], b
 def token_scores(logits: np.ndarray, tag_ids: list[list[int]], labels: list[str], batches: Batches) -> dict:
     """Entity-level scores of per-token ``logits`` against the gold tags of each sentence's words."""
     from bertdeploy.metrics import entity_metrics, word_tags
-    from bertdeploy.runtime.entities import best_tags, log_softmax
+    from bertdeploy.runtime.entities import best_tags
 
     tok = batches.tokens
     outside = labels.index("O") if "O" in labels else 0
@@ -149,7 +149,7 @@ def token_scores(logits: np.ndarray, tag_ids: list[list[int]], labels: list[str]
         first = np.asarray(word_tags(tok.words[start : positions.stop].tolist(), positions, len(tags), -1))
         words = np.full(len(tags), outside, dtype=np.int64)  # a word max_length cut off counts as a miss
         reached = first >= 0
-        words[reached] = best_tags(log_softmax(logits[first[reached]]), labels)  # decoded as training decodes
+        words[reached] = best_tags(logits[first[reached]], labels)  # decoded as training decodes
         gold.append([labels[t] for t in tags])
         pred.append([labels[t] for t in words])
     return entity_metrics(gold, pred)

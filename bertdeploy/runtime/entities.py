@@ -33,7 +33,7 @@ AGGREGATIONS = ("none", "simple", "first", "average", "max")
 WORD_BOUNDARIES = ("whitespace", "tokenizer")
 #: how tags are chosen: the best BIO-valid sequence (``I-X`` only after ``B-X`` / ``I-X``), or each on its own
 DECODINGS = ("bio", "argmax")
-#: the probability floor of the log scores the sequence decoding adds up
+#: the probability floor where probabilities are turned into the log scores that sequence decoding adds up
 TINY = 1e-30
 
 
@@ -99,24 +99,22 @@ def _transitions(labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | Non
     return np.where(allowed, 0.0, -np.inf), np.where(first, 0.0, -np.inf)
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log softmax (logits -> the log probabilities :func:`best_tags` adds up)."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
-def best_tags(log_scores: np.ndarray, labels: Sequence[str], decoding: str = "bio") -> np.ndarray:
-    """The tag id of each row of ``log_scores`` (``[n, labels]``, the log probabilities of one sentence's tokens or
-    words, in order): each row's argmax, or (``bio``) the most probable sequence in which ``I-X`` only follows
-    ``B-X`` / ``I-X`` — the argmax itself whenever it obeys that rule (then it is the best such sequence)."""
-    n = len(log_scores)
-    best = log_scores.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
+def best_tags(
+    scores: np.ndarray, labels: Sequence[str], decoding: str = "bio", probabilities: bool = False
+) -> np.ndarray:
+    """The tag id of each row of ``scores`` (``[n, labels]``, one sentence's tokens or words in order: logits or log
+    probabilities — a constant per row changes no path —, or with ``probabilities`` the softmax itself): each row's
+    argmax, or (``bio``) the most probable sequence in which ``I-X`` only follows ``B-X`` / ``I-X`` — the argmax
+    itself whenever it obeys that rule (then it is the best such sequence; nothing else is computed)."""
+    n = len(scores)
+    best = scores.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
     rules = _transitions(tuple(labels)) if decoding == "bio" and n else None
     if rules is None:
         return best
     step, start = rules
     if np.isfinite(start[best[0]]) and np.isfinite(step[best[:-1], best[1:]]).all():
         return best
+    log_scores = np.log(np.maximum(scores, TINY)) if probabilities else scores
     width = len(labels)
     score = log_scores[0] + start
     back = np.zeros((n, width), dtype=np.int64)
@@ -228,7 +226,7 @@ def aggregate(
     if word_boundaries == "whitespace" and aggregation not in ("none", "simple"):
         words = whitespace_words(text, spans)
     if aggregation in ("none", "simple"):
-        best = best_tags(np.log(np.maximum(scores, TINY)), labels, decoding)
+        best = best_tags(scores, labels, decoding, probabilities=True)
         top = scores[np.arange(len(best)), best].tolist()
         items = [(labels[b], s, int(a), int(e)) for b, s, (a, e) in zip(best.tolist(), top, spans.tolist())]
         if aggregation == "none":
@@ -237,7 +235,7 @@ def aggregate(
     else:
         parts = _words(words)
         vectors = np.array([_word_vector(scores[part], aggregation) for part in parts]).reshape(-1, len(labels))
-        chosen = best_tags(np.log(np.maximum(vectors, TINY)), labels, decoding).tolist()
+        chosen = best_tags(vectors, labels, decoding, probabilities=True).tolist()
         items = [(labels[b], float(v[b]), int(spans[part][0, 0]), int(spans[part][-1, 1]))
                  for b, v, part in zip(chosen, vectors, parts)]  # fmt: skip
     return [x for x in _group(items, text) if x.entity_group not in ignore]

@@ -118,7 +118,7 @@ def word_scores(logits: np.ndarray, gold: Sequence[Sequence[int]], labels: list[
     """Entity scores (seqeval) of per-word logits (one row a word, sentence after sentence; a NaN row, a word the
     teacher did not reach, counts as ``O``), the tags decoded as ``train`` scores them (BIO sequences)."""
     from bertdeploy.metrics import entity_metrics
-    from bertdeploy.runtime.entities import best_tags, log_softmax
+    from bertdeploy.runtime.entities import best_tags
 
     outside = labels.index("O") if "O" in labels else 0
     bounds = np.cumsum([0, *(len(tags) for tags in gold)])
@@ -127,7 +127,7 @@ def word_scores(logits: np.ndarray, gold: Sequence[Sequence[int]], labels: list[
         rows = logits[a:b]
         reached = ~np.isnan(rows).any(axis=1)
         tags = np.full(len(rows), outside, dtype=np.int64)
-        tags[reached] = best_tags(log_softmax(rows[reached]), labels)
+        tags[reached] = best_tags(rows[reached], labels)
         pred_tags.append([labels[int(t)] for t in tags])
     return entity_metrics([[labels[int(t)] for t in tags] for tags in gold], pred_tags)
 

@@ -73,12 +73,12 @@ def scores(predictions: Any, label_ids: Any, labels: list[str]) -> dict[str, Any
     words' tags decoded as the runtime decodes them by default (:func:`bertdeploy.runtime.entities.best_tags`, BIO)
     from logits ``[rows, tokens, labels]`` (tag ids ``[rows, tokens]`` are taken as they are)."""
     from bertdeploy.metrics import entity_metrics
-    from bertdeploy.runtime.entities import best_tags, log_softmax
+    from bertdeploy.runtime.entities import best_tags
 
     gold_tags, pred_tags = [], []
     for p_row, g_row in zip(predictions, label_ids):
         keep = g_row != IGNORE
         gold_tags.append([labels[int(t)] for t in g_row[keep]])
-        chosen = best_tags(log_softmax(p_row[keep]), labels) if predictions.ndim == 3 else p_row[keep]
+        chosen = best_tags(p_row[keep], labels) if predictions.ndim == 3 else p_row[keep]
         pred_tags.append([labels[int(t)] for t in chosen])
     return entity_metrics(gold_tags, pred_tags)

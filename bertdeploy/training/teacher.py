@@ -37,8 +37,6 @@ TEACHER_TASKS = ("text-classification", "token-classification")
 WORD_SEP = "\x1f"
 #: separates the members of an ensemble teacher
 ENSEMBLE_SEP = ","
-#: the probability floor of an ensemble's log mean probabilities (keeps them finite)
-TINY = 1e-30
 
 
 @dataclass
@@ -245,11 +243,10 @@ def sound(logits: np.ndarray, per_word: bool) -> bool:
 def mean_probabilities(logits: list[np.ndarray]) -> np.ndarray:
     """An ensemble's logits: the log of its members' mean softmax (rows where every member is NaN stay NaN; a
     member's NaN row, a word its max_length cut off, is left out of that row's mean)."""
-    probs = []
-    for x in logits:
-        e = np.exp(x - np.max(x, axis=1, keepdims=True))
-        probs.append(e / e.sum(axis=1, keepdims=True))
-    stacked = np.stack(probs)
+    from bertdeploy.runtime.classifier import softmax
+    from bertdeploy.runtime.entities import TINY
+
+    stacked = np.stack([softmax(np.asarray(x, dtype=np.float64)) for x in logits])
     count = (~np.isnan(stacked).any(axis=2)).sum(axis=0)[:, None]
     mean = np.where(count > 0, np.nansum(stacked, axis=0) / np.maximum(count, 1), np.nan)
     return np.log(np.maximum(mean, TINY))  # NaN stays NaN
