@@ -10,6 +10,7 @@ from bertdeploy.cli import cli
 COMMANDS = [
     ["quickstart"],
     ["data", "stats"],
+    ["pretrain"],
     ["train"],
     ["distill"],
     ["export"],

@@ -32,13 +32,14 @@ def _cli(args: list[str], hide: tuple[str, ...]) -> subprocess.CompletedProcess:
     [
         (["train", "--model", "bert-tiny", "--data", "{data}", "-o", "{out}"], HEAVY, 'bertdeploy[train,cpu]"'),
         (["distill", "--teacher", "{bundle}", "--data", "{data}", "-o", "{out}"], HEAVY, 'bertdeploy[train,cpu]"'),
+        (["pretrain", "--model", "bert-tiny", "--data", "{data}", "-o", "{out}"], HEAVY, 'bertdeploy[train,cpu]"'),
         (["export", "{out}", "-o", "{out}2"], HEAVY, 'bertdeploy[train,cpu]"'),
         (["bench", "{out}", "-o", "{out}3"], HEAVY, 'bertdeploy[train,cpu]"'),
         (["data", "stats", "--data", "{data}"], HEAVY, 'bertdeploy[train,cpu]"'),
         (["predict", "{bundle}", "-i", "-", "-o", "-"], ("onnxruntime",), 'bertdeploy[cpu]" (or "bertdeploy[gpu]"'),
         (["serve", "{bundle}"], ("starlette",), 'bertdeploy[serve,cpu]"'),
     ],
-    ids=["train", "distill", "export", "bench", "data-stats", "predict", "serve"],
+    ids=["train", "distill", "pretrain", "export", "bench", "data-stats", "predict", "serve"],
 )
 def test_a_missing_extra_is_one_line_naming_it_exit_2(args, hide, needle, tiny_bundle, tiny_data_dir, tmp_path):
     values = {"data": str(tiny_data_dir), "out": str(tmp_path / "out"), "bundle": str(tiny_bundle)}
@@ -53,7 +54,7 @@ def test_a_missing_extra_is_one_line_naming_it_exit_2(args, hide, needle, tiny_b
 def test_the_cli_registers_every_command_without_the_heavy_stack():
     r = _python("from bertdeploy.cli import cli\nprint(sorted(cli.commands))", HEAVY + ("onnxruntime", "starlette"))
     assert r.returncode == 0, r.stderr
-    names = {"bench", "data", "distill", "export", "package", "predict", "quickstart", "serve", "train"}
+    names = {"bench", "data", "distill", "export", "package", "predict", "pretrain", "quickstart", "serve", "train"}
     assert set(r.stdout.strip().strip("[]").replace("'", "").split(", ")) == names
 
 

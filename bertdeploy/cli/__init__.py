@@ -62,9 +62,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from bertdeploy.cli import bench, data, distill, export, package, predict, quickstart, serve, train
+    from bertdeploy.cli import bench, data, distill, export, package, predict, pretrain, quickstart, serve, train
 
-    for module in (quickstart, data, train, distill, export, predict, serve, bench, package):
+    for module in (quickstart, data, pretrain, train, distill, export, predict, serve, bench, package):
         cli.add_command(output.with_output_modes(module.command))
 
 

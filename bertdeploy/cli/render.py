@@ -47,6 +47,13 @@ QA_EPOCH_COLUMNS = [
     ("exact_match", "EM"),
     ("f1", "F1"),
 ]
+#: the epoch table of masked-language pretraining
+MLM_EPOCH_COLUMNS = [
+    ("epoch", "epoch"),
+    ("train_loss", "train loss"),
+    ("loss", "val loss"),
+    ("perplexity", "perplexity"),
+]
 
 
 def epoch_row(row: dict[str, Any]) -> None:
@@ -54,6 +61,7 @@ def epoch_row(row: dict[str, Any]) -> None:
     columns = (
         TOKEN_EPOCH_COLUMNS if "token_accuracy" in row else QA_EPOCH_COLUMNS if "exact_match" in row else EPOCH_COLUMNS
     )
+    columns = MLM_EPOCH_COLUMNS if "perplexity" in row else columns
     table = Table(show_header=row.get("epoch", 0) <= 1.01, box=None, pad_edge=False)
     for key, title in columns:
         table.add_column(title, justify="right", min_width=10)
