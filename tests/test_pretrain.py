@@ -136,3 +136,25 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(chinese_dir, tmp_pa
     assert r.exit_code == 2 and r.stderr.startswith("error:") and len(r.stderr.splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
     assert (taken / "mine.txt").read_text(encoding="utf-8") == "keep"
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(chinese_dir, tmp_path):
+    out = tmp_path / "mlm"
+    cfg = dict(model="bert-tiny", data=str(chinese_dir), output=str(out), vocab_from_data=True, vocab_size=120,
+               epochs=3, batch_size=16, max_length=16, seed=0)  # fmt: skip
+
+    def kill_in_epoch_two(row):
+        if row["epoch"] >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(PretrainConfig(**cfg), on_epoch=kill_in_epoch_two)
+    work = tmp_path / "mlm.partial"
+    assert not out.exists() and [p.name for p in work.glob("checkpoint-*")]
+    vocab_before = (next(work.glob("checkpoint-*")) / "vocab.txt").read_text(encoding="utf-8")
+    result = pretrain(PretrainConfig(**cfg, resume=True))
+    assert result.speed["resumed_from"].startswith("checkpoint-")
+    assert [row["epoch"] for row in result.history] == [1.0, 2.0, 3.0]
+    assert (out / "vocab.txt").read_text(encoding="utf-8") == vocab_before and not work.exists()
+    with pytest.raises(UserError, match="no complete checkpoint to resume from"):
+        pretrain(PretrainConfig(**{**cfg, "output": str(tmp_path / "other")}, resume=True))

@@ -28,6 +28,7 @@ TASKS = ["text-classification", "token-classification", "question-answering", "m
 @click.option("--max-length", type=int, help="Tokens a block (default 256).")
 @click.option("--mlm-probability", type=float, help="Share of the tokens masked (default 0.15).")
 @click.option("--seed", type=int)
+@click.option("--resume", is_flag=True, default=None, help="Continue from the last checkpoint of a killed run.")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace an existing output folder of bertdeploy's.")
 @click.argument("overrides", nargs=-1)
 def command(overrides: tuple[str, ...], **options) -> object:

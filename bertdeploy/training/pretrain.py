@@ -65,6 +65,8 @@ class PretrainConfig(Config):
     """Share of the tokens masked for prediction."""
     seed: int = 42
     """Seed of the init, the masking and the order."""
+    resume: bool = False
+    """Continue from the last complete checkpoint in ``OUTPUT.partial`` (kept after a kill)."""
     overwrite: bool = False
     """Replace an existing output folder written by bertdeploy."""
 
@@ -137,9 +139,12 @@ def blocks(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]
     return [b for b in cut if len(b) >= max(2, max_length // 4)]
 
 
-def build_model(config: PretrainConfig, texts: list[str]) -> tuple[Any, Any, dict[str, Any]]:
-    """(masked-language model, tokenizer, info): a preset from its config (vocabulary from the data, or the
-    ``tokenizer``), or a folder's weights and tokenizer with a masked-language head (new where it had none)."""
+def build_model(
+    config: PretrainConfig, texts: list[str], checkpoint: Path | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(masked-language model, tokenizer, info): a preset from its config (vocabulary from the data — the one saved
+    with ``checkpoint`` when resuming — or the ``tokenizer``), or a folder's weights and tokenizer with a
+    masked-language head (new where it had none)."""
     import torch
     import transformers
 
@@ -151,7 +156,7 @@ def build_model(config: PretrainConfig, texts: list[str]) -> tuple[Any, Any, dic
     torch.manual_seed(config.seed)
     info: dict[str, Any] = {"spec": config.model, "kind": spec.kind, "location": spec.location}
     if spec.kind == "preset":
-        tok = vocab.build_vocab_tokenizer(texts, config.vocab_size) if config.vocab_from_data else None
+        tok = vocab.run_tokenizer(texts, config.vocab_size, checkpoint) if config.vocab_from_data else None
         tok = tok or load_tokenizer(config.tokenizer)
         model = transformers.AutoModelForMaskedLM.from_config(preset_config(config.model, 2, vocab_size=len(tok)))
         info.update(pretrained=False, vocab={"from_data": config.vocab_from_data, "size": len(tok)})
@@ -170,9 +175,43 @@ def build_model(config: PretrainConfig, texts: list[str]) -> tuple[Any, Any, dic
 
 
 def pretrain(config: PretrainConfig, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> PretrainResult:
-    """Masked-language pretraining of ``config.model`` on ``config.data``'s texts into ``config.output``."""
-    from bertdeploy.outputs import atomic_dir, check_inputs, check_output_dir
-    from bertdeploy.training import vocab
+    """Masked-language pretraining of ``config.model`` on ``config.data``'s texts into ``config.output``
+    (checkpoints each epoch in ``OUTPUT.partial``, which ``resume`` continues from)."""
+    from bertdeploy.outputs import disk_errors
+    from bertdeploy.training import checkpoints, vocab
+
+    out, work, last, incomplete = _paths(config)
+    train_texts, held_texts = read_texts(config)
+    model, tok, info = build_model(config, train_texts, Path(last) if last else None)
+    info["unk_rate"] = round(vocab.unk_rate(tok, vocab.sample(train_texts, seed=config.seed)), 5)
+    train_blocks, held_blocks = blocks(tok, train_texts, config.max_length), blocks(tok, held_texts, config.max_length)
+    if not train_blocks:
+        raise UserError(f"{config.data}: the texts make no block of {config.max_length // 4}+ tokens")
+    if work.exists() and not last:
+        checkpoints.discard(work)  # a stale, unfinished run of ours: start over
+    checkpoints.claim(work, incomplete)
+    trainer, recorder = _trainer(config, model, tok, work, train_blocks, held_blocks, on_epoch)
+    t0 = time.perf_counter()
+    with disk_errors(f"checkpoints to {work}", probe=work):
+        out_metrics = trainer.train(resume_from_checkpoint=last).metrics
+    wall = time.perf_counter() - t0
+    texts = {"train_texts": len(train_texts), "train_blocks": len(train_blocks), "held_out_blocks": len(held_blocks)}
+    speed = {
+        "train_wall_time_s": round(wall, 2),
+        "train_samples_per_second": out_metrics.get("train_samples_per_second"),
+        "resumed_from": Path(last).name if last else None,
+    }
+    result = PretrainResult(out, recorder.history, _final(trainer, held_blocks), speed, texts)
+    _write(config, result, trainer, tok, info)
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _paths(config: PretrainConfig) -> tuple[Path, Path, str | None, list[str]]:
+    """(output, work folder, the checkpoint to resume from or None, incomplete checkpoints): every check on the
+    paths, before anything is loaded or written."""
+    from bertdeploy.outputs import check_inputs, check_output_dir
+    from bertdeploy.training import checkpoints
 
     if not config.output:
         raise UserError("an output folder is required (--output)")
@@ -182,33 +221,24 @@ def pretrain(config: PretrainConfig, on_epoch: Callable[[dict[str, Any]], None] 
     check_output_dir(out, config.overwrite, "output", kind="run", inputs=config.inputs())
     work = out.with_name(out.name + ".partial")
     check_inputs(work, config.inputs())
-    train_texts, held_texts = read_texts(config)
-    model, tok, info = build_model(config, train_texts)
-    info["unk_rate"] = round(vocab.unk_rate(tok, vocab.sample(train_texts, seed=config.seed)), 5)
-    train_blocks, held_blocks = blocks(tok, train_texts, config.max_length), blocks(tok, held_texts, config.max_length)
-    if not train_blocks:
-        raise UserError(f"{config.data}: the texts make no block of {config.max_length // 4}+ tokens")
-    trainer, recorder = _trainer(config, model, tok, work, train_blocks, held_blocks, on_epoch)
-    t0 = time.perf_counter()
-    out_metrics = trainer.train().metrics
-    wall = time.perf_counter() - t0
-    final = _final(trainer, held_blocks)
-    texts = {"train_texts": len(train_texts), "train_blocks": len(train_blocks), "held_out_blocks": len(held_blocks)}
-    speed = {
-        "train_wall_time_s": round(wall, 2),
-        "train_samples_per_second": out_metrics.get("train_samples_per_second"),
-    }
-    result = PretrainResult(out, recorder.history, final, speed, texts)
-    record = {**config.to_dict(), "task": "fill-mask", "labels": [], "model_info": info, "texts": texts}
-    with atomic_dir(out, overwrite=config.overwrite, kind="run", inputs=config.inputs()) as tmp:
+    last, incomplete = checkpoints.find(work)
+    if config.resume and last is None:
+        skipped = f" ({', '.join(incomplete)} incomplete: killed while saving)" if incomplete else ""
+        raise UserError(f"--resume: no complete checkpoint to resume from in {work}{skipped}")
+    return out, work, last if config.resume else None, incomplete
+
+
+def _write(config: PretrainConfig, result: PretrainResult, trainer: Any, tok: Any, info: dict[str, Any]) -> None:
+    from bertdeploy.outputs import atomic_dir
+
+    record = {**config.to_dict(), "task": "fill-mask", "labels": [], "model_info": info, "texts": result.texts}
+    with atomic_dir(result.output, overwrite=config.overwrite, kind="run", inputs=config.inputs()) as tmp:
         trainer.save_model(str(tmp))
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: the folder ships none
         tok.save_pretrained(str(tmp))
         (tmp / "train_config.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
-        metrics = {"epochs": result.history, "final": final, "speed": speed, "texts": texts}
+        metrics = {"epochs": result.history, "final": result.final, "speed": result.speed, "texts": result.texts}
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float), encoding="utf-8")
-    shutil.rmtree(work, ignore_errors=True)
-    return result
 
 
 def _trainer(config, model, tok, work: Path, train_blocks, held_blocks, on_epoch) -> tuple[Any, Any]:
@@ -237,7 +267,9 @@ def _trainer(config, model, tok, work: Path, train_blocks, held_blocks, on_epoch
         weight_decay=config.weight_decay,
         warmup_ratio=config.warmup_ratio,
         eval_strategy="epoch" if held_blocks else "no",
-        save_strategy="no",
+        save_strategy="epoch",
+        save_total_limit=1,
+        save_safetensors=True,
         logging_strategy="steps",
         logging_steps=10,
         report_to=[],
