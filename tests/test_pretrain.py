@@ -124,6 +124,13 @@ def test_a_folder_model_keeps_its_vocabulary(tiny_model_dir, chinese_dir, tmp_pa
     assert not (tmp_path / "o").exists()
 
 
+def test_a_vocabulary_that_does_not_cover_the_texts_is_refused(tiny_model_dir, chinese_dir, tmp_path):
+    with pytest.raises(UserError, match="are \\[UNK\\] with the"):
+        pretrain(PretrainConfig(model="bert-tiny", tokenizer=str(tiny_model_dir), data=str(chinese_dir),
+                                output=str(tmp_path / "o")))  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(chinese_dir, tmp_path):
     r = CliRunner().invoke(cli, ["pretrain", "--model", "bert-tiny", "--data", str(tmp_path / "nope"), "-o",
                                  str(tmp_path / "out")])  # fmt: skip
@@ -158,3 +165,13 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(chinese_dir, tmp_path):
     assert (out / "vocab.txt").read_text(encoding="utf-8") == vocab_before and not work.exists()
     with pytest.raises(UserError, match="no complete checkpoint to resume from"):
         pretrain(PretrainConfig(**{**cfg, "output": str(tmp_path / "other")}, resume=True))
+
+
+def test_a_hub_model_offline_is_one_line_naming_the_hub(chinese_dir, tmp_path, monkeypatch):
+    from bertdeploy import hub
+
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
+    r = CliRunner().invoke(cli, ["pretrain", "--model", "bert-base-chinese", "--data", str(chinese_dir), "-o",
+                                 str(tmp_path / "out")])  # fmt: skip
+    assert r.exit_code == 2 and r.stderr.startswith("error: cannot reach the Hugging Face Hub to fetch model")
+    assert list(tmp_path.iterdir()) == []

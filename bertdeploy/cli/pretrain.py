@@ -21,6 +21,7 @@ TASKS = ["text-classification", "token-classification", "question-answering", "m
     "--vocab-from-data", is_flag=True, default=None, help="A WordPiece vocabulary from the texts (CJK: a character)."
 )
 @click.option("--vocab-size", type=int, help="Size of the --vocab-from-data vocabulary (default 8000).")
+@click.option("--max-unk-rate", type=float, help="Refuse above this share of [UNK] tokens (default 0.05; 1 = off).")
 @click.option("--epochs", type=float, help="Passes over the texts (default 20).")
 @click.option("--batch-size", type=int, help="Blocks a step (default 32).")
 @click.option("--lr", type=float, help="Peak learning rate (default 5e-4).")

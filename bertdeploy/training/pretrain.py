@@ -24,7 +24,7 @@ from typing import Any
 
 from bertdeploy.config import Config
 from bertdeploy.errors import UserError
-from bertdeploy.training.vocab import DEFAULT_VOCAB_SIZE
+from bertdeploy.training.vocab import DEFAULT_MAX_UNK_RATE, DEFAULT_VOCAB_SIZE
 
 
 @dataclass
@@ -49,6 +49,8 @@ class PretrainConfig(Config):
     """A preset with a WordPiece vocabulary built from the texts (each CJK character a token)."""
     vocab_size: int = DEFAULT_VOCAB_SIZE
     """Size of that vocabulary."""
+    max_unk_rate: float = DEFAULT_MAX_UNK_RATE
+    """Refuse when more than this share of the training tokens is ``[UNK]`` (1 = never refuse)."""
     epochs: float = 20.0
     """Passes over the texts."""
     batch_size: int = 32
@@ -131,9 +133,8 @@ def blocks(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]
     shorter block kept when it holds at least a quarter of one)."""
     ids: list[int] = []
     for start in range(0, len(texts), 1000):
-        for row in tokenizer(texts[start : start + 1000], add_special_tokens=True, truncation=False, verbose=False)[
-            "input_ids"
-        ]:
+        encoded = tokenizer(texts[start : start + 1000], add_special_tokens=True, truncation=False, verbose=False)
+        for row in encoded["input_ids"]:
             ids.extend(row)
     cut = [ids[i : i + max_length] for i in range(0, len(ids), max_length)]
     return [b for b in cut if len(b) >= max(2, max_length // 4)]
@@ -149,7 +150,7 @@ def build_model(
     import transformers
 
     from bertdeploy.training import vocab
-    from bertdeploy.training.models import check_hub, load_tokenizer, preset_config, resolve
+    from bertdeploy.training.models import _hub_error, _hub_kwargs, check_hub, load_tokenizer, preset_config, resolve
 
     check_hub(config.model, config.tokenizer)
     spec = resolve(config.model)
@@ -166,10 +167,10 @@ def build_model(
     tok = load_tokenizer(None, spec)
     try:
         model = transformers.AutoModelForMaskedLM.from_pretrained(
-            spec.location, use_safetensors=True, local_files_only=spec.kind == "local"
+            spec.location, use_safetensors=True, **_hub_kwargs(spec)
         )
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load model {config.model!r}: {(str(e).strip().splitlines() or ['?'])[0]}") from None
+        raise _hub_error(spec, e) from None
     info["pretrained"] = True
     return model, tok, info
 
@@ -184,6 +185,7 @@ def pretrain(config: PretrainConfig, on_epoch: Callable[[dict[str, Any]], None] 
     train_texts, held_texts = read_texts(config)
     model, tok, info = build_model(config, train_texts, Path(last) if last else None)
     info["unk_rate"] = round(vocab.unk_rate(tok, vocab.sample(train_texts, seed=config.seed)), 5)
+    vocab.check_unk(info["unk_rate"], config.max_unk_rate, config.tokenizer or config.model)
     train_blocks, held_blocks = blocks(tok, train_texts, config.max_length), blocks(tok, held_texts, config.max_length)
     if not train_blocks:
         raise UserError(f"{config.data}: the texts make no block of {config.max_length // 4}+ tokens")
