@@ -66,3 +66,45 @@ def test_the_heads_must_be_of_the_right_tasks(tiny_mc_bundle, tiny_token_bundle)
             TwoStageReader(select, tagger)
         with pytest.raises(UserError, match="the selection model must be a multiple-choice bundle"):
             TwoStageReader(tagger, select)
+
+
+def test_the_overlap_selector_picks_the_paragraph_holding_the_question_s_bigrams():
+    from bertdeploy.runtime.two_stage import OverlapSelector
+
+    question = "台北市的人口有多少？"
+    choices = ["高雄市位於台灣南部。", "台北市的人口約為二百五十萬人。", "台中市的天氣很好。"]
+    [choice] = OverlapSelector().predict([{"question": question, "choices": choices}])
+    assert choice.label == 1 and 0.5 < choice.score <= 1
+    english = OverlapSelector().predict([("Who WROTE the play?", ["The play was written by Ann.", "Rain fell."])])
+    assert english[0].label == 0  # case-folded
+    nothing = OverlapSelector().predict([("xyz", ["abc", "def"])])
+    assert (nothing[0].label, nothing[0].score) == (0, 0.0)  # a tie: the first
+
+
+def test_the_overlap_selector_stands_for_a_selection_bundle(tiny_qa_bundle, paragraph_ids, tmp_path):
+    from bertdeploy.cli import cli
+    from bertdeploy.runtime import predict_file
+    from bertdeploy.runtime.two_stage import OverlapSelector
+
+    with load(tiny_qa_bundle, variant="fp32") as qa:
+        reader = TwoStageReader(OverlapSelector(), qa)
+        report = evaluate(reader, paragraph_ids)
+    assert report["selection_accuracy"] > 0.5  # chance: 1/3
+    out = tmp_path / "e2e.jsonl"
+    res = predict_file("overlap", str(paragraph_ids / "test.json"), str(out), then=tiny_qa_bundle, variant="fp32")
+    assert res.metrics["selection_accuracy"] == report["selection_accuracy"]
+    assert res.metrics["exact_match"] == report["end_to_end"]["exact_match"] and res.variant == "fp32"
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 12 and {"paragraph", "paragraph_score", "paragraph_id"} <= set(rows[0])
+    contexts = json.loads((paragraph_ids / "context.json").read_text(encoding="utf-8"))
+    questions = json.loads((paragraph_ids / "test.json").read_text(encoding="utf-8"))
+    chosen = OverlapSelector().predict([(q["question"], [contexts[j] for j in q["paragraphs"]]) for q in questions])
+    assert [r["paragraph"] for r in rows] == [c.label for c in chosen]
+    args = ["predict", "overlap", "--then", str(tiny_qa_bundle), "-i", str(paragraph_ids / "test.json"), "-o",
+            str(tmp_path / "cli.jsonl"), "--variant", "fp32"]  # fmt: skip
+    from click.testing import CliRunner
+
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0 and "selection accuracy" in r.output, r.output
+    r = CliRunner().invoke(cli, ["predict", "overlap", "-i", str(paragraph_ids / "test.json"), "-o", str(out)])
+    assert r.exit_code == 2 and r.stderr.startswith("error:")  # a word, not a bundle, without --then

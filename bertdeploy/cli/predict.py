@@ -18,7 +18,10 @@ _DECODING_HELP = (
     " token's own best tag (the pipeline's). [default: bio]"
 )
 _IGNORE_HELP = "Token classification: comma-separated entity groups left out ('' keeps all). [default: O]"
-_THEN_HELP = "Two-stage reader: BUNDLE (multiple choice) selects the paragraph, this QA bundle finds the answer in it."
+_THEN_HELP = (
+    "Two-stage reader: BUNDLE (multiple choice, or the word overlap: no model, the paragraph holding most of the"
+    " question's character bigrams) selects the paragraph, this QA bundle finds the answer in it."
+)
 _METRICS = {"selection_accuracy": "selection accuracy", "accuracy": "choice accuracy", "exact_match": "exact match",
             "f1": "F1"}  # fmt: skip
 

@@ -80,7 +80,7 @@ def predict_file(
     if options is not None and load_options:
         raise UserError(f"pass either options= or load keywords, not both ({', '.join(load_options)})")
     options = options or _options(load_options)
-    task = tasks.get(read_manifest(bundle).task, stage="predict").name
+    task = _task_of(bundle, then)
     if then is not None or task in QUESTION_TASKS:
         given = {"probabilities": probabilities, "aggregation": aggregation, "ignore_labels": ignore_labels,
                  "decoding": decoding, "text_column": text_column != "text"}  # fmt: skip
@@ -98,6 +98,15 @@ def predict_file(
 
         return predict_file_ray(job, options, workers, progress)
     return _predict_local(job, options, progress)
+
+
+def _task_of(bundle: Any, then: Any) -> str:
+    """The task of ``bundle`` (``overlap`` before ``then``: the lexical selector, a multiple-choice stage)."""
+    from bertdeploy.runtime.two_stage import OVERLAP
+
+    if then is not None and str(bundle) == OVERLAP:
+        return MC
+    return tasks.get(read_manifest(bundle).task, stage="predict").name
 
 
 def _check_args(
@@ -207,7 +216,7 @@ def predict_questions(
 ) -> PredictFileResult:
     """``predict_file`` of a QA / MC bundle (``then``: a QA bundle after a selection bundle): check, read every
     record, then predict with the local engine or Ray."""
-    task = tasks.get(read_manifest(bundle).task, stage="predict").name
+    task = _task_of(bundle, then)
     if then is not None:
         if task != MC:
             raise UserError(f"--then reads the answer after a multiple-choice selection bundle; {bundle} is {task}")

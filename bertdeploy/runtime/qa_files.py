@@ -96,19 +96,19 @@ class QAModels:
 
     def __init__(self, job: QAJob, options: LoadOptions) -> None:
         from bertdeploy.runtime.loader import load_with
+        from bertdeploy.runtime.two_stage import OVERLAP, OverlapSelector, TwoStageReader
 
         self.job = job
-        first = load_with(job.bundle, options)
-        self.heads = [first]
+        lexical = job.kind == SELECT and job.bundle == OVERLAP
+        self.heads = [OverlapSelector() if lexical else load_with(job.bundle, options)]
         self.two_stage = None
         if job.kind == SELECT:
-            from bertdeploy.runtime.two_stage import TwoStageReader
-
             self.heads.append(load_with(job.then, options))
             self.two_stage = TwoStageReader(*self.heads)  # checks: a multiple-choice, then a QA bundle
         if job.kind != MC:  # a bad stride fails before any question is read
             self.heads[-1].encoder_for(job.questions.doc_stride)
-        self.variant, self.providers = first.variant.name, first.providers
+        model = self.heads[-1] if lexical else self.heads[0]
+        self.variant, self.providers = model.variant.name, model.providers
 
     def close(self) -> None:
         for head in self.heads:
