@@ -38,3 +38,6 @@ def test_ray_equals_local_for_questions(tiny_qa_bundle, tiny_mc_bundle, tmp_path
     rows = _both(tiny_mc_bundle, src, tmp_path, then=tiny_qa_bundle)
     assert len(rows) == 11 and all(r["answer"] == select[i]["choices"][r["paragraph"]][r["start"] : r["end"]]
                                    for i, r in enumerate(rows))  # fmt: skip
+    rows = _both("overlap", src, tmp_path, then=tiny_qa_bundle)  # the selector without a model, in each actor
+    assert len(rows) == 11 and all(r["answer"] == select[i]["choices"][r["paragraph"]][r["start"] : r["end"]]
+                                   for i, r in enumerate(rows))  # fmt: skip

@@ -108,3 +108,15 @@ def test_the_overlap_selector_stands_for_a_selection_bundle(tiny_qa_bundle, para
     assert r.exit_code == 0 and "selection accuracy" in r.output, r.output
     r = CliRunner().invoke(cli, ["predict", "overlap", "-i", str(paragraph_ids / "test.json"), "-o", str(out)])
     assert r.exit_code == 2 and r.stderr.startswith("error:")  # a word, not a bundle, without --then
+
+
+def test_ray_actors_get_the_overlap_word_and_absolute_bundle_paths(tmp_path, monkeypatch):
+    from bertdeploy.runtime.qa_files import QAJob
+    from bertdeploy.runtime.qa_ray import _absolute
+    from bertdeploy.runtime.qa_records import SELECT
+
+    monkeypatch.chdir(tmp_path)
+    job = _absolute(QAJob("overlap", "in.json", "out.jsonl", "json", "jsonl", SELECT, then="models/qa"))
+    assert (job.bundle, job.then) == ("overlap", str(tmp_path / "models" / "qa"))
+    job = _absolute(QAJob("overlap", "in.json", "out.jsonl", "json", "jsonl", "multiple-choice"))
+    assert job.bundle == str(tmp_path / "overlap")  # without a QA bundle after it, a path like any other

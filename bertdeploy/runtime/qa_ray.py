@@ -46,8 +46,11 @@ class QAActor:
 
 def _absolute(job: QAJob) -> QAJob:
     """The job with its bundle paths absolute (an actor may run in another working directory)."""
+    from bertdeploy.runtime.two_stage import OVERLAP
+
     then = None if job.then is None else str(Path(job.then).resolve())
-    return replace(job, bundle=str(Path(job.bundle).resolve()), then=then)
+    lexical = then is not None and job.bundle == OVERLAP  # the selector without a model: a word, not a path
+    return replace(job, bundle=job.bundle if lexical else str(Path(job.bundle).resolve()), then=then)
 
 
 def _record(fields: dict[str, Any]) -> QARecord:
