@@ -107,7 +107,7 @@ def test_the_overlap_selector_stands_for_a_selection_bundle(tiny_qa_bundle, para
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0 and "selection accuracy" in r.output, r.output
     r = CliRunner().invoke(cli, ["predict", "overlap", "-i", str(paragraph_ids / "test.json"), "-o", str(out)])
-    assert r.exit_code == 2 and r.stderr.startswith("error:")  # a word, not a bundle, without --then
+    assert r.exit_code == 2 and r.stderr.startswith("error: overlap is a selection stage without a model")
 
 
 def test_ray_actors_get_the_overlap_word_and_absolute_bundle_paths(tmp_path, monkeypatch):

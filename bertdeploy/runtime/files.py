@@ -104,8 +104,12 @@ def _task_of(bundle: Any, then: Any) -> str:
     """The task of ``bundle`` (``overlap`` before ``then``: the lexical selector, a multiple-choice stage)."""
     from bertdeploy.runtime.two_stage import OVERLAP
 
-    if then is not None and str(bundle) == OVERLAP:
-        return MC
+    if str(bundle) == OVERLAP:
+        if then is not None:
+            return MC
+        if not os.path.exists(bundle):
+            raise UserError("overlap is a selection stage without a model: name the QA bundle that answers after it "
+                            "(--then QA_BUNDLE)")  # fmt: skip
     return tasks.get(read_manifest(bundle).task, stage="predict").name
 
 
