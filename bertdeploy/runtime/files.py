@@ -102,13 +102,12 @@ def predict_file(
 
 def _task_of(bundle: Any, then: Any) -> str:
     """The task of ``bundle`` (``overlap`` before ``then``: the lexical selector, a multiple-choice stage)."""
-    from bertdeploy.runtime.two_stage import OVERLAP
+    from bertdeploy.runtime.two_stage import OVERLAP, is_overlap
 
-    if str(bundle) == OVERLAP:
-        if then is not None:
-            return MC
-        if not os.path.exists(bundle):
-            raise UserError("overlap is a selection stage without a model: name the QA bundle that answers after it "
+    if is_overlap(bundle, then):
+        return MC
+    if str(bundle) == OVERLAP and not os.path.exists(bundle):
+        raise UserError("overlap is a selection stage without a model: name the QA bundle that answers after it "
                             "(--then QA_BUNDLE)")  # fmt: skip
     return tasks.get(read_manifest(bundle).task, stage="predict").name
 

@@ -96,10 +96,10 @@ class QAModels:
 
     def __init__(self, job: QAJob, options: LoadOptions) -> None:
         from bertdeploy.runtime.loader import load_with
-        from bertdeploy.runtime.two_stage import OVERLAP, OverlapSelector, TwoStageReader
+        from bertdeploy.runtime.two_stage import OverlapSelector, TwoStageReader, is_overlap
 
         self.job = job
-        lexical = job.kind == SELECT and job.bundle == OVERLAP
+        lexical = is_overlap(job.bundle, job.then)
         self.heads = [OverlapSelector() if lexical else load_with(job.bundle, options)]
         self.two_stage = None
         if job.kind == SELECT:

@@ -46,10 +46,10 @@ class QAActor:
 
 def _absolute(job: QAJob) -> QAJob:
     """The job with its bundle paths absolute (an actor may run in another working directory)."""
-    from bertdeploy.runtime.two_stage import OVERLAP
+    from bertdeploy.runtime.two_stage import is_overlap
 
     then = None if job.then is None else str(Path(job.then).resolve())
-    lexical = then is not None and job.bundle == OVERLAP  # the selector without a model: a word, not a path
+    lexical = is_overlap(job.bundle, job.then)  # the selector without a model: a word, not a path
     return replace(job, bundle=job.bundle if lexical else str(Path(job.bundle).resolve()), then=then)
 
 

@@ -76,6 +76,11 @@ class TwoStageReader:
 OVERLAP = "overlap"
 
 
+def is_overlap(bundle: Any, then: Any) -> bool:
+    """True when ``bundle`` is the word ``overlap`` before a QA bundle (``then``): the selector without a model."""
+    return then is not None and str(bundle) == OVERLAP
+
+
 class OverlapSelector:
     """A selection stage without a model: each question's paragraph is the candidate in which most of the question's
     character bigrams occur (case-folded; ties: the first). ``score`` is the share of the question's bigrams the

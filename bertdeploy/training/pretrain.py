@@ -106,7 +106,7 @@ def read_texts(config: PretrainConfig) -> tuple[list[str], list[str]]:
     from bertdeploy.training.vocab import texts_of
 
     path = Path(config.data)
-    if path.suffix == ".txt" and path.is_file():
+    if _text_file(config):
         try:
             lines = [t.strip() for t in path.read_text(encoding="utf-8").splitlines()]
         except UnicodeDecodeError as e:
@@ -126,6 +126,11 @@ def read_texts(config: PretrainConfig) -> tuple[list[str], list[str]]:
     if not train:
         raise UserError(f"{config.data}: no text to pretrain on")
     return train, [t for t in held_out if t.strip()]
+
+
+def _text_file(config: PretrainConfig) -> bool:
+    """``config.data`` is a ``.txt`` file (one text a line; 5 % held out) rather than a data set of a task."""
+    return Path(config.data).suffix == ".txt" and Path(config.data).is_file()
 
 
 def blocks(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
@@ -203,7 +208,8 @@ def pretrain(config: PretrainConfig, on_epoch: Callable[[dict[str, Any]], None] 
         "train_samples_per_second": out_metrics.get("train_samples_per_second"),
         "resumed_from": Path(last).name if last else None,
     }
-    result = PretrainResult(out, recorder.history, _final(trainer, held_blocks), speed, texts)
+    held = "held-out lines" if _text_file(config) else "validation"
+    result = PretrainResult(out, recorder.history, _final(trainer, held_blocks, held), speed, texts)
     _write(config, result, trainer, tok, info)
     shutil.rmtree(work, ignore_errors=True)
     return result
@@ -244,8 +250,6 @@ def _write(config: PretrainConfig, result: PretrainResult, trainer: Any, tok: An
 
 
 def _trainer(config, model, tok, work: Path, train_blocks, held_blocks, on_epoch) -> tuple[Any, Any]:
-    import math
-
     import datasets
     import torch
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
@@ -255,7 +259,7 @@ def _trainer(config, model, tok, work: Path, train_blocks, held_blocks, on_epoch
 
     def with_perplexity(row: dict[str, Any]) -> None:  # the recorder's own row: its history gets it too
         if row.get("loss") is not None:
-            row["perplexity"] = math.exp(min(float(row["loss"]), 50.0))
+            row["perplexity"] = perplexity(row["loss"])
         if on_epoch:
             on_epoch(row)
 
@@ -294,11 +298,16 @@ def _trainer(config, model, tok, work: Path, train_blocks, held_blocks, on_epoch
     return trainer, recorder
 
 
-def _final(trainer: Any, held_blocks: list[list[int]]) -> dict[str, Any]:
-    """The held-out masked-language loss and perplexity (empty without held-out texts)."""
-    import math
-
+def _final(trainer: Any, held_blocks: list[list[int]], split: str) -> dict[str, Any]:
+    """The held-out masked-language loss and perplexity on ``split`` (empty without held-out texts)."""
     if not held_blocks:
         return {}
     loss = float(trainer.evaluate(metric_key_prefix="final")["final_loss"])
-    return {"split": "validation", "loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    return {"split": split, "loss": loss, "perplexity": perplexity(loss)}
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)`` of a mean masked-token cross entropy (capped at ``exp(50)``: an untrained model stays finite)."""
+    import math
+
+    return math.exp(min(float(loss), 50.0))
