@@ -3,6 +3,7 @@ location of the real ../shared datasets (tests that need them are marked ``integ
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -47,8 +48,15 @@ def tiny_token_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_tagger_dir(tmp_path_factory) -> Path:
     """A tiny random-weight BERT token classifier (:data:`TINY_TAGS`, initializer_range 0.5 so that its tags vary
-    from token to token) saved as an HF folder."""
-    return build_tiny_tagger(tmp_path_factory.mktemp("tiny_tagger"), initializer_range=0.5)
+    from token to token) saved as an HF folder, with the tag transition counts that training writes (those of
+    ``tiny_token_dir``'s training sentences), so every token test decodes as a trained run's bundle does."""
+    from bertdeploy.runtime.entities import count_transitions
+
+    path = build_tiny_tagger(tmp_path_factory.mktemp("tiny_tagger"), initializer_range=0.5)
+    index = {tag: i for i, tag in enumerate(TINY_TAGS)}
+    tags = [[index[t] for t in sentence_tags] for _, sentence_tags in tiny_token_sentences(120, seed=1)]
+    (path / "tag_transitions.json").write_text(json.dumps(count_transitions(tags, len(TINY_TAGS))), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="session")

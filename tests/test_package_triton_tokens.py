@@ -56,7 +56,9 @@ def test_every_config_parses_and_the_dims_come_from_the_task_table(repo, tiny_to
         produced |= set(step.output_map.values())
     assert "ENTITIES" in produced
     settings = json.loads((root / "ner_entities/1/entities_settings.json").read_text(encoding="utf-8"))
-    assert settings == {"labels": labels, "aggregation": "simple", "ignore_labels": ["O"]}
+    transitions = read_manifest(tiny_token_bundle).raw["tag_transitions"]
+    assert settings == {"labels": labels, "aggregation": "simple", "ignore_labels": ["O"],
+                        "tag_transitions": transitions}  # fmt: skip
     assert (root / "ner_entities/1/entities.py").is_file() and (root / "ner/labels.txt").is_file()
 
 

@@ -66,6 +66,8 @@ def test_token_run_folder(token_run):
     tc = json.loads((out / "train_config.json").read_text())
     assert tc["task"] == "token-classification" and tc["metric"] == "f1"
     assert (out / "model.safetensors").is_file() and not (out / "training_args.bin").exists()
+    counts = json.loads((out / "tag_transitions.json").read_text())  # what bio decoding adds, from the train tags
+    assert sum(c for _, c in counts["start"]) == 120 and counts["weight"] == 0.5
 
 
 def test_exported_run_tags_raw_text_with_offsets(token_run, tmp_path):
@@ -76,7 +78,11 @@ def test_exported_run_tags_raw_text_with_offsets(token_run, tmp_path):
     bundle = tmp_path / "bundle"
     export(ExportConfig(run_dir=str(r.output), output=str(bundle), variants=["fp32"]))
     text = "i love the movie at night"
-    entities = load(bundle, variant="fp32").predict([text])[0]
+    tagger = load(bundle, variant="fp32")
+    entities = tagger.predict([text])[0]
+    manifest = json.loads((bundle / "bertdeploy.json").read_text())
+    assert manifest["tag_transitions"] == json.loads((r.output / "tag_transitions.json").read_text())
+    assert tagger.prior is not None
     assert all(text[e.start : e.end] == e.word for e in entities)
     assert {e.entity_group for e in entities} <= {"ITEM", "TIME"}
 

@@ -170,8 +170,20 @@ class TorchHeadBackend(HeadBackend):
         cls = head_for(self.ctx.task)
         n = self.ctx.max_batch_size
         policy = BatchPolicy(padding=padding, batch_size=n, max_tokens=n * self.ctx.max_length)
-        manifest = Manifest(
-            labels=list(self.ctx.labels), max_length=self.ctx.max_length, variants=[], task=self.ctx.task
-        )
+        manifest = Manifest(labels=list(self.ctx.labels), max_length=self.ctx.max_length, variants=[],
+                            task=self.ctx.task, raw=self._decoding(root))  # fmt: skip
         variant = Variant(f"torch-{self.ctx.variant}", "", "-", self.size or 0, precision=self.ctx.variant)
         return cls(root, manifest, variant, self.session, cls.make_encoder(tokenizer, self.ctx.max_length), policy)
+
+    def _decoding(self, root: Path) -> dict[str, Any]:
+        """The manifest keys a head decodes with (token classification: the tag transitions), so that PyTorch is
+        post-processed exactly as the runtime: the bundle's, or the run folder's file."""
+        import json
+
+        from bertdeploy.bundle import read_manifest
+
+        if self.ctx.bundle:
+            raw = read_manifest(self.ctx.bundle).raw
+            return {k: raw[k] for k in ("tag_transitions",) if k in raw}
+        path = root / "tag_transitions.json"
+        return {"tag_transitions": json.loads(path.read_text(encoding="utf-8"))} if path.is_file() else {}

@@ -118,9 +118,16 @@ def parity(reference: np.ndarray, logits: np.ndarray, rows: int, batches: Batche
     }
 
 
-def scores(logits: np.ndarray, label_ids: list[Any] | None, labels: list[str], batches: Batches | None = None):
+def scores(
+    logits: np.ndarray,
+    label_ids: list[Any] | None,
+    labels: list[str],
+    batches: Batches | None = None,
+    prior: Any = None,
+) -> dict[str, Any]:
     """Accuracy, macro-F1 … of ``logits`` against the labels (empty when the rows are unlabelled); token
-    classification: entity F1 / precision / recall, per type, and token accuracy on per-word tags."""
+    classification: entity F1 / precision / recall, per type, and token accuracy on per-word tags (decoded with
+    ``prior``, the training tags' :class:`~bertdeploy.runtime.entities.TagPrior`, as the runtime decodes)."""
     if label_ids is None:
         return {}
     from bertdeploy.metrics import classification_metrics, summary
@@ -130,12 +137,14 @@ def scores(logits: np.ndarray, label_ids: list[Any] | None, labels: list[str], b
 
         return span_scores(logits, label_ids, batches)
     if batches is not None and batches.tokens is not None:
-        return token_scores(logits, label_ids, labels, batches)
+        return token_scores(logits, label_ids, labels, batches, prior)
     m = classification_metrics(label_ids, logits.argmax(1).tolist(), labels)
     return {**summary(m), "per_class": m["per_class"], "confusion_matrix": m["confusion_matrix"]}
 
 
-def token_scores(logits: np.ndarray, tag_ids: list[list[int]], labels: list[str], batches: Batches) -> dict:
+def token_scores(
+    logits: np.ndarray, tag_ids: list[list[int]], labels: list[str], batches: Batches, prior: Any = None
+) -> dict:
     """Entity-level scores of per-token ``logits`` against the gold tags of each sentence's words."""
     from bertdeploy.metrics import entity_metrics, word_tags
     from bertdeploy.runtime.entities import best_tags
@@ -149,7 +158,7 @@ def token_scores(logits: np.ndarray, tag_ids: list[list[int]], labels: list[str]
         first = np.asarray(word_tags(tok.words[start : positions.stop].tolist(), positions, len(tags), -1))
         words = np.full(len(tags), outside, dtype=np.int64)  # a word max_length cut off counts as a miss
         reached = first >= 0
-        words[reached] = best_tags(logits[first[reached]], labels)  # decoded as training decodes
+        words[reached] = best_tags(logits[first[reached]], labels, prior=prior)  # decoded as training decodes
         gold.append([labels[t] for t in tags])
         pred.append([labels[t] for t in words])
     return entity_metrics(gold, pred)

@@ -118,7 +118,7 @@ def load_reference(config: ExportConfig, run_dir: Path, say: Callable[[str], Non
     batches = _batches(source, data, config.batch_size)
     logits = gate.torch_logits(source.model, batches)
     seconds = round(time.perf_counter() - start, 2)
-    baseline = gate.scores(logits, data.label_ids, score_labels(source, data), batches)
+    baseline = gate.scores(logits, data.label_ids, score_labels(source, data), batches, source.prior)
     k = min(config.parity_rows or len(data.texts), len(data.texts))
     return source, Reference(data, batches, logits, baseline, seconds, k)
 
@@ -171,7 +171,7 @@ def build_and_judge(
         return _row(spec.name, reason=reason, fused_nodes=info["fused_nodes"]), None, {}
     evaluated = time.perf_counter() - start - seconds
     par = gate.parity(ref.logits, logits, ref.parity_rows, ref.batches)
-    metrics = gate.scores(logits, ref.data.label_ids, score_labels(ctx.source, ref.data), ref.batches)
+    metrics = gate.scores(logits, ref.data.label_ids, score_labels(ctx.source, ref.data), ref.batches, ctx.source.prior)
     key = ctx.source.spec.metric.key
     verdict = gate.judge(spec.name, par, metrics, ref.baseline, config.max_accuracy_drop, config.min_agreement, key)
     row = _row(
@@ -305,4 +305,5 @@ def manifest_record(
         "versions": versions(),
         "machine": machine,
         "source": write.source_info(run_dir),
+        **({"tag_transitions": source.transitions} if source.transitions else {}),
     }

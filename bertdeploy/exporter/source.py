@@ -48,6 +48,10 @@ class Source:
     max_length: int
     train_config: dict[str, Any] = field(default_factory=dict)
     task: Any = None  # bertdeploy.tasks.TaskSpec (text classification when None)
+    transitions: dict[str, Any] | None = None
+    """Token classification: the training tags' transition counts (``tag_transitions.json`` of the run folder),
+    which the gate decodes with and the manifest carries to the runtime; None for older runs."""
+    prior: Any = None  # the TagPrior of ``transitions``
 
     @property
     def spec(self) -> Any:
@@ -154,7 +158,12 @@ def load_source(run_dir: str | Path, max_length: int | None = None) -> Source:
         if isinstance(tokenizer.model_max_length, int) and tokenizer.model_max_length > 0:
             limits.append(tokenizer.model_max_length)
         max_length = min(limits)
-    return Source(path, config, model, tokenizer, labels, int(max_length), train_config, task)
+    source = Source(path, config, model, tokenizer, labels, int(max_length), train_config, task)
+    if task.name == "token-classification":
+        from bertdeploy.training.task_tokens import read_transitions
+
+        source.transitions, source.prior = read_transitions(path, labels)
+    return source
 
 
 def _check_supported(model_type: str, task: str = "text-classification") -> None:

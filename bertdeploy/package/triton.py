@@ -262,7 +262,8 @@ def _write_models(
         config = triton_tokens.entities_model(options.entities, options, output, TEXT_INPUT)
         ignore = ("O",) if options.ignore_labels is None else options.ignore_labels
         aggregation = options.aggregation or "simple"
-        triton_tokens.write_entities_model(stage / options.entities, config, manifest.labels, aggregation, ignore)
+        triton_tokens.write_entities_model(stage / options.entities, config, manifest.labels, aggregation, ignore,
+                                           manifest.raw.get("tag_transitions"))  # fmt: skip
     return inputs, output
 
 

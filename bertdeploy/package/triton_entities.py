@@ -2,8 +2,8 @@
 
 ``bertdeploy package triton`` copies this file, as it is, to ``REPO/<name>_entities/1/model.py`` beside
 ``entities.py`` (bertdeploy's ``runtime/entities.py``, numpy only: the same aggregation as ``Tagger.predict``) and
-an ``entities_settings.json`` (labels, aggregation, ignore_labels). In Triton's Python environment it needs numpy
-only (not bertdeploy).
+an ``entities_settings.json`` (labels, aggregation, ignore_labels, the bundle's tag transitions). In Triton's Python
+environment it needs numpy only (not bertdeploy).
 
 Per request: ``TEXT`` ``[n, 1]`` (the raw strings), the model's ``logits`` ``[n, width, num_labels]`` and the
 tokenizer step's ``OFFSETS`` ``[n, width, 2]`` / ``WORD_IDS`` ``[n, width]`` in, ``ENTITIES`` ``[n, 1]`` out: per
@@ -48,6 +48,8 @@ class TritonPythonModel:
         self.aggregation = settings.get("aggregation", "simple")
         self.ignore = frozenset(settings.get("ignore_labels", ["O"]))
         self.entities = _load_entities(here)
+        table = settings.get("tag_transitions")
+        self.prior = None if table is None else self.entities.TagPrior.from_counts(table, len(self.labels))
         if self.aggregation not in self.entities.AGGREGATIONS:
             raise ValueError(f"{SETTINGS_FILE}: aggregation must be one of {self.entities.AGGREGATIONS}")
 
@@ -59,7 +61,8 @@ class TritonPythonModel:
             z -= z.max(axis=1, keepdims=True)
             np.exp(z, out=z)
             z /= z.sum(axis=1, keepdims=True)
-        found = self.entities.aggregate(text, z, offsets[real], words[real], self.labels, self.aggregation, self.ignore)
+        found = self.entities.aggregate(text, z, offsets[real], words[real], self.labels, self.aggregation, self.ignore,
+                                        prior=self.prior)  # fmt: skip
         return [entity.to_dict() for entity in found]
 
     def execute(self, requests: list[Any]) -> list[Any]:

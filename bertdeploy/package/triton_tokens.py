@@ -63,15 +63,24 @@ def ensemble_steps(models: tuple[str, str, str, str], ids: list[dict], output: A
     ]
 
 
-def write_entities_model(folder: Path, config: dict[str, Any], labels: list[str], aggregation: str,
-                         ignore_labels: tuple[str, ...]) -> None:  # fmt: skip
-    """``folder`` = ``REPO/NAME_entities``: config.pbtxt, 1/model.py, 1/entities.py, 1/entities_settings.json."""
+def write_entities_model(
+    folder: Path,
+    config: dict[str, Any],
+    labels: list[str],
+    aggregation: str,
+    ignore_labels: tuple[str, ...],
+    transitions: dict[str, Any] | None = None,
+) -> None:
+    """``folder`` = ``REPO/NAME_entities``: config.pbtxt, 1/model.py, 1/entities.py, 1/entities_settings.json (with
+    the manifest's ``tag_transitions``, so the step decodes tags as ``Tagger.predict`` does)."""
     from bertdeploy.runtime import entities as _entities
 
     (folder / "1").mkdir(parents=True)
     shutil.copy2(triton_entities.__file__, folder / "1" / "model.py")
     shutil.copy2(_entities.__file__, folder / "1" / "entities.py")
     settings = {"labels": labels, "aggregation": aggregation, "ignore_labels": list(ignore_labels)}
+    if transitions:
+        settings["tag_transitions"] = transitions
     text = json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
     (folder / "1" / triton_entities.SETTINGS_FILE).write_text(text, encoding="utf-8")
     (folder / "config.pbtxt").write_text(render(config), encoding="utf-8")

@@ -22,6 +22,7 @@ from bertdeploy.errors import UserError
 from bertdeploy.runtime.entities import (
     AGGREGATIONS,
     Entity,
+    TagPrior,
     aggregate,
     check_aggregation,
     check_decoding,
@@ -85,6 +86,17 @@ class Tagger(Predictor):
     :class:`~bertdeploy.runtime.predictor.Predictor`."""
 
     _encoder: TokenEncoder
+    prior: TagPrior | None
+    """The training tags' transition scores that ``bio`` decoding adds (the manifest's ``tag_transitions``); None
+    for a bundle exported without them (before bertdeploy counted them): the BIO rule alone."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        table = self.manifest.raw.get("tag_transitions")
+        try:
+            self.prior = None if table is None else TagPrior.from_counts(table, len(self.labels))
+        except ValueError as e:
+            raise UserError(f"malformed manifest {self.bundle}: {e}") from None
 
     @classmethod
     def make_encoder(cls, tokenizer: str | Path, max_length: int) -> TokenEncoder:
@@ -158,7 +170,7 @@ class Tagger(Predictor):
         out = []
         for i, text in enumerate(outputs.texts):
             scores, spans, words = outputs.tokens(i)
-            out.append(aggregate(text, scores, spans, words, self.labels, strategy, ignore, bounds, rule))
+            out.append(aggregate(text, scores, spans, words, self.labels, strategy, ignore, bounds, rule, self.prior))
         return out
 
     def scores(self, texts: Sequence[str] | Sequence[Words]) -> TokenScores:
@@ -190,7 +202,8 @@ class Tagger(Predictor):
                 ``top-rated`` gets one tag) or ``tokenizer`` (the tokenizer's words, split at punctuation too: what
                 the transformers pipeline does).
             decoding: ``bio`` (default: the most probable tag sequence in which ``I-X`` only follows ``B-X`` /
-                ``I-X``, over the tokens or the words) or ``argmax`` (each tag on its own, as the pipeline does).
+                ``I-X``, over the tokens or the words, with the training tags' transition scores where the bundle
+                has them: :attr:`prior`) or ``argmax`` (each tag on its own, as the pipeline does).
         """
         strategy = check_aggregation(aggregation)  # bad options fail before any work
         check_ignore(ignore_labels)

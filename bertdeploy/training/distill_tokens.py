@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from bertdeploy.data import LoadedData
+from bertdeploy.runtime.entities import TagPrior
 from bertdeploy.training.augment import for_config, split_words
 from bertdeploy.training.config import DistillConfig
 from bertdeploy.training.losses import SOFT, hard_loss, kl_term
-from bertdeploy.training.task_tokens import IGNORE, WORD_IDS, encode, inside_ids
+from bertdeploy.training.task_tokens import IGNORE, WORD_IDS, encode, inside_ids, transitions
 from bertdeploy.training.teacher import Teacher, label_order, teacher_logits
 from bertdeploy.training.trainer import Prepared
 
@@ -114,9 +115,12 @@ class SoftCollator:
         return batch
 
 
-def word_scores(logits: np.ndarray, gold: Sequence[Sequence[int]], labels: list[str]) -> dict[str, Any]:
+def word_scores(
+    logits: np.ndarray, gold: Sequence[Sequence[int]], labels: list[str], prior: Any = None
+) -> dict[str, Any]:
     """Entity scores (seqeval) of per-word logits (one row a word, sentence after sentence; a NaN row, a word the
-    teacher did not reach, counts as ``O``), the tags decoded as ``train`` scores them (BIO sequences)."""
+    teacher did not reach, counts as ``O``), the tags decoded as ``train`` scores them (BIO sequences with the
+    training tags' transition scores ``prior``)."""
     from bertdeploy.metrics import entity_metrics
     from bertdeploy.runtime.entities import best_tags
 
@@ -127,7 +131,7 @@ def word_scores(logits: np.ndarray, gold: Sequence[Sequence[int]], labels: list[
         rows = logits[a:b]
         reached = ~np.isnan(rows).any(axis=1)
         tags = np.full(len(rows), outside, dtype=np.int64)
-        tags[reached] = best_tags(rows[reached], labels)
+        tags[reached] = best_tags(rows[reached], labels, prior=prior)
         pred_tags.append([labels[int(t)] for t in tags])
     return entity_metrics([[labels[int(t)] for t in tags] for tags in gold], pred_tags)
 
@@ -169,7 +173,8 @@ def score_tokens(
     gold = np.concatenate([np.asarray(t, dtype=np.int64) for t in splits["train"]["tags"]])
     reached = ~np.isnan(table[:n]).any(axis=1)
     agree = float(np.mean(np.nan_to_num(table[:n]).argmax(-1)[reached] == gold[reached])) if reached.any() else 0.0
-    scores = word_scores(logits[u:][:, order], splits[ev]["tags"], prep.data.labels)
+    prior = TagPrior.from_counts(transitions(prep.data), len(prep.data.labels))
+    scores = word_scores(logits[u:][:, order], splits[ev]["tags"], prep.data.labels, prior)
     info = {**teacher.describe(), "cache": cache, "scored_texts": len(sentences), "unlabelled_texts": len(words),
             "scored_words": int(len(logits)), "words_cut": int((~reached).sum()), "train_agreement": round(agree, 4),
             "eval_split": ev, "augment": augment_info,

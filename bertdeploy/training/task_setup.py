@@ -70,9 +70,11 @@ def _token_collator(tokenizer):
 
 
 def _token_scorer(data, datasets, split: str):
-    from bertdeploy.training.task_tokens import scores
+    from bertdeploy.runtime.entities import TagPrior
+    from bertdeploy.training.task_tokens import scores, transitions
 
-    return lambda predictions, label_ids: scores(predictions, label_ids, data.labels)
+    prior = TagPrior.from_counts(transitions(data), len(data.labels))
+    return lambda predictions, label_ids: scores(predictions, label_ids, data.labels, prior)
 
 
 def _lazy(name: str):

@@ -68,10 +68,42 @@ def encode(data: Any, tokenizer: Any, max_length: int, padding: str, label_all_t
     )
 
 
-def scores(predictions: Any, label_ids: Any, labels: list[str]) -> dict[str, Any]:
+#: the run folder's (and, through export, the manifest's) tag transition counts of the training split
+TRANSITIONS_FILE = "tag_transitions.json"
+
+
+def transitions(data: Any) -> dict[str, Any]:
+    """The training split's tag transition counts (:func:`bertdeploy.runtime.entities.count_transitions`): what
+    ``bio`` decoding adds to the model's scores, in training's scores, the export gate and the runtime alike."""
+    from bertdeploy.runtime.entities import count_transitions
+
+    return count_transitions(data.splits["train"]["tags"], len(data.labels))
+
+
+def read_transitions(run: Any, labels: list[str]) -> tuple[dict[str, Any] | None, Any]:
+    """(counts, :class:`~bertdeploy.runtime.entities.TagPrior`) of a run folder; (None, None) for a run trained
+    before bertdeploy counted them."""
+    import json
+    from pathlib import Path
+
+    from bertdeploy.errors import UserError
+    from bertdeploy.runtime.entities import TagPrior
+
+    path = Path(run) / TRANSITIONS_FILE
+    if not path.is_file():
+        return None, None
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+        return table, TagPrior.from_counts(table, len(labels))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{path}: {e}") from None
+
+
+def scores(predictions: Any, label_ids: Any, labels: list[str], prior: Any = None) -> dict[str, Any]:
     """seqeval entity P/R/F1 (micro and per type) and token accuracy over the labelled positions (one a word), the
-    words' tags decoded as the runtime decodes them by default (:func:`bertdeploy.runtime.entities.best_tags`, BIO)
-    from logits ``[rows, tokens, labels]`` (tag ids ``[rows, tokens]`` are taken as they are)."""
+    words' tags decoded as the runtime decodes them by default (:func:`bertdeploy.runtime.entities.best_tags`, BIO
+    with ``prior``'s transition scores) from logits ``[rows, tokens, labels]`` (tag ids ``[rows, tokens]`` are taken
+    as they are)."""
     from bertdeploy.metrics import entity_metrics
     from bertdeploy.runtime.entities import best_tags
 
@@ -79,6 +111,6 @@ def scores(predictions: Any, label_ids: Any, labels: list[str]) -> dict[str, Any
     for p_row, g_row in zip(predictions, label_ids):
         keep = g_row != IGNORE
         gold_tags.append([labels[int(t)] for t in g_row[keep]])
-        chosen = best_tags(p_row[keep], labels) if predictions.ndim == 3 else p_row[keep]
+        chosen = best_tags(p_row[keep], labels, prior=prior) if predictions.ndim == 3 else p_row[keep]
         pred_tags.append([labels[int(t)] for t in chosen])
     return entity_metrics(gold_tags, pred_tags)

@@ -257,6 +257,10 @@ def _write_run(result: TrainResult, trainer: Any, config: TrainConfig, prep: Pre
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle: the run folder ships none
         prep.tokenizer.save_pretrained(str(tmp))
         (tmp / "train_config.json").write_text(json.dumps({**train_config, **extra}, indent=2), encoding="utf-8")
+        if prep.task == "token-classification":  # what bio decoding adds, read by the export gate and the runtime
+            from bertdeploy.training.task_tokens import TRANSITIONS_FILE, transitions
+
+            (tmp / TRANSITIONS_FILE).write_text(json.dumps(transitions(data)), encoding="utf-8")
         metrics = {
             "epochs": result.history,
             "final": {"split": result.eval_split, **result.final},
