@@ -107,16 +107,17 @@ def test_a_base_model_source_gives_the_encoder_but_not_a_head(tmp_path):
 
 def test_distill_with_student_init_end_to_end(tmp_path, tiny_data_dir):
     """bert-tiny's shape (2 x 128, FFN 512) cut from a 3 x 256 source with 32-dim heads: 4 heads of 32. The run
-    folder holds a plain BERT of that shape, and train_config.json says where it came from."""
+    folder holds a plain BERT of that shape, and train_config.json says where it came from. The student reads the
+    source's vocabulary without being told (the tests' vocabulary, not the default MiniLM one)."""
     _source(tmp_path / "src", layers=3, hidden=256, heads=8, inter=640)
-    cfg = DistillConfig(teacher=str(tmp_path / "src"), model="bert-tiny", tokenizer=str(tmp_path / "src"),
-                        student_init=str(tmp_path / "src"), data=str(tiny_data_dir), output=str(tmp_path / "run"),
+    cfg = DistillConfig(teacher=str(tmp_path / "src"), model="bert-tiny", student_init=str(tmp_path / "src"), data=str(tiny_data_dir), output=str(tmp_path / "run"),
                         epochs=1, batch_size=16, lr=1e-3, max_length=32, report_to=["none"])  # fmt: skip
     distill(cfg)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert [config[k] for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")] == [
         2, 128, 4, 512]  # fmt: skip
     init = json.loads((tmp_path / "run" / "train_config.json").read_text())["distill"]["student_init"]
+    assert (tmp_path / "run" / "vocab.txt").read_text() == (tmp_path / "src" / "vocab.txt").read_text()
     assert init["shape"] == [2, 128, 4, 512] and init["source_shape"] == [3, 256, 8, 640] and init["head"]
 
 

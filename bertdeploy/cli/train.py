@@ -15,7 +15,7 @@ COMMON_OPTIONS = [
     click.option("--output", "-o", help="Run folder to create."),
     click.option("--text-column"),
     click.option("--label-column"),
-    click.option("--tokenizer", help="Tokenizer for presets (default: the MiniLM vocab)."),
+    click.option("--tokenizer", help="Tokenizer for presets (default: the MiniLM vocab; distill: --student-init's)."),
     click.option("--epochs", type=float),
     click.option("--batch-size", type=int),
     click.option("--lr", type=float),

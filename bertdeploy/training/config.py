@@ -261,6 +261,8 @@ class DistillConfig(TrainConfig):
             raise UserError(f"hidden_loss must be >= 0, got {self.hidden_loss}")
         if self.augment is not None and not 0 <= self.augment <= 64:
             raise UserError(f"augment must be in [0, 64] copies per training text, got {self.augment}")
+        if self.student_init and not self.tokenizer:  # pruning copies its embeddings: the student reads its vocabulary
+            self.tokenizer = self.student_init
 
     def copies(self, train_texts: int) -> int:
         """The ``augment`` in effect for ``train_texts`` training texts (its default depends on ``student_init``)."""
