@@ -10,7 +10,9 @@ weight of the product (`PRIOR_WEIGHT`) is the one with the best mean validation 
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -27,10 +29,12 @@ def word_log_probs(run: str, sentences: list[list[str]]) -> list[np.ndarray]:
 
     tok = AutoTokenizer.from_pretrained(run)
     model = AutoModelForTokenClassification.from_pretrained(run).eval()
+    config = json.loads((Path(run) / "train_config.json").read_text(encoding="utf-8"))
+    n = int(config["max_length"])  # as the run was trained and scored
     out = []
     for i in range(0, len(sentences), 64):
         batch = sentences[i : i + 64]
-        enc = tok(batch, is_split_into_words=True, truncation=True, max_length=64, padding=True, return_tensors="pt")
+        enc = tok(batch, is_split_into_words=True, truncation=True, max_length=n, padding=True, return_tensors="pt")
         with torch.no_grad():
             log_p = model(**enc).logits.log_softmax(-1).numpy()
         for j, words in enumerate(batch):
@@ -38,7 +42,9 @@ def word_log_probs(run: str, sentences: list[list[str]]) -> list[np.ndarray]:
             for t, w in enumerate(enc.word_ids(j)):
                 if w is not None and w not in first:
                     first[w] = log_p[j, t]
-            out.append(np.stack([first[w] for w in range(len(words))]))
+            cut = np.full(log_p.shape[-1], -1e4)  # a word truncation cut off: O, as training counts it
+            cut[model.config.label2id.get("O", 0)] = 0.0
+            out.append(np.stack([first.get(w, cut) for w in range(len(words))]))
     return out
 
 
