@@ -14,8 +14,9 @@ from bertdeploy.errors import require_extra
 AGGREGATIONS = ("none", "simple", "first", "average", "max")
 _AGGREGATION_HELP = "Token classification: how tokens become entities (the pipeline's strategies). [default: simple]"
 _DECODING_HELP = (
-    "Token classification: bio = the most probable tag sequence where I-X only follows B-X / I-X; argmax = each"
-    " token's own best tag (the pipeline's). [default: bio]"
+    "Token classification: bio = the most probable tag sequence where I-X only follows B-X / I-X, with the"
+    " training tags' transition scores the bundle carries; argmax = each token's own best tag (the pipeline's)."
+    " [default: bio]"
 )
 _IGNORE_HELP = "Token classification: comma-separated entity groups left out ('' keeps all). [default: O]"
 _THEN_HELP = (
