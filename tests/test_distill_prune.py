@@ -110,8 +110,9 @@ def test_distill_with_student_init_end_to_end(tmp_path, tiny_data_dir):
     folder holds a plain BERT of that shape, and train_config.json says where it came from. The student reads the
     source's vocabulary without being told (the tests' vocabulary, not the default MiniLM one)."""
     _source(tmp_path / "src", layers=3, hidden=256, heads=8, inter=640)
-    cfg = DistillConfig(teacher=str(tmp_path / "src"), model="bert-tiny", student_init=str(tmp_path / "src"), data=str(tiny_data_dir), output=str(tmp_path / "run"),
-                        epochs=1, batch_size=16, lr=1e-3, max_length=32, report_to=["none"])  # fmt: skip
+    cfg = DistillConfig(teacher=str(tmp_path / "src"), model="bert-tiny", student_init=str(tmp_path / "src"),
+                        data=str(tiny_data_dir), output=str(tmp_path / "run"), epochs=1, batch_size=16, lr=1e-3,
+                        max_length=32, report_to=["none"])  # fmt: skip
     distill(cfg)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert [config[k] for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")] == [

@@ -36,6 +36,8 @@ def test_counts_are_sparse_and_become_smoothed_log_probabilities():
     np.testing.assert_allclose(step.sum(axis=1), 1.0)  # a distribution over the next tag per tag
     assert step[1, 2] == pytest.approx(15.5 / 17.5) and step[0, 4] < 0.05  # B-city -> I-city 15 of 15; O -> I-day 0
     assert np.isfinite(p.step).all() and np.isfinite(p.start).all()  # smoothing: unseen pairs stay possible
+    with pytest.raises(ValueError, match="tag ids"):
+        count_transitions([[0, 1], [2, -100]], len(LABELS))  # an ignored position is not a tag
 
 
 @pytest.mark.parametrize("weight", [0.25, 0.5])

@@ -159,6 +159,8 @@ def count_transitions(sequences: Any, n_labels: int, weight: float = PRIOR_WEIGH
     pairs = np.zeros((n_labels, n_labels), dtype=np.int64)
     for tags in sequences:
         tags = np.asarray(tags, dtype=np.int64)
+        if len(tags) and not 0 <= tags.min() <= tags.max() < n_labels:
+            raise ValueError(f"tag ids must be in [0, {n_labels}), got {tags.tolist()}")
         if len(tags):
             start[tags[0]] += 1
             np.add.at(pairs, (tags[:-1], tags[1:]), 1)
