@@ -122,6 +122,19 @@ def test_distill_with_student_init_end_to_end(tmp_path, tiny_data_dir):
     assert init["shape"] == [2, 128, 4, 512] and init["source_shape"] == [3, 256, 8, 640] and init["head"]
 
 
+def test_student_layers_shortens_the_shape_that_student_init_cuts(tmp_path, tiny_data_dir):
+    """``--student bert-tiny --student-layers 1 --student-init SRC``: bert-tiny's width, one layer, cut from SRC."""
+    _source(tmp_path / "src", layers=3, hidden=256, heads=8, inter=640)
+    cfg = DistillConfig(teacher=str(tmp_path / "src"), model="bert-tiny", student_layers=1,
+                        student_init=str(tmp_path / "src"), data=str(tiny_data_dir), output=str(tmp_path / "run"),
+                        epochs=1, batch_size=16, lr=1e-3, max_length=32, report_to=["none"])  # fmt: skip
+    distill(cfg)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert [config[k] for k in ("num_hidden_layers", "hidden_size", "intermediate_size")] == [1, 128, 512]
+    init = json.loads((tmp_path / "run" / "train_config.json").read_text())["distill"]["student_init"]
+    assert init["shape"] == [1, 128, 4, 512]
+
+
 def test_bad_sources_are_refused(tmp_path, tiny_data_dir):
     source, tok = _source(tmp_path / "src")
     with pytest.raises(UserError, match="larger than the source"):
@@ -138,7 +151,7 @@ def test_bad_sources_are_refused(tmp_path, tiny_data_dir):
     with pytest.raises(UserError, match="no model.safetensors"):
         prune_into(_student(tok, 1, 16, 1, 32), tok, str(tmp_path / "nosafe"), TINY_LABELS, TEXTS, 32)
     with pytest.raises(UserError, match="does not combine"):
-        DistillConfig(teacher="t", student_init="minilm-l6", student_layers=2)
+        DistillConfig(teacher="t", student_init="minilm-l6", student_embeddings="minilm-l6")
     cmd = [sys.executable, "-m", "bertdeploy.cli.__main__", "distill", "--teacher", str(tmp_path / "src"),
            "--student", "bert-tiny", "--student-init", str(tmp_path / "nosafe"), "--data", str(tiny_data_dir),
            "-o", str(tmp_path / "run")]  # fmt: skip

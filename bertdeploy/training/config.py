@@ -246,10 +246,8 @@ class DistillConfig(TrainConfig):
             raise UserError(f"alpha must be in [0, 1], got {self.alpha}")
         if self.student_layers is not None and self.student_layers < 1:
             raise UserError(f"student_layers must be >= 1, got {self.student_layers}")
-        if self.student_init and (self.student_layers is not None or self.student_embeddings):
-            raise UserError(
-                "student_init sets the whole student: it does not combine with student_layers / _embeddings"
-            )
+        if self.student_init and self.student_embeddings:
+            raise UserError("student_init sets the student's embeddings: it does not combine with student_embeddings")
         if self.vocab_from_data and (self.student_init or self.student_embeddings):
             raise UserError(
                 "--vocab-from-data builds a new vocabulary: it does not combine with --student-init or "
