@@ -14,7 +14,9 @@ from bertdeploy.errors import require_extra
     help="Teacher: a bundle (scored with the ONNX runtime) or a run folder (PyTorch); A,B,C: an ensemble.",
 )
 @click.option("--student", "model", help="Student: a preset (bert-mini, bert-tiny …), a folder, or minilm-l6.")
-@click.option("--student-layers", type=int, help="Keep only the student's first N encoder layers (with --student-init: N layers cut).")
+@click.option(
+    "--student-layers", type=int, help="Keep only the student's first N encoder layers (with --student-init: N cut)."
+)
 @click.option("--student-embeddings", help="Initialise the student's embeddings from this model's (e.g. minilm-l6).")
 @click.option(
     "--student-init", help="Start the student from this BERT (run folder, folder, minilm-l6), pruned to size."
