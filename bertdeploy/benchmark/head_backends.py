@@ -178,12 +178,11 @@ class TorchHeadBackend(HeadBackend):
     def _decoding(self, root: Path) -> dict[str, Any]:
         """The manifest keys a head decodes with (token classification: the tag transitions), so that PyTorch is
         post-processed exactly as the runtime: the bundle's, or the run folder's file."""
-        import json
-
         from bertdeploy.bundle import read_manifest
+        from bertdeploy.training.task_tokens import read_transitions
 
         if self.ctx.bundle:
             raw = read_manifest(self.ctx.bundle).raw
             return {k: raw[k] for k in ("tag_transitions",) if k in raw}
-        path = root / "tag_transitions.json"
-        return {"tag_transitions": json.loads(path.read_text(encoding="utf-8"))} if path.is_file() else {}
+        table, _ = read_transitions(root, list(self.ctx.labels))
+        return {"tag_transitions": table} if table else {}

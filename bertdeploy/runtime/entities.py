@@ -186,7 +186,7 @@ def best_tags(
         return best
     rules = _transitions(tuple(labels))
     if prior is None:
-        if rules is None or (np.isfinite(rules[1][best[0]]) and np.isfinite(rules[0][best[:-1], best[1:]]).all()):
+        if rules is None or _allowed(best, *rules):
             return best
         return _viterbi(np.log(np.maximum(scores, TINY)) if probabilities else scores, *rules)
     if probabilities:
@@ -196,10 +196,15 @@ def best_tags(
         log_scores = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     step, start, lists = prior.with_rules(rules)
     near = log_scores >= log_scores.max(axis=1, keepdims=True) - SEARCH_MARGIN
-    if near.sum(axis=1).max() == 1 and np.isfinite(start[best[0]]) and np.isfinite(step[best[:-1], best[1:]]).all():
+    if near.sum(axis=1).max() == 1 and _allowed(best, step, start):
         return best  # one likely tag a word, and they make a valid sequence: nothing to search
     path = _viterbi_few(log_scores, near, lists)
     return path if path is not None else _viterbi(log_scores, step, start)
+
+
+def _allowed(path: np.ndarray, step: np.ndarray, start: np.ndarray) -> bool:
+    """Whether ``path`` never takes a forbidden (-inf) start or step."""
+    return bool(np.isfinite(start[path[0]]) and np.isfinite(step[path[:-1], path[1:]]).all())
 
 
 def _viterbi(log_scores: np.ndarray, step: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -308,9 +313,9 @@ def whitespace_words(text: str, spans: np.ndarray) -> np.ndarray:
     """A word id per token where a word is a run of text without whitespace, each CJK character a word of its own
     (how token-classification data splits sentences: ``top-rated`` and ``don't`` are one word, ``北京`` two)."""
     n = len(spans)
-    new = np.zeros(n, dtype=bool)
     if n < 2:
         return np.zeros(n, dtype=np.int64)
+    new = np.zeros(n, dtype=bool)
     starts, ends = spans[:, 0].tolist(), spans[:, 1].tolist()
     for i in np.flatnonzero(spans[1:, 0] > spans[:-1, 1]).tolist():  # a gap between tokens i and i + 1
         new[i + 1] = any(c.isspace() for c in text[ends[i] : starts[i + 1]])

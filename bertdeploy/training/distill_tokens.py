@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 
 from bertdeploy.data import LoadedData
-from bertdeploy.runtime.entities import TagPrior
 from bertdeploy.training.augment import for_config, split_words
 from bertdeploy.training.config import DistillConfig
 from bertdeploy.training.losses import SOFT, hard_loss, kl_term
-from bertdeploy.training.task_tokens import IGNORE, WORD_IDS, encode, inside_ids, transitions
+from bertdeploy.training.task_tokens import IGNORE, WORD_IDS, data_prior, encode, inside_ids
 from bertdeploy.training.teacher import Teacher, label_order, teacher_logits
 from bertdeploy.training.trainer import Prepared
 
@@ -173,8 +172,7 @@ def score_tokens(
     gold = np.concatenate([np.asarray(t, dtype=np.int64) for t in splits["train"]["tags"]])
     reached = ~np.isnan(table[:n]).any(axis=1)
     agree = float(np.mean(np.nan_to_num(table[:n]).argmax(-1)[reached] == gold[reached])) if reached.any() else 0.0
-    prior = TagPrior.from_counts(transitions(prep.data), len(prep.data.labels))
-    scores = word_scores(logits[u:][:, order], splits[ev]["tags"], prep.data.labels, prior)
+    scores = word_scores(logits[u:][:, order], splits[ev]["tags"], prep.data.labels, data_prior(prep.data))
     info = {**teacher.describe(), "cache": cache, "scored_texts": len(sentences), "unlabelled_texts": len(words),
             "scored_words": int(len(logits)), "words_cut": int((~reached).sum()), "train_agreement": round(agree, 4),
             "eval_split": ev, "augment": augment_info,

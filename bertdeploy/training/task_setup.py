@@ -70,10 +70,9 @@ def _token_collator(tokenizer):
 
 
 def _token_scorer(data, datasets, split: str):
-    from bertdeploy.runtime.entities import TagPrior
-    from bertdeploy.training.task_tokens import scores, transitions
+    from bertdeploy.training.task_tokens import data_prior, scores
 
-    prior = TagPrior.from_counts(transitions(data), len(data.labels))
+    prior = data_prior(data)
     return lambda predictions, label_ids: scores(predictions, label_ids, data.labels, prior)
 
 

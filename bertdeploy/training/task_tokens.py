@@ -80,6 +80,14 @@ def transitions(data: Any) -> dict[str, Any]:
     return count_transitions(data.splits["train"]["tags"], len(data.labels))
 
 
+def data_prior(data: Any) -> Any:
+    """The :class:`~bertdeploy.runtime.entities.TagPrior` of the training split's tags (what training's scores and a
+    token teacher's scores decode with)."""
+    from bertdeploy.runtime.entities import TagPrior
+
+    return TagPrior.from_counts(transitions(data), len(data.labels))
+
+
 def read_transitions(run: Any, labels: list[str]) -> tuple[dict[str, Any] | None, Any]:
     """(counts, :class:`~bertdeploy.runtime.entities.TagPrior`) of a run folder; (None, None) for a run trained
     before bertdeploy counted them."""
