@@ -81,7 +81,9 @@ def test_config_refuses_bad_augment(value):
 
 def test_the_default_augments_only_a_pruned_student():
     assert DistillConfig(teacher="t").copies(1000) == 0
-    assert DistillConfig(teacher="t", student_init="t").copies(1000) == 8
+    assert DistillConfig(teacher="t", student_init="t").copies(1000) == 32  # the most: 1,000 snips rows, 3 layers
+    assert DistillConfig(teacher="t", student_init="t").copies(4000) == 16
+    assert DistillConfig(teacher="t", student_init="t").copies(8000) == 8
     assert DistillConfig(teacher="t", student_init="t").copies(16_000) == 4  # the emotion transfer set: 64,000
     assert DistillConfig(teacher="t", student_init="t").copies(67_349) == 2  # SST-2: the minimum (1 was -1.03)
     assert DistillConfig(teacher="t", student_init="t").copies(500_000) == 2

@@ -77,6 +77,28 @@ def test_windows_label_the_answer_or_cls(tiny_qa_dir):
     assert "example" not in feats["train"].column_names
 
 
+@pytest.mark.parametrize("padding", ["static", "dynamic"])
+def test_training_windows_pad_as_asked_evaluation_windows_to_max_length(tiny_qa_dir, padding):
+    from transformers import BertTokenizerFast
+
+    from bertdeploy.data import DataSpec, load_data
+    from bertdeploy.training.task_qa import encode_qa
+    from bertdeploy.training.task_setup import REGISTRY
+    from tests.helpers import VOCAB
+
+    data = load_data(DataSpec(str(tiny_qa_dir)))
+    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
+    feats = encode_qa(data, tok, 32, padding, TrainConfig(doc_stride=8))
+    train_lengths = {len(ids) for ids in feats["train"]["input_ids"]}
+    assert {len(ids) for ids in feats["validation"]["input_ids"]} == {32}  # the span search lines windows up
+    assert train_lengths == {32} if padding == "static" else (max(train_lengths) <= 32 and len(train_lengths) > 1)
+    rows = [feats["train"][i] for i in range(4)]
+    batch = REGISTRY["question-answering"].collator(tok)(rows)
+    longest = max(len(r["input_ids"]) for r in rows)
+    assert tuple(batch["input_ids"].shape) == (4, longest)
+    assert batch["start_positions"].tolist() == [r["start_positions"] for r in rows]
+
+
 def test_multiple_choice_trains_on_accuracy(tiny_mc_dir, tmp_path):
     model = build_tiny_reader(tmp_path / "chooser", task="multiple-choice")
     rows: list[dict] = []

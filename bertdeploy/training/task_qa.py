@@ -48,10 +48,10 @@ def encode_qa(data: Any, tokenizer: Any, max_length: int, padding: str, config: 
 
         raise UserError(f"--doc-stride {stride} must be below half of --max-length ({max_length})")
 
-    def run(batch, indices):
+    def run(batch, indices, pad):
         enc = tokenizer(batch["question"], batch["context"], truncation="only_second", max_length=max_length,
                         stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True,
-                        padding="max_length")  # fmt: skip
+                        padding=pad)  # fmt: skip
         owner = enc.pop("overflow_to_sample_mapping")
         starts, ends, mask, words = [], [], [], []
         for i, q in enumerate(owner):
@@ -70,8 +70,11 @@ def encode_qa(data: Any, tokenizer: Any, max_length: int, padding: str, config: 
     ds = data.to_datasets()
     out = {}
     for name, split in ds.items():
+        # dynamic padding: training windows pad to their batch's longest (a short context's window is short);
+        # evaluation windows stay max_length long, so their logits line up across batches for the span search
+        pad = "max_length" if padding == "static" or name != "train" else False
         feats = split.map(run, batched=True, with_indices=True, remove_columns=split.column_names,
-                          desc=f"windows {name}")  # fmt: skip
+                          fn_kwargs={"pad": pad}, desc=f"windows {name}")  # fmt: skip
         out[name] = feats.remove_columns(list(EVAL_COLUMNS)) if name == "train" else feats
     return type(ds)(out)
 

@@ -101,7 +101,7 @@ REGISTRY: dict[str, TaskTraining] = {
         _token_encode, _token_collator, _token_scorer, ("f1", "precision", "recall", "token_accuracy"), "f1"
     ),
     "question-answering": TaskTraining(
-        _lazy("encode_qa"), _static_collator, _lazy("qa_scorer"), ("f1", "exact_match"), "f1"
+        _lazy("encode_qa"), _text_collator, _lazy("qa_scorer"), ("f1", "exact_match"), "f1"
     ),
     "multiple-choice": TaskTraining(
         _lazy("encode_mc"), _static_collator, _lazy("mc_scorer"), ("accuracy",), "accuracy"

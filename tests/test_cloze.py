@@ -1,0 +1,59 @@
+"""Cloze questions from unlabelled paragraphs (bertdeploy.data.cloze)."""
+
+from __future__ import annotations
+
+from bertdeploy.data.cloze import cloze_records, ngram_counts
+
+PARAGRAPHS = [
+    "梵語是印度的古典語言。1786年，威廉·瓊斯在加爾各答發表演說，認為希臘語與梵語出自同一語言。"
+    "在歐洲，梵語的學術研究由德國學者開創。天城文自19世紀晚期成為梵語的標準書寫系統。",
+    "香港早期的商業中心是中環。潮汕人多在九龍東定居，至今仍有「潮州商會」等組織。"
+    "九龍東的人口在1990年超過50萬人，商業中心也隨之東移。",
+    "北魏與劉宋以淮河為界。劉裕死後，北魏攻下河南三鎮，學術研究一度停頓。",
+]
+
+
+def test_every_answer_is_at_its_offset_and_unique_in_its_paragraph():
+    records = cloze_records(PARAGRAPHS, per_paragraph=3, seed=1)
+    assert len(records) >= 6
+    for r in records:
+        (text,), (start,) = r["answers"]["text"], r["answers"]["answer_start"]
+        assert r["context"][start : start + len(text)] == text
+        assert r["context"].count(text) == 1
+        assert r["question"].endswith("？") and text not in r["question"]
+        assert any(w in r["question"] for w in ("什麼", "何時", "多少"))
+    assert len({r["id"] for r in records}) == len(records)
+
+
+def test_question_words_follow_the_answer_kind():
+    for r in cloze_records(PARAGRAPHS, per_paragraph=4, seed=3):
+        text = r["answers"]["text"][0]
+        if any(c.isdigit() for c in text) and any(u in text for u in ("年", "月", "日", "世紀")):
+            assert "何時" in r["question"]
+        elif any(c.isdigit() for c in text):
+            assert "多少" in r["question"]
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds():
+    assert cloze_records(PARAGRAPHS, 3, seed=7) == cloze_records(PARAGRAPHS, 3, seed=7)
+    runs = {str(cloze_records(PARAGRAPHS, 3, seed=s)) for s in range(6)}
+    assert len(runs) > 1
+
+
+def test_per_paragraph_caps_each_paragraph():
+    records = cloze_records(PARAGRAPHS, per_paragraph=1, seed=0)
+    assert [r["context"] for r in records] == PARAGRAPHS
+    assert cloze_records(PARAGRAPHS, per_paragraph=0) == []
+
+
+def test_cjk_gaps_are_word_like_runs_that_recur():
+    counts = ngram_counts(PARAGRAPHS)
+    assert counts["學術研究"] == 2 and counts["商業中心"] == 2
+    records = cloze_records(PARAGRAPHS, per_paragraph=4, seed=5)
+    gaps = [r["answers"]["text"][0] for r in records if "「什麼」" not in r["question"]]  # quoted text: any length
+    cjk = [g for g in gaps if all("\u4e00" <= c <= "\u9fff" for c in g)]
+    assert cjk and all(counts[g] >= 2 for g in cjk)  # a run of characters seen elsewhere in the corpus
+
+
+def test_a_paragraph_without_a_long_sentence_makes_nothing():
+    assert cloze_records(["短句。", ""], per_paragraph=3) == []
