@@ -225,8 +225,8 @@ class DistillConfig(TrainConfig):
     """Run folder of the PyTorch teacher for ``hidden_loss`` (default: ``teacher`` when it is a run folder)."""
     augment: int | None = None
     """Perturbed copies of each training text added to the transfer set (masking, word swaps, n-gram windows; Tang
-    et al. 2019), labelled by the teacher only; ``None``: with ``student_init`` 8, fewer above 8,000 training texts
-    (at most 64,000 perturbed texts, but at least 2 copies), else 0."""
+    et al. 2019), labelled by the teacher only; ``None``: with ``student_init`` as many as make 64,000 perturbed
+    texts, between 2 and 32 copies (32 up to 2,000 training texts, 4 at 16,000, 2 above 32,000), else 0."""
     lr: float | None = None  # type: ignore[assignment]
     """Peak learning rate; ``None``: 1e-4 with ``student_init`` (measured), else 5e-5 as ``train``."""
 
