@@ -57,6 +57,7 @@ KINDS: dict[str, OutputKind] = {
     "bundle": OutputKind("bertdeploy bundle", "bertdeploy.json", ("format",), "bertdeploy-bundle"),
     "run": OutputKind("bertdeploy training run", "train_config.json", ("labels", "model_info")),
     "bench": OutputKind("bertdeploy bench result folder", "results.json", ("schema",), "bertdeploy-bench/"),
+    "cloze": OutputKind("bertdeploy cloze data folder", "cloze.json", ("format",), "bertdeploy-cloze"),
 }
 
 

@@ -57,3 +57,75 @@ def test_cjk_gaps_are_word_like_runs_that_recur():
 
 def test_a_paragraph_without_a_long_sentence_makes_nothing():
     assert cloze_records(["短句。", ""], per_paragraph=3) == []
+
+
+def _drcd_like(root, n_train=6):
+    import json
+
+    root.mkdir()
+    for split, start in (("train", 0), ("validation", 1), ("test", 2)):
+        rows = []
+        for i in range(start, start + (n_train if split == "train" else 1)):
+            context = PARAGRAPHS[i % len(PARAGRAPHS)]
+            rows.append({"id": f"{split}-{i}", "question": "哪一年？", "context": context,
+                         "answers": {"text": [context[:2]], "answer_start": [0]}})  # fmt: skip
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return root
+
+
+def test_the_data_folder_adds_cloze_questions_to_train_only(tmp_path):
+    import json
+
+    from bertdeploy.data import DataSpec, load_data
+    from bertdeploy.data.cloze import write_cloze_data
+
+    src = _drcd_like(tmp_path / "src")
+    done = write_cloze_data(str(src), str(tmp_path / "out"), per_paragraph=2, seed=3)
+    assert done.paragraphs == 3 and 4 <= done.cloze <= 6  # up to 2 a paragraph: where a sentence has a phrase
+    assert done.questions == {"train": 6 + done.cloze, "validation": 1, "test": 1}
+    data = load_data(DataSpec(str(tmp_path / "out"), task="question-answering"))
+    assert {k: len(v["id"]) for k, v in data.splits.items()} == done.questions
+    ids = data.splits["train"]["id"]
+    assert sum(str(i).startswith("cloze-") for i in ids) == done.cloze and ids != sorted(ids, key=str)  # shuffled
+    assert data.splits["validation"]["id"] == ["validation-1"]
+    info = json.loads((tmp_path / "out" / "cloze.json").read_text())
+    assert info["format"] == "bertdeploy-cloze/1" and info["per_paragraph"] == 2 and info["seed"] == 3
+
+
+def test_cli_writes_refuses_and_replaces_only_its_own(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from bertdeploy.cli import cli
+
+    src = _drcd_like(tmp_path / "src")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(cli, ["data", "cloze", str(src), "-o", str(out), "--per-paragraph", "1"])
+    assert r.exit_code == 0, r.output
+    assert "3 cloze questions from 3 training paragraphs" in " ".join(r.output.split())
+    r = CliRunner().invoke(cli, ["data", "cloze", str(src), "-o", str(out)])
+    assert r.exit_code == 2 and "already exists" in r.output
+    r = CliRunner().invoke(cli, ["data", "cloze", str(src), "-o", str(out), "--overwrite", "--per-paragraph", "2"])
+    assert r.exit_code == 0 and "from 3 training paragraphs (train 1" in " ".join(r.output.split())
+    assert json.loads((out / "cloze.json").read_text())["per_paragraph"] == 2
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    r = CliRunner().invoke(cli, ["data", "cloze", str(src), "-o", str(tmp_path / "mine"), "--overwrite"])
+    assert r.exit_code == 2 and "refusing to replace" in r.output
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    r = CliRunner().invoke(cli, ["data", "cloze", str(src), "-o", str(tmp_path / "z"), "--per-paragraph", "0"])
+    assert r.exit_code == 2 and "--per-paragraph must be >= 1" in r.output and not (tmp_path / "z").exists()
+
+
+def test_english_gaps_are_whole_words(tiny_qa_dir):
+    from bertdeploy.data import DataSpec, load_data
+
+    contexts = load_data(DataSpec(str(tiny_qa_dir))).splits["train"]["context"]
+    records = cloze_records(contexts, per_paragraph=1, seed=0)
+    assert records
+    for r in records:
+        (text,), (start,) = r["answers"]["text"], r["answers"]["answer_start"]
+        context = r["context"]
+        assert context[start : start + len(text)] == text and 1 <= len(text.split()) <= 3
+        assert (start == 0 or context[start - 1] == " ") and context[start + len(text) :][:1] in ("", " ")

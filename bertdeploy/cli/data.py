@@ -67,3 +67,29 @@ def stats(data: str, model: str, text_column: str, label_column: str, task: str 
         f"[UNK] tokens with the {model} tokenizer: [bold]{s.unk_rate:.2%}[/] of the training tokens{flag}"
     )
     return s
+
+
+@command.command(name="cloze")
+@click.argument("data")
+@click.option("--output", "-o", required=True, help="New folder for the QA data with the cloze questions added.")
+@click.option(
+    "--per-paragraph", default=4, show_default=True, help="Cloze questions made from each training paragraph."
+)
+@click.option("--seed", default=42, show_default=True, help="Seeds the phrases picked and the shuffle.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT when it is a folder this command wrote.")
+def cloze(data: str, output: str, per_paragraph: int, seed: int, overwrite: bool) -> object:
+    """Add cloze questions from DATA's own training paragraphs to its QA training split.
+
+    A sentence with one phrase replaced by a question word becomes a question whose answer is that phrase (numbers,
+    quoted text, Latin words, recurring CJK words); a reader trained from random weights learns from them to match
+    a question to its place in the paragraph. DATA is any question-answering layout; the output folder holds
+    train / validation / test as flattened JSONL, for `bertdeploy train --data OUTPUT`.
+    """
+    from bertdeploy.data.cloze import write_cloze_data
+
+    done = write_cloze_data(data, output, per_paragraph=per_paragraph, seed=seed, overwrite=overwrite)
+    counts = ", ".join(f"{name} {n:,}" for name, n in done.questions.items())
+    render.console.print(
+        f"wrote {done.output}: {done.cloze:,} cloze questions from {done.paragraphs:,} training paragraphs ({counts})"
+    )
+    return done

@@ -14,21 +14,25 @@ side of the gap, within its clause group. Deterministic for a seed.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 #: characters of the sentence kept on each side of the gap in the question
 CONTEXT_CHARS = 18
+#: ``cloze.json``'s format tag (what ``--overwrite`` recognises as a folder this module wrote)
+FORMAT = "bertdeploy-cloze/1"
 #: sentences shorter than this make no question
 MIN_SENTENCE = 10
 _SENTENCE = re.compile(r"[^。！？；!?;\n]+[。！？；!?;]?")
 _PHRASES = (
     re.compile(r"\d[\d,.]*\s*(?:年|月|日|世紀|%|％|萬|億|千|百|人|個|種|次|公里|公尺|米|歲|名|座|位|倍|度)*"),
     re.compile(r"(?<=[「『《〈（(])[^」』》〉）)]{1,20}(?=[」』》〉）)])"),
-    re.compile(r"[A-Za-z][A-Za-z .'-]{1,30}[A-Za-z]"),
+    re.compile(r"[A-Za-z][A-Za-z'-]*(?: [A-Za-z][A-Za-z'-]*){0,2}"),
 )
 _CJK = re.compile(r"[\u4e00-\u9fff]{2,}")
 #: the longest CJK word a cloze gap takes, in characters
@@ -120,3 +124,53 @@ def cloze_records(
                 made += 1
                 break
     return out
+
+
+@dataclass
+class ClozeData:
+    """What :func:`write_cloze_data` wrote."""
+
+    output: str
+    questions: dict[str, int]
+    """Records per split file written (``train`` counts the cloze questions too)."""
+    cloze: int
+    paragraphs: int
+    """Distinct training paragraphs the cloze questions came from."""
+
+
+def write_cloze_data(
+    data: str, output: str, per_paragraph: int = 4, seed: int = 42, overwrite: bool = False
+) -> ClozeData:
+    """A QA data folder for ``train``: ``data``'s questions (any QA layout) as flattened JSONL, with up to
+    ``per_paragraph`` cloze questions from each distinct training paragraph added to the training split (shuffled
+    in, seeded), and ``cloze.json`` saying how it was made. Only training paragraphs are used, so validation and
+    test stay unseen. ``output`` is written whole or not at all; ``overwrite`` replaces a folder only when this
+    function wrote it."""
+    from bertdeploy.data import DataSpec, load_data
+    from bertdeploy.errors import UserError
+    from bertdeploy.outputs import atomic_dir
+
+    if per_paragraph < 1:
+        raise UserError(f"--per-paragraph must be >= 1, got {per_paragraph}")
+    loaded = load_data(DataSpec(data, task="question-answering", val_ratio=0.0))
+    if "train" not in loaded.splits:
+        raise UserError(f"{data}: no training split to make cloze questions from")
+    splits = {name: _records(rows) for name, rows in loaded.splits.items()}
+    paragraphs = list(dict.fromkeys(r["context"] for r in splits["train"]))
+    cloze = cloze_records(paragraphs, per_paragraph, seed)
+    splits["train"] = splits["train"] + cloze
+    random.Random(seed).shuffle(splits["train"])
+    counts = {name: len(records) for name, records in splits.items()}
+    info = {"format": FORMAT, "source": str(data), "per_paragraph": per_paragraph, "seed": seed}
+    info |= {"cloze_questions": len(cloze), "paragraphs": len(paragraphs), "questions": counts}
+    with atomic_dir(output, overwrite=overwrite, kind="cloze", inputs=[data]) as tmp:
+        for name, records in splits.items():
+            with open(tmp / f"{name}.jsonl", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        (tmp / "cloze.json").write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return ClozeData(output=str(output), questions=counts, cloze=len(cloze), paragraphs=len(paragraphs))
+
+
+def _records(rows: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = ("id", "question", "context", "answers")
+    return [dict(zip(keys, values, strict=True)) for values in zip(*(rows[k] for k in keys), strict=True)]
