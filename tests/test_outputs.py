@@ -42,19 +42,23 @@ def _folder(path: Path, kind: str | None, extra: str = "notes.txt") -> Path:
         (path / "train_config.json").write_text(json.dumps({"labels": ["a"], "model_info": {}}), encoding="utf-8")
     elif kind == "bench":
         (path / "results.json").write_text(json.dumps({"schema": "bertdeploy-bench/1"}), encoding="utf-8")
+    elif kind == "cloze":
+        (path / "cloze.json").write_text(json.dumps({"format": "bertdeploy-cloze/1"}), encoding="utf-8")
     return path
 
 
 def test_the_kinds_agree_with_the_writers():
     from bertdeploy.benchmark.results import SCHEMA
+    from bertdeploy.data.cloze import FORMAT
 
     assert KINDS["bundle"].marker == bundle.MANIFEST_NAME and KINDS["bundle"].prefix == bundle.FORMAT
     assert SCHEMA.startswith(KINDS["bench"].prefix)
+    assert FORMAT.startswith(KINDS["cloze"].prefix)
 
 
-@pytest.mark.parametrize("kind", ["bundle", "run", "bench"])
+@pytest.mark.parametrize("kind", ["bundle", "run", "bench", "cloze"])
 def test_only_an_output_of_the_same_kind_is_replaced(tmp_path, kind):
-    for other in ("bundle", "run", "bench", None):
+    for other in ("bundle", "run", "bench", "cloze", None):
         folder = _folder(tmp_path / f"{kind}-{other}", other)
         assert kind_of(folder) == other
         if other == kind:
