@@ -6,10 +6,12 @@ Training on them teaches a reader from random weights what a pretrained one brin
 the question's words come from and take the phrase that fills the gap — the span-selection idea of Glass et al.
 2020 and Ram et al. 2021 (Splinter), here as plain QA records that ``train`` reads like any other.
 
-Phrases, most wanted first: numbers with their unit, text in brackets or quotes, Latin words, then two to four CJK
-characters (a word-sized piece: Chinese has no spaces to cut at). A phrase that occurs twice in its paragraph is
-never chosen (the answer must be unambiguous); the question keeps up to :data:`CONTEXT_CHARS` characters on each
-side of the gap, within its clause group. Deterministic for a seed.
+Phrases, most wanted first: numbers with their unit, text in brackets or quotes, one to three Latin words, then runs
+of two to :data:`WORD_MAX` CJK characters that look like words (Chinese has no spaces to cut at): they recur in the
+corpus, one more character on either side occurs less often, and they neither start nor end with a function
+character. A phrase that occurs twice in its paragraph is never chosen (the answer must be unambiguous); the
+question keeps up to :data:`CONTEXT_CHARS` characters on each side of the gap, within its clause. Deterministic for
+a seed.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ _CJK = re.compile(r"[\u4e00-\u9fff]{2,}")
 #: the longest CJK word a cloze gap takes, in characters
 WORD_MAX = 4
 #: function characters a CJK gap neither starts nor ends with (they attach to the words around them)
-_FUNCTION = set("的了是在也與和及或為於之而並但到被將把就都其這那一有以所從對由向及即亦又則")
+_FUNCTION = set("的了是在也與和及或為於之而並但到被將把就都其這那一有以所從對由向即亦又則")
 
 
 def _wh(phrase: str) -> str:
