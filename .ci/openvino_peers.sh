@@ -13,5 +13,10 @@ trap 'rm -rf "$work"' EXIT
 "$work/v/bin/python" -c "import nncf, openvino, onnxruntime_ep_openvino; print('openvino-peers:', openvino.__version__, 'nncf', nncf.__version__)"
 # -rs: a skip here means the extra did not install, which must fail the job, not pass it quietly
 out=$("$work/v/bin/python" -m pytest -q -rs tests/test_bench_peers.py tests/test_execution_variants.py 2>&1) || { echo "$out"; exit 1; }
-echo "$out" | tail -3
-if echo "$out" | grep -q "SKIPPED"; then echo "openvino-peers: a test skipped with the extra installed"; exit 1; fi
+echo "$out" | tail -1
+# the one accepted skip: a real-plugin test meant for the other kind of CPU (the plugin serves Intel CPUs only, so an
+# AMD machine runs test_the_real_plugin_on_a_cpu_it_does_not_serve and skips TestOpenVINO; an Intel one the reverse)
+if echo "$out" | grep "SKIPPED" | grep -v -q "not on this kind of CPU"; then
+  echo "openvino-peers: a test skipped with the extra installed"; exit 1
+fi
+echo "$out" | grep "SKIPPED" || true

@@ -4,7 +4,8 @@ The table entries, ``variant="auto"``'s choice with the OpenVINO EP plugin prese
 mocked, the export's skip-with-a-note where the plugin is missing, and the loader going on to the next variant when
 a provider does not attach run everywhere. ``TestOpenVINO`` runs the real plugin on a tiny model: it skips where
 ``onnxruntime-ep-openvino`` is not installed, and the CI job that installs it (.ci/openvino_peers.sh) fails if it
-skips there.
+skips there — except on a CPU the plugin offers no device for (it serves Intel hardware only), where
+``test_the_real_plugin_on_a_cpu_it_does_not_serve`` runs instead and TestOpenVINO skips with :data:`CPU_KIND`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from bertdeploy.runtime import choice, plugins
 
 AMX = frozenset({"avx512f", "avx512_vnni", "amx_bf16", "amx_int8"})
 NO_AMX = frozenset({"avx2", "fma"})  # the AMD EPYC kind of CI machine
+#: the start of the skip reason of the real-plugin tests that need the other kind of CPU (.ci/openvino_peers.sh
+#: accepts these skips and no other)
+CPU_KIND = "not on this kind of CPU"
 
 
 def test_execution_variants_in_the_table():
@@ -163,9 +167,9 @@ def test_auto_goes_on_when_the_provider_does_not_attach(monkeypatch, tiny_bundle
 
 
 def test_export_skips_a_provider_that_is_not_installed(monkeypatch, tmp_path, tiny_model_dir, tiny_data_dir):
-    from bertdeploy.exporter import ExportConfig, export, pipeline
+    from bertdeploy.exporter import ExportConfig, export
 
-    monkeypatch.setattr(pipeline, "installed_providers", lambda: ("cpu",))
+    monkeypatch.setattr(plugins, "openvino_installed", lambda: False)
     config = ExportConfig(run_dir=str(tiny_model_dir), output=str(tmp_path / "b"), data=str(tiny_data_dir),
                           variants=["fp32_ov_bf16"], max_accuracy_drop=100.0)  # fmt: skip
     result = export(config)
@@ -177,6 +181,97 @@ def test_export_skips_a_provider_that_is_not_installed(monkeypatch, tmp_path, ti
     assert result.manifest["variants"][0]["provider"] == "cpu"
 
 
+class _FakeOrt:
+    """What ``plugins`` asks of onnxruntime's plugin registry, on a CPU the plugin offers no device for."""
+
+    OrtHardwareDeviceType = plugins.ort.OrtHardwareDeviceType
+
+    def __init__(self, fail_with: str = "") -> None:
+        self.calls: list[str] = []
+        self.fail_with = fail_with
+
+    def get_ep_devices(self) -> list:
+        return []  # registered or not, no OpenVINO device: the AMD EPYC case
+
+    def register_execution_provider_library(self, name: str, path: str) -> None:
+        self.calls.append(name)
+        if self.fail_with:
+            raise RuntimeError(self.fail_with)
+
+
+def _fake_plugin(monkeypatch, fake: _FakeOrt) -> None:
+    import sys
+    import types
+
+    monkeypatch.setattr(plugins, "ort", fake)
+    monkeypatch.setattr(plugins, "_REGISTERED", set())
+    monkeypatch.setattr(plugins, "openvino_installed", lambda: True)
+    module = types.SimpleNamespace(get_library_path=lambda: "/nonexistent/libopenvino_ep.so")
+    monkeypatch.setitem(sys.modules, plugins.OPENVINO_PACKAGE, module)
+
+
+def test_the_plugin_is_registered_once_even_where_it_offers_no_device(monkeypatch):
+    fake = _FakeOrt()
+    _fake_plugin(monkeypatch, fake)
+    assert plugins.openvino_devices() == [] and plugins.openvino_devices() == []
+    assert fake.calls == [plugins.REGISTRATION]  # a second registration would fail: "already registered"
+    why = plugins.unavailable("openvino")
+    assert "offers no device for this CPU" in why and "Intel" in why
+    assert plugins.unavailable("cpu") is None
+
+
+def test_a_registration_made_before_counts(monkeypatch):
+    fake = _FakeOrt(fail_with="EP library is already registered under bertdeploy-openvino")
+    _fake_plugin(monkeypatch, fake)
+    plugins.register_openvino()
+    plugins.register_openvino()
+    assert fake.calls == [plugins.REGISTRATION]
+    _fake_plugin(monkeypatch, _FakeOrt(fail_with="cannot load library"))
+    with pytest.raises(RuntimeError, match="cannot load library"):
+        plugins.register_openvino()
+
+
+def test_no_device_for_this_cpu_is_a_skip_at_export_and_one_error_at_load(
+    monkeypatch, tmp_path, tiny_model_dir, tiny_data_dir, tiny_bundle
+):
+    from bertdeploy.exporter import ExportConfig, export
+    from bertdeploy.runtime import load
+
+    monkeypatch.setattr(plugins, "openvino_installed", lambda: True)
+    monkeypatch.setattr(plugins, "openvino_devices", lambda: [])
+    config = ExportConfig(run_dir=str(tiny_model_dir), output=str(tmp_path / "b"), data=str(tiny_data_dir),
+                          variants=["fp32_ov_bf16", "qint8_static_ov"], max_accuracy_drop=100.0)  # fmt: skip
+    result = export(config)
+    rows = {r["name"]: r for r in result.rows}
+    for name in ("fp32_ov_bf16", "qint8_static_ov"):
+        assert rows[name]["skipped"] and not rows[name]["accepted"]
+        assert "offers no device for this CPU" in rows[name]["reason"]
+    assert rows["qint8_static"]["accepted"] and result.failed_required == []
+    root = _with_ov_entry(tiny_bundle, tmp_path / "ov")
+    with pytest.raises(UserError, match="offers no device for this CPU"):
+        load(root, provider="openvino", device="cpu")
+
+
+@pytest.mark.openvino
+def test_the_real_plugin_on_a_cpu_it_does_not_serve(tmp_path, tiny_model_dir, tiny_data_dir):
+    """Where the installed plugin offers no device (an AMD CPU): the export skips its variants with that reason,
+    each of them (the plugin registered once), and the bundle loads as before."""
+    pytest.importorskip(plugins.OPENVINO_PACKAGE)
+    from bertdeploy.exporter import ExportConfig, export
+    from bertdeploy.runtime import load
+
+    if plugins.openvino_unavailable() is None:
+        pytest.skip(f"{CPU_KIND}: the plugin serves this CPU (TestOpenVINO runs it)")
+    config = ExportConfig(run_dir=str(tiny_model_dir), output=str(tmp_path / "b"), data=str(tiny_data_dir),
+                          variants=["qint8", "fp32_ov_bf16", "qint8_static_ov"], max_accuracy_drop=100.0)  # fmt: skip
+    result = export(config)
+    rows = {r["name"]: r for r in result.rows}
+    assert all("offers no device for this CPU" in rows[n]["reason"] for n in ("fp32_ov_bf16", "qint8_static_ov"))
+    assert load(tmp_path / "b", device="cpu", threads=1).variant.name == "qint8"
+    with pytest.raises(UserError, match="no variant of the bundle was gated on the openvino provider"):
+        load(tmp_path / "b", provider="openvino", device="cpu")
+
+
 @pytest.mark.openvino
 class TestOpenVINO:
     """The real OpenVINO EP plugin on the tiny model (CI: .ci/openvino_peers.sh installs it; a skip fails there)."""
@@ -186,6 +281,8 @@ class TestOpenVINO:
         pytest.importorskip(plugins.OPENVINO_PACKAGE)
         from bertdeploy.exporter import ExportConfig, export
 
+        if (why := plugins.openvino_unavailable()) is not None:  # test_the_plugin_on_a_cpu_it_does_not_serve runs
+            pytest.skip(f"{CPU_KIND}: {why}")
         out = tmp_path_factory.mktemp("ov") / "bundle"
         export(ExportConfig(run_dir=str(tiny_model_dir), output=str(out), data=str(tiny_data_dir),
                             variants=["qint8", "fp32_ov_bf16"], max_accuracy_drop=100.0))  # fmt: skip
@@ -272,8 +369,8 @@ def test_predict_cli_takes_the_provider(tiny_bundle, tmp_path):
 def test_bench_skips_a_variant_whose_provider_is_not_installed(monkeypatch, tiny_bundle, tmp_path):
     from bertdeploy.benchmark.backends import BackendContext, Skip, make_backend
 
-    monkeypatch.setattr(plugins, "installed_providers", lambda: ("cpu",))
+    monkeypatch.setattr(plugins, "openvino_installed", lambda: False)
     root = _with_ov_entry(tiny_bundle, tmp_path / "b")
     ctx = BackendContext(None, root, ["a", "b", "c"], 32, "fp32_ov_bf16", 1, "cpu", 8, [])
-    with pytest.raises(Skip, match="openvino execution provider is not installed"):
+    with pytest.raises(Skip, match="OpenVINO execution provider is not installed"):
         make_backend("bertdeploy", ctx).load()

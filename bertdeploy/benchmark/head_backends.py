@@ -90,11 +90,11 @@ class RuntimeBackend(HeadBackend):
         if self.ctx.variant not in names:
             why = [r.get("reason") for r in manifest.rejected if r.get("name") == self.ctx.variant]
             raise Skip(f"rejected at export: {why[0]}" if why else f"variant {self.ctx.variant} is not in the bundle")
-        from bertdeploy.runtime.plugins import OPENVINO_EXTRA, installed_providers
+        from bertdeploy.runtime.plugins import unavailable
 
-        provider = manifest.variant(self.ctx.variant).provider
-        if provider not in installed_providers():
-            raise Skip(f"the {provider} execution provider is not installed here ({OPENVINO_EXTRA})")
+        why_not = unavailable(manifest.variant(self.ctx.variant).provider)
+        if why_not is not None:
+            raise Skip(why_not)
         return self._info(bundle)
 
     def _info(self, bundle: Path) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from bertdeploy import variants
 from bertdeploy.errors import UserError
 from bertdeploy.exporter.config import ExportConfig
 from bertdeploy.outputs import scratch_dir
-from bertdeploy.runtime.plugins import OPENVINO_EXTRA, ORT_NAMES, installed_providers
+from bertdeploy.runtime.plugins import ORT_NAMES
+from bertdeploy.runtime.plugins import unavailable as provider_unavailable
 from bertdeploy.variants import VariantSpec
 
 
@@ -150,9 +151,9 @@ def build_and_judge(
     """Build one variant, run it on the eval rows, judge it: (table row, built variant or None, gate record)."""
     from bertdeploy.exporter import builders, gate
 
-    if spec.provider != "cpu" and spec.provider not in installed_providers():
-        reason = f"skipped: the {spec.provider} execution provider is not installed on the export machine"
-        return _row(spec.name, reason=reason, skipped=True), None, {}
+    why_not = provider_unavailable(spec.provider)
+    if why_not is not None:  # not installed, or no device for this CPU: nothing to gate it on here
+        return _row(spec.name, reason=f"skipped: {why_not}", skipped=True), None, {}
     say(f"building {spec.name}")
     start = time.perf_counter()
     try:
@@ -245,7 +246,7 @@ def export(config: ExportConfig, progress: Callable[[str], None] | None = None) 
             row, built, record = build_and_judge(variants.get(name), ctx, ref, config, say)
             rows.append(row)
             if row.get("skipped"):
-                notes.append(f"{name} {row['reason']} ({OPENVINO_EXTRA}): not gated, not in the bundle")
+                notes.append(f"{name} {row['reason']}: not gated, not in the bundle")
             if row["accepted"]:
                 provider = ORT_NAMES.get(record["provider"], machine["provider"])
                 record["machine"] = {"cpu": machine["cpu"], "isa": machine["isa"], "provider": provider}

@@ -40,19 +40,29 @@ def installed_providers() -> tuple[str, ...]:
 
 
 _REGISTER_LOCK = threading.Lock()
+_REGISTERED: set[str] = set()
+#: the name bertdeploy registers the plugin library under (ORT refuses a second registration of one name)
+REGISTRATION = "bertdeploy-openvino"
 
 
 def register_openvino() -> None:
     """Register the OpenVINO EP library with ONNX Runtime, once per process (a no-op when the application or an
-    earlier load registered it; ORT's registry is process-wide)."""
+    earlier load registered it; ORT's registry is process-wide). Registered is not the same as usable: on a CPU
+    the plugin does not serve (see :func:`openvino_unavailable`) it offers no device, so whether it is registered is
+    remembered here rather than read from ``ort.get_ep_devices()``."""
     with _REGISTER_LOCK:
-        if any(d.ep_name == OPENVINO for d in ort.get_ep_devices()):
+        if REGISTRATION in _REGISTERED or any(d.ep_name == OPENVINO for d in ort.get_ep_devices()):
             return
         try:
             import onnxruntime_ep_openvino as plugin
         except ImportError:
             raise UserError(f"the OpenVINO execution provider is not installed: {OPENVINO_EXTRA}") from None
-        ort.register_execution_provider_library("bertdeploy-openvino", plugin.get_library_path())
+        try:
+            ort.register_execution_provider_library(REGISTRATION, plugin.get_library_path())
+        except Exception as e:  # noqa: BLE001 - ORT raises its own Fail type; "already registered" is success
+            if "already registered" not in str(e):
+                raise
+        _REGISTERED.add(REGISTRATION)
 
 
 def openvino_devices() -> list[Any]:
@@ -60,6 +70,30 @@ def openvino_devices() -> list[Any]:
     register_openvino()
     cpu = ort.OrtHardwareDeviceType.CPU
     return [d for d in ort.get_ep_devices() if d.ep_name == OPENVINO and d.device.type == cpu]
+
+
+def _no_device() -> str:
+    cpu = ort.OrtHardwareDeviceType.CPU
+    vendors = ", ".join(sorted({d.device.vendor for d in ort.get_ep_devices() if d.device.type == cpu})) or "?"
+    return (f"the OpenVINO execution provider is installed but offers no device for this CPU ({vendors}): "
+            "its plugin serves Intel hardware only")  # fmt: skip
+
+
+def openvino_unavailable() -> str | None:
+    """Why the OpenVINO EP cannot run here (not installed; installed but offering no device for this CPU: the
+    plugin lists Intel hardware only, so an AMD CPU gets none), or None where it can. Registers the plugin."""
+    if not openvino_installed():
+        return f"the OpenVINO execution provider is not installed ({OPENVINO_EXTRA})"
+    return None if openvino_devices() else _no_device()
+
+
+def unavailable(provider: str) -> str | None:
+    """Why the execution provider ``provider`` (bertdeploy's name) cannot run sessions here, or None."""
+    if provider == "cpu":
+        return None
+    if provider == "openvino":
+        return openvino_unavailable()
+    return f"unknown execution provider {provider!r}; use one of: {', '.join(ORT_NAMES)}"
 
 
 def openvino_config(hint: str | None, threads: int | None) -> dict[str, Any]:
@@ -74,6 +108,6 @@ def add_openvino(options: ort.SessionOptions, hint: str | None, threads: int | N
     """Put the OpenVINO EP (CPU device) first on ``options``; ONNX Runtime's CPU EP takes what it leaves."""
     devices = openvino_devices()
     if not devices:
-        raise UserError("the OpenVINO execution provider is installed but offers no CPU device")
+        raise UserError(_no_device())
     load_config = json.dumps({"CPU": openvino_config(hint, threads)})
     options.add_provider_for_devices(devices, {"load_config": load_config})
