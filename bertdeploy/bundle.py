@@ -58,6 +58,9 @@ class Variant:
     """The execution provider it was gated on and runs on (:data:`bertdeploy.variants.PROVIDERS`)."""
     hint: str | None = None
     """The provider's precision hint (OpenVINO: f32 | bf16)."""
+    check: dict[str, Any] | None = None
+    """A checked variant's re-run: ``{"variant": the variant whose file re-runs near ties, "margin": the top-two
+    probability gap under which a text is re-run, ...}`` (:mod:`bertdeploy.exporter.checked`); None: none."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Variant:
@@ -90,6 +93,7 @@ _VARIANT_TYPES: dict[str, Any] = {
     "notes": list,
     "provider": str,
     "hint": (str, type(None)),
+    "check": (dict, type(None)),
 }
 
 

@@ -63,6 +63,10 @@ class VariantSpec:
     its own is built; it is gated on its provider like any other variant). None: a file variant."""
     cpu_flags: tuple[str, ...] = ()
     """CPU feature flags (``/proc/cpuinfo`` names) without which ``variant="auto"`` never picks it."""
+    check: str | None = None
+    """A *checked* variant (text classification): it runs the file of :attr:`runs`, and the texts whose top-two
+    probability gap there is under a margin the export calibrates run again on the file of the variant named here.
+    None: every text runs once."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -151,6 +155,23 @@ VARIANT_TABLE: tuple[VariantSpec, ...] = (
         help="dynamic int8 for this CPU's instruction set",
     ),
     VariantSpec(
+        "qint8_checked",
+        "onnx/model_quantized.onnx",
+        "int8",
+        "check",
+        min_agreement=0.99,
+        auto_rank={"cpu": -1},
+        runs="qint8",
+        check="fp32",
+        cli_flag="--int8-checked",
+        notes=(
+            "the qint8 file; texts it is unsure of (top-two probability gap under the manifest's margin) "
+            "run again on the fp32 file",
+        ),  # fmt: skip
+        help="dynamic int8 whose near ties are re-run in fp32 (text classification; the labels of fp32 on >= 99 % "
+        "of texts at most of int8's speed)",
+    ),
+    VariantSpec(
         "qint8_qkv",
         "onnx/model_qint8_qkv.onnx",
         "int8",
@@ -188,7 +209,7 @@ VARIANT_TABLE += (
         hint="bf16",
         runs="fp32",
         cpu_flags=("amx_bf16",),
-        auto_rank={"cpu": -1},
+        auto_rank={"cpu": -2},
         notes=(_OV_NOTE + ", matmuls in bf16 (AMX where the CPU has it)",),
         help="the fp32 file on the OpenVINO EP in bf16 (AMX-BF16 CPUs)",
     ),
@@ -263,7 +284,12 @@ def auto_candidates(device: str, providers: Iterable[str], cpu_flags: Iterable[s
 
 def execution_variants(provider: str | None = None) -> list[str]:
     """Names of the execution variants (a file variant on another provider), optionally of one provider."""
-    return [v.name for v in VARIANT_TABLE if v.runs and provider in (None, v.provider)]
+    return [v.name for v in VARIANT_TABLE if v.runs and v.provider != "cpu" and provider in (None, v.provider)]
+
+
+def checked_variants() -> list[str]:
+    """Names of the checked variants (:attr:`VariantSpec.check`)."""
+    return [v.name for v in VARIANT_TABLE if v.check]
 
 
 def with_flag() -> list[VariantSpec]:

@@ -188,7 +188,7 @@ def variants_table(page_dir: str = "") -> str:
         gate = "accuracy drop ≤ budget" if v.gated_on_accuracy else f"agreement ≥ {v.min_agreement:.1%}"
         rank = " / ".join(str(v.auto_rank.get(d, "–")) for d in ("cpu", "cuda"))
         flag = f"`{v.cli_flag}`" if v.cli_flag else (f"`--optimize {v.name}`" if v.build == "optimize" else "always")
-        if v.runs:  # an execution variant: the file of `runs` on another provider
+        if v.runs and not v.cli_flag:  # an execution variant: the file of `runs` on another provider
             flag = f"`--all` / `variants={v.runs},{v.name}`"
         js = f"`{v.js_dtype}`" if v.js_dtype else "–"
         precision = v.precision if v.provider == "cpu" else f"{v.precision} file on {v.provider}, hint {v.hint}"

@@ -47,8 +47,8 @@ def test_execution_variants_in_the_table():
 @pytest.mark.parametrize(
     ("providers", "flags", "first"),
     [
-        (("cpu",), AMX, "qint8"),  # plugin absent
-        (("cpu", "openvino"), NO_AMX, "qint8"),  # plugin present, no AMX-BF16: nothing changes
+        (("cpu",), AMX, "qint8_checked"),  # plugin absent
+        (("cpu", "openvino"), NO_AMX, "qint8_checked"),  # plugin present, no AMX-BF16: nothing changes
         (("cpu", "openvino"), AMX, "fp32_ov_bf16"),
     ],
 )

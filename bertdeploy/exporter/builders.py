@@ -121,6 +121,16 @@ def _execute(spec: VariantSpec, ctx: BuildContext) -> Built:
     return Built(path, record={"runs": spec.source})
 
 
+@builder("check")
+def _check(spec: VariantSpec, ctx: BuildContext) -> Built:
+    """A checked variant: no new file, the accepted file of :attr:`VariantSpec.runs` (the check file and the margin
+    are settled by the gate, :mod:`bertdeploy.exporter.checked`)."""
+    path = ctx.accepted.get(spec.source)
+    if path is None or spec.check not in ctx.accepted:
+        raise RuntimeError(f"its file variants {spec.source} and {spec.check} were not both accepted")
+    return Built(path, record={"runs": spec.source})
+
+
 @builder("optimize")
 def _optimized(spec: VariantSpec, ctx: BuildContext) -> Built:
     return Built(optimize(ctx.fp32_path.parent, str(spec.options["level"]), ctx.work))

@@ -25,6 +25,7 @@ import numpy as np
 from bertdeploy import bundle as bundle_mod
 from bertdeploy import variants
 from bertdeploy.errors import UserError
+from bertdeploy.exporter import checked
 from bertdeploy.exporter.config import ExportConfig
 from bertdeploy.outputs import scratch_dir
 from bertdeploy.runtime.plugins import ORT_NAMES
@@ -145,14 +146,22 @@ def score_labels(source: Any, data: Any) -> list[str]:
     return source.labels
 
 
+def _not_here(spec: VariantSpec, task: str) -> str | None:
+    """Why ``spec`` is not built for this export: its provider is not installed or offers no device for this CPU,
+    or it is a checked variant and the task has no single label per text; None where it is built."""
+    if spec.check and task not in checked.TASKS:
+        return f"checked variants are built for {', '.join(checked.TASKS)}"
+    return provider_unavailable(spec.provider)
+
+
 def build_and_judge(
     spec: VariantSpec, ctx: Any, ref: Reference, config: ExportConfig, say: Callable[[str], None]
 ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """Build one variant, run it on the eval rows, judge it: (table row, built variant or None, gate record)."""
     from bertdeploy.exporter import builders, gate
 
-    why_not = provider_unavailable(spec.provider)
-    if why_not is not None:  # not installed, or no device for this CPU: nothing to gate it on here
+    why_not = _not_here(spec, ctx.source.spec.name)
+    if why_not is not None:  # nothing to gate it on here
         return _row(spec.name, reason=f"skipped: {why_not}", skipped=True), None, {}
     say(f"building {spec.name}")
     start = time.perf_counter()
@@ -170,6 +179,8 @@ def build_and_judge(
     except Exception as e:  # noqa: BLE001 - e.g. an operator without a CPU kernel, a provider that did not attach
         reason = f"onnxruntime cannot run it on the {spec.provider} provider: {_first_line(e)}"
         return _row(spec.name, reason=reason, fused_nodes=info["fused_nodes"]), None, {}
+    if spec.check:
+        logits, built.record["check"] = checked.checked_logits(spec, logits, ctx, ref)
     evaluated = time.perf_counter() - start - seconds
     par = gate.parity(ref.logits, logits, ref.parity_rows, ref.batches)
     metrics = gate.scores(logits, ref.data.label_ids, score_labels(ctx.source, ref.data), ref.batches, ctx.source.prior)

@@ -154,12 +154,16 @@ def graph_io(path: Path, num_labels: int, task: str = tasks.DEFAULT) -> tuple[li
 
 def choose_variant(manifest: _bundle.Manifest, options: TritonOptions) -> _bundle.Variant:
     if options.variant != "auto":
-        variants.get(options.variant)  # a UserError naming the known variants for a typo
+        spec = variants.get(options.variant)  # a UserError naming the known variants for a typo
+        if spec.check:
+            raise UserError(f"variant {spec.name!r} runs two model files (near ties again on {spec.check}); "
+                            f"a Triton model serves one: package {spec.source!r}")  # fmt: skip
         return manifest.variant(options.variant)
     if options.tensorrt_fp16:  # TensorRT builds its own fp16 engine from the plain fp32 graph
         names = {v.name for v in manifest.variants}
         return manifest.variant(variants.BASE) if variants.BASE in names else manifest.auto_variant("cuda")
-    return manifest.auto_variant("cuda" if options.kind == "gpu" else "cpu")
+    chosen = manifest.auto_variant("cuda" if options.kind == "gpu" else "cpu")
+    return manifest.variant(variants.get(chosen.name).source) if chosen.check else chosen  # one file: its int8
 
 
 def onnx_config(options: TritonOptions, inputs: list[TensorSpec], output: TensorSpec) -> dict[str, Any]:

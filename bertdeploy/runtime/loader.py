@@ -13,6 +13,7 @@ from bertdeploy import bundle as _bundle
 from bertdeploy.errors import UserError
 from bertdeploy.machine import usable_cpus
 from bertdeploy.runtime import session as _session
+from bertdeploy.runtime.checked import Check, check_settings
 from bertdeploy.runtime.choice import candidates
 from bertdeploy.runtime.heads import head_for
 from bertdeploy.runtime.options import LoadOptions
@@ -106,7 +107,8 @@ def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Any:
     policy = options.policy
     if chosen.provider != "cpu":
         policy = replace(policy, pad_multiple=max(policy.pad_multiple, PAD_MULTIPLE))
-    predictor = head(root, manifest, chosen, sess, encoder, policy, device_id, config.cpu_arena, streams)
+    check = _check(root, manifest, chosen, config, options) if chosen.check else None
+    predictor = head(root, manifest, chosen, sess, encoder, policy, device_id, config.cpu_arena, streams, check)
     if _session.TENSORRT not in predictor.providers:  # TensorRT would build an engine for each probe shape
         try:
             predictor.check_limits()
@@ -150,3 +152,26 @@ def _build(
             continue
         return chosen, sess, config
     raise UserError("the bundle has no accepted variant")  # pragma: no cover - candidates() is never empty
+
+
+def _check(
+    root: Path,
+    manifest: _bundle.Manifest,
+    chosen: _bundle.Variant,
+    config: _session.SessionConfig,
+    options: LoadOptions,
+) -> Check:
+    """The session that re-runs a checked variant's near ties (on the CPU, with the main session's settings)."""
+    variant, margin = check_settings(manifest, chosen)
+    path = _bundle.verify_variant(root, variant)
+    sess = _session.create_session(
+        path,
+        "cpu",
+        0,
+        config,
+        False,
+        precision=variant.precision,
+        max_shape=(options.batch_size, manifest.max_length),
+        input_names=tuple(manifest.model_inputs),
+    )
+    return Check(variant, sess, margin, config.cpu_arena)

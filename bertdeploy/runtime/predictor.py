@@ -56,6 +56,7 @@ class Predictor:
         device_id: int = 0,
         shrink_arena: bool = True,
         streams: int = 1,
+        check: Any = None,
     ) -> None:
         self.bundle = bundle
         self.manifest = manifest
@@ -77,6 +78,8 @@ class Predictor:
         output = wanted[0] if len(wanted) == 1 else wanted
         self._run = _session.Runner(session, output, device_id, shrink_arena)  # type: ignore[arg-type]
         self.streams = streams
+        #: a checked variant's re-run of near ties (:class:`bertdeploy.runtime.checked.Check`), or None
+        self.check = check
         self._pool = ThreadPoolExecutor(streams, thread_name_prefix="bertdeploy") if streams > 1 else None
 
     def close(self) -> None:
