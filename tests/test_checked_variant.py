@@ -127,3 +127,16 @@ def test_tasks_without_one_label_per_text_skip_it(tmp_path, tiny_tagger_dir, tin
     row = next(r for r in result.rows if r["name"] == "qint8_checked")
     assert row["skipped"] and "text-classification" in row["reason"] and result.failed_required == []
     assert "qint8_checked" not in [v["name"] for v in result.manifest["variants"]]
+
+
+def test_the_bench_times_the_reruns_too(checked_bundle, tmp_path):
+    """The bench's model-only timing of a checked variant runs its re-runs (not the int8 file alone)."""
+    from bertdeploy.benchmark.backends import BackendContext, make_backend
+    from bertdeploy.runtime import load
+
+    root = _with_margin(checked_bundle, tmp_path / "all", 1.0)
+    labels = bundle.read_manifest(root).labels
+    backend = make_backend("bertdeploy", BackendContext(None, root, labels, 32, "qint8_checked", 1, "cpu", 8, []))
+    backend.load()
+    out = backend.run(backend.prepare(TEXTS, "bucketed"))
+    assert np.allclose(out, load(root, variant="fp32", threads=1).logits(TEXTS), atol=1e-5)

@@ -49,10 +49,15 @@ class HeadBackend:
 
     def prepare(self, texts: list[Any], padding: str) -> Any:
         head = self.head(padding)
-        return head, [b.feed for b in head.plan_batches(head.encode(texts))]
+        encoded = head.encode(texts)
+        if getattr(head, "check", None) is not None:  # a checked variant: its model time includes the re-runs
+            return head, None, encoded
+        return head, [b.feed for b in head.plan_batches(encoded)], None
 
     def run(self, prepared: Any) -> Any:
-        head, feeds = prepared
+        head, feeds, encoded = prepared
+        if encoded is not None:
+            return head.forward(encoded)
         return [head.run_feed(feed) for feed in feeds]
 
     def predict(self, texts: list[Any], padding: str) -> Any:
