@@ -96,13 +96,16 @@ def test_whole_file_scenario_end_to_end(tiny_bundle, tiny_data_dir, tmp_path):
 
     (tmp_path / "README.md").write_text("<!-- results -->\n<!-- /results -->\n")
     engines = ["bertdeploy:fp32", "bertdeploy:fp32:static", "bertdeploy:auto"]
+    absent = "bertdeploy:fp32_ov_bf16"  # not in the tiny bundle: skipped with its reason, the others measured
     cfg = WholeFileConfig(
-        bundle=str(tiny_bundle), data=str(tiny_data_dir), output=str(tmp_path), engines=engines, threads=1,
-        repeats=2, latency=4, texts=12,
+        bundle=str(tiny_bundle), data=str(tiny_data_dir), output=str(tmp_path), engines=[*engines, absent],
+        threads=1, repeats=2, latency=4, texts=12,
     )  # fmt: skip
     res = run_whole_file(cfg)
     runs = {r["engine"]: r for r in res["runs"]}
     assert list(runs) == engines and len(res["loads"]) == 3
+    assert [s["engine"] for s in res["skipped"]] == [absent] and "not in the bundle" in res["skipped"][0]["reason"]
+    assert f"`{absent}` skipped: variant fp32_ov_bf16 is not in the bundle" in (tmp_path / "README.md").read_text()
     for r in runs.values():
         assert len(r["rounds"]) == 2 and r["texts"] == 12 and 0 <= r["accuracy"] <= 1
         assert r["texts_per_s"] >= r["texts_per_s_median"] > 0

@@ -124,6 +124,10 @@ class _Worker:
             text=True,
         )  # fmt: skip
         hello = self.read()
+        self.skip: str | None = hello.get("skip")
+        if self.skip is not None:
+            self.close()
+            return
         if not hello.get("ready"):
             self.close()
             tail = log.read_text(encoding="utf-8", errors="replace")[-800:]
@@ -147,15 +151,23 @@ class _Worker:
         self.log.close()
 
 
-def measure(cfg: WholeFileConfig, work: Path, log: Callable[[str], None]) -> tuple[list[dict], list]:
-    """Start every worker, time interleaved rounds and the batch-1 pass; one result dict per engine, and the
-    1-minute load average before and after each round."""
+def measure(cfg: WholeFileConfig, work: Path, log: Callable[[str], None]) -> tuple[list[dict], list, list[dict]]:
+    """Start every worker, time interleaved rounds and the batch-1 pass; one result dict per engine, the 1-minute
+    load average before and after each round, and the engines that cannot run here with the reason."""
     texts, gold = load_data(cfg)
     jobs = _jobs(cfg, work, texts, gold)
     workers: list[_Worker] = []
+    skipped: list[dict] = []
     try:
-        for engine, job in zip(cfg.engines, jobs, strict=True):
-            workers.append(_Worker(engine, job, work / f"log_{len(workers)}.txt"))
+        for i, (engine, job) in enumerate(zip(cfg.engines, jobs, strict=True)):
+            worker = _Worker(engine, job, work / f"log_{i}.txt")
+            if worker.skip is not None:
+                log(f"{engine} skipped: {worker.skip}")
+                skipped.append({"engine": engine, "reason": worker.skip})
+                continue
+            workers.append(worker)
+        if not workers:
+            raise UserError("no engine can run here: " + "; ".join(f"{s['engine']}: {s['reason']}" for s in skipped))
         rounds: dict[str, list[dict]] = {w.engine: [] for w in workers}
         loads = [load_average()]
         for r in range(cfg.repeats):
@@ -165,7 +177,7 @@ def measure(cfg: WholeFileConfig, work: Path, log: Callable[[str], None]) -> tup
             loads.append(load_average())
             log(f"round {r + 1}/{cfg.repeats} done, load {loads[-1]}")
         lat = {w.engine: w.ask(f"lat {cfg.latency}")["latencies_ms"] for w in workers if cfg.latency}
-        return [_result(w, rounds[w.engine], w.ask("done"), lat.get(w.engine)) for w in workers], loads
+        return [_result(w, rounds[w.engine], w.ask("done"), lat.get(w.engine)) for w in workers], loads, skipped
     finally:
         for w in workers:
             w.close()
@@ -188,7 +200,7 @@ def run_whole_file(cfg: WholeFileConfig, log: Callable[[str], None] = lambda _: 
     out = Path(cfg.output)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     with tempfile.TemporaryDirectory(prefix="bertdeploy-whole-file-") as work:  # the texts and the workers' logs
-        runs, loads = measure(cfg, Path(work), log)
+        runs, loads, skipped = measure(cfg, Path(work), log)
     results = {
         "scenario": "whole-file",
         "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -197,6 +209,7 @@ def run_whole_file(cfg: WholeFileConfig, log: Callable[[str], None] = lambda _: 
         "versions": versions(),
         "loads": loads,
         "runs": runs,
+        "skipped": skipped,
     }
     write_results(results, out, report(results))
     return results
@@ -235,7 +248,8 @@ def report(res: dict[str, Any]) -> str:
             f"{r['load_at_best']:.2f}",
         ]
         rows.append("| " + " | ".join(cells) + " |")
-    return head + "\n\n" + "\n".join(rows)
+    skips = [f"`{s['engine']}` skipped: {s['reason']}" for s in res.get("skipped", [])]
+    return head + "\n\n" + "\n".join(rows) + ("\n\n" + "\n".join(f"- {s}" for s in skips) if skips else "")
 
 
 def label_agreement(run: dict[str, Any], ref: dict[str, Any]) -> float:

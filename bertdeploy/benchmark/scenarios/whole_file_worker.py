@@ -66,7 +66,13 @@ def serve(job: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
     """Load, warm up, then answer commands on stdin until ``done``."""
     data = json.loads(Path(job["data_file"]).read_text(encoding="utf-8"))
     texts, gold = data["texts"], data["gold"]
-    predict, info = make_predict(job)
+    from bertdeploy.benchmark.contract import Skip
+
+    try:
+        predict, info = make_predict(job)
+    except Skip as e:  # cannot run on this machine (a provider without a device, a variant not in the bundle)
+        send({"ready": False, "skip": str(e)})
+        return
     predict(texts[:256])
     send({"ready": True, "info": info})
     labels: list[str] = []
