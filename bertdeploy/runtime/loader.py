@@ -40,8 +40,9 @@ def load(
 
     Args:
         bundle: a folder written by ``bertdeploy export`` (has ``bertdeploy.json``).
-        variant: a variant name from the manifest, or "auto" (the best accepted one for the device:
-            int8 on CPU, fp16 on CUDA).
+        variant: a variant name from the manifest, or "auto" (the best accepted one for the device: on the CPU
+            int8 with its near ties re-run in fp32 (``qint8_checked``) where the bundle has it, else int8; fp16 on
+            CUDA).
         device: "auto" | "cpu" | "cuda" | "cuda:N" | "tensorrt". An explicitly requested GPU that does not
             attach raises :class:`UserError` (a warning instead with ``allow_fallback=True``); "auto" quietly
             takes the best device that works.
