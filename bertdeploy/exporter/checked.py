@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from bertdeploy.runtime.checked import top_gap
+from bertdeploy.runtime.checked import TASKS, top_gap
+
+__all__ = ["TASKS", "calibrate", "checked_logits", "combine", "top_gap"]
 
 #: the margins tried, smallest first (a grid, not the exact gap of the last disagreement: headroom for new texts)
 MARGINS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 #: the agreement with PyTorch the margin is chosen to reach on the calibration rows (the gate's bar is 0.99)
 TARGET = 0.995
-#: the tasks a checked variant is built for: one label per text, decided by a softmax over labels
-TASKS = ("text-classification",)
 
 
 def combine(fast: np.ndarray, slow: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,9 @@ from bertdeploy.runtime import session as _session
 from bertdeploy.runtime.batching import BatchPolicy, make_feed, plan
 from bertdeploy.runtime.tokenize import Encoded
 
+#: the tasks a checked variant is built for: one label per text, decided by a softmax over labels
+TASKS = ("text-classification",)
+
 
 def top_gap(logits: np.ndarray) -> np.ndarray:
     """The gap between the two largest softmax probabilities of each row (1.0 where there is one label)."""
@@ -38,7 +41,7 @@ def check_settings(manifest: _bundle.Manifest, variant: _bundle.Variant) -> tupl
     valid = isinstance(margin, numbers.Real) and not isinstance(margin, bool) and 0 < margin <= 1
     if not valid or not isinstance(name, str) or name == variant.name:
         raise UserError(f"malformed manifest: variant {variant.name!r} has check {record!r}")
-    if manifest.task not in ("text-classification",):
+    if manifest.task not in TASKS:
         raise UserError(f"malformed manifest: a checked variant in a {manifest.task} bundle")
     return manifest.variant(name), float(margin)
 
