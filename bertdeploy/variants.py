@@ -168,8 +168,8 @@ VARIANT_TABLE: tuple[VariantSpec, ...] = (
             "the qint8 file; texts it is unsure of (top-two probability gap under the manifest's margin) "
             "run again on the fp32 file",
         ),  # fmt: skip
-        help="dynamic int8 whose near ties are re-run in fp32 (text classification; the labels of fp32 on >= 99 % "
-        "of texts at most of int8's speed)",
+        help="dynamic int8 whose near ties run again in fp32 (text classification): fp32's labels on >= 99 % of "
+        "texts at nearly int8's speed",
     ),
     VariantSpec(
         "qint8_qkv",
