@@ -287,11 +287,6 @@ def execution_variants(provider: str | None = None) -> list[str]:
     return [v.name for v in VARIANT_TABLE if v.runs and v.provider != "cpu" and provider in (None, v.provider)]
 
 
-def checked_variants() -> list[str]:
-    """Names of the checked variants (:attr:`VariantSpec.check`)."""
-    return [v.name for v in VARIANT_TABLE if v.check]
-
-
 def with_flag() -> list[VariantSpec]:
     """Variants that have their own ``bertdeploy export`` flag."""
     return [v for v in VARIANT_TABLE if v.cli_flag]

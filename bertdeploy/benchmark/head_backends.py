@@ -50,7 +50,7 @@ class HeadBackend:
     def prepare(self, texts: list[Any], padding: str) -> Any:
         head = self.head(padding)
         encoded = head.encode(texts)
-        if getattr(head, "check", None) is not None:  # a checked variant: its model time includes the re-runs
+        if head.check is not None:  # a checked variant: its model time includes the re-runs
             return head, None, encoded
         return head, [b.feed for b in head.plan_batches(encoded)], None
 

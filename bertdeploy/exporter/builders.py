@@ -125,10 +125,9 @@ def _execute(spec: VariantSpec, ctx: BuildContext) -> Built:
 def _check(spec: VariantSpec, ctx: BuildContext) -> Built:
     """A checked variant: no new file, the accepted file of :attr:`VariantSpec.runs` (the check file and the margin
     are settled by the gate, :mod:`bertdeploy.exporter.checked`)."""
-    path = ctx.accepted.get(spec.source)
-    if path is None or spec.check not in ctx.accepted:
-        raise RuntimeError(f"its file variants {spec.source} and {spec.check} were not both accepted")
-    return Built(path, record={"runs": spec.source})
+    if spec.check not in ctx.accepted:
+        raise RuntimeError(f"its check variant {spec.check} was not accepted")
+    return _execute(spec, ctx)
 
 
 @builder("optimize")

@@ -16,6 +16,7 @@ from bertdeploy import bundle as _bundle
 from bertdeploy.errors import UserError
 from bertdeploy.runtime import session as _session
 from bertdeploy.runtime.batching import BatchPolicy, make_feed, plan
+from bertdeploy.runtime.classifier import softmax
 from bertdeploy.runtime.tokenize import Encoded
 
 #: the tasks a checked variant is built for: one label per text, decided by a softmax over labels
@@ -24,12 +25,10 @@ TASKS = ("text-classification",)
 
 def top_gap(logits: np.ndarray) -> np.ndarray:
     """The gap between the two largest softmax probabilities of each row (1.0 where there is one label)."""
-    z = np.asarray(logits, dtype=np.float64)
+    z = np.asarray(logits, dtype=np.float32)
     if z.ndim != 2 or z.shape[1] < 2:
         return np.ones(len(z))
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    top = np.partition(p, -2, axis=1)[:, -2:]
+    top = np.partition(softmax(z), -2, axis=1)[:, -2:]
     return top[:, 1] - top[:, 0]
 
 
