@@ -99,7 +99,7 @@ def test_whole_file_scenario_end_to_end(tiny_bundle, tiny_data_dir, tmp_path):
     absent = "bertdeploy:fp32_ov_bf16"  # not in the tiny bundle: skipped with its reason, the others measured
     cfg = WholeFileConfig(
         bundle=str(tiny_bundle), data=str(tiny_data_dir), output=str(tmp_path), engines=[*engines, absent],
-        threads=1, repeats=2, latency=4, texts=12,
+        threads=1, repeats=2, latency=4, texts=12, min_seconds=0.05,
     )  # fmt: skip
     res = run_whole_file(cfg)
     runs = {r["engine"]: r for r in res["runs"]}
@@ -108,6 +108,7 @@ def test_whole_file_scenario_end_to_end(tiny_bundle, tiny_data_dir, tmp_path):
     assert f"`{absent}` skipped: variant fp32_ov_bf16 is not in the bundle" in (tmp_path / "README.md").read_text()
     for r in runs.values():
         assert len(r["rounds"]) == 2 and r["texts"] == 12 and 0 <= r["accuracy"] <= 1
+        assert all(x["seconds"] >= 0.05 and x["passes"] >= 1 for x in r["rounds"])
         assert r["texts_per_s"] >= r["texts_per_s_median"] > 0
         assert r["batch1"]["n"] == 4 and r["batch1"]["p50_ms"] <= r["batch1"]["p90_ms"]
     assert runs["bertdeploy:fp32"]["labels"] == runs["bertdeploy:fp32:static"]["labels"]  # fp32: padding-invariant
@@ -118,6 +119,37 @@ def test_whole_file_scenario_end_to_end(tiny_bundle, tiny_data_dir, tmp_path):
         chosen in ("qint8", "fp32_ov_bf16")
         and f"| `bertdeploy:auto` ({chosen}) |" in (tmp_path / "README.md").read_text()
     )
+
+
+def test_whole_file_rounds_pass_over_the_file_until_their_minimum_time():
+    import time
+
+    from bertdeploy.benchmark.scenarios.whole_file_worker import timed_passes
+
+    calls = []
+
+    def predict(texts):
+        calls.append(len(texts))
+        time.sleep(0.01)
+        return [t.upper() for t in texts]
+
+    labels, seconds, passes = timed_passes(predict, ["a", "b"], 0.045)
+    assert labels == ["A", "B"] and seconds >= 0.045 and passes == len(calls) >= 4 and set(calls) == {2}
+    calls.clear()
+    assert timed_passes(predict, ["a"], 0.0)[2] == 1 == len(calls)
+
+
+def test_whole_file_rates_count_every_pass_of_a_round():
+    from bertdeploy.benchmark.scenarios.whole_file import _result
+
+    class W:
+        engine, info = "bertdeploy:qint8", {}
+
+    rounds = [{"seconds": 2.0, "passes": 4, "load_1m": 0.1}, {"seconds": 1.0, "passes": 1, "load_1m": 0.9}]
+    rounds.append({"seconds": 1.5, "load_1m": 0.5})  # a round from before passes were recorded: one pass
+    res = _result(W(), rounds, {"texts": 100, "labels": [], "accuracy": None}, None)
+    assert res["texts_per_s"] == pytest.approx(200.0) and res["load_at_best"] == 0.1
+    assert res["texts_per_s_median"] == pytest.approx(100.0)
 
 
 def test_whole_file_engine_specs():

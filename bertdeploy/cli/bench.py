@@ -65,7 +65,7 @@ def command() -> None:
 @click.option("--max-length", type=int, help="Truncation / static padding length (default: the model's).")
 @click.option("--threads", type=int, help="Intra-op threads for every engine (default: all CPUs).")
 @click.option("--device", type=click.Choice(DEVICES), default=None)
-@click.option("--min-seconds", type=float, help="Time each cell for at least this long (default 2).")
+@click.option("--min-seconds", type=float, help="Time each cell (whole-file: round) at least this long (default 2).")
 @click.option("--min-iterations", type=int, help="... and at least this many batches (default 10).")
 @click.option("--warmup", "warmup_iterations", type=int, help="Untimed warm-up batches (default 3).")
 @click.option("--max-seconds", type=float, help="Cap per timed loop (default 60).")

@@ -2,8 +2,9 @@
 bertdeploy.benchmark.scenarios.whole_file_worker JOB.json``.
 
 It loads the engine (a bench backend, :mod:`bertdeploy.benchmark.backends`), warms it up, says ``{"ready": ...}``
-and then answers the driver's commands on stdin, one JSON line each on its own stdout: ``run`` (one timed pass over
-every text), ``lat N`` (the first N texts one call each, ms per call), ``done`` (the labels of the last pass and
+and then answers the driver's commands on stdin, one JSON line each on its own stdout: ``run [S]`` (timed passes over
+every text, as many as take at least S seconds: one when S is 0 or absent), ``lat N`` (the first N texts one call
+each, ms per call), ``done`` (the labels of the last pass and
 the accuracy; then it exits). File descriptor 1 is the protocol's alone: whatever the engines print goes to stderr.
 """
 
@@ -62,6 +63,21 @@ def make_predict(job: dict[str, Any]) -> tuple[Callable[[list[str]], list[str]],
     return predict, {**info, "padding": padding}
 
 
+def timed_passes(
+    predict: Callable[[list[str]], list[str]], texts: list[str], min_seconds: float
+) -> tuple[list[str], float, int]:
+    """Pass over ``texts`` until at least ``min_seconds`` have gone (at least once): (labels of the last pass,
+    seconds, passes). Short files of a fast engine otherwise make rounds of a fraction of a second, whose ratios
+    move with every scheduler tick."""
+    start, passes = time.perf_counter(), 0
+    while True:
+        labels = predict(texts)
+        passes += 1
+        seconds = time.perf_counter() - start
+        if seconds >= min_seconds:
+            return labels, seconds, passes
+
+
 def serve(job: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
     """Load, warm up, then answer commands on stdin until ``done``."""
     data = json.loads(Path(job["data_file"]).read_text(encoding="utf-8"))
@@ -80,9 +96,8 @@ def serve(job: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
         command = line.split()
         if command and command[0] == "run":
             load = os.getloadavg()[0]
-            start = time.perf_counter()
-            labels = predict(texts)
-            send({"seconds": time.perf_counter() - start, "load_1m": load})
+            labels, seconds, passes = timed_passes(predict, texts, float(command[1]) if len(command) > 1 else 0.0)
+            send({"seconds": seconds, "passes": passes, "load_1m": load})
         elif command and command[0] == "lat":
             latencies = []
             for text in texts[: int(command[1])]:
