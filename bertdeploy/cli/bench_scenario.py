@@ -69,7 +69,7 @@ def _whole_file(targets: list[str], opts: dict[str, Any], command: str) -> dict[
         engines=[e for e in (opts.get("engines") or "ortmodel:fp32,bertdeploy:fp32").split(",") if e],
         threads=opts.get("threads") or 2,
         repeats=opts.get("repeats") or 3,
-        min_seconds=2.0 if opts.get("min_seconds") is None else opts["min_seconds"],
+        min_seconds=WholeFileConfig.min_seconds if opts.get("min_seconds") is None else opts["min_seconds"],
         latency=opts.get("latency") or 0,
         texts=opts.get("texts"),
         text_column=opts.get("text_column") or "text",

@@ -186,7 +186,7 @@ def measure(cfg: WholeFileConfig, work: Path, log: Callable[[str], None]) -> tup
 
 
 def _result(w: _Worker, rounds: list[dict], final: dict, latencies: list[float] | None) -> dict[str, Any]:
-    rates = [final["texts"] * r.get("passes", 1) / r["seconds"] for r in rounds]
+    rates = [final["texts"] * r["passes"] / r["seconds"] for r in rounds]
     res = {"engine": w.engine, "info": w.info, "rounds": rounds, **final}
     res["texts_per_s"] = max(rates)
     res["texts_per_s_median"] = statistics.median(rates)

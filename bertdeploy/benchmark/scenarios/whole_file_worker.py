@@ -4,8 +4,8 @@ bertdeploy.benchmark.scenarios.whole_file_worker JOB.json``.
 It loads the engine (a bench backend, :mod:`bertdeploy.benchmark.backends`), warms it up, says ``{"ready": ...}``
 and then answers the driver's commands on stdin, one JSON line each on its own stdout: ``run [S]`` (timed passes over
 every text, as many as take at least S seconds: one when S is 0 or absent), ``lat N`` (the first N texts one call
-each, ms per call), ``done`` (the labels of the last pass and
-the accuracy; then it exits). File descriptor 1 is the protocol's alone: whatever the engines print goes to stderr.
+each, ms per call), ``done`` (the labels of the last pass and the accuracy; then it exits). File descriptor 1 is
+the protocol's alone: whatever the engines print goes to stderr.
 """
 
 from __future__ import annotations
