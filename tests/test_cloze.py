@@ -59,6 +59,34 @@ def test_a_paragraph_without_a_long_sentence_makes_nothing():
     assert cloze_records(["短句。", ""], per_paragraph=3) == []
 
 
+def test_rounds_over_the_sentences_make_more_distinct_questions():
+    one = cloze_records(PARAGRAPHS, per_paragraph=20, seed=2)
+    more = cloze_records(PARAGRAPHS, per_paragraph=20, seed=2, per_sentence=3)
+    assert more[: len(one)] != [] and len(more) > len(one)
+    assert one == cloze_records(PARAGRAPHS, per_paragraph=20, seed=2, per_sentence=1)  # one round: as before
+    pairs = [(r["id"].rsplit("-", 1)[0], r["answers"]["text"][0], r["question"]) for r in more]
+    assert len(set(pairs)) == len(pairs)  # no gap asked twice in a paragraph
+    for r in more:
+        (text,), (start,) = r["answers"]["text"], r["answers"]["answer_start"]
+        assert r["context"][start : start + len(text)] == text
+
+
+def test_context_chars_cuts_whole_sentences_around_the_answer():
+    records = cloze_records(PARAGRAPHS, per_paragraph=4, seed=4, context_chars=30)
+    whole = cloze_records(PARAGRAPHS, per_paragraph=4, seed=4)
+    assert [r["question"] for r in records] == [r["question"] for r in whole]  # only the contexts change
+    shorter = 0
+    for r, w in zip(records, whole, strict=True):
+        (text,), (start,) = r["answers"]["text"], r["answers"]["answer_start"]
+        assert r["context"][start : start + len(text)] == text and r["context"] in w["context"]
+        assert r["context"][-1] in "。！？；!?;" and (w["context"].startswith(r["context"]) or w["context"][
+            w["context"].index(r["context"]) - 1] in "。！？；!?;")  # fmt: skip
+        shorter += len(r["context"]) < len(w["context"])
+    assert shorter >= len(records) // 2
+    long_sentence = [r for r in records if len(r["context"]) > 30]  # the answer's own sentence is always kept
+    assert all(r["context"].count("。") == 1 for r in long_sentence)
+
+
 def _drcd_like(root, n_train=6):
     import json
 
@@ -89,6 +117,7 @@ def test_the_data_folder_adds_cloze_questions_to_train_only(tmp_path):
     assert sum(str(i).startswith("cloze-") for i in ids) == done.cloze and ids != sorted(ids, key=str)  # shuffled
     assert data.splits["validation"]["id"] == ["validation-1"]
     info = json.loads((tmp_path / "out" / "cloze.json").read_text())
+    assert info["cloze_only"] is False and info["per_sentence"] == 1 and info["context_chars"] == 0
     assert info["format"] == "bertdeploy-cloze/1" and info["per_paragraph"] == 2 and info["seed"] == 3
 
 
@@ -116,6 +145,16 @@ def test_cli_writes_refuses_and_replaces_only_its_own(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     r = CliRunner().invoke(cli, ["data", "cloze", str(src), "-o", str(tmp_path / "z"), "--per-paragraph", "0"])
     assert r.exit_code == 2 and "--per-paragraph must be >= 1" in r.output and not (tmp_path / "z").exists()
+    r = CliRunner().invoke(cli, ["data", "cloze", str(src), "-o", str(tmp_path / "z"), "--context-chars", "-1"])
+    assert r.exit_code == 2 and "--context-chars must be >= 0" in r.output and not (tmp_path / "z").exists()
+    args = ["--only", "--per-paragraph", "9", "--per-sentence", "3", "--context-chars", "40"]
+    r = CliRunner().invoke(cli, ["data", "cloze", str(src), "-o", str(tmp_path / "only"), *args])
+    assert r.exit_code == 0, r.output
+    train = [json.loads(line) for line in (tmp_path / "only" / "train.jsonl").read_text().splitlines()]
+    assert train and all(t["id"].startswith("cloze-") and len(t["context"]) <= 40 for t in train)
+    assert len(train) > 3  # more than one a paragraph
+    info = json.loads((tmp_path / "only" / "cloze.json").read_text())
+    assert info["cloze_only"] and info["per_sentence"] == 3 and info["context_chars"] == 40
 
 
 def test_english_gaps_are_whole_words(tiny_qa_dir):

@@ -75,9 +75,29 @@ def stats(data: str, model: str, text_column: str, label_column: str, task: str 
 @click.option(
     "--per-paragraph", default=4, show_default=True, help="Cloze questions made from each training paragraph."
 )
+@click.option(
+    "--per-sentence", default=1, show_default=True, help="Rounds over the sentences: questions a sentence at most."
+)
+@click.option(
+    "--context-chars",
+    default=0,
+    show_default=True,
+    help="Cut each cloze question's context to whole sentences around its answer, about this many characters "
+    "(0: the whole paragraph). Short contexts make many questions cheap to train on.",
+)
+@click.option("--only", is_flag=True, help="Train on the cloze questions alone (a first stage before the real ones).")
 @click.option("--seed", default=42, show_default=True, help="Seeds the phrases picked and the shuffle.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT when it is a folder this command wrote.")
-def cloze(data: str, output: str, per_paragraph: int, seed: int, overwrite: bool) -> object:
+def cloze(
+    data: str,
+    output: str,
+    per_paragraph: int,
+    per_sentence: int,
+    context_chars: int,
+    only: bool,
+    seed: int,
+    overwrite: bool,
+) -> object:
     """Add cloze questions from DATA's own training paragraphs to its QA training split.
 
     A sentence with one phrase replaced by a question word becomes a question whose answer is that phrase (numbers,
@@ -87,7 +107,9 @@ def cloze(data: str, output: str, per_paragraph: int, seed: int, overwrite: bool
     """
     from bertdeploy.data.cloze import write_cloze_data
 
-    done = write_cloze_data(data, output, per_paragraph=per_paragraph, seed=seed, overwrite=overwrite)
+    done = write_cloze_data(
+        data, output, per_paragraph, seed, overwrite, per_sentence=per_sentence, context_chars=context_chars, only=only
+    )
     counts = ", ".join(f"{name} {n:,}" for name, n in done.questions.items())
     render.console.print(
         f"wrote {done.output}: {done.cloze:,} cloze questions from {done.paragraphs:,} training paragraphs ({counts})"

@@ -99,10 +99,20 @@ def _question(paragraph: str, start: int, end: int, a: int, b: int) -> str:
 
 
 def cloze_records(
-    paragraphs: Iterable[str], per_paragraph: int = 4, seed: int = 42, prefix: str = "cloze"
+    paragraphs: Iterable[str],
+    per_paragraph: int = 4,
+    seed: int = 42,
+    prefix: str = "cloze",
+    per_sentence: int = 1,
+    context_chars: int = 0,
 ) -> list[dict[str, Any]]:
-    """Up to ``per_paragraph`` cloze questions from each paragraph (one per sentence), as flattened-JSONL QA
-    records ``{id, question, context, answers: {text: [phrase], answer_start: [offset]}}``."""
+    """Up to ``per_paragraph`` cloze questions from each paragraph, as flattened-JSONL QA records ``{id, question,
+    context, answers: {text: [phrase], answer_start: [offset]}}``.
+
+    Sentences are visited in a seeded order, one phrase each a round, for up to ``per_sentence`` rounds (1: one
+    question a sentence at most). ``context_chars`` > 0 cuts each record's context to the answer's sentence and its
+    neighbours, whole sentences, up to about that many characters (short contexts make many questions cheap to
+    train on); 0 keeps the whole paragraph."""
     rng = random.Random(seed)
     paragraphs = list(paragraphs)
     counts = ngram_counts(paragraphs)
@@ -110,22 +120,53 @@ def cloze_records(
     for p, paragraph in enumerate(paragraphs):
         spans = [(m.start(), m.end()) for m in _SENTENCE.finditer(paragraph) if m.end() - m.start() >= MIN_SENTENCE]
         rng.shuffle(spans)
-        made = 0
-        for start, end in spans:
-            if made >= per_paragraph:
-                break
-            for a, b in _candidates(paragraph, start, end, rng, counts):
+        found = _paragraph_clozes(paragraph, spans, per_paragraph, per_sentence, rng, counts)
+        for made, (span, a, phrase, question) in enumerate(found):
+            lo, hi = _window(paragraph, span, context_chars) if context_chars > 0 else (0, len(paragraph))
+            record = {"id": f"{prefix}-{p}-{made}", "question": question, "context": paragraph[lo:hi]}
+            record["answers"] = {"text": [phrase], "answer_start": [a - lo]}
+            out.append(record)
+    return out
+
+
+def _paragraph_clozes(paragraph, spans, per_paragraph, per_sentence, rng, counts) -> list[tuple]:
+    """``(sentence span, answer offset, phrase, question)`` for up to ``per_paragraph`` gaps, round-robin over the
+    sentences (each sentence's phrase candidates drawn lazily, so one round uses the seed as one question a
+    sentence always did)."""
+    pools = [_candidates(paragraph, start, end, rng, counts) for start, end in spans]
+    used: list[set[str]] = [set() for _ in spans]
+    found: list[tuple] = []
+    for _ in range(per_sentence):
+        for i, (start, end) in enumerate(spans):
+            if len(found) >= per_paragraph:
+                return found
+            for a, b in pools[i]:
                 phrase = paragraph[a:b].strip()
                 a = paragraph.index(phrase, a) if phrase else a
-                if not phrase or paragraph.count(phrase) != 1 or len(phrase) > 30:
+                if not phrase or paragraph.count(phrase) != 1 or len(phrase) > 30 or phrase in used[i]:
                     continue
-                question = _question(paragraph, start, end, a, a + len(phrase))
-                record = {"id": f"{prefix}-{p}-{made}", "question": question, "context": paragraph}
-                record["answers"] = {"text": [phrase], "answer_start": [a]}
-                out.append(record)
-                made += 1
+                used[i].add(phrase)
+                found.append(((start, end), a, phrase, _question(paragraph, start, end, a, a + len(phrase))))
                 break
-    return out
+    return found
+
+
+def _window(paragraph: str, span: tuple[int, int], chars: int) -> tuple[int, int]:
+    """Whole sentences around ``span`` (the answer's sentence, always kept), alternately after and before it, while
+    the window stays within ``chars`` characters."""
+    bounds = [(m.start(), m.end()) for m in _SENTENCE.finditer(paragraph)]
+    i = next(k for k, (s, e) in enumerate(bounds) if s <= span[0] < e)
+    lo, hi = bounds[i]
+    before, after = i - 1, i + 1
+    while True:
+        if after < len(bounds) and bounds[after][1] - lo <= chars:
+            hi, after = bounds[after][1], after + 1
+        elif before >= 0 and hi - bounds[before][0] <= chars:
+            lo, before = bounds[before][0], before - 1
+        else:
+            return lo, hi
+        if before >= 0 and hi - bounds[before][0] <= chars:
+            lo, before = bounds[before][0], before - 1
 
 
 @dataclass
@@ -141,29 +182,41 @@ class ClozeData:
 
 
 def write_cloze_data(
-    data: str, output: str, per_paragraph: int = 4, seed: int = 42, overwrite: bool = False
+    data: str,
+    output: str,
+    per_paragraph: int = 4,
+    seed: int = 42,
+    overwrite: bool = False,
+    per_sentence: int = 1,
+    context_chars: int = 0,
+    only: bool = False,
 ) -> ClozeData:
     """A QA data folder for ``train``: ``data``'s questions (any QA layout) as flattened JSONL, with up to
     ``per_paragraph`` cloze questions from each distinct training paragraph added to the training split (shuffled
-    in, seeded), and ``cloze.json`` saying how it was made. Only training paragraphs are used, so validation and
-    test stay unseen. ``output`` is written whole or not at all; ``overwrite`` replaces a folder only when this
-    function wrote it."""
+    in, seeded), and ``cloze.json`` saying how it was made. ``only`` makes the cloze questions the whole training
+    split (a first stage before the real questions); ``per_sentence`` and ``context_chars`` as in
+    :func:`cloze_records`. Only training paragraphs are used, so validation and test stay unseen. ``output`` is
+    written whole or not at all; ``overwrite`` replaces a folder only when this function wrote it."""
     from bertdeploy.data import DataSpec, load_data
     from bertdeploy.errors import UserError
     from bertdeploy.outputs import atomic_dir
 
-    if per_paragraph < 1:
-        raise UserError(f"--per-paragraph must be >= 1, got {per_paragraph}")
+    for flag, value in (("--per-paragraph", per_paragraph), ("--per-sentence", per_sentence)):
+        if value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+    if context_chars < 0:
+        raise UserError(f"--context-chars must be >= 0 (0: whole paragraphs), got {context_chars}")
     loaded = load_data(DataSpec(data, task="question-answering", val_ratio=0.0))
     if "train" not in loaded.splits:
         raise UserError(f"{data}: no training split to make cloze questions from")
     splits = {name: _records(rows) for name, rows in loaded.splits.items()}
     paragraphs = list(dict.fromkeys(r["context"] for r in splits["train"]))
-    cloze = cloze_records(paragraphs, per_paragraph, seed)
-    splits["train"] = splits["train"] + cloze
+    cloze = cloze_records(paragraphs, per_paragraph, seed, per_sentence=per_sentence, context_chars=context_chars)
+    splits["train"] = cloze if only else splits["train"] + cloze
     random.Random(seed).shuffle(splits["train"])
     counts = {name: len(records) for name, records in splits.items()}
     info = {"format": FORMAT, "source": str(data), "per_paragraph": per_paragraph, "seed": seed}
+    info |= {"per_sentence": per_sentence, "context_chars": context_chars, "cloze_only": only}
     info |= {"cloze_questions": len(cloze), "paragraphs": len(paragraphs), "questions": counts}
     with atomic_dir(output, overwrite=overwrite, kind="cloze", inputs=[data]) as tmp:
         for name, records in splits.items():
