@@ -8,11 +8,16 @@ The switch is environment variables, read by tqdm (``TQDM_DISABLE``, any tqdm >=
 huggingface_hub, so it also reaches the processes a command starts (bench workers, Ray actors, torchrun ranks).
 tqdm reads its variable when it is first imported, so :func:`configure` runs before a command imports the
 training stack. Library code never calls this: it is the command line's choice.
+
+Where no bar draws, a long job still says it is alive: training logs a line on the :data:`LINES` logger every few
+minutes (step, epoch, loss, time to go), and the command line shows that logger's lines (:func:`lines`) exactly when
+the bars are off in normal mode. A library caller sees them by giving the logger a handler.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -21,6 +26,8 @@ from typing import Any, TextIO
 #: environment variables that turn the progress bars of tqdm, datasets and huggingface_hub (which transformers
 #: follows) off
 BAR_SWITCHES = ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
+#: the logger of the progress lines that stand in for a bar in a log (INFO records, one line each)
+LINES = "bertdeploy.progress"
 #: what ``--quiet`` / ``--json`` add: the libraries' own info and warning logs (weights not initialised ...) off
 QUIET_SWITCHES = {"TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error"}
 
@@ -73,6 +80,28 @@ def configured(*, bars: bool | None = None, quiet: bool = False) -> Iterator[boo
             else:
                 os.environ[name] = value
         _restore_library_bars(libraries)
+
+
+@contextlib.contextmanager
+def lines(stream: TextIO, show: bool = True) -> Iterator[None]:
+    """While the block runs, the :data:`LINES` logger's records go to ``stream`` as plain lines (when ``show``);
+    the logger is left as it was afterwards."""
+    if not show:
+        yield
+        return
+    logger = logging.getLogger(LINES)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    before = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
 
 
 def _imported(name: str) -> Any:

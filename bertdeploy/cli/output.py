@@ -3,7 +3,7 @@
 :func:`with_output_modes` gives each command (each leaf of a group) the two flags and wraps its callback:
 
 * normal: the command's rich tables on stdout; progress bars on stderr only when stderr is a terminal
-  (:func:`bertdeploy.progress.configure`).
+  (:func:`bertdeploy.progress.configure`), otherwise a progress line on stdout every few minutes of training.
 * ``--quiet``: nothing on stdout but the command's data (``predict -o -``), nothing on stderr but ``error:`` and
   ``warning:`` lines; no progress bars, no library logs.
 * ``--json``: as quiet, plus ONE JSON object on stdout when the command ends, for a pipeline to parse:
@@ -73,8 +73,9 @@ def _wrap(callback: Callable[..., Any] | None, own_quiet: bool) -> Callable[...,
         ctx = click.get_current_context()
         ctx.meta[MODE] = mode
         ctx.meta[PATH] = ctx.command_path
-        with progress.configured(quiet=mode != "normal"):
-            return _call(ctx, mode, callback, args, kwargs)
+        with progress.configured(quiet=mode != "normal") as bars:
+            with progress.lines(sys.stdout, show=mode == "normal" and not bars):  # a log: lines instead of bars
+                return _call(ctx, mode, callback, args, kwargs)
 
     return run
 

@@ -1,8 +1,10 @@
 """What training reports while it runs: a Trainer callback that collects one row per epoch (train loss,
-validation loss and scores), a quiet progress bar, and the loss/score curves PNG."""
+validation loss and scores), a quiet progress bar, progress lines for a log, and the loss/score curves PNG."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 EpochHook = Callable[[dict[str, Any]], None]
+#: seconds of training between two progress lines (:class:`StepProgress`)
+PROGRESS_EVERY_S = 120.0
 
 
 def epoch_row(logs: dict[str, Any], step: int, losses: list[float], lr: float | None) -> dict[str, Any]:
@@ -82,6 +86,46 @@ class QuietProgress(ProgressCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         return None
+
+
+class StepProgress(TrainerCallback):
+    """A line on the :data:`bertdeploy.progress.LINES` logger every ``every_s`` seconds of training: step, epoch,
+    the loss last logged, seconds a step and the time to go at the pace so far (evaluations included), so a log
+    (``nohup``, CI: no bar draws there) shows a long epoch is alive. The numbers ride on the record as
+    ``record.progress``."""
+
+    def __init__(self, every_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        from bertdeploy.progress import LINES
+
+        self._log = logging.getLogger(LINES)
+        self._every, self._clock = PROGRESS_EVERY_S if every_s is None else every_s, clock
+        self._start = self._last = 0.0
+        self._first = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: D401 - Trainer hook
+        self._start = self._last = self._clock()
+        self._first = state.global_step  # a resumed run: its pace is this process's steps
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D401 - Trainer hook
+        now = self._clock()
+        if now - self._last < self._every or not state.is_world_process_zero:
+            return
+        self._last = now
+        per = (now - self._start) / max(state.global_step - self._first, 1)
+        loss = next((float(e["loss"]) for e in reversed(state.log_history) if "loss" in e), None)
+        info = {"step": state.global_step, "max_steps": state.max_steps, "epoch": float(state.epoch or 0),
+                "epochs": float(args.num_train_epochs), "loss": loss, "seconds_per_step": per,
+                "remaining_s": per * max(state.max_steps - state.global_step, 0)}  # fmt: skip
+        self._log.info(progress_line(info), extra={"progress": info})
+
+
+def progress_line(info: dict[str, Any]) -> str:
+    """``step 450/2,134 · epoch 0.42 of 2 · loss 3.9100 · 1.90 s a step · about 53 min to go``."""
+    loss = "" if info["loss"] is None else f" · loss {info['loss']:.4f}"
+    left = info["remaining_s"]
+    to_go = f"{left / 3600:.1f} h" if left >= 5400 else f"{max(1, round(left / 60))} min"
+    return (f"step {info['step']:,}/{info['max_steps']:,} · epoch {info['epoch']:.2f} of {info['epochs']:g}{loss} · "
+            f"{info['seconds_per_step']:.2f} s a step · about {to_go} to go")  # fmt: skip
 
 
 def plot_curves(history: list[dict[str, Any]], path: Path, title: str) -> None:

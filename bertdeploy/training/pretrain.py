@@ -255,7 +255,7 @@ def _trainer(config, model, tok, work: Path, train_blocks, held_blocks, on_epoch
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
     from transformers.trainer_callback import ProgressCallback
 
-    from bertdeploy.training.callbacks import EpochRecorder, QuietProgress
+    from bertdeploy.training.callbacks import EpochRecorder, QuietProgress, StepProgress
 
     def with_perplexity(row: dict[str, Any]) -> None:  # the recorder's own row: its history gets it too
         if row.get("loss") is not None:
@@ -291,7 +291,7 @@ def _trainer(config, model, tok, work: Path, train_blocks, held_blocks, on_epoch
         eval_dataset=datasets.Dataset.from_dict({"input_ids": held_blocks}) if held_blocks else None,
         processing_class=tok,
         data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=config.mlm_probability, seed=config.seed),
-        callbacks=[recorder],
+        callbacks=[recorder, StepProgress()],
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress)

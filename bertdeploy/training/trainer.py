@@ -166,7 +166,7 @@ def make_trainer(
 
     from bertdeploy.metrics import summary
     from bertdeploy.training import task_setup
-    from bertdeploy.training.callbacks import QuietProgress
+    from bertdeploy.training.callbacks import QuietProgress, StepProgress
 
     setup = task_setup.get(prep.task)
 
@@ -189,7 +189,7 @@ def make_trainer(
         processing_class=prep.tokenizer,
         data_collator=collator or setup.collator(prep.tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=callbacks,
+        callbacks=[*callbacks, StepProgress()],
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress)
