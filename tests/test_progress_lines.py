@@ -28,12 +28,18 @@ def _state(step: int, history: list[dict] | None = None, first: bool = True) -> 
                            is_world_process_zero=first)  # fmt: skip
 
 
-def test_a_line_every_interval_with_the_pace_and_time_to_go(caplog):
+def _started(caplog, every_s: float, epochs: float, first_step: int):
+    """A StepProgress on a fake clock, begun at ``first_step``, its lines captured."""
     clock = _Clock()
-    cb = StepProgress(every_s=60, clock=clock)
-    args = SimpleNamespace(num_train_epochs=2.0)
+    cb = StepProgress(every_s=every_s, clock=clock)
+    args = SimpleNamespace(num_train_epochs=epochs)
     caplog.set_level(logging.INFO, logger=progress.LINES)
-    cb.on_train_begin(args, _state(0), None)
+    cb.on_train_begin(args, _state(first_step), None)
+    return clock, cb, args
+
+
+def test_a_line_every_interval_with_the_pace_and_time_to_go(caplog):
+    clock, cb, args = _started(caplog, every_s=60, epochs=2.0, first_step=0)
     for step in range(1, 41):  # 2 s a step: a line at steps 30 (60 s) and none after, before 120 s
         clock.now += 2.0
         cb.on_step_end(args, _state(step, [{"loss": 5.0}, {"eval_loss": 4.0}, {"loss": 3.25}]), None)
@@ -46,11 +52,7 @@ def test_a_line_every_interval_with_the_pace_and_time_to_go(caplog):
 
 
 def test_a_resumed_run_paces_its_own_steps_and_other_ranks_stay_silent(caplog):
-    clock = _Clock()
-    cb = StepProgress(every_s=10, clock=clock)
-    args = SimpleNamespace(num_train_epochs=1)
-    caplog.set_level(logging.INFO, logger=progress.LINES)
-    cb.on_train_begin(args, _state(50), None)
+    clock, cb, args = _started(caplog, every_s=10, epochs=1, first_step=50)
     clock.now += 20.0
     cb.on_step_end(args, _state(60, first=False), None)
     assert not caplog.records

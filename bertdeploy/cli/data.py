@@ -107,9 +107,8 @@ def cloze(
     """
     from bertdeploy.data.cloze import write_cloze_data
 
-    done = write_cloze_data(
-        data, output, per_paragraph, seed, overwrite, per_sentence=per_sentence, context_chars=context_chars, only=only
-    )
+    done = write_cloze_data(data, output, per_paragraph=per_paragraph, seed=seed, overwrite=overwrite,
+                            per_sentence=per_sentence, context_chars=context_chars, only=only)  # fmt: skip
     counts = ", ".join(f"{name} {n:,}" for name, n in done.questions.items())
     render.console.print(
         f"wrote {done.output}: {done.cloze:,} cloze questions from {done.paragraphs:,} training paragraphs ({counts})"

@@ -121,8 +121,9 @@ def cloze_records(
         spans = [(m.start(), m.end()) for m in _SENTENCE.finditer(paragraph) if m.end() - m.start() >= MIN_SENTENCE]
         rng.shuffle(spans)
         found = _paragraph_clozes(paragraph, spans, per_paragraph, per_sentence, rng, counts)
+        bounds = [(m.start(), m.end()) for m in _SENTENCE.finditer(paragraph)] if context_chars > 0 else []
         for made, (span, a, phrase, question) in enumerate(found):
-            lo, hi = _window(paragraph, span, context_chars) if context_chars > 0 else (0, len(paragraph))
+            lo, hi = _window(bounds, span, context_chars) if context_chars > 0 else (0, len(paragraph))
             record = {"id": f"{prefix}-{p}-{made}", "question": question, "context": paragraph[lo:hi]}
             record["answers"] = {"text": [phrase], "answer_start": [a - lo]}
             out.append(record)
@@ -134,7 +135,7 @@ def _paragraph_clozes(paragraph, spans, per_paragraph, per_sentence, rng, counts
     sentences (each sentence's phrase candidates drawn lazily, so one round uses the seed as one question a
     sentence always did)."""
     pools = [_candidates(paragraph, start, end, rng, counts) for start, end in spans]
-    used: list[set[str]] = [set() for _ in spans]
+    used: set[str] = set()  # a phrase occurs once in the paragraph, but two patterns may both yield it
     found: list[tuple] = []
     for _ in range(per_sentence):
         for i, (start, end) in enumerate(spans):
@@ -143,30 +144,28 @@ def _paragraph_clozes(paragraph, spans, per_paragraph, per_sentence, rng, counts
             for a, b in pools[i]:
                 phrase = paragraph[a:b].strip()
                 a = paragraph.index(phrase, a) if phrase else a
-                if not phrase or paragraph.count(phrase) != 1 or len(phrase) > 30 or phrase in used[i]:
+                if not phrase or paragraph.count(phrase) != 1 or len(phrase) > 30 or phrase in used:
                     continue
-                used[i].add(phrase)
+                used.add(phrase)
                 found.append(((start, end), a, phrase, _question(paragraph, start, end, a, a + len(phrase))))
                 break
     return found
 
 
-def _window(paragraph: str, span: tuple[int, int], chars: int) -> tuple[int, int]:
-    """Whole sentences around ``span`` (the answer's sentence, always kept), alternately after and before it, while
-    the window stays within ``chars`` characters."""
-    bounds = [(m.start(), m.end()) for m in _SENTENCE.finditer(paragraph)]
+def _window(bounds: list[tuple[int, int]], span: tuple[int, int], chars: int) -> tuple[int, int]:
+    """Whole sentences (``bounds``: every sentence of the paragraph) around ``span``, the answer's sentence, which
+    is always kept: one more after it, then one before, while the window stays within ``chars`` characters."""
     i = next(k for k, (s, e) in enumerate(bounds) if s <= span[0] < e)
     lo, hi = bounds[i]
     before, after = i - 1, i + 1
     while True:
+        grew = False
         if after < len(bounds) and bounds[after][1] - lo <= chars:
-            hi, after = bounds[after][1], after + 1
-        elif before >= 0 and hi - bounds[before][0] <= chars:
-            lo, before = bounds[before][0], before - 1
-        else:
-            return lo, hi
+            hi, after, grew = bounds[after][1], after + 1, True
         if before >= 0 and hi - bounds[before][0] <= chars:
-            lo, before = bounds[before][0], before - 1
+            lo, before, grew = bounds[before][0], before - 1, True
+        if not grew:
+            return lo, hi
 
 
 @dataclass
