@@ -114,3 +114,36 @@ def test_bad_stride_and_metric_are_refused(tiny_qa_dir, tiny_reader_dir, tmp_pat
     with pytest.raises(UserError, match="not a question-answering metric"):
         train(_cfg(tiny_reader_dir, tiny_qa_dir, tmp_path / "b", metric="accuracy"))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_training_scores_answers_as_the_runtime_does(tiny_qa_dir):
+    """Per-epoch and test scores come from the runtime's span search with its defaults (answers of at most 15
+    tokens, the pipeline's), so a run's numbers are the export gate's for the same weights."""
+    import numpy as np
+    from transformers import BertTokenizerFast
+
+    from bertdeploy.data import DataSpec, load_data
+    from bertdeploy.metrics_qa import qa_metrics
+    from bertdeploy.runtime.spans import Window, answers
+    from bertdeploy.training.task_qa import encode_qa, qa_scorer
+    from tests.helpers import VOCAB
+
+    data = load_data(DataSpec(str(tiny_qa_dir)))
+    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
+    feats = encode_qa(data, tok, 64, "static", TrainConfig(doc_stride=16))
+    val, rows = feats["validation"], data.splits["validation"]
+    start, end = np.random.default_rng(0).normal(size=(2, len(val), 64)).astype(np.float32)
+
+    def expected(**kw) -> dict:
+        found = []
+        for q in range(len(rows["question"])):
+            ws = [Window(start[i], end[i], np.asarray(val["context_mask"][i], bool),
+                         np.asarray(val["offsets"][i], np.int64), np.asarray(val["words"][i], np.int64))
+                  for i, owner in enumerate(val["example"]) if owner == q]  # fmt: skip
+            best = answers(rows["context"][q], ws, **kw)
+            found.append(best[0].answer if best else "")
+        return qa_metrics(found, [a["text"] for a in rows["answers"]])
+
+    scored = qa_scorer(data, feats, "validation")((start, end))
+    assert scored == expected()
+    assert expected(max_answer_len=40) != scored  # the span cap matters on these logits: the test can tell

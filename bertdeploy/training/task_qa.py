@@ -4,7 +4,8 @@ QA: each (question, context) pair becomes overlapping windows of ``max_length`` 
 tokens (the fast tokenizer's overflowing tokens, as transformers' ``run_qa.py`` prepares features); the window
 that holds the whole first answer is labelled with its start / end tokens, the others point at ``[CLS]``. Scores
 are the end-to-end answers: each question's windows go through the runtime's n-best span search
-(:func:`bertdeploy.runtime.spans.answers`, so training-time and runtime answers agree) and are scored with the
+(:func:`bertdeploy.runtime.spans.answers` with the runtime's defaults — answers of at most 15 tokens, the
+pipeline's — so training-time scores are the export gate's and the bundle's) and are scored with the
 SQuAD v1.1 rules (English) or CMRC 2018's (Chinese), :mod:`bertdeploy.metrics_qa`.
 
 Multiple choice: each question is paired with every choice, giving ``[choices, tokens]`` per record and
@@ -17,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-#: the longest answer (in tokens) the span search considers when scoring (transformers' run_qa.py default)
-MAX_ANSWER_LEN = 30
 #: columns of an evaluation window the model does not take (the Trainer drops them before the forward pass)
 EVAL_COLUMNS = ("example", "context_mask", "offsets", "words")
 
@@ -105,7 +104,7 @@ def qa_scorer(data: Any, datasets: Any, split: str):
             )
         predicted = []
         for q in range(len(rows["question"])):
-            found = answers(rows["context"][q], windows.get(q, []), max_answer_len=MAX_ANSWER_LEN)
+            found = answers(rows["context"][q], windows.get(q, []))  # the runtime's defaults, as the gate's
             predicted.append(found[0].answer if found else "")
         return qa_metrics(predicted, [a["text"] for a in rows["answers"]])
 
