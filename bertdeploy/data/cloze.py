@@ -118,10 +118,10 @@ def cloze_records(
     counts = ngram_counts(paragraphs)
     out: list[dict[str, Any]] = []
     for p, paragraph in enumerate(paragraphs):
-        spans = [(m.start(), m.end()) for m in _SENTENCE.finditer(paragraph) if m.end() - m.start() >= MIN_SENTENCE]
+        bounds = [(m.start(), m.end()) for m in _SENTENCE.finditer(paragraph)]  # every sentence: the windows'
+        spans = [(s, e) for s, e in bounds if e - s >= MIN_SENTENCE]  # those long enough to ask about
         rng.shuffle(spans)
         found = _paragraph_clozes(paragraph, spans, per_paragraph, per_sentence, rng, counts)
-        bounds = [(m.start(), m.end()) for m in _SENTENCE.finditer(paragraph)] if context_chars > 0 else []
         for made, (span, a, phrase, question) in enumerate(found):
             lo, hi = _window(bounds, span, context_chars) if context_chars > 0 else (0, len(paragraph))
             record = {"id": f"{prefix}-{p}-{made}", "question": question, "context": paragraph[lo:hi]}
