@@ -79,7 +79,9 @@ def _questions(options: dict[str, Any]) -> Any:
 )
 @click.option("--then", "then", type=click.Path(), default=None, help=_THEN_HELP)
 @click.option("--top-k", type=int, default=None, help="Question answering: answers per question (rows). [default: 1]")
-@click.option("--max-answer-len", type=int, default=None, help="Question answering: longest answer, in tokens. [15]")
+@click.option(
+    "--max-answer-len", type=int, default=None, help="Question answering: longest answer, in tokens. [the bundle's; 15]"
+)
 @click.option("--doc-stride", type=int, default=None, help="Question answering: tokens shared by consecutive windows.")
 @click.option("--handle-impossible-answer", is_flag=True, help="Question answering: the empty answer competes.")
 @click.option("--variant", default="auto", show_default=True, help="Bundle variant (auto: int8 on CPU, fp16 on CUDA).")

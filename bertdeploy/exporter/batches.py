@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from bertdeploy.runtime.spans import MAX_ANSWER_LEN
+
 MODEL_INPUTS = {"input_ids": np.int64, "attention_mask": np.int64, "token_type_ids": np.int64}
 
 
@@ -24,6 +26,8 @@ class Batches:
     tokens: Any = None  # bertdeploy.runtime.tokenize.TokenEncoded (token classification, QA windows)
     kind: str = "text"
     """"text" | "tokens" | "spans" (QA, :mod:`bertdeploy.exporter.gate_qa`) | "choices" (multiple choice)."""
+    max_answer_len: int = MAX_ANSWER_LEN
+    """QA: the longest answer, in tokens, the answers are judged with (the bundle's, once picked)."""
 
     def empty(self, width: int) -> np.ndarray:
         rows = self.n if self.tokens is None else len(self.tokens.ids)

@@ -68,6 +68,8 @@ class Reference:
     baseline: dict[str, Any]
     seconds: float
     parity_rows: int
+    answers: dict[str, Any] | None = None
+    """QA: the manifest's ``answers`` record (the answer cap, :func:`~bertdeploy.exporter.gate_qa.pick_answer_len`)."""
 
 
 def _check_paths(config: ExportConfig) -> tuple[Path, Path]:
@@ -120,9 +122,16 @@ def load_reference(config: ExportConfig, run_dir: Path, say: Callable[[str], Non
     batches = _batches(source, data, config.batch_size)
     logits = gate.torch_logits(source.model, batches)
     seconds = round(time.perf_counter() - start, 2)
+    answers = None
+    if batches.kind == "spans" and data.label_ids is not None:
+        from bertdeploy.exporter.gate_qa import pick_answer_len
+
+        batches.max_answer_len, answers = pick_answer_len(logits, data.label_ids, batches)
+        how = "picked on the even-numbered questions" if answers["picked"] else answers["reason"]
+        say(f"answers of at most {batches.max_answer_len} tokens ({how})")
     baseline = gate.scores(logits, data.label_ids, score_labels(source, data), batches, source.prior)
     k = min(config.parity_rows or len(data.texts), len(data.texts))
-    return source, Reference(data, batches, logits, baseline, seconds, k)
+    return source, Reference(data, batches, logits, baseline, seconds, k, answers)
 
 
 def _batches(source: Any, data: Any, batch_size: int) -> Any:
@@ -318,4 +327,5 @@ def manifest_record(
         "machine": machine,
         "source": write.source_info(run_dir),
         **({"tag_transitions": source.transitions} if source.transitions else {}),
+        **({"answers": ref.answers} if ref.answers else {}),
     }

@@ -41,15 +41,15 @@ class QuestionOptions:
 
     top_k: int = 1
     """Answers per question (QA), best first."""
-    max_answer_len: int = 15
-    """The longest answer, in tokens."""
+    max_answer_len: int | None = None
+    """The longest answer, in tokens (None: the bundle's, :attr:`~bertdeploy.runtime.reader.Reader.max_answer_len`)."""
     doc_stride: int | None = None
     """Tokens shared by consecutive windows of a long context (None: the bundle's, ``min(max_length // 2, 128)``)."""
     handle_impossible_answer: bool = False
     """Let the empty answer (``[CLS]``) compete with the spans."""
 
     def __post_init__(self) -> None:
-        check_params(self.top_k, self.max_answer_len)
+        check_params(self.top_k, 1 if self.max_answer_len is None else self.max_answer_len)
         stride = self.doc_stride
         if stride is not None and (not isinstance(stride, int) or isinstance(stride, bool) or stride < 0):
             raise UserError(f"doc_stride must be an integer >= 0, got {stride!r}")

@@ -20,7 +20,7 @@ import numpy as np
 from bertdeploy.errors import UserError
 from bertdeploy.runtime.heads import register
 from bertdeploy.runtime.predictor import SORT_WINDOW, Predictor
-from bertdeploy.runtime.spans import Answer, Window, answers
+from bertdeploy.runtime.spans import MAX_ANSWER_LEN, Answer, Window, answers
 from bertdeploy.runtime.tokenize import PairEncoded, PairEncoder
 
 __all__ = ["Answer", "Reader", "SpanLogits", "as_pairs"]
@@ -93,6 +93,18 @@ class Reader(Predictor):
     offsets into the context. Thread-safe like every :class:`~bertdeploy.runtime.predictor.Predictor`."""
 
     _encoder: PairEncoder
+    max_answer_len: int
+    """The longest answer, in tokens, when a call does not say: the cap the export picked on its evaluation
+    questions (the manifest's ``answers.max_answer_len``), else the transformers pipeline's 15."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        record = self.manifest.raw.get("answers") or {}
+        cap = record.get("max_answer_len", MAX_ANSWER_LEN) if isinstance(record, dict) else None
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+            raise UserError(f"malformed manifest {self.bundle}: answers.max_answer_len must be an integer >= 1, "
+                            f"got {cap!r}")  # fmt: skip
+        self.max_answer_len = cap
 
     @classmethod
     def make_encoder(cls, tokenizer: str | Path, max_length: int) -> PairEncoder:
@@ -126,11 +138,12 @@ class Reader(Predictor):
         self,
         outputs: SpanLogits,
         top_k: int = 1,
-        max_answer_len: int = 15,
+        max_answer_len: int | None = None,
         handle_impossible_answer: bool = False,
         align_to_words: bool = True,
     ) -> list[Answer] | list[list[Answer]]:
         """Answers per question from :meth:`forward`'s logits (see :meth:`predict`)."""
+        max_answer_len = self.max_answer_len if max_answer_len is None else max_answer_len
         check_params(top_k, max_answer_len)
         out = [
             answers(c, outputs.windows(i), int(top_k), int(max_answer_len), handle_impossible_answer, align_to_words)
@@ -168,19 +181,20 @@ class Reader(Predictor):
                  for i in range(0, len(pairs), SORT_WINDOW)]  # fmt: skip
         return self.concat(parts) if parts else self.forward(self._encoder.encode_pairs([]))
 
-    def predict(self, records: Any, top_k: int = 1, max_answer_len: int = 15, handle_impossible_answer: bool = False,
-                align_to_words: bool = True, doc_stride: int | None = None,
+    def predict(self, records: Any, top_k: int = 1, max_answer_len: int | None = None,
+                handle_impossible_answer: bool = False, align_to_words: bool = True, doc_stride: int | None = None,
                 ) -> list[Answer] | list[list[Answer]]:  # fmt: skip
         """The answer of each question: an :class:`Answer` (``top_k > 1``: a best-first list) per record.
 
         Args:
             records: ``{"question": ..., "context": ...}`` dicts, ``(question, context)`` pairs, or one of either.
             top_k, max_answer_len, handle_impossible_answer, align_to_words, doc_stride: the transformers
-                question-answering pipeline's parameters, with its meaning (``max_answer_len`` in tokens; with
-                ``handle_impossible_answer`` the empty answer competes with the spans; ``doc_stride`` the tokens
-                shared by consecutive windows, default the bundle's ``min(max_length // 2, 128)``).
+                question-answering pipeline's parameters, with its meaning (``max_answer_len`` in tokens, default
+                :attr:`max_answer_len`: the bundle's, else the pipeline's 15; with ``handle_impossible_answer`` the
+                empty answer competes with the spans; ``doc_stride`` the tokens shared by consecutive windows,
+                default the bundle's ``min(max_length // 2, 128)``).
         """
-        check_params(top_k, max_answer_len)  # before any work
+        check_params(top_k, self.max_answer_len if max_answer_len is None else max_answer_len)  # before any work
         outputs = self.logits(records, doc_stride)
         return self.decode(outputs, top_k, max_answer_len, handle_impossible_answer, align_to_words)
 

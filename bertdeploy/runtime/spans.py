@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: the longest answer, in tokens, where neither the caller nor the bundle says (the transformers pipeline's default)
+MAX_ANSWER_LEN = 15
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -86,7 +89,7 @@ def answers(
     context: str,
     windows: list[Window],
     top_k: int = 1,
-    max_answer_len: int = 15,
+    max_answer_len: int = MAX_ANSWER_LEN,
     handle_impossible_answer: bool = False,
     align_to_words: bool = True,
 ) -> list[Answer]:

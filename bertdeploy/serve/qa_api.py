@@ -1,11 +1,12 @@
 """The Hugging Face Inference API shapes of question answering and multiple choice on ``POST /``.
 
 question answering (what ``InferenceClient.question_answering`` posts)
-    ``{"inputs": {"question": ..., "context": ...}, "parameters": {"top_k": 1, "max_answer_len": 15,
+    ``{"inputs": {"question": ..., "context": ...}, "parameters": {"top_k": 1, "max_answer_len": N,
     "handle_impossible_answer": false, "align_to_words": true}}`` -> ``{"answer", "score", "start", "end"}``
-    (character offsets into the context); with ``top_k > 1`` a best-first list of them. ``inputs`` may be a list of
-    such objects: one answer (or list) per question. ``doc_stride`` / ``max_seq_len`` are accepted when they are the
-    bundle's (its windows are fixed at export), ``max_question_len`` is refused (the question is never cut).
+    (character offsets into the context; ``max_answer_len`` defaults to the bundle's cap, else 15); with
+    ``top_k > 1`` a best-first list of them. ``inputs`` may be a list of such objects: one answer (or list) per
+    question. ``doc_stride`` / ``max_seq_len`` are accepted when they are the bundle's (its windows are fixed at
+    export), ``max_question_len`` is refused (the question is never cut).
 multiple choice (the same style)
     ``{"inputs": {"question": ..., "choices": ["...", "..."]}}`` -> ``{"label": index, "score": probability}``; a
     list of inputs -> one per question. Questions batched together must have as many choices each; a request
@@ -131,7 +132,7 @@ def _qa_params(params: dict[str, Any], predictor: Any) -> dict[str, Any]:
     if params.get("max_question_len") is not None:
         raise RequestError(422, "'max_question_len' is not supported: the question is never truncated")
     out: dict[str, Any] = {}
-    for name, default in (("top_k", 1), ("max_answer_len", 15)):
+    for name, default in (("top_k", 1), ("max_answer_len", predictor.max_answer_len)):
         value = params.get(name, default) if params.get(name) is not None else default
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RequestError(422, f"{name!r} must be an integer >= 1, got {json.dumps(value)}")

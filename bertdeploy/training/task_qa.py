@@ -4,8 +4,9 @@ QA: each (question, context) pair becomes overlapping windows of ``max_length`` 
 tokens (the fast tokenizer's overflowing tokens, as transformers' ``run_qa.py`` prepares features); the window
 that holds the whole first answer is labelled with its start / end tokens, the others point at ``[CLS]``. Scores
 are the end-to-end answers: each question's windows go through the runtime's n-best span search
-(:func:`bertdeploy.runtime.spans.answers` with the runtime's defaults — answers of at most 15 tokens, the
-pipeline's — so training-time scores are the export gate's and the bundle's) and are scored with the
+(:func:`bertdeploy.runtime.spans.answers` with its defaults — answers of at most 15 tokens, the pipeline's — so
+training-time scores are the export gate's wherever the export keeps that cap, :func:`bertdeploy.exporter.gate_qa.
+pick_answer_len`) and are scored with the
 SQuAD v1.1 rules (English) or CMRC 2018's (Chinese), :mod:`bertdeploy.metrics_qa`.
 
 Multiple choice: each question is paired with every choice, giving ``[choices, tokens]`` per record and
