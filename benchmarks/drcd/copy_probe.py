@@ -65,6 +65,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--steps", type=int, default=900)
+    p.add_argument("--match-first", type=int, default=0, help="steps of the match task before --task (a curriculum)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -81,7 +82,7 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100))
     t0, total = time.time(), 0.0
     for step in range(1, a.steps + 1):
-        loss = model(**batch(g, a.task)).loss
+        loss = model(**batch(g, "match" if step <= a.match_first else a.task)).loss
         loss.backward()
         opt.step()
         sched.step()
