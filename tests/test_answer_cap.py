@@ -119,3 +119,22 @@ def test_the_server_defaults_to_the_bundles_cap():
     reader = SimpleNamespace(doc_stride=16, max_length=32, max_answer_len=6)
     assert _qa_params({}, reader)["max_answer_len"] == 6
     assert _qa_params({"max_answer_len": 20}, reader)["max_answer_len"] == 20
+
+
+def test_every_bench_engine_answers_with_the_bundles_cap(capped_bundle, tmp_path):
+    from dataclasses import replace
+
+    from bertdeploy.benchmark.contract import BackendContext
+    from bertdeploy.benchmark.head_backends import TorchHeadBackend
+    from bertdeploy.benchmark.pipeline_backends import answer_cap
+
+    bundle = tmp_path / "three"
+    shutil.copytree(capped_bundle, bundle)
+    manifest = json.loads((bundle / "bertdeploy.json").read_text())
+    manifest["answers"]["max_answer_len"] = 3
+    (bundle / "bertdeploy.json").write_text(json.dumps(manifest))
+    ctx = BackendContext(hf_dir=None, bundle=bundle, labels=[], max_length=32, variant="fp32", threads=1,
+                         device="cpu", max_batch_size=8, task="question-answering")  # fmt: skip
+    assert answer_cap(ctx) == 3  # the transformers pipeline's max_answer_len
+    assert TorchHeadBackend(ctx)._decoding(bundle)["answers"]["max_answer_len"] == 3  # PyTorch in the runtime's head
+    assert answer_cap(replace(ctx, bundle=None)) == MAX_ANSWER_LEN

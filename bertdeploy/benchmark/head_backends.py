@@ -181,13 +181,13 @@ class TorchHeadBackend(HeadBackend):
         return cls(root, manifest, variant, self.session, cls.make_encoder(tokenizer, self.ctx.max_length), policy)
 
     def _decoding(self, root: Path) -> dict[str, Any]:
-        """The manifest keys a head decodes with (token classification: the tag transitions), so that PyTorch is
-        post-processed exactly as the runtime: the bundle's, or the run folder's file."""
+        """The manifest keys a head decodes with (token classification: the tag transitions; QA: the answer cap), so
+        that PyTorch is post-processed exactly as the runtime: the bundle's, or the run folder's file."""
         from bertdeploy.bundle import read_manifest
         from bertdeploy.training.task_tokens import read_transitions
 
         if self.ctx.bundle:
             raw = read_manifest(self.ctx.bundle).raw
-            return {k: raw[k] for k in ("tag_transitions",) if k in raw}
+            return {k: raw[k] for k in ("tag_transitions", "answers") if k in raw}
         table, _ = read_transitions(root, list(self.ctx.labels))
         return {"tag_transitions": table} if table else {}

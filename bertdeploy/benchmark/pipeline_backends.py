@@ -35,6 +35,16 @@ def _tokenizer(ctx: BackendContext) -> Any:
     return tok
 
 
+def answer_cap(ctx: BackendContext) -> int:
+    """QA: the answer cap the bundle's reader uses (the manifest's ``answers``, else the pipeline's 15), so that
+    every engine of a bench answers with the same cap."""
+    from bertdeploy.bundle import read_manifest
+    from bertdeploy.runtime.spans import MAX_ANSWER_LEN
+
+    record = read_manifest(ctx.bundle).raw.get("answers") if ctx.bundle else None
+    return int(record.get("max_answer_len", MAX_ANSWER_LEN)) if isinstance(record, dict) else MAX_ANSWER_LEN
+
+
 class TaskPipelineBackend:
     """``pipeline(task)`` on the PyTorch model in fp32 (backend ``pipeline``)."""
 
@@ -60,7 +70,8 @@ class TaskPipelineBackend:
             stride = TokenEncoder(tok.backend_tokenizer, self.ctx.max_length).stride
             kwargs = {"aggregation_strategy": "first", "stride": stride}
         else:
-            self.qa = {"max_seq_len": self.ctx.max_length, "doc_stride": min(self.ctx.max_length // 2, 128)}
+            self.qa = {"max_seq_len": self.ctx.max_length, "doc_stride": min(self.ctx.max_length // 2, 128),
+                       "max_answer_len": answer_cap(self.ctx)}  # fmt: skip
         device = None if self.engine == "ortmodel" else model.device
         self.pipe = pipeline(spec.pipeline, model=model, tokenizer=tok, device=device, **kwargs)
         return info
