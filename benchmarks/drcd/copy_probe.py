@@ -9,6 +9,7 @@ printed every 100 steps. Uniform guessing over the context scores ln 32 = 3.47; 
 a model that has learnt the matching falls far below (1.1 at step 600 for ``match`` at init range 0.1).
 
     python benchmarks/drcd/copy_probe.py --task match --layers 2 --hidden 64 --init-range 0.1 --steps 600
+    python benchmarks/drcd/copy_probe.py --task gap --layers 2 --init-range 0.1 --match-first 1000 --steps 5000
 """
 
 from __future__ import annotations
