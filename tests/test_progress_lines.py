@@ -93,7 +93,7 @@ def test_train_in_a_log_prints_progress_lines(tiny_model_dir, tiny_data_dir, tmp
     r = CliRunner().invoke(cli, args)  # CliRunner's stderr is no terminal: no bars, so lines
     assert r.exit_code == 0, r.output
     lines = [line for line in r.output.splitlines() if line.startswith("step ")]
-    assert lines and " · epoch " in lines[-1] and "s a step · about" in lines[-1]
+    assert lines and " · epoch " in lines[-1] and "s a step · about" in lines[-1], r.output[-3000:]
     steps = [int(line.split()[1].split("/")[0]) for line in lines]
     assert steps == sorted(steps) and steps[0] >= 1
     r = CliRunner().invoke(cli, [*args, "--overwrite", "--quiet"])

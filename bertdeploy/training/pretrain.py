@@ -24,6 +24,7 @@ from typing import Any
 
 from bertdeploy.config import Config
 from bertdeploy.errors import UserError
+from bertdeploy.progress import bars_enabled
 from bertdeploy.training.vocab import DEFAULT_MAX_UNK_RATE, DEFAULT_VOCAB_SIZE
 
 
@@ -294,7 +295,8 @@ def _trainer(config, model, tok, work: Path, train_blocks, held_blocks, on_epoch
         callbacks=[recorder, StepProgress()],
     )
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(QuietProgress)
+    if bars_enabled():  # tqdm reads TQDM_DISABLE once, on import: checked here, for in-process runs too
+        trainer.add_callback(QuietProgress)
     return trainer, recorder
 
 

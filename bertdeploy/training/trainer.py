@@ -23,6 +23,7 @@ from bertdeploy.data import DataSpec, LoadedData, check_trainable, load_data
 from bertdeploy.errors import UserError
 from bertdeploy.machine import versions
 from bertdeploy.outputs import check_inputs, disk_errors
+from bertdeploy.progress import bars_enabled
 from bertdeploy.training import checkpoints, vocab
 from bertdeploy.training.config import TrainConfig
 
@@ -192,7 +193,8 @@ def make_trainer(
         callbacks=[*callbacks, StepProgress()],
     )
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(QuietProgress)
+    if bars_enabled():  # tqdm reads TQDM_DISABLE once, on import: checked here, for in-process runs too
+        trainer.add_callback(QuietProgress)
     return trainer
 
 
