@@ -39,10 +39,9 @@ def answer_cap(ctx: BackendContext) -> int:
     """QA: the answer cap the bundle's reader uses (the manifest's ``answers``, else the pipeline's 15), so that
     every engine of a bench answers with the same cap."""
     from bertdeploy.bundle import read_manifest
-    from bertdeploy.runtime.spans import MAX_ANSWER_LEN
+    from bertdeploy.runtime.reader import recorded_answer_len
 
-    record = read_manifest(ctx.bundle).raw.get("answers") if ctx.bundle else None
-    return int(record.get("max_answer_len", MAX_ANSWER_LEN)) if isinstance(record, dict) else MAX_ANSWER_LEN
+    return recorded_answer_len(read_manifest(ctx.bundle).raw if ctx.bundle else {}, ctx.bundle)
 
 
 class TaskPipelineBackend:

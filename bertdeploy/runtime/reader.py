@@ -99,12 +99,7 @@ class Reader(Predictor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        record = self.manifest.raw.get("answers") or {}
-        cap = record.get("max_answer_len", MAX_ANSWER_LEN) if isinstance(record, dict) else None
-        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
-            raise UserError(f"malformed manifest {self.bundle}: answers.max_answer_len must be an integer >= 1, "
-                            f"got {cap!r}")  # fmt: skip
-        self.max_answer_len = cap
+        self.max_answer_len = recorded_answer_len(self.manifest.raw, self.bundle)
 
     @classmethod
     def make_encoder(cls, tokenizer: str | Path, max_length: int) -> PairEncoder:
@@ -202,6 +197,16 @@ class Reader(Predictor):
 @functools.lru_cache(maxsize=8)
 def _strided(tokenizer: str, max_length: int, stride: int) -> PairEncoder:
     return PairEncoder(tokenizer, max_length, stride=stride)
+
+
+def recorded_answer_len(raw: dict[str, Any], bundle: Any) -> int:
+    """The answer cap a bundle's manifest (``raw``) records in ``answers``, else the pipeline's 15; a malformed one is
+    a :class:`UserError` naming ``bundle``."""
+    record = raw.get("answers") or {}
+    cap = record.get("max_answer_len", MAX_ANSWER_LEN) if isinstance(record, dict) else None
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+        raise UserError(f"malformed manifest {bundle}: answers.max_answer_len must be an integer >= 1, got {cap!r}")
+    return cap
 
 
 def check_params(top_k: Any, max_answer_len: Any) -> None:
