@@ -31,6 +31,7 @@ from bertdeploy.runtime.entities import (
 )
 from bertdeploy.runtime.heads import register
 from bertdeploy.runtime.predictor import SORT_WINDOW, Predictor, check_texts, unambiguous
+from bertdeploy.runtime.tag_batch import best_tags_many, token_entities
 from bertdeploy.runtime.tokenize import TokenEncoded, TokenEncoder
 
 __all__ = ["AGGREGATIONS", "Entity", "TokenScores", "Tagger", "first_sub_tokens"]
@@ -167,6 +168,12 @@ class Tagger(Predictor):
         ignore = check_ignore(ignore_labels)
         bounds = check_word_boundaries(word_boundaries)
         rule = check_decoding(decoding)
+        if strategy in ("none", "simple"):  # token-level: every text at once (bertdeploy.runtime.tag_batch)
+            tags = best_tags_many(
+                outputs.scores, outputs.bounds, self.labels, rule, probabilities=True, prior=self.prior
+            )
+            return token_entities(outputs.texts, outputs.bounds, outputs.scores, outputs.spans, tags, self.labels,
+                                  ignore, grouped=strategy == "simple")  # fmt: skip
         out = []
         for i, text in enumerate(outputs.texts):
             scores, spans, words = outputs.tokens(i)
