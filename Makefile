@@ -13,8 +13,8 @@ quickstart: install
 	bertdeploy quickstart
 
 lint:
-	$(PYTHON) -m ruff check bertdeploy tests docs/gen_reference.py
-	$(PYTHON) -m ruff format --check bertdeploy tests docs/gen_reference.py
+	$(PYTHON) -m ruff check bertdeploy tests benchmarks docs/gen_reference.py
+	$(PYTHON) -m ruff format --check bertdeploy tests benchmarks docs/gen_reference.py
 
 test: install lint
 	$(PYTHON) -m pytest -q
