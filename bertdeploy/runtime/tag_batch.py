@@ -2,11 +2,11 @@
 :func:`~bertdeploy.runtime.entities.aggregate` give text by text (the same tags; the same entities, scores equal to
 float rounding), with the per-text Python work done by numpy over every token of a batch of texts.
 
-Where the time went before (SNIPS slots, a bert-mini tagger, 2 threads): ~210 µs a sentence of decoding against
-~650 µs of model, so the tagger's end-to-end speed tracked the decoder more than the model. With a tag prior, most
-sentences have some token with a second tag within :data:`~bertdeploy.runtime.entities.SEARCH_MARGIN` of its best,
-so the sequence search ran in Python for ~85 % of them; here it runs once for all of them, over each token's likely
-tags padded to the widest (:func:`_viterbi_batch`).
+Where the time went before (SNIPS slots, AMD EPYC, one thread; ``benchmarks/snips_slots/decode-batch-amd/``): the
+default decoding (``simple``, ``bio`` with the tag prior) cost 180-230 µs a sentence against ~1.1 ms (bert-mini) of
+tokenizing and model, because with a prior most sentences have some token with a second tag within
+:data:`~bertdeploy.runtime.entities.SEARCH_MARGIN` of its best and the sequence search ran in Python for ~85 % of
+them. Here it runs once for all of them, over every (token, likely tag) node (:func:`_viterbi_batch`): 31-35 µs.
 """
 
 from __future__ import annotations
