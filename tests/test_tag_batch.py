@@ -68,3 +68,16 @@ def test_the_wide_search_really_ran():
     tags = best_tags_many(both, bounds2, LABELS, probabilities=True, prior=PRIOR)
     assert tags[:2].tolist() == best_tags(stray, LABELS, probabilities=True, prior=PRIOR).tolist() == [1, 2]
     assert tags[2:].tolist() == best_tags(scores[:5], LABELS, probabilities=True, prior=PRIOR).tolist()
+
+
+def test_no_rows_and_a_row_of_nan():
+    """An empty batch gives no tags and no entities; a row of NaN (a broken model's output) gets tags from the full
+    search instead of failing on a token without likely tags."""
+    none = np.zeros((0, len(LABELS)), dtype=np.float32)
+    assert best_tags_many(none, np.array([0, 0]), LABELS, probabilities=True, prior=PRIOR).tolist() == []
+    assert token_entities([""], np.array([0, 0]), none, np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64),
+                          LABELS, frozenset({"O"})) == [[]]  # fmt: skip
+    scores = softmax(np.eye(3, len(LABELS)) * 9)
+    scores[1] = np.nan
+    tags = best_tags_many(scores, np.array([0, 3]), LABELS, probabilities=True, prior=PRIOR)
+    assert len(tags) == 3 and tags[0] == 0

@@ -58,12 +58,16 @@ def best_tags_many(
     filled = np.flatnonzero(np.diff(bounds) > 0)
     widest = np.zeros(len(bounds) - 1, dtype=np.int64)
     widest[filled] = np.maximum.reduceat(width, bounds[filled])
+    narrowest = np.ones(len(bounds) - 1, dtype=np.int64)
+    narrowest[filled] = np.minimum.reduceat(width, bounds[filled])  # 0: a row of NaN (a broken model's output)
     search = (widest > 1) | _invalid(best, bounds, step, start)
-    texts = np.flatnonzero(search)
+    full = narrowest == 0  # searched over every tag, as are the texts with no valid path through their likely tags
+    texts = np.flatnonzero(search & ~full)
     if len(texts):
         failed = _viterbi_batch(log_scores, near, bounds[texts], bounds[texts + 1], step, start, best)
-        for a, b in _spans(bounds, np.isin(np.arange(len(widest)), texts[failed])):  # no valid path: every tag
-            best[a:b] = _viterbi(log_scores[a:b], step, start)
+        full[texts[failed]] = True
+    for a, b in _spans(bounds, full):
+        best[a:b] = _viterbi(log_scores[a:b], step, start)
     return best
 
 
