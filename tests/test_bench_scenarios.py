@@ -95,7 +95,7 @@ def test_whole_file_scenario_end_to_end(tiny_bundle, tiny_data_dir, tmp_path):
     from bertdeploy.benchmark.scenarios.whole_file import WholeFileConfig, run_whole_file
 
     (tmp_path / "README.md").write_text("<!-- results -->\n<!-- /results -->\n")
-    engines = ["bertdeploy:fp32", "bertdeploy:fp32:static", "bertdeploy:auto"]
+    engines = ["bertdeploy:fp32", "bertdeploy:fp32:static", "bertdeploy:auto", "bertdeploy:fp32:bucketed:streams=2"]
     absent = "bertdeploy:fp32_ov_bf16"  # not in the tiny bundle: skipped with its reason, the others measured
     cfg = WholeFileConfig(
         bundle=str(tiny_bundle), data=str(tiny_data_dir), output=str(tmp_path), engines=[*engines, absent],
@@ -112,6 +112,9 @@ def test_whole_file_scenario_end_to_end(tiny_bundle, tiny_data_dir, tmp_path):
         assert r["texts_per_s"] >= r["texts_per_s_median"] > 0
         assert r["batch1"]["n"] == 4 and r["batch1"]["p50_ms"] <= r["batch1"]["p90_ms"]
     assert runs["bertdeploy:fp32"]["labels"] == runs["bertdeploy:fp32:static"]["labels"]  # fp32: padding-invariant
+    two = runs["bertdeploy:fp32:bucketed:streams=2"]
+    assert two["info"]["streams"] == 2 and runs["bertdeploy:fp32"]["info"]["streams"] == 1
+    assert two["labels"] == runs["bertdeploy:fp32"]["labels"]
     assert "| `bertdeploy:fp32:static` |" in (tmp_path / "README.md").read_text()
     # auto is what `load(bundle)` gives on this machine, named in the row (the tiny bundle: qint8 without the plugin)
     chosen = runs["bertdeploy:auto"]["info"]["variant"]
@@ -155,9 +158,13 @@ def test_whole_file_rates_count_every_pass_of_a_round():
 def test_whole_file_engine_specs():
     from bertdeploy.benchmark.scenarios.whole_file_worker import parse_engine
 
-    assert parse_engine("bertdeploy:fp32") == ("bertdeploy", "fp32", "bucketed")
-    assert parse_engine("ortmodel:fp32") == ("ortmodel", "fp32", "dynamic")
-    assert parse_engine("bertdeploy:fp32:static") == ("bertdeploy", "fp32", "static")
+    assert parse_engine("bertdeploy:fp32") == ("bertdeploy", "fp32", "bucketed", None)
+    assert parse_engine("ortmodel:fp32") == ("ortmodel", "fp32", "dynamic", None)
+    assert parse_engine("bertdeploy:fp32:static") == ("bertdeploy", "fp32", "static", None)
+    assert parse_engine("bertdeploy:auto:bucketed:streams=2") == ("bertdeploy", "auto", "bucketed", 2)
+    for bad in ("bertdeploy:fp32:bucketed:streams=0", "ortmodel:fp32:dynamic:streams=2", "bertdeploy:fp32::x=2"):
+        with pytest.raises(UserError, match="streams=N"):
+            parse_engine(bad)
 
 
 def test_synthetic_texts_have_the_asked_lengths(tiny_bundle):

@@ -25,6 +25,8 @@ class BackendContext:
     """Texts an engine may calibrate on (NNCF's int8): training rows when the data has them."""
     task: str = "text-classification"
     """The target's task: what records go in and what predictions come out (:mod:`bertdeploy.benchmark.scoring`)."""
+    streams: int | None = None
+    """The bertdeploy runtime's ``load(..., streams=)`` (None: its default); the other engines ignore it."""
 
 
 class Backend(Protocol):

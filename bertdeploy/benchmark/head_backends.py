@@ -82,6 +82,7 @@ class RuntimeBackend(HeadBackend):
             max_tokens=self.ctx.max_batch_size * self.ctx.max_length,
             padding=padding,
             allow_fallback=False,
+            streams=self.ctx.streams,
         )
 
     def load(self) -> dict[str, Any]:
@@ -106,7 +107,7 @@ class RuntimeBackend(HeadBackend):
         head = self.head("dynamic")
         v = head.variant
         return {"file": str(bundle / v.file), "bytes": v.bytes, "precision": v.precision, "providers": head.providers,
-                "variant": v.name}  # fmt: skip
+                "variant": v.name, "streams": head.streams}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ def command() -> None:
     help="cells: the grid above; whole-file: --engines over every text of --data, each in its own process; serve: "
     "`bertdeploy serve` under concurrent clients beside offline predict.",
 )
-@click.option("--engines", help="whole-file: BACKEND:VARIANT[:PADDING] list, e.g. ortmodel:fp32,bertdeploy:qint8.")
+@click.option("--engines", help="whole-file: BACKEND:VARIANT[:PADDING[:streams=N]], comma-separated.")
 @click.option("--latency", type=int, help="whole-file: also time the first N texts one call each (batch 1).")
 @click.option("--clients", help="serve: comma list of concurrent clients (default 1,8,32).")
 @click.option("--repeats", type=int, help="serve, whole-file: interleaved rounds; each keeps its best (default 3).")

@@ -60,6 +60,10 @@ class WholeFileConfig:
     def __post_init__(self) -> None:
         if not self.engines or self.repeats < 1 or self.latency < 0 or self.min_seconds < 0:
             raise UserError("whole-file needs at least one engine, repeats >= 1, latency >= 0 and min_seconds >= 0")
+        from bertdeploy.benchmark.scenarios.whole_file_worker import parse_engine
+
+        for engine in self.engines:
+            parse_engine(engine)  # a malformed spec fails here, before any worker starts
 
 
 def synthetic_texts(bundle: str, source: list[str], length: int, n: int | None = None, seed: int = 0) -> list[str]:

@@ -26,19 +26,29 @@ SELF_BATCHING = ("bertdeploy", "openvino")
 PEER_BATCH = 32
 
 
-def parse_engine(spec: str) -> tuple[str, str, str]:
-    """``BACKEND:VARIANT[:PADDING]`` -> (backend, variant, padding); padding defaults to bucketed (the runtime's)
-    for the self-batching backends and dynamic (each chunk padded to its longest text) for the others."""
-    backend, _, rest = spec.partition(":")
-    variant, _, padding = rest.partition(":")
-    return backend, variant or "fp32", padding or ("bucketed" if backend in SELF_BATCHING else "dynamic")
+def parse_engine(spec: str) -> tuple[str, str, str, int | None]:
+    """``BACKEND:VARIANT[:PADDING[:streams=N]]`` -> (backend, variant, padding, streams); padding defaults to bucketed
+    (the runtime's) for the self-batching backends and dynamic (each chunk padded to its longest text) for the
+    others; ``streams=N`` (bertdeploy only: ``load(..., streams=N)``, N single-threaded sessions at once) defaults to
+    None, what ``load`` does."""
+    from bertdeploy.errors import UserError
+
+    parts = spec.split(":")
+    backend, variant, padding = (parts + ["", ""])[:3]
+    streams = None
+    if parts[3:]:
+        key, _, value = parts[3].partition("=")
+        if key != "streams" or not value.isdigit() or int(value) < 1 or backend != "bertdeploy" or parts[4:]:
+            raise UserError(f"engine {spec!r}: the fourth field is streams=N (N >= 1), for bertdeploy engines only")
+        streams = int(value)
+    return backend, variant or "fp32", padding or ("bucketed" if backend in SELF_BATCHING else "dynamic"), streams
 
 
 def make_predict(job: dict[str, Any]) -> tuple[Callable[[list[str]], list[str]], dict[str, Any]]:
     """The engine of ``job["engine"]``: ``predict(texts) -> labels`` end to end, and the backend's facts."""
     from bertdeploy.benchmark.backends import BackendContext, make_backend
 
-    backend, variant, padding = parse_engine(job["engine"])
+    backend, variant, padding, streams = parse_engine(job["engine"])
     labels = job["labels"]
     ctx = BackendContext(
         hf_dir=Path(job["hf"]) if job.get("hf") else None,
@@ -50,6 +60,7 @@ def make_predict(job: dict[str, Any]) -> tuple[Callable[[list[str]], list[str]],
         device="cpu",
         max_batch_size=job.get("batch_size", 64),
         calibration=job.get("calibration", []),
+        streams=streams,
     )
     engine = make_backend(backend, ctx)
     info = engine.load()
