@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bertdeploy.runtime.entities import SEARCH_MARGIN, TagPrior, aggregate, best_tags, count_transitions
-from bertdeploy.runtime.tag_batch import best_tags_many, token_entities
+from bertdeploy.runtime.tag_batch import best_tags_many, token_entities, word_entities
 
 LABELS = ["O", "B-city", "I-city", "B-day", "I-day", "B-city-part", "I-city-part", "misc"]
 SEQUENCES = [[1, 2, 0], [1, 2, 2], [0, 0, 3], [0, 1, 2], [3, 4, 0], [0, 5, 6], [7, 0, 0]] * 4
@@ -81,3 +81,40 @@ def test_no_rows_and_a_row_of_nan():
     scores[1] = np.nan
     tags = best_tags_many(scores, np.array([0, 3]), LABELS, probabilities=True, prior=PRIOR)
     assert len(tags) == 3 and tags[0] == 0
+
+
+def joined_texts(seed: int, sharpness: float) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Texts of one-character tokens, each followed by a space or not (words of 1-3 tokens), some CJK; tokenizer word
+    ids that split differently."""
+    rng = np.random.default_rng(seed)
+    texts, spans, words, lengths = [], [], [], []
+    for n in rng.choice([0, 1, 2, 4, 7, 11], size=40):
+        text, word = "", 0
+        for i in range(n):
+            spans.append([len(text), len(text) + 1])
+            words.append(word)
+            text += rng.choice(list("abcxyz北京")) + (" " if rng.random() < 0.5 else "")
+            word += int(rng.random() < 0.6)
+        texts.append(text)
+        lengths.append(n)
+    scores = softmax(rng.normal(size=(sum(lengths), len(LABELS))) * sharpness)
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return texts, bounds, scores, np.array(spans, dtype=np.int64).reshape(-1, 2), np.array(words, dtype=np.int64)
+
+
+@pytest.mark.parametrize("sharpness", [0.5, 3.0, 40.0])
+@pytest.mark.parametrize("prior", [None, PRIOR], ids=["rule", "prior"])
+@pytest.mark.parametrize("boundaries", ["whitespace", "tokenizer"])
+def test_word_level_entities_equal_the_text_by_text_decoder(sharpness, prior, boundaries):
+    texts, bounds, scores, spans, words = joined_texts(int(sharpness * 10) + 1, sharpness)
+    for strategy in ("first", "average", "max"):
+        for decoding in ("bio", "argmax"):
+            got = word_entities(texts, bounds, scores, spans, words, LABELS, strategy, frozenset({"O"}), boundaries,
+                                decoding, prior)  # fmt: skip
+            want = [aggregate(t, scores[a:b], spans[a:b], words[a:b], LABELS, strategy, frozenset({"O"}), boundaries,
+                              decoding, prior) for t, a, b in zip(texts, bounds, bounds[1:])]  # fmt: skip
+            assert [[(e.entity_group, e.word, e.start, e.end) for e in x] for x in got] == [
+                [(e.entity_group, e.word, e.start, e.end) for e in x] for x in want
+            ], (strategy, decoding)
+            assert [[e.score for e in x] for x in got] == [[pytest.approx(e.score, rel=1e-6) for e in x] for x in want]
+            assert sum(len(x) for x in want) > 0

@@ -23,7 +23,6 @@ from bertdeploy.runtime.entities import (
     AGGREGATIONS,
     Entity,
     TagPrior,
-    aggregate,
     check_aggregation,
     check_decoding,
     check_ignore,
@@ -31,7 +30,7 @@ from bertdeploy.runtime.entities import (
 )
 from bertdeploy.runtime.heads import register
 from bertdeploy.runtime.predictor import SORT_WINDOW, Predictor, check_texts, unambiguous
-from bertdeploy.runtime.tag_batch import best_tags_many, token_entities
+from bertdeploy.runtime.tag_batch import best_tags_many, token_entities, word_entities
 from bertdeploy.runtime.tokenize import TokenEncoded, TokenEncoder
 
 __all__ = ["AGGREGATIONS", "Entity", "TokenScores", "Tagger", "first_sub_tokens"]
@@ -168,17 +167,14 @@ class Tagger(Predictor):
         ignore = check_ignore(ignore_labels)
         bounds = check_word_boundaries(word_boundaries)
         rule = check_decoding(decoding)
-        if strategy in ("none", "simple"):  # token-level: every text at once (bertdeploy.runtime.tag_batch)
+        if strategy in ("none", "simple"):  # every text at once (bertdeploy.runtime.tag_batch)
             tags = best_tags_many(
                 outputs.scores, outputs.bounds, self.labels, rule, probabilities=True, prior=self.prior
             )
             return token_entities(outputs.texts, outputs.bounds, outputs.scores, outputs.spans, tags, self.labels,
                                   ignore, grouped=strategy == "simple")  # fmt: skip
-        out = []
-        for i, text in enumerate(outputs.texts):
-            scores, spans, words = outputs.tokens(i)
-            out.append(aggregate(text, scores, spans, words, self.labels, strategy, ignore, bounds, rule, self.prior))
-        return out
+        return word_entities(outputs.texts, outputs.bounds, outputs.scores, outputs.spans, outputs.words, self.labels,
+                             strategy, ignore, bounds, rule, self.prior)  # fmt: skip
 
     def scores(self, texts: Sequence[str] | Sequence[Words]) -> TokenScores:
         """Per-token softmax of ``texts`` (:class:`TokenScores`), ``SORT_WINDOW`` texts at a time."""
