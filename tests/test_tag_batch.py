@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bertdeploy.runtime import tag_batch
 from bertdeploy.runtime.entities import SEARCH_MARGIN, TagPrior, aggregate, best_tags, count_transitions
 from bertdeploy.runtime.tag_batch import best_tags_many, token_entities, word_entities
 
@@ -38,7 +39,9 @@ PRIOR = TagPrior.from_counts(count_transitions(SEQUENCES, len(LABELS)), len(LABE
 @pytest.mark.parametrize("sharpness", [0.5, 3.0, 12.0, 40.0])
 @pytest.mark.parametrize("prior", [None, PRIOR], ids=["rule", "prior"])
 @pytest.mark.parametrize("decoding", ["bio", "argmax"])
-def test_tags_and_entities_equal_the_text_by_text_decoder(sharpness, prior, decoding):
+@pytest.mark.parametrize("batch_from", [1, 10**9], ids=["batched", "per-text"])
+def test_tags_and_entities_equal_the_text_by_text_decoder(sharpness, prior, decoding, batch_from, monkeypatch):
+    monkeypatch.setattr(tag_batch, "BATCH_SEARCH", batch_from)  # both searches: the batched one and the few-texts one
     texts, bounds, scores, spans = texts_and_scores(int(sharpness * 10), sharpness)
     tags = best_tags_many(scores, bounds, LABELS, decoding, probabilities=True, prior=prior)
     pairs = zip(bounds, bounds[1:])
@@ -56,9 +59,10 @@ def test_tags_and_entities_equal_the_text_by_text_decoder(sharpness, prior, deco
             assert [[e.score for e in x] for x in got] == [[pytest.approx(e.score, rel=1e-12) for e in x] for x in want]
 
 
-def test_the_wide_search_really_ran():
+def test_the_wide_search_really_ran(monkeypatch):
     """The random sets above reach the batched search: texts with a token that has several likely tags, and the
     fallback where the likely tags make no valid path."""
+    monkeypatch.setattr(tag_batch, "BATCH_SEARCH", 1)
     texts, bounds, scores, _ = texts_and_scores(5, 0.5)
     log_p = np.log(scores)
     assert ((log_p >= log_p.max(axis=1, keepdims=True) - SEARCH_MARGIN).sum(axis=1) > 3).any()
@@ -105,7 +109,8 @@ def joined_texts(seed: int, sharpness: float) -> tuple[list[str], np.ndarray, np
 @pytest.mark.parametrize("sharpness", [0.5, 3.0, 40.0])
 @pytest.mark.parametrize("prior", [None, PRIOR], ids=["rule", "prior"])
 @pytest.mark.parametrize("boundaries", ["whitespace", "tokenizer"])
-def test_word_level_entities_equal_the_text_by_text_decoder(sharpness, prior, boundaries):
+def test_word_level_entities_equal_the_text_by_text_decoder(sharpness, prior, boundaries, monkeypatch):
+    monkeypatch.setattr(tag_batch, "BATCH_SEARCH", 1)
     texts, bounds, scores, spans, words = joined_texts(int(sharpness * 10) + 1, sharpness)
     for strategy in ("first", "average", "max"):
         for decoding in ("bio", "argmax"):
@@ -118,3 +123,20 @@ def test_word_level_entities_equal_the_text_by_text_decoder(sharpness, prior, bo
             ], (strategy, decoding)
             assert [[e.score for e in x] for x in got] == [[pytest.approx(e.score, rel=1e-6) for e in x] for x in want]
             assert sum(len(x) for x in want) > 0
+
+
+@pytest.mark.parametrize("aggregation", ["simple", "none", "first", "average", "max"])
+def test_the_tagger_decodes_few_texts_one_by_one_and_many_at_once_alike(tiny_token_bundle, aggregation):
+    """``Tagger.decode`` takes the text-by-text decoder below FEW_TEXTS texts (one request, batch 1) and the batched
+    one from there: the same entities for the same texts either way."""
+    from bertdeploy.runtime import load
+
+    texts = ["i love the movie at night", "The Food Service was good today, thanks!", "book", "my app login was slow"]
+    assert len(texts) >= tag_batch.FEW_TEXTS
+    with load(tiny_token_bundle, variant="fp32", threads=1) as tagger:
+        together = tagger.predict(texts, aggregation=aggregation, ignore_labels=None)
+        alone = [tagger.predict([t], aggregation=aggregation, ignore_labels=None)[0] for t in texts]
+    key = [[(e.entity_group, e.start, e.end, e.index) for e in x] for x in together]
+    assert key == [[(e.entity_group, e.start, e.end, e.index) for e in x] for x in alone]
+    assert sum(len(x) for x in together) >= len(texts)
+    assert [[e.score for e in x] for x in together] == [[pytest.approx(e.score, rel=1e-6) for e in x] for x in alone]

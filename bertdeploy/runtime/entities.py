@@ -189,17 +189,22 @@ def best_tags(
         if rules is None or _allowed(best, *rules):
             return best
         return _viterbi(np.log(np.maximum(scores, TINY)) if probabilities else scores, *rules)
-    if probabilities:
-        log_scores = np.log(np.maximum(scores, TINY))
-    else:  # logits (or log probabilities) -> log probabilities: the prior's scores add to them
-        shifted = scores - scores.max(axis=1, keepdims=True)
-        log_scores = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_scores = log_probabilities(scores, probabilities)
     step, start, lists = prior.with_rules(rules)
     near = log_scores >= log_scores.max(axis=1, keepdims=True) - SEARCH_MARGIN
     if near.sum(axis=1).max() == 1 and _allowed(best, step, start):
         return best  # one likely tag a word, and they make a valid sequence: nothing to search
     path = _viterbi_few(log_scores, near, lists)
     return path if path is not None else _viterbi(log_scores, step, start)
+
+
+def log_probabilities(scores: np.ndarray, probabilities: bool) -> np.ndarray:
+    """Rows of softmax (``probabilities``) or of logits / log probabilities as log probabilities, which the prior's
+    transition scores add to."""
+    if probabilities:
+        return np.log(np.maximum(scores, TINY))
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def _allowed(path: np.ndarray, step: np.ndarray, start: np.ndarray) -> bool:

@@ -23,6 +23,7 @@ from bertdeploy.runtime.entities import (
     AGGREGATIONS,
     Entity,
     TagPrior,
+    aggregate,
     check_aggregation,
     check_decoding,
     check_ignore,
@@ -30,7 +31,7 @@ from bertdeploy.runtime.entities import (
 )
 from bertdeploy.runtime.heads import register
 from bertdeploy.runtime.predictor import SORT_WINDOW, Predictor, check_texts, unambiguous
-from bertdeploy.runtime.tag_batch import best_tags_many, token_entities, word_entities
+from bertdeploy.runtime.tag_batch import FEW_TEXTS, best_tags_many, token_entities, word_entities
 from bertdeploy.runtime.tokenize import TokenEncoded, TokenEncoder
 
 __all__ = ["AGGREGATIONS", "Entity", "TokenScores", "Tagger", "first_sub_tokens"]
@@ -167,6 +168,9 @@ class Tagger(Predictor):
         ignore = check_ignore(ignore_labels)
         bounds = check_word_boundaries(word_boundaries)
         rule = check_decoding(decoding)
+        if len(outputs) < FEW_TEXTS:  # one request, batch 1: numpy's fixed cost per batch is more than the texts'
+            return [aggregate(text, *outputs.tokens(i), self.labels, strategy, ignore, bounds, rule, self.prior)
+                    for i, text in enumerate(outputs.texts)]  # fmt: skip
         if strategy in ("none", "simple"):  # every text at once (bertdeploy.runtime.tag_batch)
             tags = best_tags_many(
                 outputs.scores, outputs.bounds, self.labels, rule, probabilities=True, prior=self.prior
