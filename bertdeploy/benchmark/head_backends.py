@@ -182,13 +182,16 @@ class TorchHeadBackend(HeadBackend):
         return cls(root, manifest, variant, self.session, cls.make_encoder(tokenizer, self.ctx.max_length), policy)
 
     def _decoding(self, root: Path) -> dict[str, Any]:
-        """The manifest keys a head decodes with (token classification: the tag transitions; QA: the answer cap), so
-        that PyTorch is post-processed exactly as the runtime: the bundle's, or the run folder's file."""
+        """The manifest keys a head encodes and decodes with (token classification: the tag transitions; QA: the
+        answer cap and the question-match types), so that PyTorch runs exactly as the runtime: the bundle's, or the
+        run folder's files."""
         from bertdeploy.bundle import read_manifest
+        from bertdeploy.runtime.tokenize import uses_question_match
         from bertdeploy.training.task_tokens import read_transitions
 
         if self.ctx.bundle:
             raw = read_manifest(self.ctx.bundle).raw
-            return {k: raw[k] for k in ("tag_transitions", "answers") if k in raw}
+            return {k: raw[k] for k in ("tag_transitions", "answers", "question_match") if k in raw}
         table, _ = read_transitions(root, list(self.ctx.labels))
-        return {"tag_transitions": table} if table else {}
+        matched = {"question_match": True} if uses_question_match(self.model.config) else {}
+        return {"tag_transitions": table, **matched} if table else matched

@@ -18,6 +18,7 @@ from bertdeploy import tasks
 from bertdeploy.benchmark.contract import BackendContext, Skip, need
 from bertdeploy.benchmark.engines import hf_padding, ort_model, torch_model
 from bertdeploy.benchmark.scoring import QA, TOKENS
+from bertdeploy.runtime.tokenize import uses_question_match
 
 NO_STATIC = "the transformers pipeline pads each batch to its longest row itself: it has no static padding"
 ORT_CLASSES = {
@@ -61,6 +62,9 @@ class TaskPipelineBackend:
             model, info = ort_model(self.ctx, ORT_CLASSES[self.ctx.task])
         else:
             model, info = torch_model(self.ctx, spec.auto_model)
+        if uses_question_match(getattr(model, "config", None)):
+            raise Skip("the transformers pipeline cannot give this reader its question-match token types "
+                       "(train --question-match)")  # fmt: skip
         tok = _tokenizer(self.ctx)
         kwargs: dict[str, Any] = {}
         if self.ctx.task == TOKENS:

@@ -47,6 +47,13 @@ COMMON_OPTIONS = [
     ),
     click.option("--doc-stride", type=int, help="Question answering: tokens shared by consecutive windows (128)."),
     click.option(
+        "--question-match",
+        is_flag=True,
+        default=None,
+        help="Question answering: context tokens that occur in the question get token type 2 (for readers from "
+        "scratch; the bundle records it and the runtime marks them too).",
+    ),
+    click.option(
         "--label-all-tokens",
         is_flag=True,
         default=None,

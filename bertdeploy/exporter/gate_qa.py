@@ -37,10 +37,13 @@ def _encoder(tokenizer: Any, max_length: int, **kw: Any) -> Any:
     return runtime_encoder(tokenizer, max_length, PairEncoder, **kw)
 
 
-def make_span_batches(tokenizer: Any, pairs: list[tuple[str, str]], max_length: int, batch_size: int = 64) -> Batches:
-    """Question answering: (question, context) windows with the reader's ``doc_stride``, cut like the runtime."""
+def make_span_batches(
+    tokenizer: Any, pairs: list[tuple[str, str]], max_length: int, batch_size: int = 64, question_match: bool = False
+) -> Batches:
+    """Question answering: (question, context) windows with the reader's ``doc_stride``, cut like the runtime
+    (``question_match``: with the question-match token types of a reader trained with them)."""
     encoder = _encoder(tokenizer, max_length, stride=min(max_length // 2, 128))
-    encoded = encoder.encode_pairs(pairs)
+    encoded = encoder.encode_marked(pairs) if question_match else encoder.encode_pairs(pairs)
     return cut(encoded, encoder.pad_id, max_length, batch_size, tokens=encoded, kind="spans")
 
 

@@ -30,6 +30,7 @@ from bertdeploy.exporter.config import ExportConfig
 from bertdeploy.outputs import scratch_dir
 from bertdeploy.runtime.plugins import ORT_NAMES
 from bertdeploy.runtime.plugins import unavailable as provider_unavailable
+from bertdeploy.runtime.tokenize import uses_question_match
 from bertdeploy.variants import VariantSpec
 
 
@@ -142,7 +143,7 @@ def _batches(source: Any, data: Any, batch_size: int) -> Any:
     if data.words is not None:
         return gate.make_token_batches(tok, data.words, n, batch_size)
     if data.pairs is not None:
-        return gate_qa.make_span_batches(tok, data.pairs, n, batch_size)
+        return gate_qa.make_span_batches(tok, data.pairs, n, batch_size, uses_question_match(source.config))
     if data.choices is not None:
         return gate_qa.make_choice_batches(tok, data.texts, data.choices, n, batch_size)
     return gate.make_batches(tok, data.texts, n, batch_size)
@@ -328,4 +329,5 @@ def manifest_record(
         "source": write.source_info(run_dir),
         **({"tag_transitions": source.transitions} if source.transitions else {}),
         **({"answers": ref.answers} if ref.answers else {}),
+        **({"question_match": True} if uses_question_match(source.config) else {}),
     }

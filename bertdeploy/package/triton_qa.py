@@ -29,7 +29,8 @@ QUESTION_HEADS = ("reader", "chooser")
 LIMITATION = (
     "the repository holds the ONNX model only (no tokenizer step, no ensemble): tokenize the (question, context) "
     "pairs or (question, choice) pairs on the client (tokenizer.json is beside the model) and post-process the "
-    "logits there (QA: windows and the n-best span search, bertdeploy.runtime.spans); not done in Triton here"
+    "logits there (QA: windows and the n-best span search, bertdeploy.runtime.spans; a bundle with "
+    "question_match: token types from bertdeploy.runtime.tokenize.question_match_types); not done in Triton here"
 )
 
 

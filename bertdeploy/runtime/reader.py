@@ -100,6 +100,7 @@ class Reader(Predictor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_answer_len = recorded_answer_len(self.manifest.raw, self.bundle)
+        self.question_match = recorded_question_match(self.manifest.raw, self.bundle)
 
     @classmethod
     def make_encoder(cls, tokenizer: str | Path, max_length: int) -> PairEncoder:
@@ -110,9 +111,16 @@ class Reader(Predictor):
         """Tokens shared by consecutive windows of a context (the pipeline's ``min(max_length // 2, 128)``)."""
         return self._encoder.stride
 
+    question_match: bool
+    """The bundle's reader was trained with question-match token types (``train --question-match``): context tokens
+    that occur in the question get type 2 (:func:`~bertdeploy.runtime.tokenize.question_match_types`)."""
+
     def encode(self, records: Any) -> PairEncoded:  # type: ignore[override]
         """Tokenize (question, context) pairs into windows (``.truncated`` counts contexts that needed several)."""
-        return self._encoder.encode_pairs(as_pairs(records))
+        return self._pairs(self._encoder, as_pairs(records))
+
+    def _pairs(self, encoder: PairEncoder, pairs: list[tuple[str, str]]) -> PairEncoded:
+        return encoder.encode_marked(pairs) if self.question_match else encoder.encode_pairs(pairs)
 
     def forward(self, encoded: PairEncoded) -> SpanLogits:  # type: ignore[override]
         logits = np.zeros((len(encoded.ids), 2), dtype=np.float32)
@@ -163,7 +171,7 @@ class Reader(Predictor):
         """:meth:`encode` with ``doc_stride`` (a question too long to leave room for the stride: :class:`UserError`)."""
         encoder = self.encoder_for(doc_stride)
         try:
-            return encoder.encode_pairs(as_pairs(records))
+            return self._pairs(encoder, as_pairs(records))
         except BaseException as e:  # tokenizers panics (pyo3 PanicException) when the window cannot hold the stride
             if isinstance(e, (UserError, KeyboardInterrupt, SystemExit)) or "stride" not in str(e):
                 raise
@@ -174,7 +182,7 @@ class Reader(Predictor):
         pairs = as_pairs(records)
         parts = [self.forward(self.encode_with(pairs[i : i + SORT_WINDOW], doc_stride))
                  for i in range(0, len(pairs), SORT_WINDOW)]  # fmt: skip
-        return self.concat(parts) if parts else self.forward(self._encoder.encode_pairs([]))
+        return self.concat(parts) if parts else self.forward(self._pairs(self._encoder, []))
 
     def predict(self, records: Any, top_k: int = 1, max_answer_len: int | None = None,
                 handle_impossible_answer: bool = False, align_to_words: bool = True, doc_stride: int | None = None,
@@ -207,6 +215,15 @@ def recorded_answer_len(raw: dict[str, Any], bundle: Any) -> int:
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
         raise UserError(f"malformed manifest {bundle}: answers.max_answer_len must be an integer >= 1, got {cap!r}")
     return cap
+
+
+def recorded_question_match(raw: dict[str, Any], bundle: Any) -> bool:
+    """Whether a bundle's manifest (``raw``) says its reader takes question-match token types; a value other than
+    true / false is a :class:`UserError` naming ``bundle``."""
+    value = raw.get("question_match", False)
+    if not isinstance(value, bool):
+        raise UserError(f"malformed manifest {bundle}: question_match must be true or false, got {value!r}")
+    return value
 
 
 def check_params(top_k: Any, max_answer_len: Any) -> None:

@@ -201,3 +201,44 @@ class PairEncoder(TextEncoder):
         fields = {name: getattr(base, name) for name in base.__dataclass_fields__}
         fields["truncated"] = sum(1 for e in encodings if e.overflowing)
         return PairEncoded(**fields, sequence=sequence, firsts=tuple(a for a, _ in pairs))
+
+    @property
+    def special_ids(self) -> np.ndarray:
+        """The ids of the tokenizer's special tokens (``[CLS]``, ``[SEP]``, ``[PAD]``, ``[UNK]``, ``[MASK]`` ...)."""
+        added = self._tok.get_added_tokens_decoder()
+        return np.asarray(sorted(i for i, token in added.items() if token.special), dtype=np.int64)
+
+    def encode_marked(self, pairs: Sequence[tuple[str, str]]) -> PairEncoded:
+        """:meth:`encode_pairs` with :func:`question_match_types` as the token types."""
+        encoded = self.encode_pairs(pairs)
+        plain = encoded.type_ids if encoded.type_ids is not None else np.zeros_like(encoded.ids)
+        types = question_match_types(encoded.ids, encoded.sequence, encoded.lengths, plain, self.special_ids)
+        return replace(encoded, type_ids=types)
+
+
+#: the token type of a context token that occurs in its question (0: the question, 1: the rest of the context)
+MATCH_TYPE = 2
+
+
+def uses_question_match(config: object) -> bool:
+    """Whether a model config (transformers') says the reader was trained with question-match token types."""
+    return getattr(config, "question_match", False) is True
+
+
+def question_match_types(
+    ids: np.ndarray, sequence: np.ndarray, lengths: np.ndarray, types: np.ndarray, special: np.ndarray
+) -> np.ndarray:
+    """``types`` (a pair encoding's token types) with the context tokens that occur in their question set to
+    :data:`MATCH_TYPE` (DrQA's exact-match feature, for readers trained with ``--question-match``): per row
+    (window) of the flat ``ids``, a context token (``sequence`` 1) matches when its id is one of the row's question
+    (``sequence`` 0) token ids; special tokens (``special`` ids, ``[UNK]`` among them) never match. Rows are
+    ``lengths`` long, one after the other."""
+    ids = np.asarray(ids, dtype=np.int64)
+    sequence = np.asarray(sequence, dtype=np.int64)
+    row = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    plain = ~np.isin(ids, special)
+    keys = row * (int(ids.max(initial=0)) + 1) + ids
+    asked = np.unique(keys[(sequence == 0) & plain])
+    out = np.array(types, dtype=np.int64)
+    out[(sequence == 1) & plain & np.isin(keys, asked)] = MATCH_TYPE
+    return out

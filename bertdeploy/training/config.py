@@ -67,6 +67,9 @@ class TrainConfig(Config):
     doc_stride: int | None = None
     """Question answering: tokens that consecutive windows of a long context share (default: 128, at most a
     quarter of max_length)."""
+    question_match: bool = False
+    """Question answering: tell the reader which context tokens occur in the question (token type 2; DrQA's
+    exact-match feature). The model's token-type embeddings grow a third row; a reader trained with it keeps it."""
     label_all_tokens: bool = False
     """Token classification: label every sub-token of a word (B- turned into I-) instead of its first only."""
     epochs: float = 3.0

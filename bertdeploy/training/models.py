@@ -199,3 +199,27 @@ def build_preset_model(name: str, num_labels: int = 2, seed: int = 0):
         raise UserError(f"unknown model preset {name!r}; presets: {', '.join(PRESETS)}")
     model, tok, _ = load_classifier(name, [f"LABEL_{i}" for i in range(num_labels)], seed=seed)
     return model.eval(), tok
+
+
+def add_match_type(model: Any) -> None:
+    """Give a reader the question-match token type (:data:`~bertdeploy.runtime.tokenize.MATCH_TYPE`): a third row
+    of token-type embeddings, a copy of the context row plus a little noise (so training starts where the reader
+    was), and ``question_match`` in its config (saved with it; the export records it in the bundle). A model that
+    has the row already is left as it is."""
+    import torch
+
+    from bertdeploy.runtime.tokenize import MATCH_TYPE
+
+    embeddings = getattr(model.base_model, "embeddings", None)
+    old = getattr(embeddings, "token_type_embeddings", None)
+    if old is None:
+        raise UserError(f"--question-match needs a model with token-type embeddings (BERT's); "
+                        f"{model.config.model_type} has none")  # fmt: skip
+    if old.num_embeddings <= MATCH_TYPE:
+        grown = torch.nn.Embedding(MATCH_TYPE + 1, old.embedding_dim).to(old.weight.device, old.weight.dtype)
+        with torch.no_grad():
+            grown.weight[: old.num_embeddings] = old.weight
+            grown.weight[MATCH_TYPE] = old.weight[1] + 0.02 * torch.randn_like(old.weight[1])
+        embeddings.token_type_embeddings = grown
+        model.config.type_vocab_size = MATCH_TYPE + 1
+    model.config.question_match = True

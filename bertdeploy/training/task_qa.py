@@ -65,8 +65,12 @@ def encode_qa(data: Any, tokenizer: Any, max_length: int, padding: str, config: 
         enc["example"] = [indices[q] for q in owner]
         enc["context_mask"], enc["words"] = mask, words
         enc["offsets"] = [[list(o) for o in offs] for offs in enc.pop("offset_mapping")]
+        if getattr(config, "question_match", False):
+            enc["token_type_ids"] = _match_types(enc, special)
         return enc
 
+    added = tokenizer.backend_tokenizer.get_added_tokens_decoder()
+    special = np.asarray(sorted(i for i, t in added.items() if t.special), dtype=np.int64)
     ds = data.to_datasets()
     out = {}
     for name, split in ds.items():
@@ -77,6 +81,19 @@ def encode_qa(data: Any, tokenizer: Any, max_length: int, padding: str, config: 
                           fn_kwargs={"pad": pad}, desc=f"windows {name}")  # fmt: skip
         out[name] = feats.remove_columns(list(EVAL_COLUMNS)) if name == "train" else feats
     return type(ds)(out)
+
+
+def _match_types(enc: Any, special: np.ndarray) -> list[list[int]]:
+    """The windows' token types with the question-match type, as the runtime computes them (``--question-match``)."""
+    from bertdeploy.runtime.tokenize import question_match_types
+
+    rows = enc["input_ids"]
+    lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+    seq = [-1 if x is None else x for i in range(len(rows)) for x in enc.sequence_ids(i)]
+    flat = question_match_types(np.concatenate(rows) if rows else np.zeros(0, np.int64), np.asarray(seq, np.int64),
+                                lengths, np.concatenate(enc["token_type_ids"]) if rows else np.zeros(0, np.int64),
+                                special)  # fmt: skip
+    return [part.tolist() for part in np.split(flat, np.cumsum(lengths)[:-1])]
 
 
 def qa_scorer(data: Any, datasets: Any, split: str):

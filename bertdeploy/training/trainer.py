@@ -9,6 +9,7 @@ The run folder (written atomically at the end; checkpoints live in ``<output>.pa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -117,8 +118,9 @@ def prepare(config: TrainConfig, stage: str = "train") -> Prepared:
     (``stage``: ``train`` | ``distill``, for the task table's check)."""
     from bertdeploy import tasks
     from bertdeploy.data import resolve_task
+    from bertdeploy.runtime.tokenize import uses_question_match
     from bertdeploy.training import task_setup
-    from bertdeploy.training.models import check_hub, freeze, load_classifier
+    from bertdeploy.training.models import add_match_type, check_hub, freeze, load_classifier
 
     if not config.output:
         raise UserError("an output folder is required (--output)")
@@ -137,6 +139,8 @@ def prepare(config: TrainConfig, stage: str = "train") -> Prepared:
     spec = DataSpec(config.data, config.text_column, config.label_column, config.val_ratio, config.test_ratio,
                     config.train_size, config.seed, config.unseen_labels, config.task)  # fmt: skip
     task = resolve_task(spec)
+    if config.question_match and task != "question-answering":
+        raise UserError(f"--question-match applies to question answering, not {task}")
     setup = task_setup.get(task, stage)
     metric = task_setup.best_metric(task, config.metric)
     data = load_data(spec)
@@ -152,6 +156,9 @@ def prepare(config: TrainConfig, stage: str = "train") -> Prepared:
     if built is not None:
         info["vocab"] = {"from_data": True, "size": len(tok)}
     vocab.check_unk(info["unk_rate"], config.max_unk_rate, config.tokenizer or config.model)
+    if task == "question-answering" and (config.question_match or uses_question_match(model.config)):
+        add_match_type(model)  # a reader trained with the feature keeps it
+        config = dataclasses.replace(config, question_match=True)
     trainable = freeze(model, config.freeze)
     ds = setup.encode(data, tok, config.max_length, config.padding, config)
     return Prepared(out, work, last, data, model, tok, info, trainable, ds, incomplete, task, metric)

@@ -1,0 +1,146 @@
+"""Question-match token types (``train --question-match``, issue 23): context tokens that occur in the question get
+token type 2, in training, in the export gate and in the runtime alike, recorded in the bundle; refused elsewhere."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bertdeploy.errors import UserError
+from bertdeploy.runtime.tokenize import MATCH_TYPE, PairEncoder, question_match_types
+from bertdeploy.training import TrainConfig, train
+from tests.helpers import VOCAB, build_tiny_reader
+
+
+def _encoder(max_length: int = 32, stride: int = 8) -> PairEncoder:
+    from transformers import BertTokenizerFast
+
+    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
+    from tokenizers import Tokenizer
+
+    return PairEncoder(Tokenizer.from_str(tok.backend_tokenizer.to_str()), max_length, stride=stride)
+
+
+def _tokens(encoder: PairEncoder, encoded, row: int) -> list[tuple[str, int, int]]:
+    a, b = int(encoded.offsets[row]), int(encoded.offsets[row] + encoded.lengths[row])
+    names = [encoder._tok.id_to_token(int(i)) for i in encoded.ids[a:b]]
+    return list(zip(names, encoded.sequence[a:b].tolist(), encoded.type_ids[a:b].tolist()))
+
+
+def test_context_tokens_of_the_question_get_the_match_type_row_by_row():
+    encoder = _encoder()
+    encoded = encoder.encode_marked([("where is movie", "the movie was bad"), ("where is food", "the movie zzqx")])
+    first, second = _tokens(encoder, encoded, 0), _tokens(encoder, encoded, 1)
+    assert [t for t, s, _ in first if s == 1] == ["the", "movie", "was", "bad"]
+    assert [m for _, s, m in first if s == 1] == [1, MATCH_TYPE, 1, 1]
+    assert all(m == 0 for _, s, m in first if s == 0) and first[0] == ("[CLS]", -1, 0) and first[-1][2] == 1
+    # the same word in another row's context does not match: each window against its own question
+    assert MATCH_TYPE not in [m for _, _, m in second]
+    plain = encoder.encode_pairs([("where is movie", "the movie was bad")])
+    types = encoded.type_ids[: len(plain.ids)]
+    assert np.array_equal(np.where(types == MATCH_TYPE, 1, types), plain.type_ids)  # only the marks differ
+
+
+def test_special_tokens_never_match():
+    ids = np.array([2, 9, 1, 3, 1, 9, 3])  # [CLS] q:9 q:[UNK] [SEP] c:[UNK] c:9 [SEP]
+    sequence = np.array([-1, 0, 0, -1, 1, 1, -1])
+    types = np.array([0, 0, 0, 0, 1, 1, 1])
+    out = question_match_types(ids, sequence, np.array([7]), types, special=np.array([0, 1, 2, 3, 4]))
+    assert out.tolist() == [0, 0, 0, 0, 1, MATCH_TYPE, 1]
+    assert (
+        question_match_types(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0), np.array([0])).size
+        == 0
+    )
+
+
+def test_training_windows_carry_the_runtimes_types(tiny_qa_dir):
+    from transformers import BertTokenizerFast
+
+    from bertdeploy.data import DataSpec, load_data
+    from bertdeploy.training.task_qa import encode_qa
+
+    data = load_data(DataSpec(str(tiny_qa_dir)))
+    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
+    feats = encode_qa(data, tok, 32, "static", TrainConfig(doc_stride=8, question_match=True))["validation"]
+    split = data.splits["validation"]
+    runtime = _encoder(32, 8).encode_marked(list(zip(split["question"], split["context"])))
+    trained = [t[: sum(m)] for t, m in zip(feats["token_type_ids"], feats["attention_mask"])]
+    assert np.array_equal(np.concatenate(trained), runtime.type_ids)
+    assert (runtime.type_ids == MATCH_TYPE).any()
+
+
+@pytest.fixture(scope="module")
+def match_run(tiny_qa_dir, tmp_path_factory):
+    model = build_tiny_reader(tmp_path_factory.mktemp("match_reader"))
+    out = tmp_path_factory.mktemp("match_run") / "run"
+    config = TrainConfig(model=str(model), data=str(tiny_qa_dir), output=str(out), epochs=2, batch_size=8, lr=5e-3,
+                         max_length=32, doc_stride=8, report_to=["none"], question_match=True)  # fmt: skip
+    return train(config)
+
+
+def test_a_question_match_reader_is_recorded_and_answered_as_pytorch(match_run, tiny_qa_dir, tmp_path):
+    from bertdeploy import export, load
+    from bertdeploy.exporter import ExportConfig
+    from bertdeploy.metrics_qa import qa_metrics
+
+    config = json.loads((match_run.output / "config.json").read_text())
+    assert config["question_match"] is True and config["type_vocab_size"] == 3
+    bundle = tmp_path / "bundle"
+    export(ExportConfig(run_dir=str(match_run.output), output=str(bundle), variants=["fp32"]))
+    manifest = json.loads((bundle / "bertdeploy.json").read_text())
+    assert manifest["question_match"] is True
+    fp32 = next(v for v in manifest["variants"] if v["name"] == "fp32")
+    assert fp32["parity"]["agreement"] == 1.0  # the gate fed PyTorch and ONNX the same types as the runtime
+    reader = load(bundle, variant="fp32")
+    test = [json.loads(line) for line in (tiny_qa_dir / "test.jsonl").read_text().splitlines()]
+    predicted = [a.answer for a in reader.predict([{"question": r["question"], "context": r["context"]} for r in test])]
+    scores = qa_metrics(predicted, [r["answers"]["text"] for r in test])  # the gate judged what the runtime answers
+    assert (scores["exact_match"], scores["f1"]) == (fp32["metrics"]["exact_match"], fp32["metrics"]["f1"])
+    records = [{"question": "where is movie", "context": "i love the food at work and the movie was bad"}]
+    assert reader.question_match and (reader.encode(records).type_ids == MATCH_TYPE).any()
+    marked = reader.logits(records)
+    reader.question_match = False  # the types matter: without them the same reader scores differently
+    assert not np.allclose(reader.logits(records).start, marked.start)
+
+
+def test_a_question_match_reader_keeps_the_types_when_trained_on(match_run, tiny_qa_dir, tmp_path):
+    out = tmp_path / "again"
+    train(TrainConfig(model=str(match_run.output), data=str(tiny_qa_dir), output=str(out), epochs=1, batch_size=8,
+                      max_length=32, doc_stride=8, report_to=["none"]))  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert config["question_match"] is True and config["type_vocab_size"] == 3
+
+
+def test_question_match_is_refused_outside_question_answering(tiny_data_dir, tiny_model_dir, tmp_path):
+    with pytest.raises(UserError, match="--question-match applies to question answering"):
+        train(TrainConfig(model=str(tiny_model_dir), data=str(tiny_data_dir), output=str(tmp_path / "r"),
+                          question_match=True, report_to=["none"]))  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_malformed_question_match_in_a_manifest_is_named(tiny_qa_bundle, tmp_path):
+    import shutil
+
+    from bertdeploy import load
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_qa_bundle, bundle)
+    manifest = json.loads((bundle / "bertdeploy.json").read_text())
+    manifest["question_match"] = "yes"
+    (bundle / "bertdeploy.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="question_match must be true or false"):
+        load(bundle, variant="fp32")
+
+
+def test_a_model_without_token_types_is_refused():
+    from transformers import DistilBertConfig, DistilBertForQuestionAnswering
+
+    from bertdeploy.training.models import add_match_type
+
+    model = DistilBertForQuestionAnswering(
+        DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32)
+    )
+    with pytest.raises(UserError, match="needs a model with token-type embeddings.*distilbert has none"):
+        add_match_type(model)
