@@ -7,6 +7,7 @@ arrays rather than thousands of Python objects.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -202,7 +203,7 @@ class PairEncoder(TextEncoder):
         fields["truncated"] = sum(1 for e in encodings if e.overflowing)
         return PairEncoded(**fields, sequence=sequence, firsts=tuple(a for a, _ in pairs))
 
-    @property
+    @functools.cached_property
     def special_ids(self) -> np.ndarray:
         """The ids of the tokenizer's special tokens (``[CLS]``, ``[SEP]``, ``[PAD]``, ``[UNK]``, ``[MASK]`` ...)."""
         added = self._tok.get_added_tokens_decoder()
