@@ -205,9 +205,8 @@ class PairEncoder(TextEncoder):
 
     @functools.cached_property
     def special_ids(self) -> np.ndarray:
-        """The ids of the tokenizer's special tokens (``[CLS]``, ``[SEP]``, ``[PAD]``, ``[UNK]``, ``[MASK]`` ...)."""
-        added = self._tok.get_added_tokens_decoder()
-        return np.asarray(sorted(i for i, token in added.items() if token.special), dtype=np.int64)
+        """The ids of the tokenizer's special tokens (:func:`special_ids`)."""
+        return special_ids(self._tok)
 
     def encode_marked(self, pairs: Sequence[tuple[str, str]]) -> PairEncoded:
         """:meth:`encode_pairs` with :func:`question_match_types` as the token types."""
@@ -219,6 +218,12 @@ class PairEncoder(TextEncoder):
 
 #: the token type of a context token that occurs in its question (0: the question, 1: the rest of the context)
 MATCH_TYPE = 2
+
+
+def special_ids(tok: Tokenizer) -> np.ndarray:
+    """The ids of a tokenizer's special tokens (``[CLS]``, ``[SEP]``, ``[PAD]``, ``[UNK]``, ``[MASK]`` ...)."""
+    added = tok.get_added_tokens_decoder()
+    return np.asarray(sorted(i for i, token in added.items() if token.special), dtype=np.int64)
 
 
 def uses_question_match(config: object) -> bool:

@@ -69,8 +69,9 @@ def encode_qa(data: Any, tokenizer: Any, max_length: int, padding: str, config: 
             enc["token_type_ids"] = _match_types(enc, special)
         return enc
 
-    added = tokenizer.backend_tokenizer.get_added_tokens_decoder()
-    special = np.asarray(sorted(i for i, t in added.items() if t.special), dtype=np.int64)
+    from bertdeploy.runtime.tokenize import special_ids
+
+    special = special_ids(tokenizer.backend_tokenizer)  # the runtime's own definition
     ds = data.to_datasets()
     out = {}
     for name, split in ds.items():
