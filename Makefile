@@ -4,7 +4,7 @@ PYTHON ?= python3
 PIP = $(PYTHON) -m pip
 EXTRAS ?= cpu,train,serve,ray,dev,docs
 
-.PHONY: install quickstart test lint docs bench-runtime bench-seq bench-serve
+.PHONY: install quickstart test lint docs bench-runtime bench-seq bench-serve drcd-reader
 install:
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[$(EXTRAS)]"
@@ -60,3 +60,24 @@ bench-seq: models/$(MINILM)-512/bertdeploy.json
 # `bertdeploy serve` under load beside offline predict; rewrites the table of benchmarks/serve/README.md.
 bench-serve: models/$(MINILM)/bertdeploy.json
 	bertdeploy bench --scenario serve models/$(MINILM) --data $(DATA)/test.csv -o benchmarks/serve --threads 2 --repeats 3
+
+# The DRCD reader from scratch (benchmarks/drcd/README.md, "The cloze stage with question-match types"): cloze
+# questions made from the training paragraphs, one epoch on them alone, then the real questions; both stages with
+# --question-match. About 2 h of training on 2 CPU cores; then the export gate and the two-stage reader end to end.
+SHARED ?= ../shared/datasets
+runs/drcd-cloze/train.jsonl:
+	bertdeploy data cloze $(SHARED)/drcd_select -o runs/drcd-cloze --only --per-paragraph 40 --per-sentence 4 \
+	    --context-chars 160
+runs/drcd-qa-cloze/config.json: runs/drcd-cloze/train.jsonl
+	bertdeploy train --model bert-mini --vocab-from-data --data runs/drcd-cloze --task question-answering \
+	    --epochs 1 --lr 5e-4 --batch-size 32 --max-length 256 --doc-stride 64 --warmup-ratio 0.1 --group-by-length \
+	    --seed 42 --question-match -o runs/drcd-qa-cloze
+runs/drcd-qa-match/config.json: runs/drcd-qa-cloze/config.json
+	bertdeploy train --model runs/drcd-qa-cloze --data $(SHARED)/drcd_select --task question-answering \
+	    --epochs 3 --lr 2.5e-4 --batch-size 8 --max-length 384 --doc-stride 128 --warmup-ratio 0.1 --seed 42 \
+	    --question-match -o runs/drcd-qa-match
+models/drcd-qa-match/bertdeploy.json: runs/drcd-qa-match/config.json
+	bertdeploy export runs/drcd-qa-match -o models/drcd-qa-match --data $(SHARED)/drcd --int8
+drcd-reader: models/drcd-qa-match/bertdeploy.json
+	bertdeploy predict overlap --then models/drcd-qa-match -i $(SHARED)/drcd_select/test.json \
+	    -o runs/drcd-answers.jsonl

@@ -158,6 +158,16 @@ def test_shell_examples_name_only_real_options(doc):
     assert not wrong, f"{doc.name}: options that do not exist: {wrong}"
 
 
+def test_makefile_commands_name_only_real_options():
+    """The Makefile's recipes (bench-runtime, drcd-reader, ...) are commands nobody runs in CI: their options are
+    checked against the CLI like the docs' examples, so a renamed option breaks this test, not a 2-hour run."""
+    text = (ROOT / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = [line[line.index("bertdeploy ") :] for line in text.splitlines() if "bertdeploy " in line]
+    assert sum("--question-match" in line for line in lines) == 2  # the DRCD reader's two training stages
+    wrong = [bad for line in lines for bad in _check_options(line)]
+    assert not wrong, f"Makefile: options that do not exist: {wrong}"
+
+
 REPO_PATH = re.compile(r"`((?:bertdeploy|benchmarks|recipes|tests|docs|\.ci)/[\w./-]*[\w/])`")
 
 
