@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,9 @@ VOCAB = ASSETS / "vocab.txt"
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = Path(os.environ.get("BERTDEPLOY_SHARED", REPO.parent / "shared")) / "datasets"
 TINY_LABELS = ["negative", "neutral", "positive"]
+# the HTTP client the serve tests use, and the one Starlette's TestClient prefers: httpx2 (Python >= 3.11);
+# plain httpx, deprecated there, only where httpx2 does not install
+HTTP_CLIENT = "httpx2" if sys.version_info >= (3, 11) else "httpx"
 
 _WORDS = {
     "negative": ["bad", "terrible", "hate", "sad", "angry", "slow", "late"],

@@ -8,9 +8,10 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import HTTP_CLIENT
 
 pytest.importorskip("starlette")
-pytest.importorskip("httpx")
+pytest.importorskip(HTTP_CLIENT)
 
 from starlette.testclient import TestClient  # noqa: E402
 

@@ -13,8 +13,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers import HTTP_CLIENT
 
-httpx = pytest.importorskip("httpx")
+httpx = pytest.importorskip(HTTP_CLIENT)
 pytest.importorskip("uvicorn")
 
 import test_serve_server as srv  # noqa: E402

@@ -9,9 +9,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from helpers import SlowClassifier, tiny_mc_records, tiny_qa_records
+from helpers import HTTP_CLIENT, SlowClassifier, tiny_mc_records, tiny_qa_records
 
-httpx = pytest.importorskip("httpx")
+httpx = pytest.importorskip(HTTP_CLIENT)
 pytest.importorskip("uvicorn")
 huggingface_hub = pytest.importorskip("huggingface_hub")
 

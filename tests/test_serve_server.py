@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from helpers import SlowClassifier, tiny_texts
+from helpers import HTTP_CLIENT, SlowClassifier, tiny_texts
 
-httpx = pytest.importorskip("httpx")
+httpx = pytest.importorskip(HTTP_CLIENT)
 uvicorn = pytest.importorskip("uvicorn")
 
 from bertdeploy.runtime import LoadOptions, load  # noqa: E402

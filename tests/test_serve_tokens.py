@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from helpers import SlowClassifier
+from helpers import HTTP_CLIENT, SlowClassifier
 
-httpx = pytest.importorskip("httpx")
+httpx = pytest.importorskip(HTTP_CLIENT)
 pytest.importorskip("uvicorn")
 huggingface_hub = pytest.importorskip("huggingface_hub")
 
