@@ -1,7 +1,8 @@
-"""`bertdeploy package` for question answering and multiple choice: the Triton repository is the model alone with
-the task table's dims (two ``[-1]`` outputs for QA, a choices axis for MC), its configs parse into Triton's
-ModelConfig, and the model fed as the config declares gives the runtime's answers; the CLI says what is left to the
-client; the model wheel's ``load().predict`` answers questions and picks choices like the bundle."""
+"""`bertdeploy package` for question answering and multiple choice: the Triton repository's model has the task
+table's dims (two ``[-1]`` outputs for QA, a choices axis for MC), its configs parse into Triton's ModelConfig, and
+the model fed as the config declares gives the runtime's answers (the answers step beside it:
+test_package_triton_answers.py); the CLI says what the step needs; the model wheel's ``load().predict`` answers
+questions and picks choices like the bundle."""
 
 from __future__ import annotations
 
@@ -33,13 +34,14 @@ def _types(config) -> list[tuple[str, str, list[int]]]:
 
 def test_qa_repository_is_the_model_with_two_outputs(tiny_qa_bundle, tmp_path):
     repo = triton_repository(tiny_qa_bundle, tmp_path / "repo", name="qa", variant="fp32", kind="cpu")
-    assert sorted(p.name for p in repo.repository.iterdir()) == ["qa"]
+    assert sorted(p.name for p in repo.repository.iterdir()) == ["qa", "qa_reader"]  # the answers step beside it
     assert (repo.repository / "qa/1/model.onnx").is_file() and (repo.repository / "qa/tokenizer.json").is_file()
     config = _parse(repo.repository / "qa/config.pbtxt")
     assert config.backend == "onnxruntime" and config.max_batch_size == 32
     assert _types(config.output) == [("start_logits", "TYPE_FP32", [-1]), ("end_logits", "TYPE_FP32", [-1])]
     assert all(dims == [-1] for _, _, dims in _types(config.input)) and len(config.input) >= 2
-    assert [o.name for o in repo.outputs] == ["start_logits", "end_logits"] and "not done in Triton" in repo.limitation
+    assert [o.name for o in repo.outputs] == ["start_logits", "end_logits"] and repo.answers == "qa_reader"
+    assert "pip install bertdeploy" in repo.limitation
     assert not any(o.label_filename for o in config.output)
 
 
@@ -78,12 +80,12 @@ def test_mc_repository_has_the_choices_axis(tiny_mc_bundle, tmp_path):
         assert logits.argmax(axis=1).tolist() == [c.label for c in chooser.predict(MC)]
 
 
-def test_cli_says_what_the_repository_leaves_to_the_client(tiny_qa_bundle, tmp_path):
+def test_cli_says_what_the_answers_step_needs(tiny_qa_bundle, tmp_path):
     args = ["package", "triton", str(tiny_qa_bundle), "-o", str(tmp_path / "repo"), "--kind", "cpu", "--name", "qa"]
     done = CliRunner().invoke(cli, args)
     assert done.exit_code == 0, done.output
     assert "start_logits TYPE_FP32 [-1], end_logits TYPE_FP32 [-1]" in done.output
-    assert "ONNX model only" in done.output and "not done in Triton" in done.output
+    assert "qa_reader: QUESTION, CONTEXT" in done.output and "pip install bertdeploy" in done.output
     bad = CliRunner().invoke(cli, [*args[:-2], "--name", "qa2", "--aggregation", "simple"])
     assert bad.exit_code == 2 and "apply to token-classification" in bad.output
 

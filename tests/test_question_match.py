@@ -80,15 +80,23 @@ def match_run(tiny_qa_dir, tmp_path_factory):
     return train(config)
 
 
-def test_a_question_match_reader_is_recorded_and_answered_as_pytorch(match_run, tiny_qa_dir, tmp_path):
-    from bertdeploy import export, load
+@pytest.fixture(scope="module")
+def match_bundle(match_run, tmp_path_factory):
+    from bertdeploy import export
     from bertdeploy.exporter import ExportConfig
+
+    bundle = tmp_path_factory.mktemp("match_bundle") / "bundle"
+    export(ExportConfig(run_dir=str(match_run.output), output=str(bundle), variants=["fp32"]))
+    return bundle
+
+
+def test_a_question_match_reader_is_recorded_and_answered_as_pytorch(match_run, match_bundle, tiny_qa_dir):
+    from bertdeploy import load
     from bertdeploy.metrics_qa import qa_metrics
 
     config = json.loads((match_run.output / "config.json").read_text())
     assert config["question_match"] is True and config["type_vocab_size"] == 3
-    bundle = tmp_path / "bundle"
-    export(ExportConfig(run_dir=str(match_run.output), output=str(bundle), variants=["fp32"]))
+    bundle = match_bundle
     manifest = json.loads((bundle / "bertdeploy.json").read_text())
     assert manifest["question_match"] is True
     fp32 = next(v for v in manifest["variants"] if v["name"] == "fp32")
@@ -103,6 +111,29 @@ def test_a_question_match_reader_is_recorded_and_answered_as_pytorch(match_run, 
     marked = reader.logits(records)
     reader.question_match = False  # the types matter: without them the same reader scores differently
     assert not np.allclose(reader.logits(records).start, marked.start)
+
+
+def test_the_triton_reader_step_feeds_the_types(match_bundle, tiny_qa_dir, tmp_path, monkeypatch):
+    """The Triton repository's answers step (``NAME_reader``) marks the context like the runtime: its model calls
+    carry type 2, and its answers are the runtime's."""
+    pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    from test_package_triton_answers import open_step, qa_request
+
+    from bertdeploy import load
+    from bertdeploy.package import triton_repository
+
+    repo = triton_repository(match_bundle, tmp_path / "repo", name="m", variant="fp32", kind="cpu")
+    test = [json.loads(line) for line in (tiny_qa_dir / "test.jsonl").read_text().splitlines()]
+    records = [{"question": r["question"], "context": r["context"]} for r in test]
+    step, bls = open_step(repo.repository, "m_reader", monkeypatch)
+    (response,) = step.execute([qa_request(records)])
+    answers = [t.as_numpy().reshape(-1).tolist() for t in response.output_tensors]
+    assert any((call["token_type_ids"] == MATCH_TYPE).any() for call in bls.calls)
+    with load(match_bundle, variant="fp32") as reader:
+        expected = reader.predict(records)
+    assert [(a.decode(), s, e) for a, s, e in zip(answers[0], answers[2], answers[3])] == [
+        (x.answer, x.start, x.end) for x in expected
+    ]
 
 
 def test_a_question_match_reader_keeps_the_types_when_trained_on(match_run, tiny_qa_dir, tmp_path):

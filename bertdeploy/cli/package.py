@@ -40,7 +40,8 @@ def command() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace our models if they exist (others are kept).")
 def triton(bundle: str, output: str, ignore_labels: str | None, **options: object) -> object:
     """Write a Triton model repository: NAME (onnxruntime), NAME_tokenizer (python), NAME_ensemble (and, for a
-    token-classification bundle, NAME_entities (python)); for question answering / multiple choice NAME alone."""
+    token-classification bundle, NAME_entities (python)); for question answering / multiple choice NAME and the answers
+    step NAME_reader / NAME_chooser (python: strings in, answers out)."""
     from bertdeploy.package import triton_repository
 
     ignore = None if ignore_labels is None else [x.strip() for x in ignore_labels.split(",") if x.strip()]
@@ -51,6 +52,10 @@ def triton(bundle: str, output: str, ignore_labels: str | None, **options: objec
     out = result.output
     outs = ", ".join(f"{o.name} {o.data_type} {list(o.dims)}" for o in result.outputs or [out])
     _say(f"  {name}: {inputs} -> {outs}")
+    if result.answers:
+        reader = result.answers.endswith("_reader")
+        fields = "CONTEXT -> ANSWER, SCORE, START, END" if reader else "CHOICES -> LABEL, SCORE"
+        _say(f"  {result.answers}: QUESTION, {fields} (python; its model calls go to {name})")
     if result.limitation:
         _say(f"  note: {result.limitation}")
     elif result.entities is None:

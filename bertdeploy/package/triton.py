@@ -124,7 +124,9 @@ class TritonRepository:
     outputs: list[TensorSpec] = field(default_factory=list)
     """Every output of the ONNX model (question answering: ``start_logits`` and ``end_logits``)."""
     limitation: str = ""
-    """What the repository leaves to the client (question answering / multiple choice: the model alone)."""
+    """What the repository needs or leaves out (question answering / multiple choice: the answers step's)."""
+    answers: str | None = None
+    """Question answering / multiple choice: the answers step's model name (``NAME_reader`` / ``NAME_chooser``)."""
 
 
 def graph_io(path: Path, num_labels: int, task: str = tasks.DEFAULT) -> tuple[list[TensorSpec], TensorSpec]:
@@ -274,12 +276,14 @@ def _write_models(
 def _write_question_model(
     stage: Path, root: Path, manifest: _bundle.Manifest, chosen: _bundle.Variant, options: TritonOptions
 ) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Question answering / multiple choice: the model folder alone (:mod:`bertdeploy.package.triton_qa`)."""
+    """Question answering / multiple choice: the model and the answers step (:mod:`bertdeploy.package.triton_qa`)."""
     source = _bundle.verify_variant(root, chosen)
     _bundle.verify_files(root, manifest)
     inputs, outputs = triton_qa.graph_io(source, manifest.task)
     config = {**onnx_config(options, inputs, outputs[0]), "output": [o.config() for o in outputs]}
     triton_qa.write_model(stage / options.name, source, root / manifest.tokenizer_file, config)
+    step = triton_qa.step_name(options.name, manifest.task)
+    triton_qa.write_step(stage / step, root, manifest, chosen.name, options, (inputs, outputs))
     return inputs, outputs
 
 
@@ -361,7 +365,8 @@ def triton_repository(
     tokens, questions = _per_token(manifest), triton_qa.serves_questions(manifest.task)
     if not tokens and (aggregation is not None or ignore_labels is not None):
         raise UserError(f"aggregation / ignore_labels apply to token-classification bundles; {root} is {manifest.task}")
-    ours = (options.name,) if questions else (*options.models, options.entities) if tokens else options.models
+    step = triton_qa.step_name(options.name, manifest.task) if questions else None
+    ours = (options.name, step) if step else (*options.models, options.entities) if tokens else options.models
     chosen = choose_variant(manifest, options)
     repo = Path(output)
     if repo.exists() and not repo.is_dir():
@@ -379,4 +384,4 @@ def triton_repository(
     entities = options.entities if tokens else None
     outs = outs if isinstance(outs, list) else [outs]
     return TritonRepository(repo, options.models, chosen.name, inputs, outs[0], options.kind, replaced, manifest.task,
-                            entities, outs, triton_qa.LIMITATION if questions else "")  # fmt: skip
+                            entities, outs, triton_qa.LIMITATION if questions else "", step)  # fmt: skip

@@ -1,41 +1,49 @@
-"""The Triton model of a question-answering or multiple-choice bundle: the ONNX model alone, its dims from the task
-table (:mod:`bertdeploy.tasks`).
+"""The Triton models of a question-answering or multiple-choice bundle: the ONNX model, its dims from the task table
+(:mod:`bertdeploy.tasks`), and the answers step.
 
 * question answering: inputs ``[batch, sequence]``, two outputs ``start_logits`` / ``end_logits`` ``[batch,
   sequence]`` (Triton dims ``[-1]`` each);
 * multiple choice: inputs ``[batch, num_choices, sequence]`` (dims ``[-1, -1]``), output ``logits [batch,
   num_choices]`` (dims ``[-1]``).
 
-What the repository does not hold, plainly: no tokenizer step and no ensemble. A question-answering request is a
-(question, context) pair cut into overlapping windows, and its answer comes from an n-best search over the windows
-with offsets into the context (:mod:`bertdeploy.runtime.spans`); a Python-backend step for that is not written here,
-so a Triton client tokenizes the pairs (``tokenizer.json`` is copied beside the model) and post-processes the
-logits itself, e.g. with ``bertdeploy.runtime.spans.answers``. Multiple choice likewise: the client pads each
-question's (question, choice) pairs together and takes the softmax over the choices.
+Beside it, the answers step ``NAME_reader`` (``NAME_chooser`` for multiple choice): a Python-backend model that takes
+the questions as strings and answers them with the bertdeploy runtime's own head, its model calls sent to ``NAME``
+through Triton's business logic scripting (:mod:`bertdeploy.package.triton_answers`): windows, question-match token
+types, the n-best span search with the bundle's answer cap. It imports bertdeploy, so Triton's Python environment
+needs ``pip install bertdeploy`` (the runtime: no torch). A client may also call ``NAME`` directly with token ids it
+made itself (``tokenizer.json`` is beside the model) and post-process the logits, e.g. with
+``bertdeploy.runtime.spans.answers``.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from bertdeploy import tasks
 from bertdeploy.errors import UserError
-from bertdeploy.package.pbtxt import TRITON_TYPES, TensorSpec, render
+from bertdeploy.package.pbtxt import TRITON_TYPES, Enum, TensorSpec, render
 
 QUESTION_HEADS = ("reader", "chooser")
-#: what the CLI and the result say about the missing steps
+#: what the CLI and the result say the answers step needs and leaves out
 LIMITATION = (
-    "the repository holds the ONNX model only (no tokenizer step, no ensemble): tokenize the (question, context) "
-    "pairs or (question, choice) pairs on the client (tokenizer.json is beside the model) and post-process the "
-    "logits there (QA: windows and the n-best span search, bertdeploy.runtime.spans; a bundle with "
-    "question_match: token types from bertdeploy.runtime.tokenize.question_match_types); not done in Triton here"
+    "the answers step imports bertdeploy: pip install bertdeploy in Triton's Python environment; it answers with "
+    "the bundle's defaults (the best answer, the bundle's answer cap and window stride): top_k and the other "
+    "per-call parameters of predict are not Triton inputs"
+)
+#: the ONNX type of each Triton data type the graphs use (the BLS session reports the graph's types as ORT does)
+_ONNX_TYPES = {triton: onnx for onnx, triton in TRITON_TYPES.items()}
+_MODEL_PY = (
+    '"""The answers step of a bertdeploy Triton repository (written by `bertdeploy package triton`; Triton\'s '
+    'Python\nenvironment needs `pip install bertdeploy`): bertdeploy.package.triton_answers."""\n\n'
+    "from bertdeploy.package.triton_answers import TritonPythonModel  # noqa: F401\n"
 )
 
 
 def serves_questions(task: str) -> bool:
-    """Whether ``task``'s repository is the model alone (question answering, multiple choice)."""
+    """Whether ``task``'s repository is the model and the answers step (question answering, multiple choice)."""
     return tasks.get(task, stage="package triton").head in QUESTION_HEADS
 
 
@@ -72,3 +80,51 @@ def write_model(folder: Path, source: Path, tokenizer: Path, config: dict[str, A
         shutil.copy2(data, folder / "1" / data.name)
     shutil.copy2(tokenizer, folder / "tokenizer.json")
     (folder / "config.pbtxt").write_text(render(config), encoding="utf-8")
+
+
+def step_name(name: str, task: str) -> str:
+    """The answers step's model name: ``NAME_reader`` (question answering) or ``NAME_chooser``."""
+    return f"{name}_{tasks.get(task, stage='package triton').head}"
+
+
+def step_config(step: str, head: str, options: Any) -> dict[str, Any]:
+    """The answers step's ``config.pbtxt`` as a dict: strings in, the head's answer fields out."""
+    from bertdeploy.package.triton_answers import CHOICES, CONTEXT, OUTPUTS, QUESTION
+
+    second = TensorSpec(CONTEXT, "TYPE_STRING", (1,)) if head == "reader" else TensorSpec(CHOICES, "TYPE_STRING", (-1,))
+    return {
+        "name": step,
+        "backend": "python",
+        "max_batch_size": options.max_batch_size,
+        "input": [TensorSpec(QUESTION, "TYPE_STRING", (1,)).config(), second.config()],
+        "output": [TensorSpec(name, t, (1,)).config() for name, t in OUTPUTS[head].items()],
+        "dynamic_batching": {"max_queue_delay_microseconds": options.queue_delay_us},
+        "instance_group": [{"count": options.instances, "kind": Enum("KIND_CPU")}],
+    }
+
+
+def write_step(folder: Path, root: Path, manifest: Any, variant: str, options: Any,
+               graph: tuple[list[TensorSpec], list[TensorSpec]]) -> None:  # fmt: skip
+    """The answers step's folder: ``config.pbtxt``; ``1/`` holds ``model.py``, the bundle's tokenizer, its manifest
+    with the packaged variant alone, and the settings (the ONNX model's name, inputs and outputs, batch size)."""
+    from bertdeploy.package import triton_answers
+
+    head = tasks.get(manifest.task, stage="package triton").head
+    version = folder / "1"
+    version.mkdir(parents=True)
+    (version / "model.py").write_text(_MODEL_PY, encoding="utf-8")
+    shutil.copy2(root / manifest.tokenizer_file, version / "tokenizer.json")
+    raw = {key: value for key, value in manifest.raw.items() if key != "files"}  # digests of files not copied
+    raw["tokenizer"] = {**(raw.get("tokenizer") or {}), "file": "tokenizer.json"}
+    raw["variants"] = [v for v in raw.get("variants", []) if v.get("name") == variant]
+    (version / "bertdeploy.json").write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    inputs, outputs = graph
+    settings = {
+        "model": options.name,
+        "variant": variant,
+        "max_batch_size": options.max_batch_size,
+        "inputs": {s.name: [_ONNX_TYPES[s.data_type], len(s.dims) + 1] for s in inputs},
+        "outputs": {s.name: [_ONNX_TYPES[s.data_type], len(s.dims) + 1] for s in outputs},
+    }
+    (version / triton_answers.SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    (folder / "config.pbtxt").write_text(render(step_config(folder.name, head, options)), encoding="utf-8")

@@ -1,0 +1,187 @@
+"""Triton Python-backend model: questions in, a bertdeploy bundle's answers out (the question-answering and
+multiple-choice step of ``bertdeploy package triton``).
+
+The step is the runtime's own head, :class:`~bertdeploy.runtime.reader.Reader` or
+:class:`~bertdeploy.runtime.chooser.Chooser`, built on the bundle's manifest and tokenizer: contexts cut into
+windows, question-match token types when the bundle's reader was trained with them, length-sorted batches, the n-best
+span search with the bundle's answer cap, the softmax over choices. Only the model runs elsewhere: each padded batch
+goes to the ONNX model of the same repository through Triton's business logic scripting
+(``pb_utils.InferenceRequest(...).exec()``), so the answers are those of ``bertdeploy.load(bundle).predict`` on the
+same variant. ``REPO/NAME_reader/1/model.py`` (``NAME_chooser`` for multiple choice) imports
+:class:`TritonPythonModel` from here: Triton's Python environment needs bertdeploy's runtime (``pip install
+bertdeploy``: numpy, tokenizers and onnxruntime, no torch).
+
+* question answering: inputs ``QUESTION``, ``CONTEXT`` (strings, dims ``[1]``); outputs ``ANSWER`` (string),
+  ``SCORE`` (fp32), ``START`` / ``END`` (int64: ``ANSWER == CONTEXT[START:END]``, in characters);
+* multiple choice: inputs ``QUESTION`` (``[1]``) and ``CHOICES`` (``[-1]``); outputs ``LABEL`` (int64, the chosen
+  choice's index) and ``SCORE`` (its probability).
+
+A request that cannot be answered (a missing or empty field, text that is not UTF-8) gets an error response that
+names the problem, and the other requests of the batch are answered.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertdeploy import bundle as _bundle
+from bertdeploy.errors import UserError
+from bertdeploy.runtime.batching import BatchPolicy
+from bertdeploy.runtime.heads import head_for
+
+SETTINGS_FILE = "step_settings.json"
+QUESTION, CONTEXT, CHOICES = "QUESTION", "CONTEXT", "CHOICES"
+#: per head: its outputs, in order, with their Triton data types
+OUTPUTS = {
+    "reader": {"ANSWER": "TYPE_STRING", "SCORE": "TYPE_FP32", "START": "TYPE_INT64", "END": "TYPE_INT64"},
+    "chooser": {"LABEL": "TYPE_INT64", "SCORE": "TYPE_FP32"},
+}
+_DTYPES = {"TYPE_STRING": object, "TYPE_FP32": np.float32, "TYPE_INT64": np.int64}
+
+
+@dataclass(frozen=True)
+class _Node:
+    name: str
+    type: str
+    shape: tuple[None, ...]
+
+
+class BLSSession:
+    """What the runtime's heads use of an ONNX Runtime session, served by another model of the Triton server:
+    ``inputs`` / ``outputs`` map the graph's names to their ONNX types (``tensor(int64)``) and ranks."""
+
+    def __init__(self, pb: Any, model: str, inputs: dict[str, list], outputs: dict[str, list]) -> None:
+        self.pb, self.model = pb, model
+        self._inputs = [_Node(name, t, (None,) * rank) for name, (t, rank) in inputs.items()]
+        self._outputs = [_Node(name, t, (None,) * rank) for name, (t, rank) in outputs.items()]
+
+    def get_inputs(self) -> list[_Node]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[_Node]:
+        return list(self._outputs)
+
+    def get_providers(self) -> list[str]:
+        return ["TritonBLS"]
+
+    def run(self, output_names: list[str], feed: dict[str, np.ndarray], run_options: Any = None) -> list[np.ndarray]:
+        pb = self.pb
+        tensors = [pb.Tensor(name, np.ascontiguousarray(array)) for name, array in feed.items()]
+        request = pb.InferenceRequest(model_name=self.model, requested_output_names=list(output_names), inputs=tensors)
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"model {self.model}: {response.error().message()}")
+        return [pb.get_output_tensor_by_name(response, name).as_numpy() for name in output_names]
+
+
+def open_step(folder: Path, pb: Any) -> Any:
+    """The head of the step in ``folder`` (its manifest, tokenizer and :data:`SETTINGS_FILE`), running its model
+    through :class:`BLSSession`."""
+    settings = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
+    manifest = _bundle.read_manifest(folder)
+    variant = next(v for v in manifest.variants if v.name == settings["variant"])
+    head = head_for(manifest.task)
+    encoder = head.make_encoder(folder / manifest.tokenizer_file, manifest.max_length)
+    session = BLSSession(pb, settings["model"], settings["inputs"], settings["outputs"])
+    policy = BatchPolicy(batch_size=int(settings["max_batch_size"]))
+    return head(folder, manifest, variant, session, encoder, policy)
+
+
+def _strings(pb: Any, request: Any, name: str) -> list[Any]:
+    """The request's ``name`` tensor as one list of strings per row."""
+    tensor = pb.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        raise ValueError(f"the request has no {name} input")
+    raw = tensor.as_numpy()
+    rows = raw.reshape(raw.shape[0], -1) if raw.ndim else raw.reshape(1, 1)
+    return [[_text(value, name) for value in row] for row in rows]
+
+
+def _text(value: Any, name: str) -> str:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{name} must be UTF-8 encoded") from None
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"{name} must be strings (BYTES), got {type(value).__name__}")
+
+
+class TritonPythonModel:
+    """The interface Triton's Python backend calls: ``initialize`` once, then ``execute`` per batch of requests."""
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        import triton_python_backend_utils as pb_utils  # provided by Triton's Python backend
+
+        self.pb = pb_utils
+        folder = Path(args["model_repository"]) / str(args["model_version"])
+        self.head = open_step(folder, pb_utils)
+        self.outputs = OUTPUTS[self.head.head]
+
+    def records(self, request: Any) -> list[dict[str, Any]]:
+        """The request's records, checked as the runtime checks them (a bad one: :class:`UserError` naming it)."""
+        questions = [row[0] if len(row) == 1 else "" for row in _strings(self.pb, request, QUESTION)]
+        if self.head.head == "reader":
+            from bertdeploy.runtime.reader import as_pairs
+
+            contexts = [row[0] if len(row) == 1 else "" for row in _strings(self.pb, request, CONTEXT)]
+            if len(contexts) != len(questions):
+                raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
+            records = [{"question": q, "context": c} for q, c in zip(questions, contexts)]
+            as_pairs(records)
+            return records
+        from bertdeploy.runtime.chooser import as_choice_records
+
+        choices = _strings(self.pb, request, CHOICES)
+        if len(choices) != len(questions):
+            raise ValueError(f"{len(questions)} questions but {len(choices)} rows of choices")
+        records = [{"question": q, "choices": c} for q, c in zip(questions, choices)]
+        as_choice_records(records)
+        return records
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """One response per request; every good request's records answered in one call of the head (multiple
+        choice: one call per number of choices)."""
+        read: dict[int, list[dict[str, Any]]] = {}
+        failed: dict[int, str] = {}
+        for i, request in enumerate(requests):
+            try:
+                read[i] = self.records(request)
+            except (UserError, ValueError, TypeError) as e:
+                failed[i] = str(e)
+        groups: dict[int, list[int]] = {}
+        for i, records in read.items():
+            groups.setdefault(len(records[0].get("choices", ())) if records else 0, []).append(i)
+        answers: dict[int, list[Any]] = {}
+        for members in groups.values():
+            flat = [r for i in members for r in read[i]]
+            try:
+                found = self.head.predict(flat) if flat else []
+            except (UserError, RuntimeError) as e:
+                failed.update({i: str(e) for i in members})
+                continue
+            for i in members:
+                answers[i], found = found[: len(read[i])], found[len(read[i]) :]
+        return [self._response(answers.get(i), failed.get(i)) for i in range(len(requests))]
+
+    def _response(self, found: list[Any] | None, error: str | None) -> Any:
+        pb = self.pb
+        if error is not None or found is None:
+            return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(error or "not answered"))
+        rows = [a.to_dict() for a in found]
+        tensors = []
+        for name, data_type in self.outputs.items():
+            values = [row[name.lower()] for row in rows]
+            if data_type == "TYPE_STRING":
+                values = [v.encode("utf-8") for v in values]
+            tensors.append(pb.Tensor(name, np.array(values, dtype=_DTYPES[data_type]).reshape(-1, 1)))
+        return pb.InferenceResponse(output_tensors=tensors)
+
+    def finalize(self) -> None:
+        self.head.close()
