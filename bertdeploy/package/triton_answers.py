@@ -84,7 +84,9 @@ def open_step(folder: Path, pb: Any) -> Any:
     through :class:`BLSSession`."""
     settings = json.loads((folder / SETTINGS_FILE).read_text(encoding="utf-8"))
     manifest = _bundle.read_manifest(folder)
-    variant = next(v for v in manifest.variants if v.name == settings["variant"])
+    variant = next((v for v in manifest.variants if v.name == settings["variant"]), None)
+    if variant is None:
+        raise UserError(f"{folder}: the manifest has no variant {settings['variant']!r} (write the step again)")
     head = head_for(manifest.task)
     encoder = head.make_encoder(folder / manifest.tokenizer_file, manifest.max_length)
     session = BLSSession(pb, settings["model"], settings["inputs"], settings["outputs"])
