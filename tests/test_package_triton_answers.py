@@ -41,7 +41,7 @@ class FakeBLS:
     Runtime after checking the request against the model's config (input names, ranks, the batch size limit)."""
 
     def __init__(self, repo) -> None:
-        self.repo, self.sessions, self.calls = repo, {}, []
+        self.repo, self.sessions, self.calls, self.memory = repo, {}, [], []
 
     def _run(self, model: str, outputs: list[str], inputs: list[FakeTensor]) -> BLSResponse:
         import onnxruntime as ort
@@ -64,8 +64,9 @@ class FakeBLS:
         bls = self
 
         class InferenceRequest:
-            def __init__(self, model_name, requested_output_names, inputs) -> None:
+            def __init__(self, model_name, requested_output_names, inputs, preferred_memory=None) -> None:
                 self.args = (model_name, list(requested_output_names), list(inputs))
+                bls.memory.append(preferred_memory)
 
             def exec(self):
                 return bls._run(*self.args)
@@ -79,6 +80,8 @@ class FakeBLS:
             InferenceResponse=FakeResponse,
             InferenceRequest=InferenceRequest,
             TritonError=lambda msg: RuntimeError(msg),
+            PreferredMemory=lambda kind, device=0: (kind, device),
+            TRITONSERVER_MEMORY_CPU="host",
             get_input_tensor_by_name=get_tensor,
             get_output_tensor_by_name=get_tensor,
         )
@@ -150,6 +153,7 @@ def test_the_reader_step_answers_like_the_runtime(qa_repo, tiny_qa_bundle, monke
     assert np.allclose([f["score"] for f in found], [e["score"] for e in expected], atol=1e-5)
     assert all(r["context"][f["start"] : f["end"]] == f["answer"] for r, f in zip(QA, found))
     assert len(bls.calls) >= 2 and max(len(c["input_ids"]) for c in bls.calls) <= 4  # batches within the config's 4
+    assert bls.memory == [("host", 0)] * len(bls.calls)  # the logits asked for in host memory (NAME may be on a GPU)
 
 
 def test_a_bad_request_gets_its_own_error_and_the_batch_is_answered(qa_repo, monkeypatch):

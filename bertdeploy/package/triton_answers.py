@@ -72,7 +72,12 @@ class BLSSession:
     def run(self, output_names: list[str], feed: dict[str, np.ndarray], run_options: Any = None) -> list[np.ndarray]:
         pb = self.pb
         tensors = [pb.Tensor(name, np.ascontiguousarray(array)) for name, array in feed.items()]
-        request = pb.InferenceRequest(model_name=self.model, requested_output_names=list(output_names), inputs=tensors)
+        where = {}
+        if hasattr(pb, "PreferredMemory"):  # the logits in host memory even when NAME runs on a GPU
+            where["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
+        request = pb.InferenceRequest(
+            model_name=self.model, requested_output_names=list(output_names), inputs=tensors, **where
+        )
         response = request.exec()
         if response.has_error():
             raise RuntimeError(f"model {self.model}: {response.error().message()}")
