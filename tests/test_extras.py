@@ -70,6 +70,19 @@ def test_the_runtime_and_serve_import_nothing_heavy(tiny_bundle):
     assert r.stdout.strip() == "1"
 
 
+def test_the_triton_answers_step_imports_nothing_heavy(tiny_qa_bundle, tmp_path):
+    """What Triton's Python environment needs for a QA repository's answers step: bertdeploy's runtime alone."""
+    code = (
+        "import bertdeploy.package.triton_answers\n"
+        "from bertdeploy.package import triton_repository\n"
+        f"r = triton_repository({str(tiny_qa_bundle)!r}, {str(tmp_path / 'repo')!r}, name='qa', kind='cpu')\n"
+        "print(r.answers)\n"
+    )
+    r = _python(code, HEAVY)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "qa_reader"
+
+
 def test_the_lazy_api_names_the_extra():
     r = _python("import bertdeploy\nbertdeploy.export", HEAVY)
     assert r.returncode == 1 and "MissingExtraError" in r.stderr and 'bertdeploy[train,cpu]"' in r.stderr
