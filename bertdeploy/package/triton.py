@@ -15,10 +15,11 @@ The output dims come from the task table (:mod:`bertdeploy.tasks`): ``[num_label
 ``[-1, num_labels]`` (per token) for token classification, whose repository also has ``N_entities`` (Python
 backend: the runtime's entity aggregation) and whose ensemble answers ``ENTITIES`` (JSON per text) instead of the
 logits: :mod:`bertdeploy.package.triton_tokens`. A question-answering or multiple-choice repository is the model
-alone (two outputs ``[-1]`` for QA, a choices axis for MC; no tokenizer or ensemble):
+(two outputs ``[-1]`` for QA, a choices axis for MC) and the answers step ``N_reader`` / ``N_chooser`` (Python
+backend: strings in, the runtime's answers out, the model called through BLS) instead of the tokenizer and ensemble:
 :mod:`bertdeploy.package.triton_qa`.
 
-Only these three model folders are ours: other models in ``REPO`` are left alone, and ours are replaced only with
+Only these model folders are ours: other models in ``REPO`` are left alone, and ours are replaced only with
 ``overwrite=True``. Everything is built in a temporary sibling of ``REPO`` and renamed into place, one whole model
 folder at a time (the whole repository at once when ``REPO`` did not exist), by the outputs module's one mechanism
 (:func:`bertdeploy.outputs.install_dir`): after a kill -9 the next run sweeps the temporary sibling and puts back a
