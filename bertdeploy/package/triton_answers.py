@@ -31,6 +31,7 @@ import numpy as np
 
 from bertdeploy import bundle as _bundle
 from bertdeploy.errors import UserError
+from bertdeploy.package.triton_tokenizer import as_string
 from bertdeploy.runtime.batching import BatchPolicy
 from bertdeploy.runtime.heads import head_for
 
@@ -106,18 +107,7 @@ def _strings(pb: Any, request: Any, name: str) -> list[Any]:
         raise ValueError(f"the request has no {name} input")
     raw = tensor.as_numpy()
     rows = raw.reshape(raw.shape[0], -1) if raw.ndim else raw.reshape(1, 1)
-    return [[_text(value, name) for value in row] for row in rows]
-
-
-def _text(value: Any, name: str) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{name} must be UTF-8 encoded") from None
-    if isinstance(value, str):
-        return value
-    raise TypeError(f"{name} must be strings (BYTES), got {type(value).__name__}")
+    return [[as_string(value, name) for value in row] for row in rows]
 
 
 class TritonPythonModel:

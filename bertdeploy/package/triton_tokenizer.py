@@ -102,16 +102,22 @@ def _offsets(encodings: list[Any], width: int) -> dict[str, np.ndarray]:
     return {OFFSETS: offsets, WORD_IDS: words}
 
 
-def _as_text(value: Any) -> str:
-    """One text of the request: UTF-8, and not empty or blank (bertdeploy's one rule for texts: an empty text is
-    never classified, here as in ``Classifier.predict`` and ``bertdeploy serve``)."""
+def as_string(value: Any, name: str = "TEXT") -> str:
+    """One string element of a request's ``name`` tensor, decoded: UTF-8 bytes (or already a str)."""
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
         except UnicodeDecodeError:
-            raise ValueError("TEXT must be UTF-8 encoded") from None
+            raise ValueError(f"{name} must be UTF-8 encoded") from None
     if not isinstance(value, str):
-        raise TypeError(f"TEXT must be strings (BYTES), got {type(value).__name__}")
+        raise TypeError(f"{name} must be strings (BYTES), got {type(value).__name__}")
+    return value
+
+
+def _as_text(value: Any) -> str:
+    """One text of the request: UTF-8, and not empty or blank (bertdeploy's one rule for texts: an empty text is
+    never classified, here as in ``Classifier.predict`` and ``bertdeploy serve``)."""
+    value = as_string(value)
     if not value.strip():
         raise ValueError("TEXT must not be empty or blank: bertdeploy does not classify empty texts")
     return value
