@@ -74,6 +74,27 @@ def test_openvino_reads_the_same_onnx_file_as_the_runtime(tiny_bundle):
         make_backend("openvino", _ctx("O3", bundle=tiny_bundle)).load()
 
 
+def test_openvino_bf16_runs_the_fp32_file_where_the_cpu_has_native_bf16(tiny_bundle, monkeypatch):
+    pytest.importorskip("openvino")
+    from bertdeploy import machine
+
+    monkeypatch.setattr(machine, "cpu", lambda: machine.Cpu("x", frozenset({"avx2"})))
+    with pytest.raises(Skip, match="native bf16"):
+        make_backend("openvino", _ctx("bf16", bundle=tiny_bundle)).load()
+    monkeypatch.setattr(machine, "cpu", lambda: machine.Cpu("x", frozenset({"avx512_bf16"})))
+    backend = make_backend("openvino", _ctx("bf16", bundle=tiny_bundle))
+    try:
+        info = backend.load()
+    except Skip as e:  # the real CPU has no bf16: OpenVINO says so, and the block says why
+        assert "compiled the bf16 hint as f32" in str(e)
+        return
+    assert info["hint"] == "bf16" and info["precision"] == "bf16" and info["file"].endswith("onnx/model.onnx")
+    ref = load(tiny_bundle, variant="fp32", threads=1).logits(TEXTS)
+    got = backend.predict(TEXTS, "bucketed")
+    np.testing.assert_allclose(got, ref, atol=0.05 * np.abs(ref).max() + 1e-2)
+    assert not np.array_equal(got, ref)  # really bf16
+
+
 def test_openvino_nncf_int8(tiny_bundle):
     pytest.importorskip("nncf")
     with pytest.raises(Skip, match="calibration"):
@@ -88,10 +109,10 @@ def test_openvino_nncf_int8(tiny_bundle):
 def test_openvino_blocks_in_the_plan(tiny_model_dir, tiny_bundle, tmp_path):
     run = BenchConfig(targets=[str(tiny_model_dir)], output=str(tmp_path / "o"), backends=["openvino"])
     blocks = plan(run, resolve_target(str(tiny_model_dir)))
-    assert [b.variant for b in blocks] == ["fp32", "nncf"] and all(b.skip == NO_BUNDLE for b in blocks)
+    assert [b.variant for b in blocks] == ["fp32", "bf16", "nncf"] and all(b.skip == NO_BUNDLE for b in blocks)
     cfg = BenchConfig(targets=[str(tiny_bundle)], output=str(tmp_path / "p"), backends=["openvino", "torch"])
     blocks = plan(cfg, resolve_target(str(tiny_bundle)))
-    assert {(b.backend, b.variant) for b in blocks} >= {("openvino", "fp32"), ("openvino", "nncf"), ("torch", "int8")}
+    assert {(b.backend, b.variant) for b in blocks} >= {("openvino", "fp32"), ("openvino", "bf16"), ("torch", "int8")}
     with pytest.raises(UserError, match="unknown openvino variant 'int4'"):
         BenchConfig(targets=["x"], output="o", openvino_variants="fp32,int4")
 

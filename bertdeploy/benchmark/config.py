@@ -14,7 +14,7 @@ from bertdeploy.machine import usable_cpus
 BACKENDS = ("bertdeploy", "torch", "pipeline", "ortmodel", "openvino")
 PADDINGS = ("static", "dynamic", "bucketed")
 TORCH_DTYPES = ("fp32", "bf16", "fp16", "int8")
-OPENVINO_EXTRA = ("nncf",)
+OPENVINO_EXTRA = ("nncf", "bf16")
 DEVICES = ("cpu", "cuda", "auto")
 ISOLATIONS = ("process", "inline")
 
@@ -38,8 +38,9 @@ class BenchConfig(Config):
     torch_dtypes: list[str] = field(default_factory=lambda: ["fp32", "bf16", "int8"])
     """PyTorch eager precisions (of fp32, bf16, fp16, int8); bf16 is skipped (with the reason) on a CPU without native
     bf16, fp16 on any CPU; int8 is ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (CPU only)."""
-    openvino_variants: list[str] = field(default_factory=lambda: ["fp32", "nncf"])
-    """What the openvino backend times: bundle variants (their ONNX files) and/or ``nncf`` (NNCF int8 of fp32)."""
+    openvino_variants: list[str] = field(default_factory=lambda: ["fp32", "bf16", "nncf"])
+    """What the openvino backend times: bundle variants (their ONNX files), ``nncf`` (NNCF int8 of fp32) and/or
+    ``bf16`` (the fp32 file in bf16, on CPUs with native bf16)."""
     padding: list[str] = field(default_factory=lambda: list(PADDINGS))
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
     max_length: int | None = None

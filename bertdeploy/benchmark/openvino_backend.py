@@ -1,6 +1,8 @@
 """OpenVINO as a bench peer: the bundle's own ONNX file read by the ``openvino`` runtime (variant = a bundle variant,
-e.g. ``fp32`` or ``qint8``), or that fp32 file quantized to int8 with NNCF's post-training quantization (variant
-``nncf``: ``nncf.quantize(..., model_type=TRANSFORMER)``, Intel's recipe for BERT), compiled for the CPU.
+e.g. ``fp32`` or ``qint8``), that fp32 file in bf16 (variant ``bf16``: what OpenVINO runs by default on a CPU with
+native bf16, AMX or AVX512_BF16, whatever vendor; skipped elsewhere), or that fp32 file quantized to int8 with NNCF's
+post-training quantization (variant ``nncf``: ``nncf.quantize(..., model_type=TRANSFORMER)``, Intel's recipe for
+BERT), compiled for the CPU.
 
 Texts are tokenized and batched exactly as the bertdeploy runtime does it (the bundle's ``tokenizer.json``, the
 same length-sorted token-budget batches), so a row compares the inference engines, not the tokenizers. Needs the
@@ -17,6 +19,10 @@ import numpy as np
 from bertdeploy.benchmark.contract import BackendContext, Skip, need
 
 NNCF = "nncf"
+#: the fp32 file with OpenVINO's bf16 precision hint (its default where the CPU has native bf16)
+BF16 = "bf16"
+#: peer variants that read the bundle's fp32 file in another form
+DERIVED = (NNCF, BF16)
 #: NNCF calibration rows (its default ``subset_size`` is 300)
 CALIBRATION_ROWS = 300
 EXTRA = 'pip install "bertdeploy[openvino]"'
@@ -29,6 +35,19 @@ def _import(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise Skip(f"{module} is not installed ({EXTRA})") from None
+
+
+def _need_native_bf16() -> None:
+    from bertdeploy.machine import cpu
+
+    if not cpu().native_bf16:
+        raise Skip("openvino bf16 needs a CPU with native bf16 (avx512_bf16 / amx_bf16); OpenVINO runs f32 here")
+
+
+def _effective(compiled: Any) -> str:
+    """The precision a compiled model really runs in (``bf16`` / ``f32``)."""
+    name = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
+    return "bf16" if "bf" in name else "f32" if "32" in name else name
 
 
 class OpenVINOBackend:
@@ -47,7 +66,9 @@ class OpenVINOBackend:
             raise Skip("the openvino backend is timed on the CPU plugin only")
         bundle = need(self.ctx.bundle, "bundle (bertdeploy.json)")
         manifest = read_manifest(bundle)
-        source = "fp32" if self.ctx.variant == NNCF else self.ctx.variant
+        source = "fp32" if self.ctx.variant in DERIVED else self.ctx.variant
+        if self.ctx.variant == BF16:
+            _need_native_bf16()
         try:
             variant = manifest.variant(source)
         except UserError as e:
@@ -58,7 +79,7 @@ class OpenVINOBackend:
         model = core.read_model(str(path))
         self.specs = {inp.get_any_name(): np.int64 for inp in model.inputs}
         # a bundle variant gated on the OpenVINO EP (fp32_ov_bf16) is read with its own precision hint
-        hint = variant.hint or "f32"
+        hint = BF16 if self.ctx.variant == BF16 else variant.hint or "f32"
         precision = "bf16" if hint == "bf16" else variant.precision
         if self.ctx.variant == NNCF:
             model, precision = self._nncf(model), "int8"
@@ -69,11 +90,14 @@ class OpenVINOBackend:
             "INFERENCE_PRECISION_HINT": hint,  # f32 unless the variant says bf16: no silent down-casting
         }
         self.compiled = core.compile_model(model, "CPU", config)
+        if hint == BF16 and _effective(self.compiled) != "bf16":  # OpenVINO ignores a hint the CPU cannot serve
+            raise Skip(f"openvino compiled the bf16 hint as {_effective(self.compiled)} on this CPU")
         self.request = self.compiled.create_infer_request()
         self.output = self.compiled.outputs[0]
         return {
             "file": str(path),
             "bytes": variant.bytes if self.ctx.variant != NNCF else None,
+            "hint": hint,
             "precision": precision,
             "providers": [f"openvino {ov.get_version().split('-')[0]} CPU"],
             "source_variant": source,
