@@ -7,8 +7,9 @@ optional batch-1 pass times the first N texts one call each (percentiles: :func:
 percentiles`, the one definition of every bench result). Engines are bench backends
 (:mod:`bertdeploy.benchmark.backends`) written ``BACKEND:VARIANT[:PADDING]``: ``bertdeploy:qint8``,
 ``bertdeploy:fp32:static``, ``ortmodel:fp32`` (or ``ortmodel:qint8``: ORTModel on that bundle variant's file),
-``torch:int8``, ``pipeline:fp32``, ``openvino:fp32`` / ``openvino:bf16`` / ``openvino:nncf``. ``data`` ``synthetic:L[:N]`` times N
-texts of L/2..L tokens glued from ``source`` (the sequence-length rows; the bundle needs ``max_length`` >= L).
+``torch:int8``, ``pipeline:fp32``, ``openvino:fp32`` / ``openvino:bf16`` / ``openvino:nncf``. ``data``
+``synthetic:L[:N]`` times N texts of L/2..L tokens glued from ``source`` (the sequence-length rows; the bundle needs
+``max_length`` >= L).
 """
 
 from __future__ import annotations
