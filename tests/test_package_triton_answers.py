@@ -105,9 +105,9 @@ def strings(name: str, rows: list) -> FakeTensor:
     return FakeTensor(name, np.array([[encode(v) for v in row] for row in rows], dtype=object))
 
 
-def qa_request(records: list[dict]) -> FakeRequest:
+def qa_request(records: list[dict], *extra: FakeTensor) -> FakeRequest:
     return FakeRequest(strings("QUESTION", [[r["question"]] for r in records]),
-                       strings("CONTEXT", [[r["context"]] for r in records]))  # fmt: skip
+                       strings("CONTEXT", [[r["context"]] for r in records]), *extra)  # fmt: skip
 
 
 def fields(response, names: tuple[str, ...]) -> list[dict]:
@@ -132,7 +132,9 @@ def test_the_reader_step_config_parses_and_names_its_model(qa_repo):
     config = _parse(root / "qa_reader/config.pbtxt")
     assert config.backend == "python" and config.max_batch_size == 4
     assert [(i.name, model_config_pb2.DataType.Name(i.data_type), list(i.dims)) for i in config.input] == [
-        ("QUESTION", "TYPE_STRING", [1]), ("CONTEXT", "TYPE_STRING", [1])]  # fmt: skip
+        ("QUESTION", "TYPE_STRING", [1]), ("CONTEXT", "TYPE_STRING", [1]),
+        ("MAX_ANSWER_LEN", "TYPE_INT64", [1])]  # fmt: skip
+    assert [i.optional for i in config.input] == [False, False, True]
     assert [o.name for o in config.output] == ["ANSWER", "SCORE", "START", "END"]
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert {p.name for p in (root / "qa_reader/1").iterdir()} == {
@@ -154,6 +156,26 @@ def test_the_reader_step_answers_like_the_runtime(qa_repo, tiny_qa_bundle, monke
     assert all(r["context"][f["start"] : f["end"]] == f["answer"] for r, f in zip(QA, found))
     assert len(bls.calls) >= 2 and max(len(c["input_ids"]) for c in bls.calls) <= 4  # batches within the config's 4
     assert bls.memory == [("host", 0)] * len(bls.calls)  # the logits asked for in host memory (NAME may be on a GPU)
+
+
+def test_max_answer_len_per_request_answers_like_the_runtime_with_that_cap(qa_repo, tiny_qa_bundle, monkeypatch):
+    step, _ = open_step(qa_repo.repository, "qa_reader", monkeypatch)
+    cap = lambda values, dtype=np.int64: FakeTensor("MAX_ANSWER_LEN", np.array(values, dtype=dtype))  # noqa: E731
+    capped = qa_request(QA[:6], cap([[1]] * 3 + [[40]] * 3))
+    zero = qa_request(QA[:1], cap([[0]]))
+    floats = qa_request(QA[:1], cap([[2.0]], np.float32))
+    responses = step.execute([capped, qa_request(QA[6:]), zero, floats])
+    names = ("ANSWER", "SCORE", "START", "END")
+    with load(tiny_qa_bundle, variant="fp32", threads=1) as reader:
+        one = [a.to_dict() for a in reader.predict(QA[:3], max_answer_len=1)]
+        forty = [a.to_dict() for a in reader.predict(QA[3:6], max_answer_len=40)]
+        default = [a.to_dict() for a in reader.predict(QA[6:])]
+        uncapped = [a.to_dict() for a in reader.predict(QA[:6], max_answer_len=40)]
+    spans = lambda rows: [(r["answer"], r["start"], r["end"]) for r in rows]  # noqa: E731
+    assert spans(fields(responses[0], names)) == spans(one + forty)
+    assert spans(fields(responses[1], names)) == spans(default)
+    assert spans(one) != spans(uncapped[:3])  # the cap reached the search
+    assert "max_answer_len" in str(responses[2].error) and "MAX_ANSWER_LEN" in str(responses[3].error)
 
 
 def test_a_bad_request_gets_its_own_error_and_the_batch_is_answered(qa_repo, monkeypatch):

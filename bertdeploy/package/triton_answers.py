@@ -11,8 +11,10 @@ same variant. ``REPO/NAME_reader/1/model.py`` (``NAME_chooser`` for multiple cho
 :class:`TritonPythonModel` from here: Triton's Python environment needs bertdeploy's runtime (``pip install
 bertdeploy``: numpy, tokenizers and onnxruntime, no torch).
 
-* question answering: inputs ``QUESTION``, ``CONTEXT`` (strings, dims ``[1]``); outputs ``ANSWER`` (string),
-  ``SCORE`` (fp32), ``START`` / ``END`` (int64: ``ANSWER == CONTEXT[START:END]``, in characters);
+* question answering: inputs ``QUESTION``, ``CONTEXT`` (strings, dims ``[1]``) and the optional ``MAX_ANSWER_LEN``
+  (int64, ``[1]``: the longest answer in tokens, the transformers pipeline's ``max_answer_len``; left out: the
+  bundle's cap); outputs ``ANSWER`` (string), ``SCORE`` (fp32), ``START`` / ``END`` (int64: ``ANSWER ==
+  CONTEXT[START:END]``, in characters);
 * multiple choice: inputs ``QUESTION`` (``[1]``) and ``CHOICES`` (``[-1]``); outputs ``LABEL`` (int64, the chosen
   choice's index) and ``SCORE`` (its probability).
 
@@ -37,6 +39,9 @@ from bertdeploy.runtime.heads import head_for
 
 SETTINGS_FILE = "step_settings.json"
 QUESTION, CONTEXT, CHOICES = "QUESTION", "CONTEXT", "CHOICES"
+MAX_ANSWER_LEN = "MAX_ANSWER_LEN"
+#: per head: its optional inputs (dims ``[1]``) with their Triton data types
+OPTIONAL = {"reader": {MAX_ANSWER_LEN: "TYPE_INT64"}, "chooser": {}}
 #: per head: its outputs, in order, with their Triton data types
 OUTPUTS = {
     "reader": {"ANSWER": "TYPE_STRING", "SCORE": "TYPE_FP32", "START": "TYPE_INT64", "END": "TYPE_INT64"},
@@ -142,30 +147,53 @@ class TritonPythonModel:
         as_choice_records(records)
         return records
 
+    def options(self, request: Any, rows: int) -> list[tuple[int | None]]:
+        """Per row of the request, the values of the head's optional inputs (None where one is left out)."""
+        columns = []
+        for name in OPTIONAL[self.head.head]:
+            tensor = self.pb.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                columns.append([None] * rows)
+                continue
+            values = tensor.as_numpy().reshape(-1)
+            if values.size != rows or values.dtype.kind not in "iu":
+                raise ValueError(f"{name} must be one integer per question ({rows}), got {values.size} {values.dtype}")
+            columns.append([int(v) for v in values])
+            if name == MAX_ANSWER_LEN:
+                from bertdeploy.runtime.reader import check_params
+
+                for value in columns[-1]:
+                    check_params(1, value)
+        return list(zip(*columns)) if columns else [()] * rows
+
     def execute(self, requests: list[Any]) -> list[Any]:
-        """One response per request; every good request's records answered in one call of the head (multiple
-        choice: one call per number of choices)."""
+        """One response per request; the good requests' records answered together, one call of the head per
+        number of choices (multiple choice) or per ``MAX_ANSWER_LEN`` (question answering)."""
         read: dict[int, list[dict[str, Any]]] = {}
         failed: dict[int, str] = {}
+        groups: dict[tuple, list[tuple[int, int]]] = {}
         for i, request in enumerate(requests):
             try:
-                read[i] = self.records(request)
+                records = self.records(request)
+                options = self.options(request, len(records))
             except (UserError, ValueError, TypeError) as e:
                 failed[i] = str(e)
-        groups: dict[int, list[int]] = {}
-        for i, records in read.items():
-            groups.setdefault(len(records[0].get("choices", ())) if records else 0, []).append(i)
-        answers: dict[int, list[Any]] = {}
-        for members in groups.values():
-            flat = [r for i in members for r in read[i]]
-            try:
-                found = self.head.predict(flat) if flat else []
-            except (UserError, RuntimeError) as e:
-                failed.update({i: str(e) for i in members})
                 continue
-            for i in members:
-                answers[i], found = found[: len(read[i])], found[len(read[i]) :]
-        return [self._response(answers.get(i), failed.get(i)) for i in range(len(requests))]
+            read[i] = records
+            for j, (record, option) in enumerate(zip(records, options)):
+                groups.setdefault((len(record.get("choices", ())), *option), []).append((i, j))
+        answers: dict[int, list[Any]] = {i: [None] * len(records) for i, records in read.items()}
+        names = list(OPTIONAL[self.head.head])
+        for key, members in groups.items():
+            kwargs = {n.lower(): v for n, v in zip(names, key[1:]) if v is not None}
+            try:
+                found = self.head.predict([read[i][j] for i, j in members], **kwargs)
+            except (UserError, RuntimeError) as e:
+                failed.update({i: str(e) for i, _ in members})
+                continue
+            for (i, j), answer in zip(members, found):
+                answers[i][j] = answer
+        return [self._response(None if i in failed else answers.get(i), failed.get(i)) for i in range(len(requests))]
 
     def _response(self, found: list[Any] | None, error: str | None) -> Any:
         pb = self.pb
