@@ -211,6 +211,17 @@ def test_bad_inputs(tiny_bundle, tmp_path):
         load(tiny_bundle, variant="fp32", threads=1).predict(["ok", None])  # type: ignore[list-item]
 
 
+def test_the_token_budget_defaults_by_device(tiny_bundle):
+    from bertdeploy.runtime.options import CPU_MAX_TOKENS, GPU_MAX_TOKENS, LoadOptions
+
+    with load(tiny_bundle, variant="fp32", threads=1) as clf:
+        assert clf.policy.max_tokens == CPU_MAX_TOKENS == 1024
+    with load(tiny_bundle, variant="fp32", threads=1, max_tokens=300) as clf:
+        assert clf.policy.max_tokens == 300
+    assert LoadOptions().policy_for(gpu=True).max_tokens == GPU_MAX_TOKENS > CPU_MAX_TOKENS
+    assert LoadOptions(max_tokens=5).policy_for(gpu=True).max_tokens == 5
+
+
 def test_tampered_variant(tiny_bundle, tmp_path):
     copy = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, copy)

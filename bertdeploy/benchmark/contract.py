@@ -27,6 +27,13 @@ class BackendContext:
     """The target's task: what records go in and what predictions come out (:mod:`bertdeploy.benchmark.scoring`)."""
     streams: int | None = None
     """The bertdeploy runtime's ``load(..., streams=)`` (None: its default); the other engines ignore it."""
+    max_tokens: int | None = None
+    """Token budget of a model call of the self-batching engines (bertdeploy, openvino); None: ``max_batch_size``
+    rows of ``max_length`` (a cell's batch size exactly)."""
+
+    @property
+    def token_budget(self) -> int:
+        return self.max_tokens or self.max_batch_size * self.max_length
 
 
 class Backend(Protocol):

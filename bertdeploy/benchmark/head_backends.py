@@ -79,7 +79,7 @@ class RuntimeBackend(HeadBackend):
             device=self.ctx.device,
             threads=self.ctx.threads,
             batch_size=self.ctx.max_batch_size,
-            max_tokens=self.ctx.max_batch_size * self.ctx.max_length,
+            max_tokens=self.ctx.token_budget,
             padding=padding,
             allow_fallback=False,
             streams=self.ctx.streams,

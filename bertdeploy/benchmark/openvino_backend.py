@@ -123,7 +123,7 @@ class OpenVINOBackend:
 
         encoded = self.encoder.encode(texts)
         size = self.ctx.max_batch_size
-        policy = BatchPolicy(padding=padding, batch_size=size, max_tokens=size * self.ctx.max_length)
+        policy = BatchPolicy(padding=padding, batch_size=size, max_tokens=self.ctx.token_budget)
         groups = plan(encoded.lengths, policy, self.ctx.max_length)
         return len(encoded), [(idx, self._feed(encoded, idx, padded)) for idx, padded in groups]
 

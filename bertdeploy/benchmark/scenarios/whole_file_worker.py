@@ -61,6 +61,7 @@ def make_predict(job: dict[str, Any]) -> tuple[Callable[[list[str]], list[str]],
         max_batch_size=job.get("batch_size", 64),
         calibration=job.get("calibration", []),
         streams=streams,
+        max_tokens=job.get("max_tokens"),
     )
     engine = make_backend(backend, ctx)
     info = engine.load()
