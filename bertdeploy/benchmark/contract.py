@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+#: :attr:`BackendContext.max_tokens` for "the bertdeploy runtime's own default" (``load(..., max_tokens=None)``; the
+#: self-batching peers then get the runtime's budget on ONNX Runtime's CPU EP)
+RUNTIME_DEFAULT = 0
+
 
 class Skip(Exception):
     """The backend cannot run here (e.g. bf16 on a CPU without native bf16); the message is the reason."""
@@ -29,10 +33,14 @@ class BackendContext:
     """The bertdeploy runtime's ``load(..., streams=)`` (None: its default); the other engines ignore it."""
     max_tokens: int | None = None
     """Token budget of a model call of the self-batching engines (bertdeploy, openvino); None: ``max_batch_size``
-    rows of ``max_length`` (a cell's batch size exactly)."""
+    rows of ``max_length`` (a cell's batch size exactly); :data:`RUNTIME_DEFAULT`: the runtime's own default."""
 
     @property
     def token_budget(self) -> int:
+        if self.max_tokens == RUNTIME_DEFAULT:
+            from bertdeploy.runtime.options import CPU_MAX_TOKENS
+
+            return CPU_MAX_TOKENS
         return self.max_tokens or self.max_batch_size * self.max_length
 
 

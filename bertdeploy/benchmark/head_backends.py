@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from bertdeploy import variants as variant_table
-from bertdeploy.benchmark.contract import BackendContext, Skip, need
+from bertdeploy.benchmark.contract import RUNTIME_DEFAULT, BackendContext, Skip, need
 from bertdeploy.benchmark.scoring import AGGREGATION, QA, TOKENS
 
 
@@ -79,7 +79,7 @@ class RuntimeBackend(HeadBackend):
             device=self.ctx.device,
             threads=self.ctx.threads,
             batch_size=self.ctx.max_batch_size,
-            max_tokens=self.ctx.token_budget,
+            max_tokens=None if self.ctx.max_tokens == RUNTIME_DEFAULT else self.ctx.token_budget,
             padding=padding,
             allow_fallback=False,
             streams=self.ctx.streams,

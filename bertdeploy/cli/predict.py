@@ -88,7 +88,9 @@ def _questions(options: dict[str, Any]) -> Any:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | tensorrt.")
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Max rows per model call.")
-@click.option("--max-tokens", type=int, default=None, help="Token budget per call (rows x length; 1024 CPU, 8192 GPU).")
+@click.option(
+    "--max-tokens", type=int, default=None, help="Token budget per call (rows x length; 1024 on the CPU EP, else 8192)."
+)
 @click.option(
     "--padding",
     type=click.Choice(["bucketed", "dynamic", "static"]),

@@ -32,7 +32,7 @@ from bertdeploy.errors import require_extra
     default=None,
     help="Model calls run at once, threads // streams threads each (default: one per thread).",
 )
-@click.option("--max-tokens", type=int, default=None, help="Token budget per model call (1024 CPU, 8192 GPU).")
+@click.option("--max-tokens", type=int, default=None, help="Token budget per model call (1024 CPU EP, else 8192).")
 @click.option("--max-wait-ms", type=float, default=5.0, show_default=True, help="Wait for more requests to batch.")
 @click.option("--max-batch-texts", type=int, default=64, show_default=True, help="Texts per dynamic batch.")
 @click.option("--max-queue", type=int, default=256, show_default=True, help="Queued requests; more get a 503.")

@@ -48,8 +48,8 @@ def load(
             takes the best device that works.
         threads: CPU threads in total (None: the cores this process may use).
         batch_size, max_tokens, padding: see :class:`bertdeploy.runtime.batching.BatchPolicy`; ``max_tokens`` None:
-            1,024 tokens a call on the CPU (long inputs run faster in batches that stay in the caches), 8,192 on a
-            GPU.
+            1,024 tokens a call on ONNX Runtime's CPU EP (long inputs run faster in batches that stay in the
+            caches), 8,192 on a GPU or the OpenVINO EP.
         streams: batches run concurrently, each with ``threads // streams`` intra-op threads. None = 1: one
             session call at a time using every thread (the lowest latency of a single text or batch, and within
             run-to-run noise of the best throughput on an idle machine). ``streams=threads`` runs single-threaded
@@ -107,7 +107,7 @@ def load_with(bundle: str | os.PathLike[str], options: LoadOptions) -> Any:
         built = _build(root, manifest, options, target, device_id, options.allow_fallback)
     chosen, sess, config = built
     streams = options.streams or 1
-    policy = options.policy_for(gpu=sess.get_providers()[0] in (_session.CUDA, _session.TENSORRT))  # type: ignore[attr-defined]
+    policy = options.policy_for(cpu_ep=sess.get_providers()[0] == _session.CPU)  # type: ignore[attr-defined]
     if chosen.provider != "cpu":
         policy = replace(policy, pad_multiple=max(policy.pad_multiple, PAD_MULTIPLE))
     check = _check(root, manifest, chosen, config, options) if chosen.check else None

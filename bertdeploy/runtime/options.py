@@ -13,11 +13,11 @@ from bertdeploy.runtime.session import SessionConfig, parse_device
 from bertdeploy.variants import PROVIDERS as _VARIANT_PROVIDERS
 
 PROVIDERS = ("auto", *_VARIANT_PROVIDERS)
-#: the token budget of a model call where ``max_tokens`` is None, on the CPU: a batch's activations stay in the
-#: caches (MiniLM-L6 on a 2-core Zen 5: 384-token QA windows 1.6x faster than at 8,192 tokens, 4 x 256-token
-#: choices 1.4x, 128-token texts 1.6x, short texts unchanged; benchmarks/runtime/README.md)
+#: the token budget of a model call where ``max_tokens`` is None, on ONNX Runtime's CPU EP: a batch's activations
+#: stay in the caches (MiniLM-L6 on a 2-core Zen 5: 384-token QA windows 1.6x faster than at 8,192 tokens, 4 x
+#: 256-token choices 1.4x, 128-token texts 1.6x, short texts unchanged; benchmarks/runtime/README.md)
 CPU_MAX_TOKENS = 1024
-#: ... on a GPU, where larger calls pay
+#: ... on a GPU, where larger calls pay, and on the OpenVINO EP (measured at this budget; it compiles per shape)
 GPU_MAX_TOKENS = 8192
 
 
@@ -39,8 +39,8 @@ class LoadOptions:
     batch_size: int = 64
     """At most this many rows per model call."""
     max_tokens: int | None = None
-    """Token budget per model call (rows x padded length); None: :data:`CPU_MAX_TOKENS` on the CPU,
-    :data:`GPU_MAX_TOKENS` on a GPU."""
+    """Token budget per model call (rows x padded length); None: :data:`CPU_MAX_TOKENS` on ONNX Runtime's CPU EP,
+    :data:`GPU_MAX_TOKENS` on a GPU or the OpenVINO EP."""
     padding: str = "bucketed"
     """"bucketed" | "dynamic" | "static" (:mod:`bertdeploy.runtime.batching`)."""
     allow_fallback: bool = False
@@ -73,10 +73,11 @@ class LoadOptions:
 
     @property
     def policy(self) -> BatchPolicy:
-        """The batching on the CPU (:meth:`policy_for` a device)."""
-        return self.policy_for(gpu=False)
+        """The batching on ONNX Runtime's CPU EP (:meth:`policy_for`)."""
+        return self.policy_for(cpu_ep=True)
 
-    def policy_for(self, gpu: bool) -> BatchPolicy:
-        """The batching of a predictor on a GPU (``gpu``) or the CPU: ``max_tokens``, else that device's default."""
-        budget = self.max_tokens if self.max_tokens is not None else GPU_MAX_TOKENS if gpu else CPU_MAX_TOKENS
+    def policy_for(self, cpu_ep: bool) -> BatchPolicy:
+        """The batching of a predictor on ONNX Runtime's CPU EP (``cpu_ep``) or another provider (a GPU, the
+        OpenVINO EP): ``max_tokens``, else that provider's default."""
+        budget = self.max_tokens if self.max_tokens is not None else CPU_MAX_TOKENS if cpu_ep else GPU_MAX_TOKENS
         return BatchPolicy(padding=self.padding, batch_size=self.batch_size, max_tokens=budget)

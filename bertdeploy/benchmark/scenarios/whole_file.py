@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertdeploy.benchmark.contract import RUNTIME_DEFAULT
 from bertdeploy.benchmark.scenarios.common import data_file, read_texts, write_results
 from bertdeploy.benchmark.timing import percentiles
 from bertdeploy.errors import UserError
 from bertdeploy.machine import load_average, machine_info, versions
-from bertdeploy.runtime.options import CPU_MAX_TOKENS
 
 
 @dataclass
@@ -58,8 +58,8 @@ class WholeFileConfig:
     calibration: int = 300
     """Training rows NNCF may calibrate on (``openvino:nncf``)."""
     max_tokens: int | None = None
-    """Token budget of a model call of the self-batching engines (bertdeploy, openvino), the same for both; None:
-    the runtime's default on the CPU (:data:`bertdeploy.runtime.options.CPU_MAX_TOKENS`)."""
+    """Token budget of a model call of the self-batching engines (bertdeploy, openvino); None: what ``load(bundle)``
+    uses for each bertdeploy engine, and its budget on ONNX Runtime's CPU EP for OpenVINO."""
     command: str | None = None
 
     def __post_init__(self) -> None:
@@ -120,7 +120,7 @@ def _jobs(cfg: WholeFileConfig, work: Path, texts: list[str], gold: list[str]) -
     for i, engine in enumerate(cfg.engines):
         job = {"engine": engine, "bundle": str(target.bundle), "hf": hf, "labels": labels, "threads": cfg.threads}
         job |= {"max_length": target.max_length, "data_file": str(work / "data.json")}
-        job["max_tokens"] = cfg.max_tokens or CPU_MAX_TOKENS
+        job["max_tokens"] = RUNTIME_DEFAULT if cfg.max_tokens is None else cfg.max_tokens
         job["calibration"] = calibration if engine.startswith("openvino:nncf") else []
         files.append(work / f"job_{i}.json")
         files[-1].write_text(json.dumps(job), encoding="utf-8")
