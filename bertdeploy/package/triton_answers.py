@@ -147,45 +147,43 @@ class TritonPythonModel:
         as_choice_records(records)
         return records
 
-    def options(self, request: Any, rows: int) -> list[tuple[int | None]]:
-        """Per row of the request, the values of the head's optional inputs (None where one is left out)."""
-        columns = []
-        for name in OPTIONAL[self.head.head]:
-            tensor = self.pb.get_input_tensor_by_name(request, name)
-            if tensor is None:
-                columns.append([None] * rows)
-                continue
-            values = tensor.as_numpy().reshape(-1)
-            if values.size != rows or values.dtype.kind not in "iu":
-                raise ValueError(f"{name} must be one integer per question ({rows}), got {values.size} {values.dtype}")
-            columns.append([int(v) for v in values])
-            if name == MAX_ANSWER_LEN:
-                from bertdeploy.runtime.reader import check_params
+    def caps(self, request: Any, rows: int) -> list[int | None]:
+        """Per row of the request, its ``MAX_ANSWER_LEN`` (the reader's optional input; None where it is left out),
+        checked as ``predict`` checks ``max_answer_len``."""
+        tensor = self.pb.get_input_tensor_by_name(request, MAX_ANSWER_LEN) if self.head.head == "reader" else None
+        if tensor is None:
+            return [None] * rows
+        from bertdeploy.runtime.reader import check_params
 
-                for value in columns[-1]:
-                    check_params(1, value)
-        return list(zip(*columns)) if columns else [()] * rows
+        values = tensor.as_numpy().reshape(-1)
+        if values.size != rows or values.dtype.kind not in "iu":
+            raise ValueError(
+                f"{MAX_ANSWER_LEN} must be one integer per question ({rows}), got {values.size} {values.dtype}"
+            )
+        caps = [int(v) for v in values]
+        for cap in caps:
+            check_params(1, cap)
+        return caps
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request; the good requests' records answered together, one call of the head per
         number of choices (multiple choice) or per ``MAX_ANSWER_LEN`` (question answering)."""
         read: dict[int, list[dict[str, Any]]] = {}
         failed: dict[int, str] = {}
-        groups: dict[tuple, list[tuple[int, int]]] = {}
+        groups: dict[tuple[int, int | None], list[tuple[int, int]]] = {}
         for i, request in enumerate(requests):
             try:
                 records = self.records(request)
-                options = self.options(request, len(records))
+                caps = self.caps(request, len(records))
             except (UserError, ValueError, TypeError) as e:
                 failed[i] = str(e)
                 continue
             read[i] = records
-            for j, (record, option) in enumerate(zip(records, options)):
-                groups.setdefault((len(record.get("choices", ())), *option), []).append((i, j))
+            for j, (record, cap) in enumerate(zip(records, caps)):
+                groups.setdefault((len(record.get("choices", ())), cap), []).append((i, j))
         answers: dict[int, list[Any]] = {i: [None] * len(records) for i, records in read.items()}
-        names = list(OPTIONAL[self.head.head])
-        for key, members in groups.items():
-            kwargs = {n.lower(): v for n, v in zip(names, key[1:]) if v is not None}
+        for (_, cap), members in groups.items():
+            kwargs = {} if cap is None else {"max_answer_len": cap}
             try:
                 found = self.head.predict([read[i][j] for i, j in members], **kwargs)
             except (UserError, RuntimeError) as e:
@@ -193,7 +191,7 @@ class TritonPythonModel:
                 continue
             for (i, j), answer in zip(members, found):
                 answers[i][j] = answer
-        return [self._response(None if i in failed else answers.get(i), failed.get(i)) for i in range(len(requests))]
+        return [self._response(answers.get(i), failed.get(i)) for i in range(len(requests))]
 
     def _response(self, found: list[Any] | None, error: str | None) -> Any:
         pb = self.pb
