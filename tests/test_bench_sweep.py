@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -138,6 +139,43 @@ def test_resume_skips_finished_cells(swept, tmp_path):
     events.clear()
     bench(cfg2, progress=events.append)
     assert [e["key"] for e in events if e["type"] == "cell_start"] == [dropped]
+
+
+def test_the_token_budget_reaches_every_self_batching_engine_and_keys_the_cells(swept, tmp_path, monkeypatch):
+    """By default a cell runs the runtime's own budget (what one predict() call does with the batch) and PyTorch in
+    the runtime's head gets the same; max_tokens=N reaches both, and cells timed under another budget are re-timed."""
+    import shutil
+
+    from bertdeploy.benchmark import worker
+    from bertdeploy.benchmark.contract import RUNTIME_DEFAULT
+    from bertdeploy.benchmark.head_backends import TorchHeadBackend
+    from bertdeploy.runtime.options import CPU_MAX_TOKENS
+
+    result, cfg = swept
+    assert "the runtime's default token budget" in (result.output / "report.md").read_text()
+    assert {c["fingerprint"]["max_tokens"] for c in result.results["cells"]} == {None}
+    made: dict[str, Any] = {}
+    real = worker.make_backend
+
+    def spy(name, ctx):
+        made[name] = real(name, ctx)
+        return made[name]
+
+    monkeypatch.setattr(worker, "make_backend", spy)
+    out = tmp_path / "again"
+    shutil.copytree(result.output, out)
+    events: list[dict] = []
+    again = bench(_cfg(out, Path(cfg.targets[0]), Path(cfg.data), max_tokens=48), progress=events.append)
+    started = {e["key"] for e in events if e["type"] == "cell_start"}
+    assert started == {c["key"] for c in result.results["cells"]}, started
+    assert {name: b.ctx.max_tokens for name, b in made.items()} == {"bertdeploy": 48, "torch": 48, "ortmodel": 48}
+    assert "at most 48 tokens" in (again.output / "report.md").read_text()
+    # PyTorch inside the runtime's head (the torch peer of the other tasks) plans its calls with the same budget
+    in_head = TorchHeadBackend(made["torch"].ctx)
+    in_head.load()
+    assert in_head.head("dynamic").policy.max_tokens == 48
+    in_head.ctx.max_tokens, in_head.heads = RUNTIME_DEFAULT, {}
+    assert in_head.head("dynamic").policy.max_tokens == CPU_MAX_TOKENS
 
 
 def test_a_crashing_cell_is_recorded_and_the_sweep_goes_on(monkeypatch, tmp_path, tiny_bundle, tiny_data_dir):

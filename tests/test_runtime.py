@@ -222,19 +222,22 @@ def test_the_token_budget_defaults_by_device(tiny_bundle):
     assert LoadOptions(max_tokens=5).policy_for(cpu_ep=False).max_tokens == 5
 
 
-def test_the_bench_runs_the_runtime_with_its_default_budget_or_a_cells_exact_one(tiny_bundle):
+def test_the_bench_runs_the_runtime_with_its_default_budget_or_a_given_one(tiny_bundle):
     from bertdeploy.benchmark.contract import RUNTIME_DEFAULT, BackendContext
     from bertdeploy.benchmark.head_backends import RuntimeBackend
-    from bertdeploy.runtime.options import CPU_MAX_TOKENS
+    from bertdeploy.runtime.options import CPU_MAX_TOKENS, GPU_MAX_TOKENS
 
-    def ctx(max_tokens):
-        return BackendContext(None, tiny_bundle, ["a", "b", "c"], 32, "fp32", 1, "cpu", 8, max_tokens=max_tokens)
+    def ctx(max_tokens, device="cpu"):
+        return BackendContext(None, tiny_bundle, ["a", "b", "c"], 32, "fp32", 1, device, 8, max_tokens=max_tokens)
 
     assert ctx(RUNTIME_DEFAULT).token_budget == CPU_MAX_TOKENS and ctx(None).token_budget == 8 * 32
-    with RuntimeBackend(ctx(RUNTIME_DEFAULT)).build("bucketed") as clf:  # whole-file: what load(bundle) does
+    assert ctx(RUNTIME_DEFAULT, "cuda:0").token_budget == GPU_MAX_TOKENS  # the peers get the device's budget
+    with RuntimeBackend(ctx(RUNTIME_DEFAULT)).build("bucketed") as clf:  # what load(bundle) does
         assert clf.policy.max_tokens == CPU_MAX_TOKENS
-    with RuntimeBackend(ctx(None)).build("bucketed") as clf:  # a cell: exactly its batch size
+    with RuntimeBackend(ctx(None)).build("bucketed") as clf:  # a call holds the largest batch
         assert clf.policy.max_tokens == 8 * 32
+    with RuntimeBackend(ctx(300)).build("bucketed") as clf:
+        assert clf.policy.max_tokens == 300
 
 
 def test_tampered_variant(tiny_bundle, tmp_path):

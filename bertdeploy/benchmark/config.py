@@ -47,6 +47,12 @@ class BenchConfig(Config):
     """Truncation / static-padding length (default: the model's: manifest or train_config, else 128)."""
     threads: int | None = None
     """Intra-op threads for every engine (default: all logical CPUs)."""
+    max_tokens: int | None = None
+    """Token budget of one model call of the engines batched by the runtime's planner (bertdeploy, OpenVINO, and
+    PyTorch eager for the tasks it runs inside the runtime's head), counted as rows x padded length. None: what
+    ``load(bundle)`` does by default on the device (1,024 on ONNX Runtime's CPU EP, 8,192 on a GPU or the OpenVINO
+    EP), the peers given the same budget: a cell's batch is what one ``predict()`` call is handed. N: N for every
+    such engine (largest batch x max_length: a call holds a whole batch, the bench's rule before 2026-12-07)."""
     device: str = "cpu"
     min_seconds: float = 2.0
     min_iterations: int = 10
@@ -114,6 +120,8 @@ class BenchConfig(Config):
             raise UserError("batch sizes must be positive integers")
         if self.max_length is not None and not 8 <= self.max_length <= 8192:
             raise UserError(f"max_length must be between 8 and 8192, got {self.max_length}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise UserError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.threads is not None and self.threads < 1:
             raise UserError("threads must be >= 1")
         if self.threads is not None and self.threads > usable_cpus():  # a result must hold the threads it names

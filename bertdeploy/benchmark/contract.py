@@ -32,15 +32,16 @@ class BackendContext:
     streams: int | None = None
     """The bertdeploy runtime's ``load(..., streams=)`` (None: its default); the other engines ignore it."""
     max_tokens: int | None = None
-    """Token budget of a model call of the self-batching engines (bertdeploy, openvino); None: ``max_batch_size``
-    rows of ``max_length`` (a cell's batch size exactly); :data:`RUNTIME_DEFAULT`: the runtime's own default."""
+    """Token budget of a model call of the self-batching engines (bertdeploy, PyTorch eager in the runtime head,
+    openvino); None: ``max_batch_size`` rows of ``max_length``; :data:`RUNTIME_DEFAULT`: the runtime's own default on
+    ``device`` (the peers get the budget it has there on ONNX Runtime's EPs)."""
 
     @property
     def token_budget(self) -> int:
         if self.max_tokens == RUNTIME_DEFAULT:
-            from bertdeploy.runtime.options import CPU_MAX_TOKENS
+            from bertdeploy.runtime.options import CPU_MAX_TOKENS, GPU_MAX_TOKENS
 
-            return CPU_MAX_TOKENS
+            return GPU_MAX_TOKENS if self.device.startswith(("cuda", "tensorrt")) else CPU_MAX_TOKENS
         return self.max_tokens or self.max_batch_size * self.max_length
 
 

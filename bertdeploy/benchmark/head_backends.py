@@ -175,7 +175,7 @@ class TorchHeadBackend(HeadBackend):
             raise Skip(f"no tokenizer.json in {root}: the runtime's encoder reads the fast tokenizer's file")
         cls = head_for(self.ctx.task)
         n = self.ctx.max_batch_size
-        policy = BatchPolicy(padding=padding, batch_size=n, max_tokens=n * self.ctx.max_length)
+        policy = BatchPolicy(padding=padding, batch_size=n, max_tokens=self.ctx.token_budget)
         manifest = Manifest(labels=list(self.ctx.labels), max_length=self.ctx.max_length, variants=[],
                             task=self.ctx.task, raw=self._decoding(root))  # fmt: skip
         variant = Variant(f"torch-{self.ctx.variant}", "", "-", self.size or 0, precision=self.ctx.variant)

@@ -153,20 +153,39 @@ def _machine_lines(res: Report) -> list[str]:
     return lines
 
 
+def _method_lines(res: Report, cfg: dict[str, Any]) -> list[str]:
+    """How the cells were timed, and how big a model call of the self-batching engines was."""
+    method = (
+        f"- **Method**: {cfg.get('warmup_iterations')} warm-up calls, then until >= {cfg.get('min_iterations')} calls "
+        f"and >= {cfg.get('min_seconds')} s (cap {cfg.get('max_seconds')} s); latency per batch, end to end "
+        "(tokenization included) unless marked *model*; each backend x variant in its own "
+        f"{'process' if cfg.get('isolation') == 'process' else 'block'}; started {res.started}, "
+        f"updated {res.updated}, complete: {res.complete}"
+    )
+    return [method, *_budget_line(cfg), ""]
+
+
+def _budget_line(cfg: dict[str, Any]) -> list[str]:
+    """Absent from results made before the option."""
+    if "max_tokens" not in cfg:
+        return []
+    if cfg["max_tokens"] is None:
+        from bertdeploy.runtime.options import CPU_MAX_TOKENS, GPU_MAX_TOKENS
+
+        return [f"- **Model calls**: the runtime's default token budget ({CPU_MAX_TOKENS:,} tokens a call on ONNX "
+                f"Runtime's CPU EP, {GPU_MAX_TOKENS:,} on a GPU or the OpenVINO EP), PyTorch eager and OpenVINO given "
+                "the same: a batch is what one `predict()` call is handed"]  # fmt: skip
+    return [f"- **Model calls**: at most {cfg['max_tokens']:,} tokens (rows x padded length) for bertdeploy, PyTorch "
+            "eager and OpenVINO"]  # fmt: skip
+
+
 def report_markdown(res: Report, rows: list[dict[str, Any]], plot_paths: dict[str, Path | None]) -> str:
     cfg = res.config or {}
     out = [f"# bertdeploy bench — {res.name or Path(cfg.get('output', '.')).name}", ""]
     if res.command:
         out += ["```", res.command, "```", ""]
     out += _machine_lines(res)
-    out += [
-        f"- **Method**: {cfg.get('warmup_iterations')} warm-up calls, then until >= {cfg.get('min_iterations')} calls "
-        f"and >= {cfg.get('min_seconds')} s (cap {cfg.get('max_seconds')} s); latency per batch, end to end "
-        "(tokenization included) unless marked *model*; each backend x variant in its own "
-        f"{'process' if cfg.get('isolation') == 'process' else 'block'}; started {res.started}, "
-        f"updated {res.updated}, complete: {res.complete}",
-        "",
-    ]
+    out += _method_lines(res, cfg)
     task = bench_task(res.task)
     head = headline(rows, tuple(k for k, _ in task.columns))
     if head:

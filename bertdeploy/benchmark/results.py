@@ -283,7 +283,7 @@ class Report:
 def fingerprint(cfg: Any, threads: int, device: str, max_length: int) -> dict[str, Any]:
     """What must be equal for an earlier cell to be reused on resume."""
     fp = {k: getattr(cfg, k) for k in TIMING_KEYS}
-    fp.update(threads=threads, device=device, max_length=max_length)
+    fp.update(threads=threads, device=device, max_length=max_length, max_tokens=getattr(cfg, "max_tokens", None))
     return fp
 
 

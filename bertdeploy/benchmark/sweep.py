@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bertdeploy.benchmark.config import BenchConfig
+from bertdeploy.benchmark.contract import RUNTIME_DEFAULT
 from bertdeploy.benchmark.isolation import run_block_subprocess
 from bertdeploy.benchmark.plan import Block, plan, resolve_targets
 from bertdeploy.benchmark.results import FINISHED, TIMING_KEYS, Cell, Group, Report, fingerprint, now
@@ -203,6 +204,7 @@ class Sweep:
                 "threads": self.threads,
                 "device": self.device,
                 "max_batch_size": max(self.cfg.batch_sizes),
+                "max_tokens": RUNTIME_DEFAULT if self.cfg.max_tokens is None else self.cfg.max_tokens,
                 "task": target.task,
             },
             "cells": [{"key": str(k), "padding": k.padding, "batch_size": k.batch_size} for k in cells],

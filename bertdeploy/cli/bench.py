@@ -64,6 +64,12 @@ def command() -> None:
 @click.option("--batch-sizes", help="Comma list, e.g. 1,8,32,128 (default: 1,8,32).")
 @click.option("--max-length", type=int, help="Truncation / static padding length (default: the model's).")
 @click.option("--threads", type=int, help="Intra-op threads for every engine (default: all CPUs).")
+@click.option(
+    "--max-tokens",
+    type=int,
+    help="Tokens a model call of bertdeploy, PyTorch eager and OpenVINO may hold (default: the runtime's own, "
+    "1,024 on the CPU EP: a batch is what one predict() call is handed; largest batch x max length: a call per batch).",
+)
 @click.option("--device", type=click.Choice(DEVICES), default=None)
 @click.option("--min-seconds", type=float, help="Time each cell (whole-file: round) at least this long (default 2).")
 @click.option("--min-iterations", type=int, help="... and at least this many batches (default 10).")

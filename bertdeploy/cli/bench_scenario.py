@@ -74,6 +74,7 @@ def _whole_file(targets: list[str], opts: dict[str, Any], command: str) -> dict[
         texts=opts.get("texts"),
         text_column=opts.get("text_column") or "text",
         label_column=opts.get("label_column") or "label",
+        max_tokens=opts.get("max_tokens"),
         command=command,
     )
     results = run_whole_file(cfg, log=lambda line: console.print(line, style="dim"))
