@@ -152,3 +152,41 @@ def test_any_api_arguments_work_or_are_a_user_error(tiny_bundle, options, texts,
         ]
 
     _only_user_errors(call)
+
+
+def _spans_over_every_pair(window, k: int, max_answer_len: int) -> list[tuple[int, int, float]]:
+    """The n-best search as the transformers pipeline writes it: the whole start x end product, then masked."""
+    from bertdeploy.runtime.spans import _softmax
+
+    allowed = window.context.copy()
+    allowed[window.cls] = True
+    start, end = _softmax(window.start, allowed), _softmax(window.end, allowed)
+    index = np.flatnonzero(window.context)
+    band = np.outer(start[index], end[index])
+    gap = index[None, :] - index[:, None]
+    band[(gap < 0) | (gap > max_answer_len - 1)] = 0.0
+    order = sorted(((-band[r, c], index[r], index[c]) for r, c in zip(*np.nonzero(band))))
+    return [(int(s), int(e), float(-score)) for score, s, e in order[:k]]
+
+
+@given(
+    n=st.integers(2, 60),
+    seed=st.integers(0, 2**16),
+    k=st.integers(1, 40),
+    max_answer_len=st.integers(1, 20),
+    holes=st.booleans(),
+)
+@settings(max_examples=200, deadline=None)
+def test_the_banded_n_best_search_finds_the_spans_of_the_whole_product(n, seed, k, max_answer_len, holes):
+    """``window_spans`` scores only ``max_answer_len`` diagonals; its best spans are those of every (start, end)."""
+    from bertdeploy.runtime.spans import Window, window_spans
+
+    rng = np.random.default_rng(seed)
+    context = np.zeros(n, dtype=bool)
+    context[1 : n - 1] = True  # [CLS] ... [SEP]
+    if holes:  # context tokens need not be contiguous (a question-match marker, a second [SEP])
+        context &= rng.random(n) > 0.3
+    spans = np.stack([np.arange(n), np.arange(n) + 1], axis=1)
+    window = Window(rng.normal(0, 3, n), rng.normal(0, 3, n), context, spans, np.arange(n))
+    got, _ = window_spans(window, k, max_answer_len)
+    assert [x for x in got if x[2] > 0] == _spans_over_every_pair(window, k, max_answer_len)

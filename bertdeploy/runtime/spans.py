@@ -6,7 +6,8 @@ Per window, the start and end logits are masked to the context tokens and ``[CLS
 ``start <= end < start + max_answer_len`` scores ``p_start * p_end`` (``[CLS]`` zeroed: its ``p_start * p_end`` is
 the no-answer score); the best ``top_k * 2 + 10`` spans of each window are widened to whole words, and spans of
 different windows with the same answer text (case-insensitive) add their scores, as the pipeline does. The n-best
-search is vectorised: one upper-triangular band of an outer product per window, over context tokens only.
+search is vectorised: per window, a band of ``max_answer_len`` diagonals of the start x end product, over context
+tokens only.
 """
 
 from __future__ import annotations
@@ -74,15 +75,18 @@ def window_spans(window: Window, k: int, max_answer_len: int) -> tuple[list[tupl
     if not len(index):
         return [], null
     ps, pe = start[index], end[index]
-    band = np.outer(ps, pe)
-    gap = index[None, :] - index[:, None]  # token distance end - start
-    band[(gap < 0) | (gap > max_answer_len - 1)] = 0.0
+    n, width = len(index), min(max_answer_len, len(index))
+    # band[r, j]: the span from context token r to context token r + j (j < max_answer_len: a band, not n x n)
+    ends = np.arange(n)[:, None] + np.arange(width)[None, :]
+    inside = ends < n
+    ends = np.minimum(ends, n - 1)
+    band = np.where(inside & (index[ends] - index[:, None] <= max_answer_len - 1), ps[:, None] * pe[ends], 0.0)
     flat = band.ravel()
     k = min(k, flat.size)
     top = np.argpartition(-flat, k - 1)[:k] if k < flat.size else np.arange(flat.size)
-    top = top[np.argsort(-flat[top], kind="stable")]
-    rows, cols = np.unravel_index(top, band.shape)
-    return [(int(index[r]), int(index[c]), float(flat[t])) for r, c, t in zip(rows, cols, top)], null
+    top = top[np.lexsort((top, -flat[top]))]  # best first; ties in (start, end) order
+    rows, last = top // width, ends.ravel()[top]
+    return [(int(index[r]), int(index[c]), float(flat[t])) for r, c, t in zip(rows, last, top)], null
 
 
 def answers(
