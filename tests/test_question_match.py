@@ -175,3 +175,15 @@ def test_a_model_without_token_types_is_refused():
     )
     with pytest.raises(UserError, match="needs a model with token-type embeddings.*distilbert has none"):
         add_match_type(model)
+
+
+def test_pairs_without_offsets_have_the_same_ids_types_and_truncation():
+    """Multiple choice encodes without character offsets (``encode_batch_fast``): the model sees the same input."""
+    with_offsets = _encoder(max_length=16)
+    pairs = [("where is the movie", "the movie was bad and the food was worse than the movie " * 3), ("a", "b")]
+    a = PairEncoder(with_offsets._tok, 16, windows=False).encode_pairs(pairs)
+    b = PairEncoder(with_offsets._tok, 16, windows=False, offsets=False).encode_pairs(pairs)
+    assert a.truncated == b.truncated == 1 and a.lengths.tolist() == b.lengths.tolist() == [16, 5]
+    for name in ("ids", "type_ids", "sequence", "offsets"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.spans.any() and not b.spans.any()  # what offsets=False leaves out

