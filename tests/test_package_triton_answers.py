@@ -132,10 +132,11 @@ def test_the_reader_step_config_parses_and_names_its_model(qa_repo):
     config = _parse(root / "qa_reader/config.pbtxt")
     assert config.backend == "python" and config.max_batch_size == 4
     assert [(i.name, model_config_pb2.DataType.Name(i.data_type), list(i.dims)) for i in config.input] == [
-        ("QUESTION", "TYPE_STRING", [1]), ("CONTEXT", "TYPE_STRING", [1]),
-        ("MAX_ANSWER_LEN", "TYPE_INT64", [1])]  # fmt: skip
-    assert [i.optional for i in config.input] == [False, False, True]
-    assert [o.name for o in config.output] == ["ANSWER", "SCORE", "START", "END"]
+        ("QUESTION", "TYPE_STRING", [1]), ("CONTEXT", "TYPE_STRING", [1]), ("MAX_ANSWER_LEN", "TYPE_INT64", [1]),
+        ("TOP_K", "TYPE_INT64", [1]), ("DOC_STRIDE", "TYPE_INT64", [1])]  # fmt: skip
+    assert [i.optional for i in config.input] == [False, False, True, True, True]
+    assert [(o.name, list(o.dims)) for o in config.output] == [("ANSWER", [-1]), ("SCORE", [-1]), ("START", [-1]),
+                                                               ("END", [-1])]  # fmt: skip
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert {p.name for p in (root / "qa_reader/1").iterdir()} == {
         "model.py", "tokenizer.json", "bertdeploy.json", "step_settings.json"}  # fmt: skip
@@ -176,6 +177,36 @@ def test_max_answer_len_per_request_answers_like_the_runtime_with_that_cap(qa_re
     assert spans(fields(responses[1], names)) == spans(default)
     assert spans(one) != spans(uncapped[:3])  # the cap reached the search
     assert "max_answer_len" in str(responses[2].error) and "MAX_ANSWER_LEN" in str(responses[3].error)
+
+
+def test_top_k_and_doc_stride_per_question_answer_like_the_runtime(qa_repo, tiny_qa_bundle, monkeypatch):
+    """TOP_K: a row's answers best first, as many as the request's largest TOP_K (fewer: empty ones of score 0);
+    DOC_STRIDE: the windows' overlap; both checked as predict checks them, a bad one that request's error."""
+    step, _ = open_step(qa_repo.repository, "qa_reader", monkeypatch)
+    ints = lambda name, values: FakeTensor(name, np.array([[v] for v in values], dtype=np.int64))  # noqa: E731
+    ranked = qa_request(QA[:4], ints("TOP_K", [3, 3, 1, 3]))
+    strided = qa_request(QA[4:8], ints("DOC_STRIDE", [2] * 4))
+    responses = step.execute([ranked, strided, qa_request(QA[:1], ints("TOP_K", [0])),
+                              qa_request(QA[:1], ints("DOC_STRIDE", [10_000]))])  # fmt: skip
+    with load(tiny_qa_bundle, variant="fp32", threads=1) as reader:
+        three = reader.predict(QA[:4], top_k=3)
+        one = reader.predict(QA[2:3])
+        stride2 = reader.predict(QA[4:8], doc_stride=2)
+        default = reader.predict(QA[4:8])
+    names = ("ANSWER", "SCORE", "START", "END")
+    columns = {t.name(): t.as_numpy() for t in responses[0].output_tensors}
+    assert responses[0].error is None and {c.shape for c in columns.values()} == {(4, 3)}
+    empty = ("", 0, 0)
+    for row, expected in enumerate([three[0], three[1], one, three[3]]):
+        got = [(columns["ANSWER"][row, k].decode(), int(columns["START"][row, k]), int(columns["END"][row, k]))
+               for k in range(3)]  # fmt: skip
+        want = [(a.answer, a.start, a.end) for a in expected]
+        assert got == want + [empty] * (3 - len(want)) and float(columns["SCORE"][row, 1 if row == 2 else 0]) >= 0
+    assert len(three[0]) > 1  # the tiny reader finds several spans: top_k reached the search
+    spans = lambda rows: [(r["answer"], r["start"], r["end"]) for r in rows]  # noqa: E731
+    assert spans(fields(responses[1], names)) == spans([a.to_dict() for a in stride2])
+    assert spans([a.to_dict() for a in stride2]) != spans([a.to_dict() for a in default])  # the stride reached it
+    assert "top_k" in str(responses[2].error) and "doc_stride" in str(responses[3].error)
 
 
 def test_a_bad_request_gets_its_own_error_and_the_batch_is_answered(qa_repo, monkeypatch):

@@ -11,10 +11,12 @@ same variant. ``REPO/NAME_reader/1/model.py`` (``NAME_chooser`` for multiple cho
 :class:`TritonPythonModel` from here: Triton's Python environment needs bertdeploy's runtime (``pip install
 bertdeploy``: numpy, tokenizers and onnxruntime, no torch).
 
-* question answering: inputs ``QUESTION``, ``CONTEXT`` (strings, dims ``[1]``) and the optional ``MAX_ANSWER_LEN``
-  (int64, ``[1]``: the longest answer in tokens, the transformers pipeline's ``max_answer_len``; left out: the
-  bundle's cap); outputs ``ANSWER`` (string), ``SCORE`` (fp32), ``START`` / ``END`` (int64: ``ANSWER ==
-  CONTEXT[START:END]``, in characters);
+* question answering: inputs ``QUESTION``, ``CONTEXT`` (strings, dims ``[1]``) and the optional ``MAX_ANSWER_LEN``,
+  ``TOP_K`` and ``DOC_STRIDE`` (int64, ``[1]`` each: the transformers pipeline's ``max_answer_len``, ``top_k`` and
+  ``doc_stride`` per question; left out: the bundle's answer cap, 1, the bundle's stride); outputs ``ANSWER``
+  (string), ``SCORE`` (fp32), ``START`` / ``END`` (int64: ``ANSWER == CONTEXT[START:END]``, in characters), dims
+  ``[-1]``: a row's answers best first, as many as the request's largest ``TOP_K``, a row with fewer padded with
+  empty answers of score 0 at 0:0;
 * multiple choice: inputs ``QUESTION`` (``[1]``) and ``CHOICES`` (``[-1]``); outputs ``LABEL`` (int64, the chosen
   choice's index) and ``SCORE`` (its probability).
 
@@ -39,14 +41,18 @@ from bertdeploy.runtime.heads import head_for
 
 SETTINGS_FILE = "step_settings.json"
 QUESTION, CONTEXT, CHOICES = "QUESTION", "CONTEXT", "CHOICES"
-MAX_ANSWER_LEN = "MAX_ANSWER_LEN"
-#: per head: its optional inputs (dims ``[1]``) with their Triton data types
-OPTIONAL = {"reader": {MAX_ANSWER_LEN: "TYPE_INT64"}, "chooser": {}}
-#: per head: its outputs, in order, with their Triton data types
+MAX_ANSWER_LEN, TOP_K, DOC_STRIDE = "MAX_ANSWER_LEN", "TOP_K", "DOC_STRIDE"
+#: per head: its optional inputs (dims ``[1]``, int64) and the ``predict`` argument each one sets per question
+OPTIONAL = {
+    "reader": {MAX_ANSWER_LEN: "max_answer_len", TOP_K: "top_k", DOC_STRIDE: "doc_stride"},
+    "chooser": {},
+}
+#: per head: its outputs, in order, with their Triton data types, and their dims
 OUTPUTS = {
     "reader": {"ANSWER": "TYPE_STRING", "SCORE": "TYPE_FP32", "START": "TYPE_INT64", "END": "TYPE_INT64"},
     "chooser": {"LABEL": "TYPE_INT64", "SCORE": "TYPE_FP32"},
 }
+OUTPUT_DIMS = {"reader": (-1,), "chooser": (1,)}
 _DTYPES = {"TYPE_STRING": object, "TYPE_FP32": np.float32, "TYPE_INT64": np.int64}
 
 
@@ -147,63 +153,70 @@ class TritonPythonModel:
         as_choice_records(records)
         return records
 
-    def caps(self, request: Any, rows: int) -> list[int | None]:
-        """Per row of the request, its ``MAX_ANSWER_LEN`` (the reader's optional input; None where it is left out),
-        checked as ``predict`` checks ``max_answer_len``."""
-        tensor = self.pb.get_input_tensor_by_name(request, MAX_ANSWER_LEN) if self.head.head == "reader" else None
-        if tensor is None:
-            return [None] * rows
+    def options(self, request: Any, rows: int) -> list[tuple[tuple[str, int], ...]]:
+        """Per row of the request, the ``predict`` arguments its optional inputs set (:data:`OPTIONAL`; none where
+        they are left out), checked as ``predict`` checks them."""
         from bertdeploy.runtime.reader import check_params
 
-        values = tensor.as_numpy().reshape(-1)
-        if values.size != rows or values.dtype.kind not in "iu":
-            raise ValueError(
-                f"{MAX_ANSWER_LEN} must be one integer per question ({rows}), got {values.size} {values.dtype}"
-            )
-        caps = [int(v) for v in values]
-        for cap in caps:
-            check_params(1, cap)
-        return caps
+        given: dict[str, list[int]] = {}
+        for name, argument in OPTIONAL[self.head.head].items():
+            tensor = self.pb.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                continue
+            values = tensor.as_numpy().reshape(-1)
+            if values.size != rows or values.dtype.kind not in "iu":
+                raise ValueError(f"{name} must be one integer per question ({rows}), got {values.size} {values.dtype}")
+            given[argument] = [int(v) for v in values]
+        out = []
+        for row in range(rows):
+            kwargs = {argument: values[row] for argument, values in given.items()}
+            check_params(kwargs.get("top_k", 1), kwargs.get("max_answer_len", 1))
+            if "doc_stride" in kwargs:
+                self.head.encoder_for(kwargs["doc_stride"])
+            out.append(tuple(sorted(kwargs.items())))
+        return out
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request; the good requests' records answered together, one call of the head per
-        number of choices (multiple choice) or per ``MAX_ANSWER_LEN`` (question answering)."""
+        number of choices (multiple choice) or per setting of the optional inputs (question answering)."""
         read: dict[int, list[dict[str, Any]]] = {}
         failed: dict[int, str] = {}
-        groups: dict[tuple[int, int | None], list[tuple[int, int]]] = {}
+        groups: dict[tuple[int, tuple], list[tuple[int, int]]] = {}
         for i, request in enumerate(requests):
             try:
                 records = self.records(request)
-                caps = self.caps(request, len(records))
+                options = self.options(request, len(records))
             except (UserError, ValueError, TypeError) as e:
                 failed[i] = str(e)
                 continue
             read[i] = records
-            for j, (record, cap) in enumerate(zip(records, caps)):
-                groups.setdefault((len(record.get("choices", ())), cap), []).append((i, j))
+            for j, (record, kwargs) in enumerate(zip(records, options)):
+                groups.setdefault((len(record.get("choices", ())), kwargs), []).append((i, j))
         answers: dict[int, list[Any]] = {i: [None] * len(records) for i, records in read.items()}
-        for (_, cap), members in groups.items():
-            kwargs = {} if cap is None else {"max_answer_len": cap}
+        for (_, kwargs), members in groups.items():
             try:
-                found = self.head.predict([read[i][j] for i, j in members], **kwargs)
+                found = self.head.predict([read[i][j] for i, j in members], **dict(kwargs))
             except (UserError, RuntimeError) as e:
                 failed.update({i: str(e) for i, _ in members})
                 continue
             for (i, j), answer in zip(members, found):
-                answers[i][j] = answer
+                answers[i][j] = answer if isinstance(answer, list) else [answer]
         return [self._response(answers.get(i), failed.get(i)) for i in range(len(requests))]
 
     def _response(self, found: list[Any] | None, error: str | None) -> Any:
+        """The request's output tensors: ``[rows, K]``, K its longest list of answers (1 for a chooser)."""
         pb = self.pb
         if error is not None or found is None:
             return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(error or "not answered"))
-        rows = [a.to_dict() for a in found]
+        width = max(len(row) for row in found)
+        empty = {"answer": "", "score": 0.0, "start": 0, "end": 0}
+        rows = [[a.to_dict() for a in row] + [empty] * (width - len(row)) for row in found]
         tensors = []
         for name, data_type in self.outputs.items():
-            values = [row[name.lower()] for row in rows]
+            values = [[item[name.lower()] for item in row] for row in rows]
             if data_type == "TYPE_STRING":
-                values = [v.encode("utf-8") for v in values]
-            tensors.append(pb.Tensor(name, np.array(values, dtype=_DTYPES[data_type]).reshape(-1, 1)))
+                values = [[v.encode("utf-8") for v in row] for row in values]
+            tensors.append(pb.Tensor(name, np.array(values, dtype=_DTYPES[data_type]).reshape(len(rows), width)))
         return pb.InferenceResponse(output_tensors=tensors)
 
     def finalize(self) -> None:

@@ -29,9 +29,9 @@ from bertdeploy.package.pbtxt import TRITON_TYPES, Enum, TensorSpec, render
 QUESTION_HEADS = ("reader", "chooser")
 #: what the CLI and the result say the answers step needs and leaves out
 LIMITATION = (
-    "the answers step imports bertdeploy: pip install bertdeploy in Triton's Python environment; it gives the best "
-    "answer with the bundle's window stride (the reader takes an optional MAX_ANSWER_LEN per question; top_k and "
-    "doc_stride are not Triton inputs)"
+    "the answers step imports bertdeploy: pip install bertdeploy in Triton's Python environment; the reader takes "
+    "optional MAX_ANSWER_LEN, TOP_K and DOC_STRIDE per question (the pipeline's max_answer_len, top_k, doc_stride); "
+    "handle_impossible_answer and align_to_words are not Triton inputs"
 )
 #: the ONNX type of each Triton data type the graphs use (the BLS session reports the graph's types as ORT does)
 _ONNX_TYPES = {triton: onnx for onnx, triton in TRITON_TYPES.items()}
@@ -89,16 +89,16 @@ def step_name(name: str, task: str) -> str:
 
 def step_config(step: str, head: str, options: Any) -> dict[str, Any]:
     """The answers step's ``config.pbtxt`` as a dict: strings in, the head's answer fields out."""
-    from bertdeploy.package.triton_answers import CHOICES, CONTEXT, OPTIONAL, OUTPUTS, QUESTION
+    from bertdeploy.package.triton_answers import CHOICES, CONTEXT, OPTIONAL, OUTPUT_DIMS, OUTPUTS, QUESTION
 
     second = TensorSpec(CONTEXT, "TYPE_STRING", (1,)) if head == "reader" else TensorSpec(CHOICES, "TYPE_STRING", (-1,))
-    optional = [TensorSpec(name, t, (1,)).config(optional=True) for name, t in OPTIONAL[head].items()]
+    optional = [TensorSpec(name, "TYPE_INT64", (1,)).config(optional=True) for name in OPTIONAL[head]]
     return {
         "name": step,
         "backend": "python",
         "max_batch_size": options.max_batch_size,
         "input": [TensorSpec(QUESTION, "TYPE_STRING", (1,)).config(), second.config(), *optional],
-        "output": [TensorSpec(name, t, (1,)).config() for name, t in OUTPUTS[head].items()],
+        "output": [TensorSpec(name, t, OUTPUT_DIMS[head]).config() for name, t in OUTPUTS[head].items()],
         "dynamic_batching": {"max_queue_delay_microseconds": options.queue_delay_us},
         "instance_group": [{"count": options.instances, "kind": Enum("KIND_CPU")}],
     }
