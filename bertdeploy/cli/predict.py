@@ -87,6 +87,12 @@ def _questions(options: dict[str, Any]) -> Any:
 @click.option("--variant", default="auto", show_default=True, help="Bundle variant (auto: int8 on CPU, fp16 on CUDA).")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | tensorrt.")
 @click.option("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores).")
+@click.option(
+    "--streams",
+    type=int,
+    default=None,
+    help="Model calls run side by side, each on threads/streams cores (default on the CPU EP: one per thread).",
+)
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Max rows per model call.")
 @click.option(
     "--max-tokens", type=int, default=None, help="Token budget per call (rows x length; 1024 on the CPU EP, else 8192)."

@@ -17,6 +17,7 @@ from typing import Any
 from bertdeploy import tasks
 from bertdeploy.bundle import read_manifest
 from bertdeploy.errors import UserError
+from bertdeploy.machine import usable_cpus
 from bertdeploy.runtime.entities import check_aggregation, check_decoding, check_ignore
 from bertdeploy.runtime.filejob import (
     ENGINES,
@@ -77,9 +78,8 @@ def predict_file(
     """
     _check_args(bundle, input, output, engine, chunk_size, workers, text_column, id_column)
     input, output = str(input), str(output)
-    if options is not None and load_options:
-        raise UserError(f"pass either options= or load keywords, not both ({', '.join(load_options)})")
-    options = options or _options(load_options)
+    options = _options(options, load_options)
+    options = file_job_options(options, bundle, then) if engine == "local" else options
     task = _task_of(bundle, then)
     if then is not None or task in QUESTION_TASKS:
         given = {"probabilities": probabilities, "aggregation": aggregation, "ignore_labels": ignore_labels,
@@ -164,12 +164,39 @@ def _head_options(
             "decoding": check_decoding(decoding or "bio")}  # fmt: skip
 
 
-def _options(given: dict[str, Any]) -> LoadOptions:
+def _options(options: LoadOptions | None, given: dict[str, Any]) -> LoadOptions:
+    """``options``, or the load keywords ``given`` as one (not both)."""
+    if options is not None and given:
+        raise UserError(f"pass either options= or load keywords, not both ({', '.join(given)})")
+    if options is not None:
+        return options
     known = set(LoadOptions.__dataclass_fields__)
     unknown = sorted(set(given) - known)
     if unknown:
         raise UserError(f"unknown predict_file option(s) {', '.join(unknown)}; load options: {', '.join(known)}")
     return LoadOptions(**given)
+
+
+def file_job_options(options: LoadOptions, *bundles: Any) -> LoadOptions:
+    """A local file job's load options: ``streams`` left out means one single-threaded stream per thread where every
+    bundle runs on ONNX Runtime's CPU EP. A file is throughput only, and two single-threaded streams were ahead of
+    one two-threaded stream on whole files on each CPU kind measured (benchmarks/runtime/README.md); a GPU and the
+    OpenVINO EP keep one stream (unmeasured there)."""
+    from dataclasses import replace
+
+    from bertdeploy.runtime.choice import candidates
+    from bertdeploy.runtime.session import parse_device, resolve_device
+    from bertdeploy.runtime.two_stage import OVERLAP
+
+    if options.streams is not None or resolve_device(parse_device(options.device)[0]) != "cpu":
+        return options
+    for bundle in bundles:
+        if bundle is None or str(bundle) == OVERLAP and not os.path.exists(bundle):
+            continue
+        tries, _ = candidates(read_manifest(bundle), options.variant, options.provider, gpu=False)
+        if tries[0].provider != "cpu":
+            return options
+    return replace(options, streams=options.threads or usable_cpus())
 
 
 def _predict_local(job: FileJob, options: LoadOptions, progress: ProgressFn | None) -> PredictFileResult:
