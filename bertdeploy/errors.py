@@ -35,6 +35,15 @@ class UserError(Exception):
     """A problem with the user's input; shown as one line, exit code 2, no traceback."""
 
 
+class RecordError(UserError):
+    """A :class:`UserError` about one record of a call: ``index``, its 0-based position, and ``reason``. The message
+    is ``record #index: reason``; a file job names the record's place in the file instead."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"record #{index}: {reason}")
+        self.index, self.reason = index, reason
+
+
 class MissingExtraError(UserError, ImportError):
     """An optional dependency is missing; the message says which extra to install. Also an ``ImportError``, so
     code that guards an optional import with ``except ImportError`` keeps working."""

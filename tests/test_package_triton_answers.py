@@ -16,6 +16,7 @@ from helpers import tiny_mc_records, tiny_qa_records
 from test_package_triton import FakeRequest, FakeResponse, FakeTensor, _parse, model_config_pb2
 
 from bertdeploy.cli import cli
+from bertdeploy.errors import UserError
 from bertdeploy.package import triton_repository
 from bertdeploy.runtime import load
 
@@ -207,6 +208,24 @@ def test_top_k_and_doc_stride_per_question_answer_like_the_runtime(qa_repo, tiny
     assert spans(fields(responses[1], names)) == spans([a.to_dict() for a in stride2])
     assert spans([a.to_dict() for a in stride2]) != spans([a.to_dict() for a in default])  # the stride reached it
     assert "top_k" in str(responses[2].error) and "doc_stride" in str(responses[3].error)
+
+
+def test_a_question_too_long_for_its_doc_stride_fails_alone(qa_repo, tiny_qa_bundle, monkeypatch):
+    """DOC_STRIDE 20 fits a window of 32 tokens beside a short question, not beside a long one: the request with the
+    long question gets the runtime's error, the other request with the same setting (one call of the head) is
+    answered."""
+    step, _ = open_step(qa_repo.repository, "qa_reader", monkeypatch)
+    stride = FakeTensor("DOC_STRIDE", np.array([[20]], dtype=np.int64))
+    long = {**QA[0], "question": " ".join([QA[0]["question"]] * 6)}
+    responses = step.execute([qa_request([long], stride), qa_request(QA[1:2], stride)])
+    with load(tiny_qa_bundle, variant="fp32", threads=1) as reader:
+        expected = [a.to_dict() for a in reader.predict(QA[1:2], doc_stride=20)]
+        with pytest.raises(UserError, match="record #0: the question"):
+            reader.predict([long], doc_stride=20)
+    assert "record #0: the question" in str(responses[0].error)
+    names = ("ANSWER", "SCORE", "START", "END")
+    assert [(r["answer"], r["start"]) for r in fields(responses[1], names)] == [
+        (e["answer"], e["start"]) for e in expected]  # fmt: skip
 
 
 def test_a_bad_request_gets_its_own_error_and_the_batch_is_answered(qa_repo, monkeypatch):

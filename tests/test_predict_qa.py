@@ -79,8 +79,33 @@ def test_doc_stride_windows_like_the_transformers_pipeline(tiny_qa_bundle, tiny_
         ]
         with pytest.raises(UserError, match="doc_stride must be < 29"):
             qa_reader.predict(rows, doc_stride=29)
-        with pytest.raises(UserError, match="doc_stride 20 does not fit a window of 32 tokens"):
+        with pytest.raises(UserError, match=r"record #0: the question \(\d+ tokens\) leaves \d+ tokens of the 32-token "
+                           "window for the context, not more than doc_stride 20"):  # fmt: skip
             qa_reader.predict([("where is the " + "very " * 10 + "food?", rows[0]["context"])], doc_stride=20)
+
+
+def test_a_question_too_long_for_the_window_is_one_error_naming_it(tiny_qa_bundle, tmp_path, monkeypatch, capfd):
+    """A question that leaves its context no room (or no more than the stride) in a window: the API names its place in
+    the call (across the encoder's chunks), a file job its record and id, the CLI one line and exit 2, nothing
+    written, and tokenizers never panics onto stderr (the question is measured before encoding)."""
+    from bertdeploy.errors import RecordError
+    from bertdeploy.runtime import reader as reader_module
+
+    long = {"id": "long", "question": "where is the " + "very " * 40 + "food?", "context": QA_ROWS[0]["context"]}
+    monkeypatch.setattr(reader_module, "SORT_WINDOW", 2)  # the long question in the second chunk of the call
+    with load(tiny_qa_bundle, variant="fp32", threads=1) as qa_reader:
+        with pytest.raises(RecordError, match="record #2: the question .* leaves no room for the context") as e:
+            qa_reader.predict([*QA_ROWS[:2], long, QA_ROWS[2]])
+        assert e.value.index == 2
+        assert qa_reader.predict([QA_ROWS[0]])[0].end > 0  # the reader goes on
+    src = write_jsonl(tmp_path / "in.jsonl", [*QA_ROWS[:2], long])
+    out = tmp_path / "out.jsonl"
+    res = CliRunner().invoke(cli, ["predict", str(tiny_qa_bundle), "-i", str(src), "-o", str(out), "-q"])
+    assert res.exit_code == 2 and not out.exists()
+    assert res.output.strip().splitlines() == [
+        f"error: {src}: record 3 (id 'long'): the question (45 tokens) leaves no room for the context in a window of "
+        "32 tokens: shorten it"]  # fmt: skip
+    assert "panicked" not in capfd.readouterr().err
 
 
 def test_squad_json_with_chinese_contexts(tiny_qa_bundle, qa_reader, tmp_path):

@@ -194,14 +194,28 @@ class TritonPythonModel:
                 groups.setdefault((len(record.get("choices", ())), kwargs), []).append((i, j))
         answers: dict[int, list[Any]] = {i: [None] * len(records) for i, records in read.items()}
         for (_, kwargs), members in groups.items():
-            try:
-                found = self.head.predict([read[i][j] for i, j in members], **dict(kwargs))
-            except (UserError, RuntimeError) as e:
-                failed.update({i: str(e) for i, _ in members})
-                continue
-            for (i, j), answer in zip(members, found):
-                answers[i][j] = answer if isinstance(answer, list) else [answer]
+            self._answer(members, dict(kwargs), read, answers, failed)
         return [self._response(answers.get(i), failed.get(i)) for i in range(len(requests))]
+
+    def _answer(self, members: list[tuple[int, int]], kwargs: dict[str, int], read: dict[int, list[Any]],
+                answers: dict[int, list[Any]], failed: dict[int, str]) -> None:  # fmt: skip
+        """Answer the records ``members`` (request, row) in one call of the head; when their input is refused (e.g.
+        a question too long for its DOC_STRIDE), request by request, so that only the requests at fault fail."""
+        try:
+            found = self.head.predict([read[i][j] for i, j in members], **kwargs)
+        except UserError as e:
+            requests = sorted({i for i, _ in members})
+            if len(requests) == 1:
+                failed[requests[0]] = str(e)
+                return
+            for request in requests:
+                self._answer([m for m in members if m[0] == request], kwargs, read, answers, failed)
+            return
+        except RuntimeError as e:  # the model failed: every request of the call
+            failed.update({i: str(e) for i, _ in members})
+            return
+        for (i, j), answer in zip(members, found):
+            answers[i][j] = answer if isinstance(answer, list) else [answer]
 
     def _response(self, found: list[Any] | None, error: str | None) -> Any:
         """The request's output tensors: ``[rows, K]``, K its longest list of answers (1 for a chooser)."""

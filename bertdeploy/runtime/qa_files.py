@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from bertdeploy.errors import UserError
+from bertdeploy.errors import RecordError, UserError
 from bertdeploy.metrics_qa import qa_metrics
 from bertdeploy.runtime.filejob import PredictFileResult, ProgressFn, open_output
 from bertdeploy.runtime.options import LoadOptions
@@ -122,7 +122,12 @@ class QAModels:
             return [_row(r, {"label": c.label, "score": c.score}) for r, c in zip(records, found)], 0
         params = {"max_answer_len": q.max_answer_len, "handle_impossible_answer": q.handle_impossible_answer}
         if self.two_stage is None:
-            encoded = head.encode_with([(r.question, r.context) for r in records], q.doc_stride)
+            try:
+                encoded = head.encode_with([(r.question, r.context) for r in records], q.doc_stride)
+            except RecordError as e:  # named by its place in the file
+                r = records[e.index]
+                named = f" (id {r.id!r})" if r.id is not None else ""
+                raise UserError(f"{self.job.input}: record {r.row}{named}: {e.reason}") from None
             answers = head.decode(head.forward(encoded), q.top_k, **params)
             return [row for r, a in zip(records, answers) for row in _qa_rows(r, a, q.top_k)], encoded.truncated
         questions = [{"question": r.question, "paragraphs": r.choices} for r in records]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bertdeploy.errors import UserError
+from bertdeploy.errors import RecordError, UserError
 from bertdeploy.runtime.heads import register
 from bertdeploy.runtime.predictor import SORT_WINDOW, Predictor
 from bertdeploy.runtime.spans import MAX_ANSWER_LEN, Answer, Window, answers
@@ -168,20 +168,57 @@ class Reader(Predictor):
         return _strided(str(self.bundle / self.manifest.tokenizer_file), self.max_length, int(doc_stride))
 
     def encode_with(self, records: Any, doc_stride: int | None = None) -> PairEncoded:
-        """:meth:`encode` with ``doc_stride`` (a question too long to leave room for the stride: :class:`UserError`)."""
+        """:meth:`encode` with ``doc_stride``; a question too long to leave its context more than the stride in a
+        window: a :class:`RecordError` naming it (checked before encoding where its UTF-8 length, a bound on its
+        tokens, says it might be: tokenizers would panic or fail there)."""
         encoder = self.encoder_for(doc_stride)
+        pairs = as_pairs(records)
+        limit = self.max_length - 3 - encoder.stride  # [CLS] question [SEP] context [SEP]
+        suspects = [i for i, (q, _) in enumerate(pairs) if len(q.encode("utf-8")) + 2 >= limit]
+        error = self._too_long(encoder, pairs, suspects) if suspects else None
+        if error is not None:
+            raise error
         try:
-            return self._pairs(encoder, as_pairs(records))
-        except BaseException as e:  # tokenizers panics (pyo3 PanicException) when the window cannot hold the stride
-            if isinstance(e, (UserError, KeyboardInterrupt, SystemExit)) or "stride" not in str(e):
+            return self._pairs(encoder, pairs)
+        except BaseException as e:  # tokenizers panics (pyo3 PanicException) when the window cannot hold the stride,
+            message = str(e)  # and fails when the question alone fills the window
+            if isinstance(e, (UserError, KeyboardInterrupt, SystemExit)) or not (
+                "stride" in message or "too short to respect" in message
+            ):
                 raise
-            raise UserError(f"doc_stride {encoder.stride} does not fit a window of {self.max_length} tokens with "
-                            f"the question ({str(e).splitlines()[0][:100]})") from None  # fmt: skip
+            error = self._too_long(encoder, pairs, range(len(pairs)))
+            raise error or UserError(f"doc_stride {encoder.stride} does not fit a window of {self.max_length} "
+                                     f"tokens ({message[:100]})") from None  # fmt: skip
+
+    def _too_long(self, encoder: PairEncoder, pairs: list[tuple[str, str]], which: Sequence[int]) -> UserError | None:
+        """A :class:`RecordError` for the first question of ``which`` too long for a window with ``encoder.stride``
+        tokens of overlap, else None."""
+        from tokenizers import Tokenizer
+
+        counter = Tokenizer.from_str(encoder._tok.to_str())  # a copy: the encoder's own truncates pairs only
+        counter.no_truncation()
+        counter.no_padding()
+        found = counter.encode_batch([pairs[i][0] for i in which], add_special_tokens=False)
+        for i, n in zip(which, (len(e.ids) for e in found)):
+            room = self.max_length - 3 - n
+            if room <= 0:
+                return RecordError(i, f"the question ({n} tokens) leaves no room for the context in a window of "
+                                      f"{self.max_length} tokens: shorten it")  # fmt: skip
+            if room <= encoder.stride:
+                return RecordError(i, f"the question ({n} tokens) leaves {room} tokens of the {self.max_length}-"
+                                      f"token window for the context, not more than doc_stride {encoder.stride}: "
+                                      "shorten it or pass a smaller doc_stride")  # fmt: skip
+        return None
 
     def logits(self, records: Any, doc_stride: int | None = None) -> SpanLogits:
         pairs = as_pairs(records)
-        parts = [self.forward(self.encode_with(pairs[i : i + SORT_WINDOW], doc_stride))
-                 for i in range(0, len(pairs), SORT_WINDOW)]  # fmt: skip
+        parts = []
+        for i in range(0, len(pairs), SORT_WINDOW):
+            try:
+                encoded = self.encode_with(pairs[i : i + SORT_WINDOW], doc_stride)
+            except RecordError as e:  # its position in this call, not in the chunk
+                raise RecordError(e.index + i, e.reason) from None
+            parts.append(self.forward(encoded))
         return self.concat(parts) if parts else self.forward(self._pairs(self._encoder, []))
 
     def predict(self, records: Any, top_k: int = 1, max_answer_len: int | None = None,
