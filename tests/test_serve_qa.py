@@ -96,6 +96,7 @@ BAD_QA = [
     ({"inputs": {"question": "a", "context": "b"}, "parameters": {"doc_stride": 3}}, "'doc_stride' is fixed"),
     ({"inputs": {"question": "a", "context": "b"}, "parameters": {"max_question_len": 8}}, "never truncated"),
     ({"inputs": {"question": "a", "context": "b"}, "parameters": {"stride": 8}}, "unknown parameter(s) 'stride'"),
+    ({"inputs": {"question": "where is " * 20, "context": "b"}}, "leaves no room for the context"),
 ]
 
 

@@ -116,8 +116,9 @@ class Reader(Predictor):
     that occur in the question get type 2 (:func:`~bertdeploy.runtime.tokenize.question_match_types`)."""
 
     def encode(self, records: Any) -> PairEncoded:  # type: ignore[override]
-        """Tokenize (question, context) pairs into windows (``.truncated`` counts contexts that needed several)."""
-        return self._pairs(self._encoder, as_pairs(records))
+        """Tokenize (question, context) pairs into windows (``.truncated`` counts contexts that needed several; a
+        question too long for a window: :class:`RecordError`)."""
+        return self.encode_with(records)
 
     def _pairs(self, encoder: PairEncoder, pairs: list[tuple[str, str]]) -> PairEncoded:
         return encoder.encode_marked(pairs) if self.question_match else encoder.encode_pairs(pairs)
