@@ -116,6 +116,30 @@ def test_bad_stride_and_metric_are_refused(tiny_qa_dir, tiny_reader_dir, tmp_pat
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_a_question_too_long_for_the_window_is_refused_naming_it(tiny_qa_dir, tmp_path):
+    """Before any window is cut: a question that leaves its context no more than the stride names its split and id
+    (tokenizers would otherwise fail with a truncation error)."""
+    import json
+    import shutil
+
+    from transformers import BertTokenizerFast
+
+    from bertdeploy.data import DataSpec, load_data
+    from bertdeploy.training.task_qa import encode_qa
+    from tests.helpers import VOCAB
+
+    data_dir = tmp_path / "qa"
+    shutil.copytree(tiny_qa_dir, data_dir)
+    rows = [json.loads(line) for line in (data_dir / "validation.jsonl").read_text().splitlines()]
+    rows[1]["question"] = "where is the " + "very " * 30 + "food?"
+    (data_dir / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tok = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
+    with pytest.raises(UserError, match=rf"validation question {rows[1]['id']} \(\d+ tokens\) leaves 0 tokens of a "
+                       "32-token window"):  # fmt: skip
+        encode_qa(load_data(DataSpec(str(data_dir))), tok, 32, "static", TrainConfig(doc_stride=8))
+    encode_qa(load_data(DataSpec(str(tiny_qa_dir))), tok, 32, "static", TrainConfig(doc_stride=8))  # the others pass
+
+
 def test_training_scores_answers_as_the_runtime_does(tiny_qa_dir):
     """Per-epoch and test scores come from the runtime's span search with its defaults (answers of at most 15
     tokens, the pipeline's), so a run's numbers are the export gate's for the same weights."""

@@ -39,6 +39,21 @@ def _label_window(enc: Any, i: int, answer: dict[str, list[Any]]) -> tuple[int, 
     return s, e
 
 
+def _check_questions(name: str, split: Any, tokenizer: Any, max_length: int, stride: int) -> None:
+    """A question that leaves its context no more than ``stride`` tokens of a window: a :class:`UserError` naming
+    it (the tokenizer would fail on it with a truncation error, or loop on windows of one token)."""
+    from bertdeploy.errors import UserError
+
+    ids = tokenizer(list(split["question"]), add_special_tokens=False)["input_ids"]
+    free = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    for i, question in enumerate(ids):
+        if free - len(question) <= stride:
+            qid = split[i]["id"] if "id" in split.column_names else f"#{i}"
+            raise UserError(f"{name} question {qid} ({len(question)} tokens) leaves {max(free - len(question), 0)} "
+                            f"tokens of a {max_length}-token window for its context, not more than the doc stride "
+                            f"{stride}: shorten it, or raise --max-length / lower --doc-stride")  # fmt: skip
+
+
 def encode_qa(data: Any, tokenizer: Any, max_length: int, padding: str, config: Any = None):
     """Windows of every split: input ids, masks, start / end positions; evaluation splits keep what the span
     search needs (the question each window belongs to, context mask, character offsets, word ids)."""
@@ -73,6 +88,8 @@ def encode_qa(data: Any, tokenizer: Any, max_length: int, padding: str, config: 
 
     special = special_ids(tokenizer.backend_tokenizer)  # the runtime's own definition
     ds = data.to_datasets()
+    for name, split in ds.items():
+        _check_questions(name, split, tokenizer, max_length, stride)
     out = {}
     for name, split in ds.items():
         # dynamic padding: training windows pad to their batch's longest (a short context's window is short);
