@@ -174,7 +174,7 @@ class Reader(Predictor):
         tokens, says it might be: tokenizers would panic or fail there)."""
         encoder = self.encoder_for(doc_stride)
         pairs = as_pairs(records)
-        limit = self.max_length - 3 - encoder.stride  # [CLS] question [SEP] context [SEP]
+        limit = self.max_length - _pair_specials(encoder) - encoder.stride  # [CLS] question [SEP] context [SEP]
         suspects = [i for i, (q, _) in enumerate(pairs) if len(q.encode("utf-8")) + 2 >= limit]
         error = self._too_long(encoder, pairs, suspects) if suspects else None
         if error is not None:
@@ -201,7 +201,7 @@ class Reader(Predictor):
         counter.no_padding()
         found = counter.encode_batch([pairs[i][0] for i in which], add_special_tokens=False)
         for i, n in zip(which, (len(e.ids) for e in found)):
-            room = self.max_length - 3 - n
+            room = self.max_length - _pair_specials(encoder) - n
             if room <= 0:
                 return RecordError(i, f"the question ({n} tokens) leaves no room for the context in a window of "
                                       f"{self.max_length} tokens: shorten it")  # fmt: skip
@@ -238,6 +238,12 @@ class Reader(Predictor):
         check_params(top_k, self.max_answer_len if max_answer_len is None else max_answer_len)  # before any work
         outputs = self.logits(records, doc_stride)
         return self.decode(outputs, top_k, max_answer_len, handle_impossible_answer, align_to_words)
+
+
+def _pair_specials(encoder: PairEncoder) -> int:
+    """The special tokens a (question, context) window holds: 3 for BERT's ``[CLS] q [SEP] c [SEP]``."""
+    processor = encoder._tok.post_processor
+    return int(processor.num_special_tokens_to_add(True)) if processor is not None else 0
 
 
 @functools.lru_cache(maxsize=8)
