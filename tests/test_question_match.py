@@ -187,3 +187,22 @@ def test_pairs_without_offsets_have_the_same_ids_types_and_truncation():
     for name in ("ids", "type_ids", "sequence", "offsets"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert a.spans.any() and not b.spans.any()  # what offsets=False leaves out
+
+
+def test_a_question_too_long_for_a_window_is_found_before_encoding():
+    """``PairEncoder.too_long``: the first question leaving its context no more than the stride (index, tokens,
+    tokens left), None when all fit or without windows; the export gate refuses such evaluation data in one line."""
+    from bertdeploy.exporter.gate_qa import make_span_batches
+
+    encoder = _encoder(max_length=32, stride=8)
+    long = "where is the " + "very " * 30 + "food?"
+    fits, tight = "where is the food?", "where is the " + "very " * 16 + "food?"
+    assert encoder.too_long([fits, fits]) is None
+    assert encoder.too_long([fits, long, tight]) == (1, 35, -6)
+    assert encoder.too_long([fits, tight]) == (1, 21, 8)  # 8 left, not more than the stride
+    assert PairEncoder(encoder._tok, 32, windows=False).too_long([long]) is None  # truncated, never windowed
+    from transformers import BertTokenizerFast
+
+    tokenizer = BertTokenizerFast(vocab_file=str(VOCAB), do_lower_case=True)
+    with pytest.raises(UserError, match=r"evaluation question #1: the question \(35 tokens\) leaves no room"):
+        make_span_batches(tokenizer, [(fits, "the food"), (long, "the food")], 32)

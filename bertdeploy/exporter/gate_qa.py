@@ -43,6 +43,12 @@ def make_span_batches(
     """Question answering: (question, context) windows with the reader's ``doc_stride``, cut like the runtime
     (``question_match``: with the question-match token types of a reader trained with them)."""
     encoder = _encoder(tokenizer, max_length, stride=min(max_length // 2, 128))
+    found = encoder.too_long([q for q, _ in pairs])
+    if found is not None:
+        from bertdeploy.errors import UserError
+        from bertdeploy.runtime.reader import too_long_reason
+
+        raise UserError(f"evaluation question #{found[0]}: {too_long_reason(encoder, *found[1:])}")
     encoded = encoder.encode_marked(pairs) if question_match else encoder.encode_pairs(pairs)
     return cut(encoded, encoder.pad_id, max_length, batch_size, tokens=encoded, kind="spans")
 

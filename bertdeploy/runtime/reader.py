@@ -170,46 +170,22 @@ class Reader(Predictor):
 
     def encode_with(self, records: Any, doc_stride: int | None = None) -> PairEncoded:
         """:meth:`encode` with ``doc_stride``; a question too long to leave its context more than the stride in a
-        window: a :class:`RecordError` naming it (checked before encoding where its UTF-8 length, a bound on its
-        tokens, says it might be: tokenizers would panic or fail there)."""
+        window: a :class:`RecordError` naming it (:meth:`PairEncoder.too_long`, before tokenizers would fail)."""
         encoder = self.encoder_for(doc_stride)
         pairs = as_pairs(records)
-        limit = self.max_length - _pair_specials(encoder) - encoder.stride  # [CLS] question [SEP] context [SEP]
-        suspects = [i for i, (q, _) in enumerate(pairs) if len(q.encode("utf-8")) + 2 >= limit]
-        error = self._too_long(encoder, pairs, suspects) if suspects else None
-        if error is not None:
-            raise error
+        found = encoder.too_long([q for q, _ in pairs])
+        if found is not None:
+            raise RecordError(found[0], too_long_reason(encoder, *found[1:]))
         try:
             return self._pairs(encoder, pairs)
-        except BaseException as e:  # tokenizers panics (pyo3 PanicException) when the window cannot hold the stride,
-            message = str(e)  # and fails when the question alone fills the window
+        except BaseException as e:  # a tokenizers panic (pyo3 PanicException) the check above did not foresee
+            message = str(e)
             if isinstance(e, (UserError, KeyboardInterrupt, SystemExit)) or not (
                 "stride" in message or "too short to respect" in message
             ):
                 raise
-            error = self._too_long(encoder, pairs, range(len(pairs)))
-            raise error or UserError(f"doc_stride {encoder.stride} does not fit a window of {self.max_length} "
-                                     f"tokens ({message[:100]})") from None  # fmt: skip
-
-    def _too_long(self, encoder: PairEncoder, pairs: list[tuple[str, str]], which: Sequence[int]) -> UserError | None:
-        """A :class:`RecordError` for the first question of ``which`` too long for a window with ``encoder.stride``
-        tokens of overlap, else None."""
-        from tokenizers import Tokenizer
-
-        counter = Tokenizer.from_str(encoder._tok.to_str())  # a copy: the encoder's own truncates pairs only
-        counter.no_truncation()
-        counter.no_padding()
-        found = counter.encode_batch([pairs[i][0] for i in which], add_special_tokens=False)
-        for i, n in zip(which, (len(e.ids) for e in found)):
-            room = self.max_length - _pair_specials(encoder) - n
-            if room <= 0:
-                return RecordError(i, f"the question ({n} tokens) leaves no room for the context in a window of "
-                                      f"{self.max_length} tokens: shorten it")  # fmt: skip
-            if room <= encoder.stride:
-                return RecordError(i, f"the question ({n} tokens) leaves {room} tokens of the {self.max_length}-"
-                                      f"token window for the context, not more than doc_stride {encoder.stride}: "
-                                      "shorten it or pass a smaller doc_stride")  # fmt: skip
-        return None
+            raise UserError(f"doc_stride {encoder.stride} does not fit a window of {self.max_length} tokens with "
+                            f"a question ({message.splitlines()[0][:100]})") from None  # fmt: skip
 
     def logits(self, records: Any, doc_stride: int | None = None) -> SpanLogits:
         pairs = as_pairs(records)
@@ -240,10 +216,17 @@ class Reader(Predictor):
         return self.decode(outputs, top_k, max_answer_len, handle_impossible_answer, align_to_words)
 
 
-def _pair_specials(encoder: PairEncoder) -> int:
-    """The special tokens a (question, context) window holds: 3 for BERT's ``[CLS] q [SEP] c [SEP]``."""
-    processor = encoder._tok.post_processor
-    return int(processor.num_special_tokens_to_add(True)) if processor is not None else 0
+def too_long_reason(encoder: PairEncoder, tokens: int, left: int) -> str:
+    """Why a question of ``tokens`` tokens, leaving ``left`` of a window for its context, is refused."""
+    if left <= 0:
+        return (
+            f"the question ({tokens} tokens) leaves no room for the context in a window of {encoder.max_length} "
+            "tokens: shorten it"
+        )
+    return (
+        f"the question ({tokens} tokens) leaves {left} tokens of the {encoder.max_length}-token window for the "
+        f"context, not more than doc_stride {encoder.stride}: shorten it or pass a smaller doc_stride"
+    )
 
 
 @functools.lru_cache(maxsize=8)

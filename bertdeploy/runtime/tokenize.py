@@ -191,6 +191,24 @@ class PairEncoder(TextEncoder):
         strategy = "only_second" if windows else "longest_first"
         self._tok.enable_truncation(max_length, stride=stride if windows else 0, strategy=strategy)
 
+    def too_long(self, questions: Sequence[str]) -> tuple[int, int, int] | None:
+        """The first question that leaves its context no more than ``stride`` tokens of a window (with windows;
+        tokenizers fails or panics on it) as (its index, its tokens, the tokens left), else None. Only questions whose
+        UTF-8 length, a bound on their tokens, says they might not fit are tokenized."""
+        if not self.windows:
+            return None
+        processor = self._tok.post_processor
+        free = self.max_length - (processor.num_special_tokens_to_add(True) if processor is not None else 0)
+        suspects = [i for i, q in enumerate(questions) if len(q.encode("utf-8")) + 2 >= free - self.stride]
+        if not suspects:
+            return None
+        counter = Tokenizer.from_str(self._tok.to_str())  # a copy: this one truncates pairs only
+        counter.no_truncation()
+        counter.no_padding()
+        found = counter.encode_batch([questions[i] for i in suspects], add_special_tokens=False)
+        return next(((i, len(e.ids), free - len(e.ids)) for i, e in zip(suspects, found)
+                     if free - len(e.ids) <= self.stride), None)  # fmt: skip
+
     def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> PairEncoded:
         """Encode ``pairs``; with windows, a pair may become several consecutive rows (``text_of_row``)."""
         encode = self._tok.encode_batch if self.offsets else getattr(self._tok, "encode_batch_fast", None)
