@@ -41,17 +41,19 @@ def _label_window(enc: Any, i: int, answer: dict[str, list[Any]]) -> tuple[int, 
 
 def _check_questions(name: str, split: Any, tokenizer: Any, max_length: int, stride: int) -> None:
     """A question that leaves its context no more than ``stride`` tokens of a window: a :class:`UserError` naming
-    it (the tokenizer would fail on it with a truncation error, or loop on windows of one token)."""
+    it (the tokenizer would fail on it), by the runtime's own rule (:meth:`PairEncoder.too_long`)."""
     from bertdeploy.errors import UserError
+    from bertdeploy.exporter.batches import runtime_encoder
+    from bertdeploy.runtime.reader import too_long_reason
+    from bertdeploy.runtime.tokenize import PairEncoder
 
-    ids = tokenizer(list(split["question"]), add_special_tokens=False)["input_ids"]
-    free = max_length - tokenizer.num_special_tokens_to_add(pair=True)
-    for i, question in enumerate(ids):
-        if free - len(question) <= stride:
-            qid = split[i]["id"] if "id" in split.column_names else f"#{i}"
-            raise UserError(f"{name} question {qid} ({len(question)} tokens) leaves {max(free - len(question), 0)} "
-                            f"tokens of a {max_length}-token window for its context, not more than the doc stride "
-                            f"{stride}: shorten it, or raise --max-length / lower --doc-stride")  # fmt: skip
+    encoder = runtime_encoder(tokenizer, max_length, PairEncoder, stride=stride)
+    found = encoder.too_long(list(split["question"]))
+    if found is not None:
+        i = found[0]
+        qid = split[i]["id"] if "id" in split.column_names else f"#{i}"
+        raise UserError(f"{name} question {qid}: {too_long_reason(encoder, *found[1:])} (or raise --max-length / "
+                        "lower --doc-stride)")  # fmt: skip
 
 
 def encode_qa(data: Any, tokenizer: Any, max_length: int, padding: str, config: Any = None):
