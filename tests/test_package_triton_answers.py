@@ -134,8 +134,9 @@ def test_the_reader_step_config_parses_and_names_its_model(qa_repo):
     assert config.backend == "python" and config.max_batch_size == 4
     assert [(i.name, model_config_pb2.DataType.Name(i.data_type), list(i.dims)) for i in config.input] == [
         ("QUESTION", "TYPE_STRING", [1]), ("CONTEXT", "TYPE_STRING", [1]), ("MAX_ANSWER_LEN", "TYPE_INT64", [1]),
-        ("TOP_K", "TYPE_INT64", [1]), ("DOC_STRIDE", "TYPE_INT64", [1])]  # fmt: skip
-    assert [i.optional for i in config.input] == [False, False, True, True, True]
+        ("TOP_K", "TYPE_INT64", [1]), ("DOC_STRIDE", "TYPE_INT64", [1]), ("HANDLE_IMPOSSIBLE_ANSWER", "TYPE_BOOL", [1]),
+        ("ALIGN_TO_WORDS", "TYPE_BOOL", [1])]  # fmt: skip
+    assert [i.optional for i in config.input] == [False, False, True, True, True, True, True]
     assert [(o.name, list(o.dims)) for o in config.output] == [("ANSWER", [-1]), ("SCORE", [-1]), ("START", [-1]),
                                                                ("END", [-1])]  # fmt: skip
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
@@ -208,6 +209,31 @@ def test_top_k_and_doc_stride_per_question_answer_like_the_runtime(qa_repo, tiny
     assert spans(fields(responses[1], names)) == spans([a.to_dict() for a in stride2])
     assert spans([a.to_dict() for a in stride2]) != spans([a.to_dict() for a in default])  # the stride reached it
     assert "top_k" in str(responses[2].error) and "doc_stride" in str(responses[3].error)
+
+
+def test_the_boolean_pipeline_parameters_per_question(qa_repo, tiny_qa_bundle, monkeypatch):
+    """HANDLE_IMPOSSIBLE_ANSWER / ALIGN_TO_WORDS (bool): the answers of predict(..., handle_impossible_answer=True /
+    align_to_words=False) (the empty answer competing: found among a question's TOP_K); an integer tensor for them
+    is that request's error."""
+    step, _ = open_step(qa_repo.repository, "qa_reader", monkeypatch)
+    tensor = lambda name, values, dtype: FakeTensor(name, np.array([[v] for v in values], dtype=dtype))  # noqa: E731
+    n = len(QA)
+    null, top = tensor("HANDLE_IMPOSSIBLE_ANSWER", [True] * n, bool), tensor("TOP_K", [50] * n, np.int64)
+    impossible = qa_request(QA, null, top)
+    unaligned = qa_request(QA, tensor("ALIGN_TO_WORDS", [False] * n, bool))
+    wrong = qa_request(QA[:1], tensor("ALIGN_TO_WORDS", [0], np.int64))
+    responses = step.execute([impossible, unaligned, wrong])
+    with load(tiny_qa_bundle, variant="fp32", threads=1) as reader:
+        ranked = reader.predict(QA, top_k=50, handle_impossible_answer=True)
+        unaligned_expected = reader.predict(QA, align_to_words=False)
+    columns = {t.name(): t.as_numpy() for t in responses[0].output_tensors}
+    for row, answers in enumerate(ranked):
+        got = [(columns["ANSWER"][row, k].decode(), int(columns["START"][row, k])) for k in range(len(answers))]
+        assert got == [(a.answer, a.start) for a in answers]
+    assert any(a.answer == "" and a.score > 0 for answers in ranked for a in answers)  # the null answer competes
+    spans = [(r["answer"], r["start"], r["end"]) for r in fields(responses[1], ("ANSWER", "SCORE", "START", "END"))]
+    assert spans == [(a.answer, a.start, a.end) for a in unaligned_expected]
+    assert "ALIGN_TO_WORDS must be one boolean per question" in str(responses[2].error)
 
 
 def test_a_question_too_long_for_its_doc_stride_fails_alone(qa_repo, tiny_qa_bundle, monkeypatch):

@@ -13,7 +13,8 @@ bertdeploy``: numpy, tokenizers and onnxruntime, no torch).
 
 * question answering: inputs ``QUESTION``, ``CONTEXT`` (strings, dims ``[1]``) and the optional ``MAX_ANSWER_LEN``,
   ``TOP_K`` and ``DOC_STRIDE`` (int64, ``[1]`` each: the transformers pipeline's ``max_answer_len``, ``top_k`` and
-  ``doc_stride`` per question; left out: the bundle's answer cap, 1, the bundle's stride); outputs ``ANSWER``
+  ``doc_stride`` per question; left out: the bundle's answer cap, 1, the bundle's stride), and the optional
+  ``HANDLE_IMPOSSIBLE_ANSWER`` / ``ALIGN_TO_WORDS`` (bool, ``[1]``; left out: false / true); outputs ``ANSWER``
   (string), ``SCORE`` (fp32), ``START`` / ``END`` (int64: ``ANSWER == CONTEXT[START:END]``, in characters), dims
   ``[-1]``: a row's answers best first, as many as the request's largest ``TOP_K``, a row with fewer padded with
   empty answers of score 0 at 0:0;
@@ -42,9 +43,16 @@ from bertdeploy.runtime.heads import head_for
 SETTINGS_FILE = "step_settings.json"
 QUESTION, CONTEXT, CHOICES = "QUESTION", "CONTEXT", "CHOICES"
 MAX_ANSWER_LEN, TOP_K, DOC_STRIDE = "MAX_ANSWER_LEN", "TOP_K", "DOC_STRIDE"
-#: per head: its optional inputs (dims ``[1]``, int64) and the ``predict`` argument each one sets per question
+HANDLE_IMPOSSIBLE_ANSWER, ALIGN_TO_WORDS = "HANDLE_IMPOSSIBLE_ANSWER", "ALIGN_TO_WORDS"
+#: per head: its optional inputs (dims ``[1]``): the ``predict`` argument each one sets per question, its data type
 OPTIONAL = {
-    "reader": {MAX_ANSWER_LEN: "max_answer_len", TOP_K: "top_k", DOC_STRIDE: "doc_stride"},
+    "reader": {
+        MAX_ANSWER_LEN: ("max_answer_len", "TYPE_INT64"),
+        TOP_K: ("top_k", "TYPE_INT64"),
+        DOC_STRIDE: ("doc_stride", "TYPE_INT64"),
+        HANDLE_IMPOSSIBLE_ANSWER: ("handle_impossible_answer", "TYPE_BOOL"),
+        ALIGN_TO_WORDS: ("align_to_words", "TYPE_BOOL"),
+    },
     "chooser": {},
 }
 #: per head: its outputs, in order, with their Triton data types, and their dims
@@ -158,15 +166,17 @@ class TritonPythonModel:
         they are left out), checked as ``predict`` checks them."""
         from bertdeploy.runtime.reader import check_params
 
-        given: dict[str, list[int]] = {}
-        for name, argument in OPTIONAL[self.head.head].items():
+        given: dict[str, list[Any]] = {}
+        for name, (argument, data_type) in OPTIONAL[self.head.head].items():
             tensor = self.pb.get_input_tensor_by_name(request, name)
             if tensor is None:
                 continue
             values = tensor.as_numpy().reshape(-1)
-            if values.size != rows or values.dtype.kind not in "iu":
-                raise ValueError(f"{name} must be one integer per question ({rows}), got {values.size} {values.dtype}")
-            given[argument] = [int(v) for v in values]
+            flag = data_type == "TYPE_BOOL"
+            if values.size != rows or values.dtype.kind not in ("b" if flag else "iu"):
+                raise ValueError(f"{name} must be one {'boolean' if flag else 'integer'} per question ({rows}), "
+                                 f"got {values.size} {values.dtype}")  # fmt: skip
+            given[argument] = [bool(v) if flag else int(v) for v in values]
         out = []
         for row in range(rows):
             kwargs = {argument: values[row] for argument, values in given.items()}

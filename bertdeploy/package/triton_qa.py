@@ -30,8 +30,8 @@ QUESTION_HEADS = ("reader", "chooser")
 #: what the CLI and the result say the answers step needs and leaves out
 LIMITATION = (
     "the answers step imports bertdeploy: pip install bertdeploy in Triton's Python environment; the reader takes "
-    "optional MAX_ANSWER_LEN, TOP_K and DOC_STRIDE per question (the pipeline's max_answer_len, top_k, doc_stride); "
-    "handle_impossible_answer and align_to_words are not Triton inputs"
+    "the pipeline's max_answer_len, top_k, doc_stride, handle_impossible_answer and align_to_words per question as "
+    "optional inputs (MAX_ANSWER_LEN, TOP_K, DOC_STRIDE, HANDLE_IMPOSSIBLE_ANSWER, ALIGN_TO_WORDS)"
 )
 #: the ONNX type of each Triton data type the graphs use (the BLS session reports the graph's types as ORT does)
 _ONNX_TYPES = {triton: onnx for onnx, triton in TRITON_TYPES.items()}
@@ -92,7 +92,7 @@ def step_config(step: str, head: str, options: Any) -> dict[str, Any]:
     from bertdeploy.package.triton_answers import CHOICES, CONTEXT, OPTIONAL, OUTPUT_DIMS, OUTPUTS, QUESTION
 
     second = TensorSpec(CONTEXT, "TYPE_STRING", (1,)) if head == "reader" else TensorSpec(CHOICES, "TYPE_STRING", (-1,))
-    optional = [TensorSpec(name, "TYPE_INT64", (1,)).config(optional=True) for name in OPTIONAL[head]]
+    optional = [TensorSpec(name, t, (1,)).config(optional=True) for name, (_, t) in OPTIONAL[head].items()]
     return {
         "name": step,
         "backend": "python",
