@@ -93,7 +93,9 @@ BAD_QA = [
     ({"inputs": [{"question": "a", "context": "b"}] * 5}, "at most 4 are accepted"),
     ({"inputs": {"question": "a", "context": "b", "extra": 1}}, "unknown field(s) 'extra'"),
     ({"inputs": {"question": "a", "context": "b"}, "parameters": {"top_k": 0}}, "'top_k' must be an integer >= 1"),
-    ({"inputs": {"question": "a", "context": "b"}, "parameters": {"doc_stride": 3}}, "'doc_stride' is fixed"),
+    ({"inputs": {"question": "a", "context": "b"}, "parameters": {"doc_stride": 3.5}}, "'doc_stride' must be an int"),
+    ({"inputs": {"question": "a", "context": "b"}, "parameters": {"doc_stride": 29}}, "doc_stride must be < 29"),
+    ({"inputs": {"question": "a", "context": "b"}, "parameters": {"max_seq_len": 64}}, "'max_seq_len' is fixed"),
     ({"inputs": {"question": "a", "context": "b"}, "parameters": {"max_question_len": 8}}, "never truncated"),
     ({"inputs": {"question": "a", "context": "b"}, "parameters": {"stride": 8}}, "unknown parameter(s) 'stride'"),
     ({"inputs": {"question": "where is " * 20, "context": "b"}}, "leaves no room for the context"),
@@ -143,3 +145,33 @@ def test_concurrent_questions_share_one_batch_and_decode_with_their_own_paramete
         for got, want in zip(r.json(), expected, strict=True):
             for g, w in zip(*((got, want) if isinstance(got, list) else ([got], [want])), strict=True):
                 _same(g, w)
+
+
+def test_requests_with_their_own_doc_stride_run_as_their_own_batch(qa_reader, qa_url):
+    """``doc_stride`` per request, as the pipeline takes it: queued requests with the bundle's stride share one model
+    batch, those with another stride get one of their own; each answers as ``predict(..., doc_stride=...)``."""
+    got = _client(qa_url).question_answering(question=QA[0]["question"], context=QA[0]["context"], doc_stride=6)
+    _same(dict(got), qa_reader.predict([QA[0]], doc_stride=6)[0])
+    release = threading.Event()
+    asgi = _build(lambda: SlowClassifier(qa_reader, release), "slow", ServeOptions(max_wait_ms=0), False)
+    plans = [{}, {"doc_stride": 6}, {"doc_stride": 6, "top_k": 2}, {}]
+
+    def post(url: str, i: int) -> httpx.Response:
+        inputs = [{"question": r["question"], "context": r["context"]} for r in QA[i : i + 2]]
+        return httpx.post(url, json={"inputs": inputs, "parameters": plans[i]}, timeout=60)
+
+    try:
+        with running(asgi) as url, ThreadPoolExecutor(len(plans) + 1) as pool:
+            hold = lambda: httpx.post(url, json={"inputs": {"question": "a", "context": "b c"}}, timeout=60)  # noqa: E731
+            held = lambda: asgi.state.batcher.classifier.calls == 2  # noqa: E731
+            answers = in_one_batch(url, pool, release, held, hold, [lambda i=i: post(url, i) for i in range(4)])
+            metrics = httpx.get(f"{url}/metrics").text
+    finally:
+        release.set()
+    assert _metric(metrics, "bertdeploy_batch_size_count") == 3  # the held request, then one batch per stride
+    for i, (r, params) in enumerate(zip(answers, plans, strict=True)):
+        assert r.status_code == 200, r.text
+        for got, want in zip(r.json(), qa_reader.predict(QA[i : i + 2], **params), strict=True):
+            for g, w in zip(*((got, want) if isinstance(got, list) else ([got], [want])), strict=True):
+                _same(g, w)
+    assert qa_reader.predict(QA[:4], doc_stride=6) != qa_reader.predict(QA[:4])  # the stride changes answers here

@@ -144,7 +144,7 @@ class _Service:
             if predictor is None:  # the request shapes depend on the bundle's task
                 raise NotReady(self.batcher.error or self.batcher.state)
             parsed = parse(parse_json(body), self.options.max_request_texts, predictor)
-            outputs = await self.batcher.submit(parsed.texts)
+            outputs = await self.batcher.submit(parsed.texts, parsed.doc_stride)
             if len(parsed.texts) > INLINE_DECODE_TEXTS:
                 answer = await run_in_threadpool(parsed.respond, outputs)
             else:

@@ -41,6 +41,8 @@ class _Job:
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     queued_at: float = field(default_factory=time.perf_counter)
+    doc_stride: int | None = None
+    """A reader's windows for this request (None: the bundle's); requests with another run as their own batch."""
 
 
 def _resolve(future: asyncio.Future, value: Any, error: BaseException | None) -> None:
@@ -115,10 +117,11 @@ class DynamicBatcher:
         return len(self._pending)
 
     # -- requests --------------------------------------------------------------------------------------
-    async def submit(self, texts: list[str]) -> np.ndarray:
-        """Queue ``texts`` (one request) and wait for their logits ``[len(texts), num_labels]``, in order."""
+    async def submit(self, texts: list[str], doc_stride: int | None = None) -> np.ndarray:
+        """Queue ``texts`` (one request; ``doc_stride``: a reader's windows, None: the bundle's) and wait for their
+        logits ``[len(texts), num_labels]``, in order."""
         loop = asyncio.get_running_loop()
-        job = _Job(texts, loop.create_future(), loop)
+        job = _Job(texts, loop.create_future(), loop, doc_stride=doc_stride)
         with self._cond:
             if self.state != "ready" or self._stopping:
                 raise NotReady(self.error or self.state)
@@ -189,9 +192,12 @@ class DynamicBatcher:
 
     def _run(self, jobs: list[_Job]) -> None:
         start = time.perf_counter()
+        groups: dict[int | None, list[_Job]] = {}
         for job in jobs:
             self._observe("queue_wait", start - job.queued_at)
-        self._infer(jobs, start)
+            groups.setdefault(job.doc_stride, []).append(job)
+        for group in groups.values():  # one model batch per window stride
+            self._infer(group, time.perf_counter())
 
     def _infer(self, jobs: list[_Job], start: float) -> None:
         """Run ``jobs`` as one model batch and resolve each request with its rows.
@@ -201,8 +207,8 @@ class DynamicBatcher:
         """
         texts = [t for job in jobs for t in job.texts]
         try:
-            clf = self.classifier
-            outputs = clf.forward(clf.encode(texts))
+            clf, stride = self.classifier, jobs[0].doc_stride
+            outputs = clf.forward(clf.encode(texts) if stride is None else clf.encode_with(texts, stride))
         except Exception as e:
             if len(jobs) > 1:
                 log.warning("a batch of %d requests failed (%s); running each alone", len(jobs), _one_line(e))

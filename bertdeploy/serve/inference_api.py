@@ -55,6 +55,8 @@ class Parsed:
 
     texts: list[str]
     respond: Callable[[Any], Any]
+    doc_stride: int | None = None
+    """A question-answering request's window stride, where it is not the bundle's."""
 
 
 def parse_inference(data: Any, max_texts: int, predictor: Any) -> Parsed:

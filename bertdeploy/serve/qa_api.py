@@ -5,8 +5,9 @@ question answering (what ``InferenceClient.question_answering`` posts)
     "handle_impossible_answer": false, "align_to_words": true}}`` -> ``{"answer", "score", "start", "end"}``
     (character offsets into the context; ``max_answer_len`` defaults to the bundle's cap, else 15); with
     ``top_k > 1`` a best-first list of them. ``inputs`` may be a list of such objects: one answer (or list) per
-    question. ``doc_stride`` / ``max_seq_len`` are accepted when they are the bundle's (its windows are fixed at
-    export), ``max_question_len`` is refused (the question is never cut).
+    question. ``doc_stride`` sets the request's window overlap (requests with different strides run as separate
+    model batches); ``max_seq_len`` is accepted when it is the bundle's (its window length, fixed at export),
+    ``max_question_len`` is refused (the question is never cut).
 multiple choice (the same style)
     ``{"inputs": {"question": ..., "choices": ["...", "..."]}}`` -> ``{"label": index, "score": probability}``; a
     list of inputs -> one per question. Questions batched together must have as many choices each; a request
@@ -22,6 +23,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from bertdeploy.errors import UserError
 from bertdeploy.runtime.predictor import invalid_unicode
 from bertdeploy.serve.protocol import RequestError
 
@@ -51,9 +53,9 @@ def tei_refusal(task: str) -> RequestError:
 
 def parse_questions(
     data: dict[str, Any], params: dict[str, Any], max_texts: int, predictor: Any
-) -> tuple[list[Any], Callable[[Any], Any]]:
-    """``POST /`` of a QA / MC bundle -> its records (what the batcher encodes) and how its slice of the batch's
-    outputs becomes its answer."""
+) -> tuple[list[Any], Callable[[Any], Any], int | None]:
+    """``POST /`` of a QA / MC bundle -> its records (what the batcher encodes), how its slice of the batch's
+    outputs becomes its answer, and its window stride where it is not the bundle's."""
     task = predictor.task.name
     single, items = _items(data, max_texts)
     second = "context" if task == QA else "choices"
@@ -69,15 +71,29 @@ def parse_questions(
             found = [c.to_dict() for c in predictor.decode(outputs)]
             return found[0] if single else found
 
-        return records, choose
+        return records, choose, None
     options = _qa_params(params, predictor)
+    stride = _doc_stride(params.get("doc_stride"), predictor)
 
     def answer(outputs: Any) -> Any:
         found = predictor.decode(outputs, **options)
         shaped = [[a.to_dict() for a in f] if isinstance(f, list) else f.to_dict() for f in found]
         return shaped[0] if single else shaped
 
-    return records, answer
+    return records, answer, stride
+
+
+def _doc_stride(value: Any, predictor: Any) -> int | None:
+    """The request's ``doc_stride``, checked as ``predict`` checks it; None where it is the bundle's."""
+    if value is None or value == predictor.doc_stride:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RequestError(422, f"'doc_stride' must be an integer >= 0, got {json.dumps(value)}")
+    try:
+        predictor.encoder_for(value)
+    except UserError as e:
+        raise RequestError(422, str(e)) from None
+    return value
 
 
 def _items(data: dict[str, Any], max_texts: int) -> tuple[bool, list[tuple[Any, str]]]:
@@ -124,7 +140,7 @@ def _qa_params(params: dict[str, Any], predictor: Any) -> dict[str, Any]:
     if unknown:
         raise RequestError(422, f"unknown parameter(s) {', '.join(map(repr, unknown))}; accepted: "
                                 f"{', '.join(QA_PARAMETERS)}")  # fmt: skip
-    fixed = {"doc_stride": predictor.doc_stride, "max_seq_len": predictor.max_length}
+    fixed = {"max_seq_len": predictor.max_length}
     for name, value in fixed.items():
         if params.get(name) is not None and params[name] != value:
             raise RequestError(422, f"{name!r} is fixed by the bundle at {value} (its windows), got "
