@@ -121,10 +121,11 @@ def test_bad_requests_through_the_client_and_predict(qa_url, mc_url):
     assert r.status_code == 422 and "at least 2 strings" in r.json()["error"]
 
 
-def test_concurrent_questions_share_one_batch_and_decode_with_their_own_parameters(qa_reader):
+def _held_batch(qa_reader, plans: list[dict]) -> int:
+    """Hold the server's model on one request, queue a request of two questions per plan (its parameters) behind it,
+    release: check every answer against ``qa_reader.predict`` with that plan; return the model batches counted."""
     release = threading.Event()
     asgi = _build(lambda: SlowClassifier(qa_reader, release), "slow", ServeOptions(max_wait_ms=0), False)
-    plans = [{}, {"top_k": 2}, {"max_answer_len": 2}, {"top_k": 3, "handle_impossible_answer": True}, {"top_k": 1}]
 
     def post(url: str, i: int) -> httpx.Response:
         inputs = [{"question": r["question"], "context": r["context"]} for r in QA[i : i + 2]]
@@ -134,17 +135,23 @@ def test_concurrent_questions_share_one_batch_and_decode_with_their_own_paramete
         with running(asgi) as url, ThreadPoolExecutor(len(plans) + 1) as pool:
             hold = lambda: httpx.post(url, json={"inputs": {"question": "a", "context": "b c"}}, timeout=60)  # noqa: E731
             held = lambda: asgi.state.batcher.classifier.calls == 2  # noqa: E731
-            answers = in_one_batch(url, pool, release, held, hold, [lambda i=i: post(url, i) for i in range(5)])
+            sends = [lambda i=i: post(url, i) for i in range(len(plans))]
+            answers = in_one_batch(url, pool, release, held, hold, sends)
             metrics = httpx.get(f"{url}/metrics").text
     finally:
         release.set()
-    assert _metric(metrics, "bertdeploy_batch_size_count") == 2  # the held request, then all five together
     for i, (r, params) in enumerate(zip(answers, plans, strict=True)):
         assert r.status_code == 200, r.text
         expected = qa_reader.predict(QA[i : i + 2], **params)
         for got, want in zip(r.json(), expected, strict=True):
             for g, w in zip(*((got, want) if isinstance(got, list) else ([got], [want])), strict=True):
                 _same(g, w)
+    return _metric(metrics, "bertdeploy_batch_size_count")
+
+
+def test_concurrent_questions_share_one_batch_and_decode_with_their_own_parameters(qa_reader):
+    plans = [{}, {"top_k": 2}, {"max_answer_len": 2}, {"top_k": 3, "handle_impossible_answer": True}, {"top_k": 1}]
+    assert _held_batch(qa_reader, plans) == 2  # the held request, then all five together
 
 
 def test_requests_with_their_own_doc_stride_run_as_their_own_batch(qa_reader, qa_url):
@@ -152,26 +159,6 @@ def test_requests_with_their_own_doc_stride_run_as_their_own_batch(qa_reader, qa
     batch, those with another stride get one of their own; each answers as ``predict(..., doc_stride=...)``."""
     got = _client(qa_url).question_answering(question=QA[0]["question"], context=QA[0]["context"], doc_stride=6)
     _same(dict(got), qa_reader.predict([QA[0]], doc_stride=6)[0])
-    release = threading.Event()
-    asgi = _build(lambda: SlowClassifier(qa_reader, release), "slow", ServeOptions(max_wait_ms=0), False)
     plans = [{}, {"doc_stride": 6}, {"doc_stride": 6, "top_k": 2}, {}]
-
-    def post(url: str, i: int) -> httpx.Response:
-        inputs = [{"question": r["question"], "context": r["context"]} for r in QA[i : i + 2]]
-        return httpx.post(url, json={"inputs": inputs, "parameters": plans[i]}, timeout=60)
-
-    try:
-        with running(asgi) as url, ThreadPoolExecutor(len(plans) + 1) as pool:
-            hold = lambda: httpx.post(url, json={"inputs": {"question": "a", "context": "b c"}}, timeout=60)  # noqa: E731
-            held = lambda: asgi.state.batcher.classifier.calls == 2  # noqa: E731
-            answers = in_one_batch(url, pool, release, held, hold, [lambda i=i: post(url, i) for i in range(4)])
-            metrics = httpx.get(f"{url}/metrics").text
-    finally:
-        release.set()
-    assert _metric(metrics, "bertdeploy_batch_size_count") == 3  # the held request, then one batch per stride
-    for i, (r, params) in enumerate(zip(answers, plans, strict=True)):
-        assert r.status_code == 200, r.text
-        for got, want in zip(r.json(), qa_reader.predict(QA[i : i + 2], **params), strict=True):
-            for g, w in zip(*((got, want) if isinstance(got, list) else ([got], [want])), strict=True):
-                _same(g, w)
+    assert _held_batch(qa_reader, plans) == 3  # the held request, then one batch per stride
     assert qa_reader.predict(QA[:4], doc_stride=6) != qa_reader.predict(QA[:4])  # the stride changes answers here
