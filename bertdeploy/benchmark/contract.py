@@ -39,9 +39,9 @@ class BackendContext:
     @property
     def token_budget(self) -> int:
         if self.max_tokens == RUNTIME_DEFAULT:
-            from bertdeploy.runtime.options import CPU_MAX_TOKENS, GPU_MAX_TOKENS
+            from bertdeploy.runtime.options import default_max_tokens
 
-            return GPU_MAX_TOKENS if self.device.startswith(("cuda", "tensorrt")) else CPU_MAX_TOKENS
+            return default_max_tokens(cpu_ep=not self.device.startswith(("cuda", "tensorrt")))
         return self.max_tokens or self.max_batch_size * self.max_length
 
 

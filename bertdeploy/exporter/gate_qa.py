@@ -46,9 +46,8 @@ def make_span_batches(
     found = encoder.too_long([q for q, _ in pairs])
     if found is not None:
         from bertdeploy.errors import UserError
-        from bertdeploy.runtime.reader import too_long_reason
 
-        raise UserError(f"evaluation question #{found[0]}: {too_long_reason(encoder, *found[1:])}")
+        raise UserError(f"evaluation question #{found[0]}: {encoder.too_long_reason(*found[1:])}")
     encoded = encoder.encode_marked(pairs) if question_match else encoder.encode_pairs(pairs)
     return cut(encoded, encoder.pad_id, max_length, batch_size, tokens=encoded, kind="spans")
 

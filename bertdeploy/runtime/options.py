@@ -69,15 +69,15 @@ class LoadOptions:
                     stacklevel=outside_stacklevel(),
                 )
                 object.__setattr__(self, name, limit)
-        self.policy  # noqa: B018 - validates batch_size / max_tokens / padding
-
-    @property
-    def policy(self) -> BatchPolicy:
-        """The batching on ONNX Runtime's CPU EP (:meth:`policy_for`)."""
-        return self.policy_for(cpu_ep=True)
+        self.policy_for(cpu_ep=True)  # validates batch_size / max_tokens / padding
 
     def policy_for(self, cpu_ep: bool) -> BatchPolicy:
         """The batching of a predictor on ONNX Runtime's CPU EP (``cpu_ep``) or another provider (a GPU, the
         OpenVINO EP): ``max_tokens``, else that provider's default."""
-        budget = self.max_tokens if self.max_tokens is not None else CPU_MAX_TOKENS if cpu_ep else GPU_MAX_TOKENS
+        budget = self.max_tokens if self.max_tokens is not None else default_max_tokens(cpu_ep)
         return BatchPolicy(padding=self.padding, batch_size=self.batch_size, max_tokens=budget)
+
+
+def default_max_tokens(cpu_ep: bool) -> int:
+    """The token budget of a model call where ``max_tokens`` is None: on ONNX Runtime's CPU EP, or elsewhere."""
+    return CPU_MAX_TOKENS if cpu_ep else GPU_MAX_TOKENS

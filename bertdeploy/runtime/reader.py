@@ -175,7 +175,7 @@ class Reader(Predictor):
         pairs = as_pairs(records)
         found = encoder.too_long([q for q, _ in pairs])
         if found is not None:
-            raise RecordError(found[0], too_long_reason(encoder, *found[1:]))
+            raise RecordError(found[0], encoder.too_long_reason(*found[1:]))
         try:
             return self._pairs(encoder, pairs)
         except BaseException as e:  # a tokenizers panic (pyo3 PanicException) the check above did not foresee
@@ -214,19 +214,6 @@ class Reader(Predictor):
         check_params(top_k, self.max_answer_len if max_answer_len is None else max_answer_len)  # before any work
         outputs = self.logits(records, doc_stride)
         return self.decode(outputs, top_k, max_answer_len, handle_impossible_answer, align_to_words)
-
-
-def too_long_reason(encoder: PairEncoder, tokens: int, left: int) -> str:
-    """Why a question of ``tokens`` tokens, leaving ``left`` of a window for its context, is refused."""
-    if left <= 0:
-        return (
-            f"the question ({tokens} tokens) leaves no room for the context in a window of {encoder.max_length} "
-            "tokens: shorten it"
-        )
-    return (
-        f"the question ({tokens} tokens) leaves {left} tokens of the {encoder.max_length}-token window for the "
-        f"context, not more than doc_stride {encoder.stride}: shorten it or pass a smaller doc_stride"
-    )
 
 
 @functools.lru_cache(maxsize=8)

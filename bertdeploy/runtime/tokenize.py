@@ -209,6 +209,15 @@ class PairEncoder(TextEncoder):
         return next(((i, len(e.ids), free - len(e.ids)) for i, e in zip(suspects, found)
                      if free - len(e.ids) <= self.stride), None)  # fmt: skip
 
+    def too_long_reason(self, tokens: int, left: int) -> str:
+        """Why a question of ``tokens`` tokens, leaving ``left`` of a window for its context, is refused."""
+        if left <= 0:
+            return (f"the question ({tokens} tokens) leaves no room for the context in a window of "
+                    f"{self.max_length} tokens: shorten it")  # fmt: skip
+        return (f"the question ({tokens} tokens) leaves {left} tokens of the {self.max_length}-token window for the "
+                f"context, not more than doc_stride {self.stride}: shorten it or pass a smaller "
+                "doc_stride")  # fmt: skip
+
     def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> PairEncoded:
         """Encode ``pairs``; with windows, a pair may become several consecutive rows (``text_of_row``)."""
         encode = self._tok.encode_batch if self.offsets else getattr(self._tok, "encode_batch_fast", None)

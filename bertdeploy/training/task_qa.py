@@ -44,7 +44,6 @@ def _check_questions(name: str, split: Any, tokenizer: Any, max_length: int, str
     it (the tokenizer would fail on it), by the runtime's own rule (:meth:`PairEncoder.too_long`)."""
     from bertdeploy.errors import UserError
     from bertdeploy.exporter.batches import runtime_encoder
-    from bertdeploy.runtime.reader import too_long_reason
     from bertdeploy.runtime.tokenize import PairEncoder
 
     encoder = runtime_encoder(tokenizer, max_length, PairEncoder, stride=stride)
@@ -52,7 +51,7 @@ def _check_questions(name: str, split: Any, tokenizer: Any, max_length: int, str
     if found is not None:
         i = found[0]
         qid = split[i]["id"] if "id" in split.column_names else f"#{i}"
-        raise UserError(f"{name} question {qid}: {too_long_reason(encoder, *found[1:])} (or raise --max-length / "
+        raise UserError(f"{name} question {qid}: {encoder.too_long_reason(*found[1:])} (or raise --max-length / "
                         "lower --doc-stride)")  # fmt: skip
 
 
