@@ -214,3 +214,14 @@ class SlowClassifier:
 
     def __getattr__(self, name: str):
         return getattr(self._clf, name)
+
+
+def bert_feed(rows: int = 3, length: int = 9, seed: int = 0) -> dict:
+    """Inputs for a tiny BERT's ONNX graph: random ids, the second row padded from position 5."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    mask = np.ones((rows, length), np.int64)
+    mask[1, 5:] = 0
+    ids = rng.integers(5, 90, (rows, length))
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}

@@ -245,6 +245,7 @@ def test_dynamic_int8_quantizes_weights_only_as_signed_int8(full):
     assert sum("pooler" in n or "classifier" in n for n in names) == 2, names
     for node in integer:
         assert inits[node.input[1]].data_type == onnx.TensorProto.INT8, node.name
-    floats = [n for n in graph.node if n.op_type == "MatMul"]
-    assert len(floats) == 2 * 2  # scores and context, per layer
+    floats = [n for n in graph.node if n.op_type in ("MatMul", "FusedMatMul")]
+    assert len(floats) == 2 * 2  # scores (FusedMatMul reading the keys transposed) and context, per layer
+    assert sum(n.op_type == "FusedMatMul" for n in floats) == 2
     assert all(not set(n.input) & set(inits) for n in floats)

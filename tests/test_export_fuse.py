@@ -8,6 +8,7 @@ import collections
 import numpy as np
 import onnx
 import onnxruntime as ort
+from helpers import bert_feed
 
 from bertdeploy.exporter.fuse import fuse_file
 from bertdeploy.runtime import load
@@ -16,14 +17,6 @@ from bertdeploy.variants import VARIANTS
 
 def _ops(path):
     return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
-
-
-def _feed(rows=3, length=9, seed=0):
-    rng = np.random.default_rng(seed)
-    mask = np.ones((rows, length), np.int64)
-    mask[1, 5:] = 0
-    ids = rng.integers(5, 90, (rows, length))
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
 
 def test_fusion_is_exact_and_merges_each_layers_projections(tiny_bundle, tmp_path):
@@ -37,7 +30,7 @@ def test_fusion_is_exact_and_merges_each_layers_projections(tiny_bundle, tmp_pat
     assert after["MatMul"] == before["MatMul"] - 3
     a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (src, dest))
     names = {i.name for i in a.get_inputs()}
-    feed = {k: v for k, v in _feed().items() if k in names}
+    feed = {k: v for k, v in bert_feed().items() if k in names}
     np.testing.assert_allclose(a.run(None, feed)[0], b.run(None, feed)[0], rtol=0, atol=1e-6)
     assert fuse_file(dest, tmp_path / "again.onnx") == 0  # nothing left to fuse
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bertdeploy.exporter.keys import transpose_keys_file
 from bertdeploy.variants import VariantSpec
 
 #: fused / contrib operators whose counts go into the manifest
@@ -149,6 +150,7 @@ def _dynamic(spec: VariantSpec, ctx: BuildContext) -> Built:
         source = ctx.work / f"{spec.name}_fused"
         graph = {"graph_edits": {"fused_shared_input_matmuls": fuse_file(ctx.fp32_path, source / ONNX_NAME)}}
     path = quantize_dynamic(source, ctx.isa, ctx.work / spec.name, ctx.per_channel, ctx.int8_weights)
+    graph.setdefault("graph_edits", {})["keys_read_transposed"] = transpose_keys_file(path)
     quantization = {
         "mode": "dynamic",
         "isa": ctx.isa,
@@ -157,7 +159,10 @@ def _dynamic(spec: VariantSpec, ctx: BuildContext) -> Built:
         "activations": "uint8",
         "activation_matmuls": "float",
     }
-    return Built(path, {"quantization": quantization, **graph}, [f"int8 configured for {ctx.isa}"])
+    notes = [f"int8 configured for {ctx.isa}"]
+    if graph["graph_edits"]["keys_read_transposed"]:
+        notes.append("attention scores read the keys with FusedMatMul transB (no transposed copy; exact)")
+    return Built(path, {"quantization": quantization, **graph}, notes)
 
 
 @builder("static_int8")
