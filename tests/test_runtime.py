@@ -15,7 +15,7 @@ from helpers import tiny_texts
 
 from bertdeploy.errors import UserError
 from bertdeploy.runtime import BatchPolicy, Prediction, load
-from bertdeploy.runtime.batching import plan
+from bertdeploy.runtime.batching import PADDING_FLOOR, plan
 
 
 def _texts(n: int = 150, seed: int = 7) -> list[str]:
@@ -127,6 +127,28 @@ def test_plan_respects_budget_and_modes():
     assert sum(len(g) * p for g, p in bucketed) < 0.7 * sum(len(g) * p for g, p in dynamic)
     # one row longer than the budget still runs (alone)
     assert plan(np.array([5, 900, 5]), BatchPolicy("dynamic", 8, 100), 1024)[1][0].tolist() == [1]
+
+
+def test_bucketed_batches_bound_their_padding():
+    """A row that would make padding more than max_padding of a batch's tokens (and PADDING_FLOOR tokens) starts the
+    next batch: a reader question's short last window is not padded to its full windows' length."""
+    policy = BatchPolicy(max_tokens=1024)
+    assert [(g.tolist(), p) for g, p in plan(np.array([384, 200, 384]), policy, 384)] == [([1], 200), ([0, 2], 384)]
+    loose = BatchPolicy(max_tokens=1024, max_padding=1.0)  # the bound off: one batch of two padded windows
+    assert [(g.tolist(), p) for g, p in plan(np.array([384, 200]), loose, 384)] == [([1, 0], 384)]
+    dense = np.array([22] * 40 + [23] * 4)  # a token more for a few rows: 40 tokens of padding, one batch
+    assert len(plan(dense, policy, 128)) == 1
+    rng = np.random.default_rng(3)
+    lengths = np.concatenate([rng.integers(5, 40, 300), rng.integers(100, 384, 40)])
+    groups = plan(lengths, BatchPolicy(batch_size=64, max_tokens=4096), 384)
+    assert sorted(np.concatenate([g for g, _ in groups]).tolist()) == list(range(len(lengths)))
+    for g, padded in groups:
+        tokens = len(g) * padded
+        assert tokens - lengths[g].sum() <= max(PADDING_FLOOR, 0.1 * tokens)
+    assert len(groups) < len(plan(lengths, BatchPolicy(batch_size=64, max_tokens=4096, max_padding=0.0), 384))
+    for bad in (-0.1, 1.5, "0.1", True):
+        with pytest.raises(UserError, match="max_padding"):
+            BatchPolicy(max_padding=bad)
 
 
 def test_feed_has_only_graph_inputs(tiny_bundle):

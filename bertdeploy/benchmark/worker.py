@@ -52,7 +52,8 @@ def make_batches(
         order += order[: batch_size - len(order)]
     rows = np.asarray([lengths[i] for i in order], dtype=np.int64)
     mode = "bucketed" if padding == "bucketed" else "dynamic"
-    policy = BatchPolicy(padding=mode, batch_size=batch_size, max_tokens=batch_size * max(int(rows.max()), 1))
+    budget = batch_size * max(int(rows.max()), 1)  # a row limit only: no token budget, no padding bound
+    policy = BatchPolicy(padding=mode, batch_size=batch_size, max_tokens=budget, max_padding=1.0)
     chunks = [[order[j] for j in idx.tolist()] for idx, _ in plan(rows, policy, int(rows.max()))]
     chunks = [c for c in chunks if len(c) == batch_size]
     if padding == "bucketed":
