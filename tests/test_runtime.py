@@ -244,6 +244,14 @@ def test_the_token_budget_defaults_by_device(tiny_bundle):
     assert LoadOptions(max_tokens=5).policy_for(cpu_ep=False).max_tokens == 5
 
 
+def test_the_padding_bound_is_the_cpu_eps():
+    """Measured on ONNX Runtime's CPU EP; a GPU / the OpenVINO EP (kernels per input shape) cut on rows and tokens."""
+    from bertdeploy.runtime.options import LoadOptions
+
+    assert LoadOptions().policy_for(cpu_ep=True).max_padding == 0.1
+    assert LoadOptions().policy_for(cpu_ep=False).max_padding == 1.0
+
+
 def test_the_bench_runs_the_runtime_with_its_default_budget_or_a_given_one(tiny_bundle):
     from bertdeploy.benchmark.contract import RUNTIME_DEFAULT, BackendContext
     from bertdeploy.benchmark.head_backends import RuntimeBackend
