@@ -10,7 +10,8 @@ would: the keys transposed like the values (``[0, 2, 1, 3]``) and the scores' Ma
 (``com.microsoft``) with ``transB=1``. The products are the same; only the summation order may move the last bit.
 
 Used on the dynamic-int8 files (ONNX Runtime runs them: its CPU EP, onnxruntime-node under transformers.js and
-Triton's ORT backend all have ``FusedMatMul``); the plain fp32 export stays as Optimum writes it.
+Triton's ORT backend all have ``FusedMatMul``; OpenVINO 2026.4's ONNX reader takes it too, logits within its int8
+noise of ORT's); the plain fp32 export stays as Optimum writes it.
 """
 
 from __future__ import annotations
