@@ -52,15 +52,15 @@ def test_edit_is_exact_on_the_exported_graph_and_idempotent(tiny_bundle, tmp_pat
     assert transpose_keys_file(dest) == 0  # nothing left to edit; the file is left as it is
 
 
-def _attention(scale_shape):
-    """``q @ (k.transpose(0, 2, 3, 1) * s)`` with ``s`` of ``scale_shape`` (a scalar or a full tensor)."""
+def _attention(scale_shape, op="Mul", scale_first=False):
+    """``q @ op(k.transpose(0, 2, 3, 1), s)`` with ``s`` of ``scale_shape`` (a scalar or a full tensor)."""
     q = helper.make_tensor_value_info("q", TensorProto.FLOAT, [2, 3, 5, 4])
     k = helper.make_tensor_value_info("k", TensorProto.FLOAT, [2, 5, 3, 4])
     s = helper.make_tensor_value_info("s", TensorProto.FLOAT, scale_shape)
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 5, 5])
     nodes = [
         helper.make_node("Transpose", ["k"], ["kt"], perm=KEYS_PERM),
-        helper.make_node("Mul", ["kt", "s"], ["ks"]),
+        helper.make_node(op, ["s", "kt"] if scale_first else ["kt", "s"], ["ks"]),
         helper.make_node("MatMul", ["q", "ks"], ["y"]),
     ]
     graph = helper.make_graph(nodes, "attention", [q, k, s], [y])
@@ -77,6 +77,18 @@ def test_a_scalar_scale_on_the_way_is_kept_and_a_full_tensor_blocks_the_edit(tmp
     full = _attention([2, 3, 4, 5])  # a tensor in the transposed layout: moving the transpose would misalign it
     assert transpose_keys(full) == 0
     assert _perms(full)[tuple(KEYS_PERM)] == 1 and not _scores(full)
+
+
+def test_keys_divided_by_a_scalar_are_edited_and_a_scalar_divided_by_them_is_not():
+    rng = np.random.default_rng(2)
+    feed = {"q": rng.standard_normal((2, 3, 5, 4), np.float32), "k": rng.standard_normal((2, 5, 3, 4), np.float32)}
+    feed["s"] = np.array(2.0, np.float32)
+    model = _attention([], op="Div")
+    want = _run_model(model, feed)
+    assert transpose_keys(model) == 1
+    np.testing.assert_allclose(_run_model(model, feed), want, rtol=1e-6)
+    assert transpose_keys(_attention([], op="Div", scale_first=True)) == 0  # s / k: not a scaling of the keys
+    assert transpose_keys(_attention([], op="Mul", scale_first=True)) == 1  # s * k commutes
 
 
 def test_a_transposed_key_read_elsewhere_too_is_left_alone():
