@@ -35,12 +35,12 @@ class BatchPolicy:
     """at most this many rows per batch."""
     max_tokens: int = 8192
     """token budget per batch, counted as rows x padded length (a single longer row still runs alone)."""
-    max_padding: float = 0.1
-    """bucketed: the largest share of a batch's tokens that may be padding (beyond :data:`PADDING_FLOOR` tokens)
-    before a longer row starts a new batch; 1.0 cuts only on ``batch_size`` and ``max_tokens``."""
     pad_multiple: int = 1
     """pad each batch's length up to a multiple of this (capped at max_length): fewer distinct shapes for engines
     that prepare kernels per input shape (the OpenVINO EP; :data:`bertdeploy.runtime.plugins.PAD_MULTIPLE`)."""
+    max_padding: float = 0.1
+    """bucketed: the largest share of a batch's tokens that may be padding (beyond :data:`PADDING_FLOOR` tokens)
+    before a longer row starts a new batch; 1.0 cuts only on ``batch_size`` and ``max_tokens``."""
 
     def __post_init__(self) -> None:
         if self.padding not in PADDING_MODES:
