@@ -32,7 +32,6 @@ def _perm(node: Any) -> list[int] | None:
 def _scalars(model: Any) -> set[str]:
     """Names of values of one element (shape inference; constants included); empty when inference fails."""
     import onnx
-    from onnx import numpy_helper
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
@@ -43,7 +42,7 @@ def _scalars(model: Any) -> set[str]:
         dims = info.type.tensor_type.shape.dim
         if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") and d.dim_value == 1 for d in dims):
             names.add(info.name)
-    names |= {i.name for i in model.graph.initializer if numpy_helper.to_array(i).size == 1}
+    names |= {i.name for i in model.graph.initializer if all(d == 1 for d in i.dims)}  # weights are not read
     for node in model.graph.node:
         if node.op_type == "Constant" and any(a.name == "value" and a.t.dims in ([], [1]) for a in node.attribute):
             names.add(node.output[0])
