@@ -200,6 +200,7 @@ def test_a_question_too_long_for_a_window_is_found_before_encoding():
     assert encoder.too_long([fits, fits]) is None
     assert encoder.too_long([fits, long, tight]) == (1, 35, -6)
     assert encoder.too_long([fits, tight]) == (1, 21, 8)  # 8 left, not more than the stride
+    assert encoder._counter() is encoder._counter()  # the untruncated copy it counts with is made once
     assert PairEncoder(encoder._tok, 32, windows=False).too_long([long]) is None  # truncated, never windowed
     from transformers import BertTokenizerFast
 

@@ -250,6 +250,13 @@ def test_the_padding_bound_is_the_cpu_eps():
 
     assert LoadOptions().policy_for(cpu_ep=True).max_padding == 0.1
     assert LoadOptions().policy_for(cpu_ep=False).max_padding == 1.0
+    # the bench's planned engines (OpenVINO, PyTorch in the runtime's head) get the runtime's rule on their device
+    from bertdeploy.benchmark.contract import RUNTIME_DEFAULT, BackendContext
+
+    for device, share, budget in (("cpu", 0.1, 1024), ("cuda", 1.0, 8192)):
+        ctx = BackendContext(None, None, ["a"], 32, "fp32", 1, device, 8, max_tokens=RUNTIME_DEFAULT)
+        policy = ctx.policy("bucketed")
+        assert (policy.max_padding, policy.max_tokens, policy.batch_size) == (share, budget, 8)
 
 
 def test_the_bench_runs_the_runtime_with_its_default_budget_or_a_given_one(tiny_bundle):

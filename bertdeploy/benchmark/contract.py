@@ -37,12 +37,26 @@ class BackendContext:
     ``device`` (the peers get the budget it has there on ONNX Runtime's EPs)."""
 
     @property
+    def cpu_ep(self) -> bool:
+        """Whether the runtime runs on ONNX Runtime's CPU EP here (not a GPU)."""
+        return not self.device.startswith(("cuda", "tensorrt"))
+
+    @property
     def token_budget(self) -> int:
         if self.max_tokens == RUNTIME_DEFAULT:
             from bertdeploy.runtime.options import default_max_tokens
 
-            return default_max_tokens(cpu_ep=not self.device.startswith(("cuda", "tensorrt")))
+            return default_max_tokens(self.cpu_ep)
         return self.max_tokens or self.max_batch_size * self.max_length
+
+    def policy(self, padding: str) -> Any:
+        """The batching the runtime's planner gives an engine here: :attr:`token_budget`, ``max_batch_size`` rows and
+        the runtime's padding bound on this device (``bertdeploy.runtime.options.default_max_padding``)."""
+        from bertdeploy.runtime.batching import BatchPolicy
+        from bertdeploy.runtime.options import default_max_padding
+
+        return BatchPolicy(padding=padding, batch_size=self.max_batch_size, max_tokens=self.token_budget,
+                           max_padding=default_max_padding(self.cpu_ep))  # fmt: skip
 
 
 class Backend(Protocol):

@@ -166,7 +166,6 @@ class TorchHeadBackend(HeadBackend):
 
     def build(self, padding: str) -> Any:
         from bertdeploy.bundle import Manifest, Variant
-        from bertdeploy.runtime.batching import BatchPolicy
         from bertdeploy.runtime.heads import head_for
 
         root = self.ctx.bundle or need(self.ctx.hf_dir, "PyTorch model")
@@ -174,8 +173,7 @@ class TorchHeadBackend(HeadBackend):
         if not tokenizer.is_file():
             raise Skip(f"no tokenizer.json in {root}: the runtime's encoder reads the fast tokenizer's file")
         cls = head_for(self.ctx.task)
-        n = self.ctx.max_batch_size
-        policy = BatchPolicy(padding=padding, batch_size=n, max_tokens=self.ctx.token_budget)
+        policy = self.ctx.policy(padding)
         manifest = Manifest(labels=list(self.ctx.labels), max_length=self.ctx.max_length, variants=[],
                             task=self.ctx.task, raw=self._decoding(root))  # fmt: skip
         variant = Variant(f"torch-{self.ctx.variant}", "", "-", self.size or 0, precision=self.ctx.variant)

@@ -119,12 +119,10 @@ class OpenVINOBackend:
         return make_feed(encoded, index, padded, self.specs, self.encoder.pad_id)
 
     def prepare(self, texts: list[str], padding: str) -> Any:
-        from bertdeploy.runtime.batching import BatchPolicy, plan
+        from bertdeploy.runtime.batching import plan
 
         encoded = self.encoder.encode(texts)
-        size = self.ctx.max_batch_size
-        policy = BatchPolicy(padding=padding, batch_size=size, max_tokens=self.ctx.token_budget)
-        groups = plan(encoded.lengths, policy, self.ctx.max_length)
+        groups = plan(encoded.lengths, self.ctx.policy(padding), self.ctx.max_length)
         return len(encoded), [(idx, self._feed(encoded, idx, padded)) for idx, padded in groups]
 
     def run(self, prepared: Any) -> np.ndarray:

@@ -73,14 +73,19 @@ class LoadOptions:
 
     def policy_for(self, cpu_ep: bool) -> BatchPolicy:
         """The batching of a predictor on ONNX Runtime's CPU EP (``cpu_ep``) or another provider (a GPU, the
-        OpenVINO EP): ``max_tokens``, else that provider's default. The padding bound (``max_padding``) is the CPU
-        EP's, where it was measured; elsewhere batches are cut on rows and tokens only, as before it (TensorRT and
-        the OpenVINO EP prepare kernels per input shape, and more, smaller batches would mean more shapes)."""
+        OpenVINO EP): ``max_tokens``, else that provider's default, and that provider's padding bound."""
         budget = self.max_tokens if self.max_tokens is not None else default_max_tokens(cpu_ep)
-        share = BatchPolicy.max_padding if cpu_ep else 1.0
-        return BatchPolicy(padding=self.padding, batch_size=self.batch_size, max_tokens=budget, max_padding=share)
+        return BatchPolicy(padding=self.padding, batch_size=self.batch_size, max_tokens=budget,
+                           max_padding=default_max_padding(cpu_ep))  # fmt: skip
 
 
 def default_max_tokens(cpu_ep: bool) -> int:
     """The token budget of a model call where ``max_tokens`` is None: on ONNX Runtime's CPU EP, or elsewhere."""
     return CPU_MAX_TOKENS if cpu_ep else GPU_MAX_TOKENS
+
+
+def default_max_padding(cpu_ep: bool) -> float:
+    """The padding bound of a bucketed batch (:attr:`BatchPolicy.max_padding`): the CPU EP's, where it was measured;
+    elsewhere batches are cut on rows and tokens only, as before it (TensorRT and the OpenVINO EP prepare kernels
+    per input shape, and more, smaller batches would mean more shapes)."""
+    return BatchPolicy.max_padding if cpu_ep else 1.0

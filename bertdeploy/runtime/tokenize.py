@@ -188,6 +188,7 @@ class PairEncoder(TextEncoder):
         self.stride = stride
         self.windows = windows
         self.offsets = offsets
+        self._count_tok: Tokenizer | None = None
         strategy = "only_second" if windows else "longest_first"
         self._tok.enable_truncation(max_length, stride=stride if windows else 0, strategy=strategy)
 
@@ -202,12 +203,18 @@ class PairEncoder(TextEncoder):
         suspects = [i for i, q in enumerate(questions) if len(q.encode("utf-8")) + 2 >= free - self.stride]
         if not suspects:
             return None
-        counter = Tokenizer.from_str(self._tok.to_str())  # a copy: this one truncates pairs only
-        counter.no_truncation()
-        counter.no_padding()
-        found = counter.encode_batch([questions[i] for i in suspects], add_special_tokens=False)
+        found = self._counter().encode_batch([questions[i] for i in suspects], add_special_tokens=False)
         return next(((i, len(e.ids), free - len(e.ids)) for i, e in zip(suspects, found)
                      if free - len(e.ids) <= self.stride), None)  # fmt: skip
+
+    def _counter(self) -> Tokenizer:
+        """A copy of the tokenizer without truncation (this one truncates pairs only), made once per encoder."""
+        if self._count_tok is None:
+            counter = Tokenizer.from_str(self._tok.to_str())
+            counter.no_truncation()
+            counter.no_padding()
+            self._count_tok = counter
+        return self._count_tok
 
     def too_long_reason(self, tokens: int, left: int) -> str:
         """Why a question of ``tokens`` tokens, leaving ``left`` of a window for its context, is refused."""
@@ -220,8 +227,10 @@ class PairEncoder(TextEncoder):
 
     def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> PairEncoded:
         """Encode ``pairs``; with windows, a pair may become several consecutive rows (``text_of_row``)."""
-        encode = self._tok.encode_batch if self.offsets else getattr(self._tok, "encode_batch_fast", None)
-        encodings = (encode or self._tok.encode_batch)([(a, b) for a, b in pairs], add_special_tokens=True)
+        encode = (
+            self._tok.encode_batch if self.offsets else getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+        )
+        encodings = encode([(a, b) for a, b in pairs], add_special_tokens=True)
         rows, text_of_row = [], []
         for i, e in enumerate(encodings):
             extra = e.overflowing if self.windows else []
