@@ -361,3 +361,75 @@ def test_a_dying_worker_fails_its_cells_and_returns(tmp_path, tiny_bundle):
     cells = [e for e in events if e["type"] == "cell"]
     assert [c["status"] for c in cells] == ["failed", "failed"]
     assert "worker crashed (exit code 1)" in cells[0]["error"] and "missing.json" in cells[0]["error"]
+
+
+def test_rounds_interleave_the_blocks_and_keep_each_cells_median(tmp_path, tiny_bundle, tiny_data_dir):
+    """--repeats N: every block is timed once a round, in the same order (A B A B, not A A B B), and a cell shows
+    its median round while recording all of them."""
+    events: list[dict] = []
+    cfg = _cfg(tmp_path / "o", tiny_bundle, tiny_data_dir, backends=["bertdeploy", "torch"], variants=["fp32"],
+               padding=["dynamic"], batch_sizes=[2], repeats=3, gemm_seconds=0)  # fmt: skip
+    result = bench(cfg, progress=events.append)
+    stages = [e["message"] for e in events if e["type"] == "stage" and "round" in e["message"]]
+    assert [s.split(": ")[1] for s in stages] == [
+        f"{backend} fp32 (round {r}/3)" for r in (1, 2, 3) for backend in ("bertdeploy", "torch")
+    ]
+    assert sum(e.get("weight", 1) for e in events if e["type"] == "cell") == 2 * 3
+    plan = next(e for e in events if e["type"] == "plan")
+    assert plan["total"] == 6 and plan["done"] == 0
+    cells = result.results["cells"]
+    assert len(cells) == 2
+    for c in cells:
+        rates = [r["e2e"]["seq_per_s"] for r in c["rounds"]]
+        assert len(rates) == 3
+        assert c["e2e"]["seq_per_s"] == sorted(rates)[1]  # the median round
+        assert c["e2e"] in [r["e2e"] for r in c["rounds"]]
+    rows = {r["backend"]: r for r in result.rows}
+    assert rows["torch"]["rounds"] == 3 and len(rows["torch"]["e2e_seq_per_s_rounds"].split("/")) == 3
+    assert "3 interleaved rounds" in (result.output / "report.md").read_text()
+
+
+def test_a_resume_with_more_rounds_adds_the_missing_ones(swept, tmp_path):
+    import shutil
+
+    result, cfg = swept
+    out = tmp_path / "more"
+    shutil.copytree(result.output, out)
+    events: list[dict] = []
+    again = bench(_cfg(out, Path(cfg.targets[0]), Path(cfg.data), repeats=2), progress=events.append)
+    plan = next(e for e in events if e["type"] == "plan")
+    assert plan["total"] == 32 and plan["done"] == 16  # one round of every cell was already there
+    assert len([e for e in events if e["type"] == "cell_start"]) == 16  # each cell timed once more
+    first = {c["key"]: c["e2e"] for c in result.results["cells"]}
+    for c in again.results["cells"]:
+        assert len(c["rounds"]) == 2 and c["rounds"][0]["e2e"] == first[c["key"]]
+        assert c["e2e"] == min((r["e2e"] for r in c["rounds"]), key=lambda e: e["seq_per_s"])  # lower of two
+    events.clear()
+    bench(_cfg(out, Path(cfg.targets[0]), Path(cfg.data), repeats=2), progress=events.append)
+    assert not [e for e in events if e["type"] == "cell_start"]  # complete: nothing to add
+
+
+def test_a_failing_later_round_keeps_the_earlier_ones(monkeypatch, tmp_path, tiny_bundle, tiny_data_dir):
+    loads = []
+
+    class SecondLoadFails(TorchBackend):
+        def predict(self, texts, padding):
+            if len(loads) == 2:
+                raise RuntimeError("boom in round 2")
+            return super().predict(texts, padding)
+
+        def load(self):
+            loads.append(1)
+            return super().load()
+
+    monkeypatch.setitem(REGISTRY, "torch", SecondLoadFails)
+    cfg = _cfg(tmp_path / "o", tiny_bundle, tiny_data_dir, backends=["torch"], padding=["dynamic"], batch_sizes=[2],
+               repeats=3, gemm_seconds=0)  # fmt: skip
+    (cell,) = bench(cfg).results["cells"]
+    assert cell["status"] == "ok" and len(cell["rounds"]) == 2  # rounds 1 and 3
+    assert "a later round" in cell["error"] and "boom in round 2" in cell["error"]
+
+
+def test_repeats_must_be_positive(tmp_path, tiny_bundle, tiny_data_dir):
+    with pytest.raises(UserError, match="repeats"):
+        _cfg(tmp_path / "o", tiny_bundle, tiny_data_dir, repeats=0)

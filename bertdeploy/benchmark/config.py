@@ -59,6 +59,10 @@ class BenchConfig(Config):
     warmup_iterations: int = 3
     max_seconds: float = 60.0
     """Cap per timed loop: a loop that hits it before ``min_iterations`` is flagged ``capped``."""
+    repeats: int = 1
+    """Rounds over the whole grid: each round times every block once more, in the same order, so that blocks
+    measured minutes apart share the machine's slow and fast phases; a cell keeps its median round (by end-to-end
+    throughput) and records every round's timings. A resume adds the rounds a cell lacks."""
     model_only: bool = True
     """Also time the model alone on pre-tokenized batches (besides end to end with tokenization)."""
     gemm_seconds: float = 0.5
@@ -129,6 +133,8 @@ class BenchConfig(Config):
         for key in ("min_seconds", "max_seconds", "gemm_seconds", "pick_tolerance"):
             if not math.isfinite(getattr(self, key)) or getattr(self, key) < 0:
                 raise UserError(f"{key} must be a finite number >= 0, got {getattr(self, key)}")
+        if self.repeats < 1:
+            raise UserError(f"repeats must be >= 1, got {self.repeats}")
         if self.min_iterations < 1 or self.warmup_iterations < 0 or self.max_seconds <= 0:
             raise UserError("min_iterations >= 1, min_seconds >= 0, warmup_iterations >= 0, max_seconds > 0")
         if self.seed < 0 or (self.pick_batch_size is not None and self.pick_batch_size < 1):

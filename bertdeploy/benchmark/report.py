@@ -162,6 +162,11 @@ def _method_lines(res: Report, cfg: dict[str, Any]) -> list[str]:
         f"{'process' if cfg.get('isolation') == 'process' else 'block'}; started {res.started}, "
         f"updated {res.updated}, complete: {res.complete}"
     )
+    rounds = cfg.get("repeats") or 1
+    if rounds > 1:
+        method += (f"; **{rounds} interleaved rounds** (every block timed once a round, in the same order): a cell "
+                   "shows its median round by end-to-end throughput, `e2e_seq_per_s_rounds` in results.csv every "
+                   "round's")  # fmt: skip
     return [method, *_budget_line(cfg), ""]
 
 

@@ -11,7 +11,8 @@ results.json (``Report.to_dict``)::
      "groups": {"target|backend|variant": {status, n, metrics, logits, agreement_torch, max_abs_diff_torch,
                                            agreement_peer}},
      "cells": [{key, target, backend, variant, padding, batch_size, status, error, fingerprint, e2e, model,
-                memory, info, load_start, load_end, measured}],
+                memory, info, load_start, load_end, measured,
+                rounds: [{e2e, model, memory, load_start, load_end, measured}] (--repeats N > 1: every round)}],
      "pick": {...} | null}
 """
 
@@ -43,6 +44,8 @@ TIMING_KEYS = (
     "seed",
 )
 SEP = "|"
+#: a cell's fields that each round of a multi-round sweep measures anew
+ROUND_FIELDS = ("e2e", "model", "memory", "load_start", "load_end", "measured")
 #: the block every other block's agreement is measured against: PyTorch eager in float32
 REFERENCE_BACKEND, REFERENCE_DTYPE = "torch", "fp32"
 
@@ -112,10 +115,36 @@ class Cell:
     load_start: list[float] | None = None
     load_end: list[float] | None = None
     measured: str | None = None
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    """Every round's timings (``e2e``, ``model``, ``memory``, loads, time) when the sweep ran more than one; the
+    fields above are then its median round's."""
 
     @property
     def key(self) -> CellKey:
         return CellKey(GroupKey(self.target, self.backend, self.variant), self.padding, int(self.batch_size))
+
+    @property
+    def round_count(self) -> int:
+        """Rounds measured (a cell from before rounds, or of a one-round sweep: 1 when ok)."""
+        return len(self.rounds) or int(self.status == "ok")
+
+    def add_round(self, earlier: Cell | None) -> None:
+        """Join this cell's timings to ``earlier``'s rounds (the same key and timing method, measured ok), then
+        take the median round's (by end-to-end throughput) as the cell's own."""
+        if self.status != "ok" or earlier is None or earlier.status != "ok":
+            return
+        if earlier.fingerprint != self.fingerprint:
+            return
+        rounds = [*(earlier.rounds or [earlier._round()]), self._round()]
+        ranked = sorted(rounds, key=lambda r: (r.get("e2e") or {}).get("seq_per_s") or 0.0)
+        median = ranked[(len(ranked) - 1) // 2]
+        for name in ROUND_FIELDS:
+            setattr(self, name, median.get(name))
+        self.rounds = rounds
+        self.error = self.error or earlier.error  # a failed round in between stays on record
+
+    def _round(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in ROUND_FIELDS}
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": str(self.key), **dataclasses.asdict(self)}
@@ -304,6 +333,7 @@ def _row(c: Cell, t: dict[str, Any], g: Group, peak: float | None, metrics: list
         "max_length": fp.get("max_length"),
         "threads": fp.get("threads"),
         "status": c.status,
+        "rounds": c.round_count,
     }
     for prefix, m in (("e2e", e2e), ("model", model)):
         for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "seq_per_s", "tokens_per_s", "useful_gflops"):
@@ -311,6 +341,8 @@ def _row(c: Cell, t: dict[str, Any], g: Group, peak: float | None, metrics: list
         row[f"{prefix}_iterations"] = m.get("iterations")
         row[f"{prefix}_capped"] = m.get("capped")
     best = model.get("useful_gflops") or e2e.get("useful_gflops")
+    rates = [(r.get("e2e") or {}).get("seq_per_s") for r in c.rounds]
+    row["e2e_seq_per_s_rounds"] = "/".join(f"{x:.4g}" for x in rates if x is not None) or None
     row.update(
         tokens_per_batch=e2e.get("tokens_per_batch"),
         gemm_peak_gflops=peak,

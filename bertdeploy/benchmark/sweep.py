@@ -48,6 +48,7 @@ class Sweep:
         self.previous: Report | None = None
         self.done: dict = {}
         self.created = False
+        self.round = 0
 
     # ------------------------------------------------------------------ setup
     def check_output(self) -> None:
@@ -136,12 +137,16 @@ class Sweep:
         plans = [(t, plan(self.cfg, t)) for t in targets]
         order = {key: i for i, key in enumerate(k for _, blocks in plans for b in blocks for k in b.cells)}
         self.report.cells = [c for k, c in self.done.items() if k in order]
-        self.progress({"type": "plan", "total": len(order), "done": len(self.report.cells)})
+        reps = self.cfg.repeats
+        done = sum(min(c.round_count, reps) if c.status == "ok" else reps for c in self.report.cells)
+        self.progress({"type": "plan", "total": len(order) * reps, "done": done})
         pending = len(order) - len(self.report.cells)
         self._machine(pending)
         self._save()
-        for target, blocks in plans:
-            self._run_target(target, blocks)
+        for r in range(self.cfg.repeats):  # round r times the cells that have fewer than r + 1 rounds
+            self.round = r
+            for target, blocks in plans:
+                self._run_target(target, blocks, r)
         if pending or self.previous is None:
             self.report.load["end"] = load_average()
         self.report.cells.sort(key=lambda c: order.get(c.key, 1 << 30))
@@ -153,14 +158,21 @@ class Sweep:
         if not self.cfg.keep_work and self.report.complete:
             shutil.rmtree(self.work, ignore_errors=True)
 
-    def _pending(self, block: Block, fp: dict[str, Any]) -> list[Any]:
-        return [k for k in block.cells if k not in self.done or self.done[k].fingerprint != fp]
+    def _pending(self, block: Block, fp: dict[str, Any], round_: int = 0) -> list[Any]:
+        """Cells of ``block`` that round ``round_`` (0-based) times: not finished with these timing settings, or
+        measured ok in fewer rounds than ``round_ + 1``."""
+        done = self.done
+        return [
+            k
+            for k in block.cells
+            if k not in done or done[k].fingerprint != fp or (done[k].status == "ok" and done[k].round_count <= round_)
+        ]
 
-    def _run_target(self, target: Target, blocks: list[Block]) -> None:
+    def _run_target(self, target: Target, blocks: list[Block], round_: int = 0) -> None:
         fp = fingerprint(self.cfg, self.threads, self.device, target.max_length)
         entry = self.report.targets.setdefault(target.name, {})
         entry.update(spec=target.spec, kind=target.kind, trained=target.trained, max_length=target.max_length)
-        todo = [(b, cells) for b in blocks if (cells := self._pending(b, fp))]
+        todo = [(b, cells) for b in blocks if (cells := self._pending(b, fp, round_))]
         for b, cells in todo:  # blocks known to be skipped need no model at all
             if b.skip:
                 for k in cells:
@@ -175,7 +187,8 @@ class Sweep:
 
         texts_file, dims = prepare_target(self, target, tdir)
         for b, cells in todo:
-            self.progress({"type": "stage", "message": f"{target.name}: {b.backend} {b.variant}"})
+            of = f" (round {round_ + 1}/{self.cfg.repeats})" if self.cfg.repeats > 1 else ""
+            self.progress({"type": "stage", "message": f"{target.name}: {b.backend} {b.variant}{of}"})
             job = self._job(target, b, cells, texts_file, dims, tdir)
             handler = self._handler(b, fp)
             if self.cfg.isolation == "inline":
@@ -223,10 +236,16 @@ class Sweep:
         key = block.key
         cell = Cell.from_dict({**fields, "target": key.target, "backend": key.backend, "variant": key.variant})
         cell.fingerprint, cell.measured = fp, now()
+        earlier = self.done.get(cell.key)
+        if cell.status != "ok" and earlier is not None and earlier.status == "ok" and earlier.fingerprint == fp:
+            earlier.error = f"a later round: {cell.error}"  # its rounds stand; a resume retries the missing one
+            cell = earlier
+        cell.add_round(earlier if earlier is not cell else None)
         self.report.put(cell)
         self.done[cell.key] = cell
         self._save()
-        self.progress({"type": "cell", "cell": cell.to_dict()})
+        weight = 1 if cell.status == "ok" else self.cfg.repeats - self.round  # not timed again in this sweep
+        self.progress({"type": "cell", "cell": cell.to_dict(), "weight": weight})
 
     def _handler(self, block: Block, fp: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
         def on_event(ev: dict[str, Any]) -> None:

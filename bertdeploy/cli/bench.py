@@ -101,7 +101,12 @@ def command() -> None:
 @click.option("--engines", help="whole-file: BACKEND:VARIANT[:PADDING[:streams=N]], comma-separated.")
 @click.option("--latency", type=int, help="whole-file: also time the first N texts one call each (batch 1).")
 @click.option("--clients", help="serve: comma list of concurrent clients (default 1,8,32).")
-@click.option("--repeats", type=int, help="serve, whole-file: interleaved rounds; each keeps its best (default 3).")
+@click.option(
+    "--repeats",
+    type=int,
+    help="Interleaved rounds. cells: every block timed once a round, a cell keeps its median round (default 1); "
+    "serve, whole-file: each engine keeps its best (default 3).",
+)
 @click.option("--texts", type=int, help="serve, whole-file: only the first N texts of --data.")
 @click.option("--serve-args", help="serve: more `bertdeploy serve` options, e.g. '--streams 1'.")
 @click.pass_context
@@ -114,6 +119,7 @@ def run(ctx: click.Context, targets: tuple[str, ...], config_file: str | None, *
     """
     scenario = opts.pop("scenario")
     scenario_opts = {k: opts.pop(k) for k in ("clients", "repeats", "texts", "serve_args", "engines", "latency")}
+    opts["repeats"] = scenario_opts["repeats"]
     argv = ctx.parent.meta.get("bench_argv", []) if ctx.parent else []
     if scenario != "cells":
         from bertdeploy.cli.bench_scenario import run_scenario
@@ -189,7 +195,7 @@ def _progress() -> Iterator[Callable[[dict[str, Any]], None]]:
         elif ev["type"] == "cell_start":
             bar.update(task, description=ev["key"].replace("|", " "))
         elif ev["type"] == "cell":
-            bar.advance(task)
+            bar.advance(task, ev.get("weight", 1))
             if ev["cell"]["status"] == "failed":
                 failed += 1
                 first = (ev["cell"].get("error") or "").splitlines()[:1]
