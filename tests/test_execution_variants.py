@@ -312,6 +312,41 @@ class TestOpenVINO:
         _machine(monkeypatch, plugins.installed_providers(), NO_AMX)
         assert load(ov_bundle, device="cpu", threads=1).variant.name == "qint8"
 
+    def test_streams_run_inside_one_compiled_model(self, ov_bundle):
+        """streams=2 on the OpenVINO EP: OpenVINO's own two streams serve the concurrent calls; same labels."""
+        from bertdeploy.runtime import load
+
+        texts = [f"a {'very ' * (i % 9)}good day number {i}" for i in range(200)]
+        one = load(ov_bundle, provider="openvino", threads=2)
+        two = load(ov_bundle, provider="openvino", threads=2, streams=2)
+        assert two.providers[0] == plugins.OPENVINO and two.streams == 2
+        assert [p.label for p in two.predict(texts)] == [p.label for p in one.predict(texts)]
+
+
+def test_openvino_streams_share_the_threads_of_one_compiled_model(monkeypatch, tmp_path):
+    """The OpenVINO EP gets all the threads and NUM_STREAMS = streams; ONNX Runtime's own concurrent-run streams
+    (threads // streams each) would leave one single-threaded infer request serving every call."""
+    from bertdeploy.runtime import session
+
+    assert plugins.openvino_config("bf16", 2) == {"INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": 2}
+    assert plugins.openvino_config(None, 4, 2) == {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 4,
+                                                   "NUM_STREAMS": 2}  # fmt: skip
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(options, hint, threads, streams=1):
+        seen.append((hint, threads, streams))
+        raise Stop
+
+    monkeypatch.setattr(plugins, "add_openvino", record)
+    for streams, threads in ((1, 2), (2, 1), (1, None)):
+        with pytest.raises(Stop):
+            session.create_session(tmp_path / "m.onnx", "cpu", 0, session.SessionConfig(threads=threads), False,
+                                   provider="openvino", hint="bf16", streams=streams)  # fmt: skip
+    assert seen == [("bf16", 2, 1), ("bf16", 2, 2), ("bf16", None, 1)]
+
 
 def test_export_table_says_skipped_not_rejected():
     from rich.console import Console

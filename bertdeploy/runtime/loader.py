@@ -54,7 +54,8 @@ def load(
             session call at a time using every thread (the lowest latency of a single text or batch, and within
             run-to-run noise of the best throughput on an idle machine). ``streams=threads`` runs single-threaded
             batches in parallel: steadier throughput on a busy machine, but one text then uses one core
-            (benchmarks/runtime/README.md).
+            (benchmarks/runtime/README.md). On the OpenVINO EP they are OpenVINO's own streams of one compiled
+            model (``NUM_STREAMS``), the threads shared out among them.
         session_config: fine-grained ONNX Runtime settings (its ``threads`` is ignored: see above).
         provider: the execution provider on the CPU: "auto" (the variant's own; ``variant="auto"`` prefers a
             variant of the OpenVINO EP in bf16 only where the plugin is installed, attaches and the CPU has
@@ -146,6 +147,7 @@ def _build(
                 input_names=tuple(manifest.model_inputs),
                 provider=chosen.provider,
                 hint=chosen.hint,
+                streams=streams,
             )
         except UserError as e:
             if not (plugin and go_on) or i + 1 == len(tries):

@@ -47,7 +47,7 @@ class LoadOptions:
     """Run on the CPU with a warning when the requested GPU does not attach (else an error)."""
     streams: int | None = None
     """Batches run concurrently, each with ``threads // streams`` intra-op threads (None: 1); clamped to the CPUs
-    like ``threads``."""
+    like ``threads``. On the OpenVINO EP: OpenVINO's streams (``NUM_STREAMS``) inside one compiled model."""
     session_config: SessionConfig | None = None
     """Fine-grained ONNX Runtime settings (its ``threads`` is ignored)."""
 

@@ -96,18 +96,22 @@ def unavailable(provider: str) -> str | None:
     return f"unknown execution provider {provider!r}; use one of: {', '.join(ORT_NAMES)}"
 
 
-def openvino_config(hint: str | None, threads: int | None) -> dict[str, Any]:
-    """The OpenVINO CPU plugin properties for a precision hint and a thread count."""
+def openvino_config(hint: str | None, threads: int | None, streams: int = 1) -> dict[str, Any]:
+    """The OpenVINO CPU plugin properties for a precision hint, a thread count and a number of streams (infer
+    requests that run at once inside the one compiled model, the threads shared out among them)."""
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint or "f32"}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
+    if streams > 1:
+        config["NUM_STREAMS"] = int(streams)
     return config
 
 
-def add_openvino(options: ort.SessionOptions, hint: str | None, threads: int | None) -> None:
-    """Put the OpenVINO EP (CPU device) first on ``options``; ONNX Runtime's CPU EP takes what it leaves."""
+def add_openvino(options: ort.SessionOptions, hint: str | None, threads: int | None, streams: int = 1) -> None:
+    """Put the OpenVINO EP (CPU device) first on ``options``; ONNX Runtime's CPU EP takes what it leaves.
+    ``streams`` > 1: OpenVINO's own streams, ``threads`` in all (concurrent ``run`` calls each get one)."""
     devices = openvino_devices()
     if not devices:
         raise UserError(_no_device())
-    load_config = json.dumps({"CPU": openvino_config(hint, threads)})
+    load_config = json.dumps({"CPU": openvino_config(hint, threads, streams)})
     options.add_provider_for_devices(devices, {"load_config": load_config})

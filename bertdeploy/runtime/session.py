@@ -194,13 +194,17 @@ def create_session(
     input_names: tuple[str, ...] = (),
     provider: str = "cpu",
     hint: str | None = None,
+    streams: int = 1,
 ) -> ort.InferenceSession:
     """Create the session for ``device`` ("cpu" | "cuda" | "tensorrt") and check what attached.
 
     ``provider="openvino"`` (a CPU device only): the OpenVINO EP plugin with precision ``hint``
-    (:mod:`bertdeploy.runtime.plugins`), checked to have attached like CUDA."""
+    (:mod:`bertdeploy.runtime.plugins`), checked to have attached like CUDA. ``streams``: the concurrent ``run``
+    calls the caller will make, each with ``config.threads``; ONNX Runtime's CPU EP needs nothing for them, the
+    OpenVINO EP compiles its model with that many streams of them (one two-threaded stream serves concurrent calls
+    one at a time)."""
     if provider != "cpu":
-        return _plugin_session(model_path, device, config, allow_fallback, provider, hint)
+        return _plugin_session(model_path, device, config, allow_fallback, provider, hint, streams)
     chain = provider_chain(device, device_id, precision, max_shape, input_names)
     available = ort.get_available_providers()
     missing = [p for p, _ in chain if p not in available]
@@ -231,7 +235,13 @@ def _raise_load_error(model_path: Path, e: Exception) -> Any:
 
 
 def _plugin_session(
-    model_path: Path, device: str, config: SessionConfig, allow_fallback: bool, provider: str, hint: str | None
+    model_path: Path,
+    device: str,
+    config: SessionConfig,
+    allow_fallback: bool,
+    provider: str,
+    hint: str | None,
+    streams: int = 1,
 ) -> ort.InferenceSession:
     """A session on a plugin execution provider (OpenVINO), ONNX Runtime's CPU EP taking what it leaves."""
     if provider != "openvino":
@@ -239,7 +249,8 @@ def _plugin_session(
     if device != "cpu":
         raise UserError(f"the OpenVINO execution provider runs on the CPU, not on device {device!r}")
     options = session_options(config)
-    plugins.add_openvino(options, hint, config.threads)
+    threads = None if config.threads is None else config.threads * max(streams, 1)
+    plugins.add_openvino(options, hint, threads, max(streams, 1))
     try:
         session = ort.InferenceSession(
             str(model_path), sess_options=options, disabled_optimizers=list(config.disabled_optimizers)
