@@ -218,10 +218,10 @@ def test_cli_missing_and_tampered_bundle(varied_bundle, tmp_path):
     assert res.exit_code == 2 and "sha256 mismatch" in res.stderr and len(res.stderr.splitlines()) == 1
 
 
-def test_a_file_job_runs_a_stream_per_thread_on_the_cpu_ep_unless_told(varied_bundle, tmp_path, monkeypatch, expected):
-    """A file is throughput only: left out, ``streams`` is one single-threaded stream per thread on ONNX Runtime's CPU
-    EP; given, on a GPU, or where ``auto`` would pick another provider's variant, it is left as it is."""
-    from bertdeploy.runtime import LoadOptions, choice, loader
+def test_a_file_job_runs_a_stream_per_thread_on_the_cpu_unless_told(varied_bundle, tmp_path, monkeypatch, expected):
+    """A file is throughput only: left out, ``streams`` is one stream per thread on the CPU (either provider); given,
+    or on a GPU, it is left as it is."""
+    from bertdeploy.runtime import LoadOptions, loader
     from bertdeploy.runtime.files import file_job_options
 
     used: list[int | None] = []
@@ -234,8 +234,7 @@ def test_a_file_job_runs_a_stream_per_thread_on_the_cpu_ep_unless_told(varied_bu
     assert used == [LoadOptions(threads=2).threads, 1]  # 2, or fewer on a machine with fewer CPUs
     assert [r["label"] for r in _read_output(tmp_path / "a.csv")] == expected == [
         r["label"] for r in _read_output(tmp_path / "b.csv")]  # fmt: skip
-    assert file_job_options(LoadOptions(threads=1), varied_bundle).streams == 1
-    assert file_job_options(LoadOptions(device="cuda"), varied_bundle).streams is None
-    other = lambda manifest, *args, **kw: ([type("V", (), {"provider": "openvino"})()], True)  # noqa: E731
-    monkeypatch.setattr(choice, "candidates", other)
-    assert file_job_options(LoadOptions(threads=2), varied_bundle).streams is None
+    assert file_job_options(LoadOptions(threads=1)).streams == 1
+    assert file_job_options(LoadOptions(threads=2, provider="openvino")).streams == 2
+    assert file_job_options(LoadOptions(threads=2, streams=1)).streams == 1
+    assert file_job_options(LoadOptions(device="cuda")).streams is None

@@ -91,7 +91,7 @@ def _questions(options: dict[str, Any]) -> Any:
     "--streams",
     type=int,
     default=None,
-    help="Model calls run side by side, each on threads/streams cores (default on the CPU EP: one per thread).",
+    help="Model calls run side by side, each on threads/streams cores (default on the CPU: one per thread).",
 )
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Max rows per model call.")
 @click.option(

@@ -79,7 +79,7 @@ def predict_file(
     _check_args(bundle, input, output, engine, chunk_size, workers, text_column, id_column)
     input, output = str(input), str(output)
     options = _options(options, load_options)
-    options = file_job_options(options, bundle, then) if engine == "local" else options
+    options = file_job_options(options) if engine == "local" else options
     task = _task_of(bundle, then)
     if then is not None or task in QUESTION_TASKS:
         given = {"probabilities": probabilities, "aggregation": aggregation, "ignore_labels": ignore_labels,
@@ -177,25 +177,17 @@ def _options(options: LoadOptions | None, given: dict[str, Any]) -> LoadOptions:
     return LoadOptions(**given)
 
 
-def file_job_options(options: LoadOptions, *bundles: Any) -> LoadOptions:
-    """A local file job's load options: ``streams`` left out means one single-threaded stream per thread where every
-    bundle runs on ONNX Runtime's CPU EP. A file is throughput only, and two single-threaded streams were ahead of
-    one two-threaded stream on whole files on each CPU kind measured (benchmarks/runtime/README.md); a GPU and the
-    OpenVINO EP keep one stream (unmeasured there)."""
+def file_job_options(options: LoadOptions) -> LoadOptions:
+    """A local file job's load options: ``streams`` left out means one stream per thread on the CPU. A file is
+    throughput only, and more streams were ahead of one on whole files on every CPU kind measured: single-threaded
+    sessions on ONNX Runtime's CPU EP, OpenVINO's own streams on its EP (bert-tiny +15 %, MiniLM-L6 +5 % on an
+    Intel Xeon with AMX; benchmarks/runtime/README.md); a GPU keeps one stream."""
     from dataclasses import replace
 
-    from bertdeploy.runtime.choice import candidates
     from bertdeploy.runtime.session import parse_device, resolve_device
-    from bertdeploy.runtime.two_stage import OVERLAP
 
     if options.streams is not None or resolve_device(parse_device(options.device)[0]) != "cpu":
         return options
-    for bundle in bundles:
-        if bundle is None or str(bundle) == OVERLAP and not os.path.exists(bundle):
-            continue
-        tries, _ = candidates(read_manifest(bundle), options.variant, options.provider, gpu=False)
-        if tries[0].provider != "cpu":
-            return options
     return replace(options, streams=options.threads or usable_cpus())
 
 
