@@ -27,10 +27,10 @@ docs: install
 # over the whole emotion test file in its own process, then the README headline block. Idle machine only; the
 # OpenVINO peers and the fp32_ov_bf16 variant need the [openvino] and [openvino-ep] extras (installed first).
 DATA ?= ../shared/datasets/emotion
-RUNTIME_OUT ?= benchmarks/runtime/idle-2026-12-05
+RUNTIME_OUT ?= benchmarks/runtime/idle-2026-12-07-intel
 MINILM ?= minilm-emotion-e2
 TINY ?= bert-tiny-emotion
-ENGINES ?= pipeline:fp32,torch:int8,torch:bf16,ortmodel:fp32,ortmodel:qint8,openvino:fp32,openvino:bf16,openvino:fp32_ov_bf16,openvino:nncf,bertdeploy:fp32,bertdeploy:qint8,bertdeploy:qint8_checked,bertdeploy:fp32_ov_bf16,bertdeploy:auto
+ENGINES ?= pipeline:fp32,torch:int8,torch:bf16,ortmodel:fp32,ortmodel:qint8,openvino:fp32,openvino:bf16,openvino:fp32_ov_bf16,openvino:nncf,bertdeploy:fp32,bertdeploy:qint8,bertdeploy:qint8_checked,bertdeploy:fp32_ov_bf16,bertdeploy:auto,bertdeploy:auto:bucketed:streams=2
 WHOLE_FILE = bertdeploy bench --scenario whole-file --data $(DATA)/test.csv --engines $(ENGINES) --threads 2 --repeats 3 --latency 300
 SEQ_ENGINES ?= bertdeploy:fp32,bertdeploy:fp32:static,bertdeploy:qint8,bertdeploy:qint8:static
 
