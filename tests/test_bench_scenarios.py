@@ -186,7 +186,9 @@ def test_headline_regenerates_the_committed_readme_block(tmp_path):
     root = Path(__file__).resolve().parents[1]
     readme = tmp_path / "README.md"
     readme.write_text(f"top\n{START}\nstale\n{END}\nbottom\n")
-    runs = root / "benchmarks/runtime/idle-2026-12-05"
+    # the folder `make bench-runtime` writes (and rewrites the README block from)
+    makefile = (root / "Makefile").read_text().splitlines()
+    runs = root / next(line.split("?=", 1)[1].strip() for line in makefile if line.startswith("RUNTIME_OUT ?="))
     update_readme(readme, [runs / "minilm", runs / "bert-tiny"])
     committed = (root / "README.md").read_text()
     block = committed.split(START, 1)[1].split(END, 1)[0]
