@@ -399,6 +399,7 @@ def test_a_resume_with_more_rounds_adds_the_missing_ones(swept, tmp_path):
     again = bench(_cfg(out, Path(cfg.targets[0]), Path(cfg.data), repeats=2), progress=events.append)
     plan = next(e for e in events if e["type"] == "plan")
     assert plan["total"] == 32 and plan["done"] == 16  # one round of every cell was already there
+    assert again.results["load"].get("resumed") and again.results["load"].get("end")  # new rounds: the load recorded
     assert len([e for e in events if e["type"] == "cell_start"]) == 16  # each cell timed once more
     first = {c["key"]: c["e2e"] for c in result.results["cells"]}
     for c in again.results["cells"]:

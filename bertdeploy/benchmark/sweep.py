@@ -140,7 +140,7 @@ class Sweep:
         reps = self.cfg.repeats
         done = sum(min(c.round_count, reps) if c.status == "ok" else reps for c in self.report.cells)
         self.progress({"type": "plan", "total": len(order) * reps, "done": done})
-        pending = len(order) - len(self.report.cells)
+        pending = len(order) * reps - done  # cell-rounds to time: a resume adding rounds measures anew
         self._machine(pending)
         self._save()
         for r in range(self.cfg.repeats):  # round r times the cells that have fewer than r + 1 rounds
