@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,17 @@ def swept(tmp_path_factory, tiny_bundle, tiny_data_dir):
     return bench(cfg), cfg
 
 
+def _resume(swept, tmp_path, **kw) -> tuple[Any, list[dict], Path]:
+    """The shared sweep's output copied to a new folder and benched there again with ``kw`` (a resume): the result,
+    its progress events and the folder."""
+    result, cfg = swept
+    out = tmp_path / "again"
+    shutil.copytree(result.output, out)
+    events: list[dict] = []
+    again = bench(_cfg(out, Path(cfg.targets[0]), Path(cfg.data), **kw), progress=events.append)
+    return again, events, out
+
+
 def test_sweep_writes_every_output_with_the_schema(swept):
     result, cfg = swept
     out = result.output
@@ -123,13 +135,7 @@ def test_pick_names_and_copies_a_single_variant_bundle(swept):
 
 def test_resume_skips_finished_cells(swept, tmp_path):
     result, cfg = swept
-    out = tmp_path / "again"
-    import shutil
-
-    shutil.copytree(result.output, out)
-    events: list[dict] = []
-    cfg2 = _cfg(out, Path(cfg.targets[0]), Path(cfg.data))
-    again = bench(cfg2, progress=events.append)
+    again, events, out = _resume(swept, tmp_path)
     assert not [e for e in events if e["type"] == "cell_start"]
     assert [c["measured"] for c in again.results["cells"]] == [c["measured"] for c in result.results["cells"]]
     # forget one cell: only that one is measured again
@@ -137,15 +143,13 @@ def test_resume_skips_finished_cells(swept, tmp_path):
     dropped = res["cells"].pop(5)["key"]
     (out / "results.json").write_text(json.dumps(res))
     events.clear()
-    bench(cfg2, progress=events.append)
+    bench(_cfg(out, Path(cfg.targets[0]), Path(cfg.data)), progress=events.append)
     assert [e["key"] for e in events if e["type"] == "cell_start"] == [dropped]
 
 
 def test_the_token_budget_reaches_every_self_batching_engine_and_keys_the_cells(swept, tmp_path, monkeypatch):
     """By default a cell runs the runtime's own budget (what one predict() call does with the batch) and PyTorch in
     the runtime's head gets the same; max_tokens=N reaches both, and cells timed under another budget are re-timed."""
-    import shutil
-
     from bertdeploy.benchmark import worker
     from bertdeploy.benchmark.contract import RUNTIME_DEFAULT
     from bertdeploy.benchmark.head_backends import TorchHeadBackend
@@ -162,10 +166,7 @@ def test_the_token_budget_reaches_every_self_batching_engine_and_keys_the_cells(
         return made[name]
 
     monkeypatch.setattr(worker, "make_backend", spy)
-    out = tmp_path / "again"
-    shutil.copytree(result.output, out)
-    events: list[dict] = []
-    again = bench(_cfg(out, Path(cfg.targets[0]), Path(cfg.data), max_tokens=48), progress=events.append)
+    again, events, _ = _resume(swept, tmp_path, max_tokens=48)
     started = {e["key"] for e in events if e["type"] == "cell_start"}
     assert started == {c["key"] for c in result.results["cells"]}, started
     assert {name: b.ctx.max_tokens for name, b in made.items()} == {"bertdeploy": 48, "torch": 48, "ortmodel": 48}
@@ -390,13 +391,8 @@ def test_rounds_interleave_the_blocks_and_keep_each_cells_median(tmp_path, tiny_
 
 
 def test_a_resume_with_more_rounds_adds_the_missing_ones(swept, tmp_path):
-    import shutil
-
     result, cfg = swept
-    out = tmp_path / "more"
-    shutil.copytree(result.output, out)
-    events: list[dict] = []
-    again = bench(_cfg(out, Path(cfg.targets[0]), Path(cfg.data), repeats=2), progress=events.append)
+    again, events, out = _resume(swept, tmp_path, repeats=2)
     plan = next(e for e in events if e["type"] == "plan")
     assert plan["total"] == 32 and plan["done"] == 16  # one round of every cell was already there
     assert again.results["load"].get("resumed") and again.results["load"].get("end")  # new rounds: the load recorded

@@ -240,7 +240,8 @@ class Sweep:
         if cell.status != "ok" and earlier is not None and earlier.status == "ok" and earlier.fingerprint == fp:
             earlier.error = f"a later round: {cell.error}"  # its rounds stand; a resume retries the missing one
             cell = earlier
-        cell.add_round(earlier if earlier is not cell else None)
+        else:
+            cell.add_round(earlier)
         self.report.put(cell)
         self.done[cell.key] = cell
         self._save()
